@@ -1,0 +1,53 @@
+# l8: `make run` starts the sidecar with embedded defaults; `make test` installs what the tests
+# need (Python packages, redis-server) and runs ruff, mypy and the whole suite.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+ARGS   ?=
+
+.PHONY: run test lint typecheck pytest openapi bench servers clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.runtime
+
+run: $(VENV)/.runtime
+	$(BIN)/l8 run $(ARGS)
+
+# Real servers the tests start on free ports (never mocked, never skipped).
+servers:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+	@redis-server --version
+
+lint: $(VENV)/.test
+	$(BIN)/ruff check .
+
+typecheck: $(VENV)/.test
+	$(BIN)/mypy
+
+pytest: $(VENV)/.test servers
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+# Regenerate the checked-in OpenAPI document (a test fails when it drifts from the app).
+openapi: $(VENV)/.runtime
+	$(BIN)/l8 openapi > openapi/openapi.json
+
+bench: $(VENV)/.test servers
+	$(BIN)/python bench/state_bench.py
+
+clean:
+	rm -rf $(VENV) .l8 .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,92 @@
+"""The ``l8`` command: ``l8 run`` with daprd's flags, ``l8 openapi``, ``l8 --version``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from app import __version__
+from app.settings import Settings, SettingsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="l8", description="l8: a sidecar runtime with Dapr's HTTP API")
+    parser.add_argument("--version", action="version", version=f"l8 {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="start the sidecar", argument_default=argparse.SUPPRESS)
+    run.add_argument("--app-id", dest="app_id", help="this app's id")
+    run.add_argument("--app-port", dest="app_port", type=int, help="port the app listens on")
+    run.add_argument("--app-protocol", dest="app_protocol", choices=["http", "https"], help="default http")
+    run.add_argument("--app-channel-address", dest="app_channel_address", help="default 127.0.0.1")
+    run.add_argument("--dapr-http-port", "--port", dest="http_port", type=int, help="API port, default 3500")
+    run.add_argument("--host", dest="host", help="API address, default 127.0.0.1")
+    run.add_argument(
+        "--resources-path",
+        "--components-path",
+        dest="resources_paths",
+        action="append",
+        type=Path,
+        help="folder of Dapr resource YAML (repeatable)",
+    )
+    run.add_argument("--config", dest="config", type=Path, help="l8 settings file (YAML)")
+    run.add_argument("--data-dir", dest="data_dir", type=Path, help="embedded stores' folder, default ./.l8")
+    run.add_argument("--log-level", dest="log_level", help="debug, info, warning or error")
+    run.add_argument("--log-as-json", dest="log_as_json", action="store_true", help="JSON log lines")
+    run.add_argument(
+        "--enable-api-logging", dest="enable_api_logging", action="store_true", help="log every API call"
+    )
+    run.add_argument("--max-body-size", dest="max_body_size", help="largest request body, default 4Mi")
+    run.add_argument(
+        "--dapr-graceful-shutdown-seconds",
+        dest="graceful_shutdown_seconds",
+        type=float,
+        help="how long in-flight requests may take at shutdown, default 5",
+    )
+
+    commands.add_parser("openapi", help="print the OpenAPI document")
+    return parser
+
+
+def _settings(arguments: dict[str, Any]) -> Settings:
+    config = arguments.pop("config", None)
+    return Settings.load(arguments, config)
+
+
+def _explain(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "settings"
+    return f"invalid setting {where}: {first['msg']}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = vars(_parser().parse_args(argv))
+    command = arguments.pop("command")
+    if command == "openapi":
+        from app.factory import create_app
+
+        sys.stdout.write(
+            orjson.dumps(create_app(Settings.load()).openapi(), option=orjson.OPT_INDENT_2).decode()
+        )
+        sys.stdout.write("\n")
+        return 0
+    try:
+        settings = _settings(arguments)
+    except SettingsError as exc:
+        print(f"l8: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"l8: {_explain(exc)}", file=sys.stderr)
+        return 2
+    from app.server import run
+
+    return run(settings)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""The error catalogue: every error an API answers with, in Dapr's shape and status.
+
+Routers and services raise :class:`ApiError` (built by the constructors below); one exception
+handler renders it. Component (domain) errors are turned into ApiErrors here, per operation,
+because the same ETag mismatch is a 409 on save but a 500 inside a transaction (Dapr's table).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from components.errors import ETagInvalidError, ETagMismatchError
+
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+RESOURCE_INFO = "type.googleapis.com/google.rpc.ResourceInfo"
+BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
+HELP = "type.googleapis.com/google.rpc.Help"
+
+
+class ApiError(Exception):
+    """An answer in Dapr's error shape: ``{"errorCode", "message"[, "details"]}``."""
+
+    def __init__(
+        self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def body(self) -> bytes:
+        payload: dict[str, Any] = {"errorCode": self.code, "message": self.message}
+        if self.details:
+            payload["details"] = self.details
+        return orjson.dumps(payload)
+
+
+def _error_info(reason: str, metadata: dict[str, str] | None) -> dict[str, Any]:
+    return {"@type": ERROR_INFO, "domain": "dapr.io", "reason": reason, "metadata": metadata}
+
+
+def _resource_info(kind: str, name: str, description: str) -> dict[str, Any]:
+    return {
+        "@type": RESOURCE_INFO,
+        "resource_type": kind,
+        "resource_name": name,
+        "owner": "",
+        "description": description,
+    }
+
+
+# -- generic ---------------------------------------------------------------------------------------
+
+
+def malformed(message: str) -> ApiError:
+    return ApiError(400, "ERR_MALFORMED_REQUEST", message)
+
+
+def no_app_id() -> ApiError:
+    return ApiError(
+        404, "ERR_DIRECT_INVOKE", "failed getting app id either from the URL path or the header dapr-app-id"
+    )
+
+
+def internal(message: str) -> ApiError:
+    return ApiError(500, "ERR_INTERNAL", message)
+
+
+def health_not_ready(targets: list[str]) -> ApiError:
+    return ApiError(500, "ERR_HEALTH_NOT_READY", f"dapr is not ready: {targets}")
+
+
+def health_app_id_mismatch() -> ApiError:
+    return ApiError(500, "ERR_HEALTH_APPID_NOT_MATCH", "dapr app-id does not match")
+
+
+def outbound_not_ready() -> ApiError:
+    return ApiError(500, "ERR_OUTBOUND_HEALTH_NOT_READY", "dapr outbound is not ready")
+
+
+# -- state -----------------------------------------------------------------------------------------
+
+
+def state_store_not_configured(name: str, app_id: str) -> ApiError:
+    message = f"state store {name} is not configured"
+    details = [_error_info("DAPR_STATE_NOT_CONFIGURED", {"appID": app_id})]
+    return ApiError(500, "ERR_STATE_STORE_NOT_CONFIGURED", message, details)
+
+
+def state_store_not_found(name: str, app_id: str) -> ApiError:
+    details = [_error_info("DAPR_STATE_NOT_FOUND", {"appID": app_id})]
+    return ApiError(400, "ERR_STATE_STORE_NOT_FOUND", f"state store {name} is not found", details)
+
+
+def illegal_key(store: str, key: str) -> ApiError:
+    message = f"input key/keyPrefix '{key}' can't contain '||'"
+    details = [
+        _error_info("DAPR_STATE_ILLEGAL_KEY", None),
+        _resource_info("state", store, message),
+        {"@type": BAD_REQUEST, "field_violations": [{"field": key, "description": message}]},
+    ]
+    return ApiError(400, "ERR_MALFORMED_REQUEST", message, details)
+
+
+def transactions_not_supported(store: str) -> ApiError:
+    message = f"state store {store} doesn't support transactions"
+    details = [
+        _error_info("DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED", None),
+        {
+            "@type": HELP,
+            "links": [
+                {
+                    "description": "Check the list of state stores and the features they support",
+                    "url": "https://docs.dapr.io/reference/components-reference/supported-state-stores/",
+                }
+            ],
+        },
+    ]
+    return ApiError(500, "ERR_STATE_STORE_NOT_SUPPORTED", message, details)
+
+
+def query_not_supported(store: str) -> ApiError:
+    details = [
+        _error_info("DAPR_STATE_QUERYING_NOT_SUPPORTED", None),
+        _resource_info("state", store, "state store does not support querying"),
+    ]
+    return ApiError(500, "ERR_STATE_STORE_NOT_SUPPORTED", "state store does not support querying", details)
+
+
+def query_failed(store: str, error: Exception) -> ApiError:
+    message = f"state store {store} query failed: {error}"
+    details = [_error_info("DAPR_STATE_QUERY_FAILED", None), _resource_info("state", store, message)]
+    return ApiError(500, "ERR_STATE_QUERY", message, details)
+
+
+def unsupported_operation(operation: str) -> ApiError:
+    return ApiError(400, "ERR_NOT_SUPPORTED_STATE_OPERATION", f"operation type {operation} not supported")
+
+
+def too_many_operations(store: str, count: int, limit: int) -> ApiError:
+    message = (
+        f"the transaction contains {count} operations, which is more than what the state store "
+        f"supports: {limit}"
+    )
+    details = [
+        _error_info(
+            "DAPR_STATE_TOO_MANY_TRANSACTIONS",
+            {"currentOpsTransaction": str(count), "maxOpsPerTransaction": str(limit)},
+        )
+    ]
+    return ApiError(400, "ERR_STATE_STORE_TOO_MANY_TRANSACTIONS", message, details)
+
+
+def _etag_status(error: Exception) -> int:
+    if isinstance(error, ETagMismatchError):
+        return 409
+    if isinstance(error, ETagInvalidError):
+        return 400
+    return 500
+
+
+def state_get_failed(store: str, key: str, error: Exception) -> ApiError:
+    return ApiError(500, "ERR_STATE_GET", f"fail to get {key} from state store {store}: {error}")
+
+
+def state_bulk_get_failed(error: Exception) -> ApiError:
+    return ApiError(500, "ERR_STATE_BULK_GET", str(error))
+
+
+def state_save_failed(store: str, error: Exception) -> ApiError:
+    return ApiError(
+        _etag_status(error), "ERR_STATE_SAVE", f"failed saving state in state store {store}: {error}"
+    )
+
+
+def state_delete_failed(key: str, error: Exception) -> ApiError:
+    return ApiError(_etag_status(error), "ERR_STATE_DELETE", f"failed deleting state with key {key}: {error}")
+
+
+def state_transaction_failed(error: Exception) -> ApiError:
+    return ApiError(500, "ERR_STATE_TRANSACTION", f"error while executing state transaction: {error}")
+
+
+# Every code the API can answer with, for the OpenAPI document.
+STATE_ERROR_CODES = {
+    400: [
+        "ERR_STATE_STORE_NOT_FOUND",
+        "ERR_MALFORMED_REQUEST",
+        "ERR_STATE_SAVE",
+        "ERR_STATE_DELETE",
+        "ERR_NOT_SUPPORTED_STATE_OPERATION",
+        "ERR_STATE_STORE_TOO_MANY_TRANSACTIONS",
+    ],
+    409: ["ERR_STATE_SAVE", "ERR_STATE_DELETE"],
+    500: [
+        "ERR_STATE_STORE_NOT_CONFIGURED",
+        "ERR_STATE_GET",
+        "ERR_STATE_SAVE",
+        "ERR_STATE_DELETE",
+        "ERR_STATE_BULK_GET",
+        "ERR_STATE_TRANSACTION",
+        "ERR_STATE_STORE_NOT_SUPPORTED",
+        "ERR_STATE_QUERY",
+    ],
+}

@@ -1,0 +1,112 @@
+"""create_app(): the FastAPI application, assembled from Settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from pydantic.json_schema import models_json_schema
+from starlette.exceptions import HTTPException
+
+from app import __version__, errors
+from app.errors import ApiError
+from app.middleware import BodyTooLarge, SidecarMiddleware
+from app.runtime import Runtime
+from app.settings import Settings
+from app.shutdown import ShutdownSwitch
+from routers import fallback, health, metadata, schemas, state
+
+DESCRIPTION = (
+    "l8 is a sidecar application runtime. Its HTTP API is Dapr's: routes, bodies, status codes and "
+    "error codes follow Dapr's sidecar API, so Dapr apps and SDKs work against it unchanged. Every "
+    'error answers `{"errorCode", "message"}` with Dapr\'s status.'
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.load()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with Runtime(settings) as runtime:
+            app.state.runtime = runtime
+            yield
+
+    app = FastAPI(
+        title="l8",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        redirect_slashes=False,
+    )
+    app.state.settings = settings
+    app.state.runtime = Runtime(settings)  # not started: health answers "not ready" until the lifespan runs
+    app.state.shutdown = ShutdownSwitch()
+
+    for router in (state.router, metadata.router, health.router, fallback.router):
+        app.include_router(router)
+
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(BodyTooLarge, _body_too_large)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_exception)
+    app.add_middleware(
+        SidecarMiddleware,
+        api_token=settings.api_token.get_secret_value() if settings.api_token else None,
+        max_body_size=settings.max_body_size,
+        api_logging=settings.enable_api_logging,
+    )
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return Response(exc.body(), status_code=exc.status, media_type="application/json")
+
+
+async def _body_too_large(request: Request, exc: Exception) -> Response:
+    return await _api_error(request, errors.malformed(str(exc)))
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+    )
+    return await _api_error(request, errors.malformed(problems or "invalid request"))
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (404, 405):
+        return await _api_error(request, errors.no_app_id())
+    return await _api_error(request, ApiError(exc.status_code, "ERR_BAD_REQUEST", str(exc.detail)))
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, plus the request-body models the handlers parse themselves, minus the
+    422 answers FastAPI assumes (l8 never sends one)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    _, definitions = models_json_schema(
+        [(model, "validation") for model in schemas.REQUEST_MODELS],
+        ref_template="#/components/schemas/{model}",
+    )
+    registry = document.setdefault("components", {}).setdefault("schemas", {})
+    registry.update(definitions.get("$defs", {}))
+    for path in document.get("paths", {}).values():
+        for operation in path.values():
+            operation.get("responses", {}).pop("422", None)
+    registry.pop("HTTPValidationError", None)
+    registry.pop("ValidationError", None)
+    app.openapi_schema = document
+    return document

@@ -1,0 +1,144 @@
+"""The sidecar's single ASGI middleware (one layer, because every layer costs on the hot path):
+path clean-up as Dapr's router does it, the request id, ``dapr-api-token`` auth, the body size
+limit and the last-resort error answer."""
+
+from __future__ import annotations
+
+import hmac
+import time
+import uuid
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import ApiError
+
+log = structlog.get_logger("l8.api")
+
+HEALTH_PATHS = frozenset({"/v1.0/healthz", "/v1.0/healthz/outbound"})
+_UNAUTHORIZED = b"invalid api token\n"
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeds --max-body-size. Endpoints answer with their parse error."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"stream too large: the request body exceeds the {limit}-byte limit (--max-body-size)"
+        )
+
+
+def clean_path(path: str) -> str:
+    """``//a///b/`` -> ``/a/b``, as Dapr's router sees it; never a redirect."""
+    if "//" in path:
+        path = "/" + "/".join(part for part in path.split("/") if part)
+    if len(path) > 1 and path.endswith("/"):
+        path = path.rstrip("/") or "/"
+    return path
+
+
+class SidecarMiddleware:
+    def __init__(
+        self, app: ASGIApp, *, api_token: str | None, max_body_size: int, api_logging: bool = False
+    ) -> None:
+        self.app = app
+        self.api_token = api_token.encode() if api_token else None
+        self.max_body_size = max_body_size
+        self.api_logging = api_logging
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if "//" in path or (path.endswith("/") and len(path) > 1):
+            scope["path"] = clean_path(path)
+            scope["raw_path"] = clean_path(scope.get("raw_path", b"").decode("latin-1")).encode("latin-1")
+
+        request_id = token = length = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")
+            elif name == b"dapr-api-token":
+                token = value
+            elif name == b"content-length":
+                length = value
+        request_id = request_id or uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+        if self.api_token is not None and scope["path"] not in HEALTH_PATHS:
+            if token is None or not hmac.compare_digest(token, self.api_token):
+                await _plain(send, 401, _UNAUTHORIZED)
+                return
+            scope["headers"] = [(n, v) for n, v in scope["headers"] if n != b"dapr-api-token"]
+
+        limit = self.max_body_size
+        if length is not None and length.isdigit() and int(length) > limit:
+            receive = _refuse(limit)
+        elif scope["method"] not in ("GET", "HEAD"):
+            receive = _limited(receive, limit)
+
+        status = 0
+        request_id_header = (b"x-request-id", request_id.encode("latin-1"))
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), request_id_header]
+            await send(message)
+
+        started = time.perf_counter() if self.api_logging else 0.0
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            log.exception("unhandled error", method=scope["method"], path=scope["path"])
+            if status == 0:
+                error = ApiError(500, "ERROR", f"internal error: {type(exc).__name__}")
+                await _json(send_with_id, 500, error.body())
+        if self.api_logging:
+            log.info(
+                "api call",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+
+
+def _refuse(limit: int) -> Receive:
+    async def receive() -> Message:
+        raise BodyTooLarge(limit)
+
+    return receive
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    seen = 0
+
+    async def limited() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge(limit)
+        return message
+
+    return limited
+
+
+async def _plain(send: Send, status: int, body: bytes) -> None:
+    await _answer(send, status, body, b"text/plain; charset=utf-8")
+
+
+async def _json(send: Send, status: int, body: bytes) -> None:
+    await _answer(send, status, body, b"application/json")
+
+
+async def _answer(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+    headers: list[Any] = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,1 @@
+"""Transport-neutral logic of each building block: validation, key handling, error translation."""

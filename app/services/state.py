@@ -1,0 +1,162 @@
+"""The state building block: store lookup, key prefixing, and the translation of component
+outcomes into Dapr's answers. Routers call this with parsed JSON and shape what it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from app import errors
+from app.services import state_requests as decode
+from components.errors import ComponentError, InvalidStateRequestError
+from components.state.base import (
+    DeleteRequest,
+    Feature,
+    GetRequest,
+    QueryableStore,
+    QueryRequest,
+    QueryResponse,
+    StateItem,
+    StateStore,
+    TransactionalStore,
+)
+from components.state.keys import SEPARATOR, KeyPrefix
+from components.state.query import parse_query
+
+
+@dataclass(slots=True, frozen=True)
+class StateStoreHandle:
+    """A loaded state store with what the runtime derived from its component file."""
+
+    name: str
+    store: StateStore
+    keys: KeyPrefix
+    features: frozenset[Feature]
+    max_transaction_operations: int | None = None
+
+    def storage_key(self, key: str) -> str:
+        if SEPARATOR in key:
+            raise errors.illegal_key(self.name, key)
+        return self.keys.storage_key(key)
+
+
+class StateService:
+    def __init__(self, stores: Mapping[str, StateStoreHandle], app_id: str) -> None:
+        self._stores = dict(stores)
+        self.app_id = app_id
+
+    def resolve(self, name: str) -> StateStoreHandle:
+        handle = self._stores.get(name)
+        if handle is not None:
+            return handle
+        if not self._stores:
+            raise errors.state_store_not_configured(name, self.app_id)
+        raise errors.state_store_not_found(name, self.app_id)
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    async def get(
+        self, handle: StateStoreHandle, key: str, consistency: str | None, metadata: Mapping[str, str]
+    ) -> StateItem | None:
+        request = GetRequest(handle.storage_key(key), decode.consistency(consistency, strict=False), metadata)
+        try:
+            return await handle.store.get(request)
+        except ComponentError as exc:
+            raise errors.state_get_failed(handle.name, key, exc) from exc
+
+    async def bulk_get(
+        self, handle: StateStoreHandle, body: Any, query_metadata: Mapping[str, str]
+    ) -> list[tuple[str, StateItem | None]]:
+        keys, _parallelism, metadata = decode.bulk_get_body(body)
+        merged = {**metadata, **query_metadata}
+        requests = [GetRequest(handle.storage_key(key), metadata=merged) for key in keys]
+        if not requests:
+            return []
+        try:
+            items = await handle.store.bulk_get(requests)
+        except ComponentError as exc:
+            raise errors.state_bulk_get_failed(exc) from exc
+        return list(zip(keys, items, strict=True))
+
+    @staticmethod
+    def require_query(handle: StateStoreHandle) -> None:
+        """Checked before the body is read, in Dapr's order."""
+        if Feature.QUERY_API not in handle.features:
+            raise errors.query_not_supported(handle.name)
+
+    @staticmethod
+    def require_transactions(handle: StateStoreHandle) -> None:
+        """Checked before the body is read, in Dapr's order."""
+        if Feature.TRANSACTIONAL not in handle.features:
+            raise errors.transactions_not_supported(handle.name)
+
+    async def query(self, handle: StateStoreHandle, body: Any, metadata: Mapping[str, str]) -> QueryResponse:
+        self.require_query(handle)
+        store = cast(QueryableStore, handle.store)
+        try:
+            request = QueryRequest(parse_query(body), handle.keys.prefix, metadata)
+            response = await store.query(request)
+        except ComponentError as exc:
+            raise errors.query_failed(handle.name, exc) from exc
+        return response
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    async def save(self, handle: StateStoreHandle, body: Any, query_metadata: Mapping[str, str]) -> None:
+        try:
+            requests = decode.save_items(body, handle.storage_key, query_metadata)
+        except InvalidStateRequestError as exc:
+            raise errors.state_save_failed(handle.name, exc) from exc
+        if not requests:
+            return
+        try:
+            if len(requests) == 1:
+                await handle.store.set(requests[0])
+            elif Feature.TRANSACTIONAL in handle.features:
+                # Dapr's bulk save is not atomic; where the store can, l8 saves all items or none.
+                await cast(TransactionalStore, handle.store).transact(requests, {})
+            else:
+                await handle.store.bulk_set(requests)
+        except ComponentError as exc:
+            raise errors.state_save_failed(handle.name, exc) from exc
+
+    async def delete(
+        self,
+        handle: StateStoreHandle,
+        key: str,
+        etag: str | None,
+        options: Mapping[str, str | None],
+        metadata: Mapping[str, str],
+    ) -> None:
+        storage_key = handle.storage_key(key)
+        try:
+            request = DeleteRequest(
+                key=storage_key,
+                etag=etag or None,
+                concurrency=decode.concurrency(options.get("concurrency")),
+                consistency=decode.consistency(options.get("consistency")),
+                metadata=metadata,
+            )
+            await handle.store.delete(request)
+        except ComponentError as exc:
+            raise errors.state_delete_failed(key, exc) from exc
+
+    async def transact(self, handle: StateStoreHandle, body: Any, query_metadata: Mapping[str, str]) -> None:
+        self.require_transactions(handle)
+        try:
+            operations, metadata = decode.transaction_body(body, handle.storage_key, query_metadata)
+        except InvalidStateRequestError as exc:
+            raise errors.state_transaction_failed(exc) from exc
+        if not operations:
+            return
+        limit = handle.max_transaction_operations
+        if limit is not None and len(operations) > limit:
+            raise errors.too_many_operations(handle.name, len(operations), limit)
+        try:
+            await cast(TransactionalStore, handle.store).transact(operations, metadata)
+        except ComponentError as exc:
+            raise errors.state_transaction_failed(exc) from exc
+
+    def handles(self) -> Sequence[StateStoreHandle]:
+        return list(self._stores.values())

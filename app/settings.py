@@ -1,0 +1,127 @@
+"""l8's settings: command-line flags over ``L8_*`` environment variables over the ``--config``
+settings file over defaults. Built in create_app()/the CLI, never at import."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+_QUANTITY = re.compile(r"^\s*(\d+)\s*(Ki|Mi|Gi|K|M|G|k)?i?B?\s*$")
+_MULTIPLIER = {
+    None: 1,
+    "K": 1000,
+    "k": 1000,
+    "M": 1000**2,
+    "G": 1000**3,
+    "Ki": 1024,
+    "Mi": 1024**2,
+    "Gi": 1024**3,
+}
+
+
+class SettingsError(ValueError):
+    """The settings file or a setting's value is unusable."""
+
+
+def parse_quantity(value: Any) -> int:
+    """Byte sizes as daprd takes them: ``4Mi``, ``512Ki``, ``10M`` or a plain number of bytes."""
+    if isinstance(value, int):
+        return value
+    match = _QUANTITY.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a size (use e.g. 4Mi, 512Ki or a number of bytes)")
+    return int(match.group(1)) * _MULTIPLIER[match.group(2)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="L8_", extra="forbid", populate_by_name=True)
+    config_file_values: ClassVar[dict[str, Any]] = {}
+
+    app_id: str = Field("", description="This app's id (Dapr --app-id); prefixes state keys.")
+    app_port: int | None = Field(None, ge=1, le=65535, description="Port the app listens on.")
+    app_protocol: Literal["http", "https"] = "http"
+    app_channel_address: str = "127.0.0.1"
+    http_port: int = Field(3500, ge=0, le=65535, description="Port of l8's HTTP API.")
+    host: str = Field("127.0.0.1", description="Address l8's HTTP API binds to.")
+    resources_paths: list[Path] = Field(default_factory=list, description="Folders of Dapr resource YAML.")
+    data_dir: Path = Field(Path(".l8"), description="Where embedded stores keep their files.")
+    log_level: Literal["debug", "info", "warning", "warn", "error"] = "info"
+    log_as_json: bool = False
+    enable_api_logging: bool = False
+    max_body_size: int = Field(4 * 1024 * 1024, description="Largest request body accepted (4Mi).")
+    graceful_shutdown_seconds: float = Field(5.0, ge=0)
+    api_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("api_token", "L8_API_TOKEN", "DAPR_API_TOKEN")
+    )
+    app_api_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("app_api_token", "L8_APP_API_TOKEN", "APP_API_TOKEN")
+    )
+
+    @field_validator("max_body_size", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> int:
+        return parse_quantity(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        values = getattr(settings_cls, "config_file_values", {})
+        return init_settings, env_settings, _MappingSource(settings_cls, values)
+
+    @classmethod
+    def load(cls, overrides: dict[str, Any] | None = None, config_file: Path | None = None) -> Settings:
+        """Settings from flags (``overrides``), the environment and an optional settings file."""
+        values = read_settings_file(config_file) if config_file else {}
+        source_cls = type("FileSettings", (cls,), {"config_file_values": values})
+        built = source_cls(**{k: v for k, v in (overrides or {}).items() if v is not None})
+        return cls.model_validate(built.model_dump())
+
+
+class _MappingSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._values = values
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """Read an l8 settings file (YAML mapping of setting names; ``-`` or ``_`` both accepted).
+
+    A Dapr ``kind: Configuration`` document is accepted and contributes no l8 settings: the
+    building blocks that use Dapr's Configuration (tracing, middleware) read it themselves.
+    """
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read settings file: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{path}: not valid YAML: {exc}".splitlines()[0]) from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise SettingsError(f"{path}: a settings file must be a YAML mapping")
+    if "kind" in document and "apiVersion" in document:
+        return {}
+    return {str(key).replace("-", "_"): value for key, value in document.items()}

@@ -1,0 +1,32 @@
+"""How the API asks the server to stop (POST /v1.0/shutdown): the server plugs in the stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+class ShutdownSwitch:
+    def __init__(self) -> None:
+        self._stop: Callable[[], None] | None = None
+        self.requested = False
+
+    def connect(self, stop: Callable[[], None]) -> None:
+        self._stop = stop
+
+    def request(self, *, force: bool = False) -> None:
+        self.requested = True
+        loop = asyncio.get_running_loop()
+        if force:
+            # Dapr exits with status 1 about 100 ms after answering, skipping the graceful path.
+            loop.call_later(0.1, os._exit, 1)
+        elif self._stop is not None:
+            # Let the 204 go out before the server stops accepting.
+            loop.call_later(0.05, self._stop)
+        else:
+            log.warning("shutdown requested but no server is attached")

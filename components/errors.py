@@ -1,0 +1,55 @@
+"""Domain errors raised by components. They carry no HTTP knowledge: app/errors.py maps them to
+Dapr's error codes and statuses, per operation."""
+
+from __future__ import annotations
+
+
+class ComponentError(Exception):
+    """Base of every error a component raises."""
+
+
+class MetadataError(ComponentError):
+    """A component's metadata is missing a required field or has a value of the wrong form."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"metadata field {field!r}: {message}")
+        self.field = field
+        self.message = message
+
+
+class ComponentInitError(ComponentError):
+    """A component could not start (its server is unreachable, a file cannot be opened...)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class BackendError(ComponentError):
+    """The backing server or file failed during an operation (connection lost, disk full...)."""
+
+
+class StateError(ComponentError):
+    """A state operation was refused by the store for a reason other than its backend failing."""
+
+
+class ETagMismatchError(StateError):
+    """The request's ETag differs from the stored one, or first-write found an existing key."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(f"possible etag mismatch. error from state store: {detail or 'etag mismatch'}")
+
+
+class ETagInvalidError(StateError):
+    """The request's ETag cannot be one this store produces (e.g. not a number for Redis)."""
+
+    def __init__(self, etag: str) -> None:
+        super().__init__(f"invalid etag value: {etag!r}")
+
+
+class InvalidStateRequestError(StateError):
+    """An option or metadata value the store does not accept (unknown concurrency, bad TTL...)."""
+
+
+class QueryError(StateError):
+    """A state query could not be parsed or executed."""

@@ -1,0 +1,39 @@
+"""Component types and the classes that implement them, imported only when a component uses them.
+
+Adding a backend is one module plus one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# type -> "module:Class". Versions other than v1 do not exist yet.
+COMPONENT_TYPES: dict[str, str] = {
+    "state.in-memory": "components.state.in_memory:InMemoryStateStore",
+    "state.sqlite": "components.state.sqlite:SQLiteStateStore",
+    "state.redis": "components.state.redis:RedisStateStore",
+}
+
+SUPPORTED_VERSIONS = ("v1", "")
+
+
+class UnknownComponentType(LookupError):
+    pass
+
+
+def category(component_type: str) -> str:
+    """The building block of a component type: ``state.redis`` -> ``state``."""
+    return component_type.split(".", 1)[0]
+
+
+def create(component_type: str, version: str = "v1") -> Any:
+    """A new, uninitialised instance of the class behind ``component_type``."""
+    target = COMPONENT_TYPES.get(component_type)
+    if target is None:
+        known = ", ".join(sorted(COMPONENT_TYPES))
+        raise UnknownComponentType(f"unknown component type {component_type!r} (known: {known})")
+    if version not in SUPPORTED_VERSIONS:
+        raise UnknownComponentType(f"component type {component_type!r} has no version {version!r}")
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)()

@@ -1,0 +1,1 @@
+"""One APIRouter per building block, on Dapr's URLs: parse -> service -> shape."""

@@ -1,0 +1,78 @@
+"""The metadata API: what this sidecar runs, and attributes an app attaches to it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from app import DAPR_API_VERSION, __version__
+from routers import schemas
+from routers.http import json_response, no_content, read_body, runtime
+
+router = APIRouter(tags=["metadata"])
+
+# Dapr reports ACTOR for stores that can hold actor state (ETag and transactions).
+_ACTOR_CAPABLE = {"ETAG", "TRANSACTIONAL"}
+
+
+def _capabilities(instance: Any) -> list[str]:
+    features = instance.features() if hasattr(instance, "features") else ()
+    names = sorted(str(feature) for feature in features)
+    if set(names) >= _ACTOR_CAPABLE:
+        names.append("ACTOR")
+    return names
+
+
+@router.get(
+    "/v1.0/metadata",
+    summary="Describe this sidecar",
+    responses={200: {"model": schemas.MetadataResponse, "description": "Sidecar metadata"}},
+    response_class=Response,
+)
+async def get_metadata(request: Request) -> Response:
+    current = runtime(request)
+    settings = current.settings
+    body: dict[str, Any] = {
+        "id": settings.app_id,
+        "runtimeVersion": __version__,
+        "components": [
+            {"name": c.name, "type": c.type, "version": c.version, "capabilities": _capabilities(c.instance)}
+            for c in current.components
+        ],
+        "extended": {
+            **current.extended_metadata,
+            "daprRuntimeVersion": DAPR_API_VERSION,
+            "l8Version": __version__,
+        },
+        "actorRuntime": {"runtimeStatus": "DISABLED", "hostReady": False, "placement": ""},
+    }
+    if settings.app_port is not None:
+        body["appConnectionProperties"] = {
+            "port": settings.app_port,
+            "protocol": settings.app_protocol,
+            "channelAddress": settings.app_channel_address,
+        }
+    return json_response(body)
+
+
+@router.put(
+    "/v1.0/metadata/{key}",
+    summary="Attach an attribute to this sidecar",
+    description="The body (any content type) becomes extended[key]; kept in memory only.",
+    openapi_extra={
+        "requestBody": {"required": False, "content": {"text/plain": {"schema": {"type": "string"}}}}
+    },
+    responses={
+        204: {"description": "Stored"},
+        400: {"model": schemas.ErrorBody, "description": "Body too large"},
+    },
+    status_code=204,
+    response_class=Response,
+)
+async def put_metadata(request: Request, key: str) -> Response:
+    value = (await read_body(request)).decode("utf-8", errors="replace")
+    if key:
+        runtime(request).extended_metadata[key] = value
+    return no_content()

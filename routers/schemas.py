@@ -1,0 +1,154 @@
+"""Shapes for the OpenAPI document. Handlers parse bodies themselves (Dapr's lenient rules and
+error codes), so these models document the wire format; they are not used to validate."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorBody(BaseModel):
+    errorCode: str = Field(description="Dapr's error code, e.g. ERR_STATE_STORE_NOT_FOUND")
+    message: str
+    details: list[dict[str, Any]] | None = Field(None, description="google.rpc error details")
+
+
+class StateOptions(BaseModel):
+    concurrency: Literal["first-write", "last-write"] | None = None
+    consistency: Literal["strong", "eventual"] | None = None
+
+
+class SaveStateItem(BaseModel):
+    model_config = ConfigDict(
+        regex_engine="python-re", json_schema_extra={"example": {"key": "a", "value": {"x": 1}}}
+    )
+
+    key: str = Field(min_length=1, pattern=r"^(?!.*\|\|)", description="must not contain '||'")
+    value: Any = Field(None, description="any JSON value; stored as its JSON text")
+    etag: str | None = Field(None, description="the ETag this write expects to replace")
+    metadata: dict[str, str] | None = Field(None, description="e.g. ttlInSeconds")
+    options: StateOptions | None = None
+
+
+class BulkGetRequest(BaseModel):
+    keys: list[str] = Field(default_factory=list)
+    parallelism: int | None = Field(None, ge=0)
+    metadata: dict[str, str] | None = None
+
+
+class BulkStateItem(BaseModel):
+    key: str
+    data: Any = Field(None, description="the stored JSON value; absent for a missing key")
+    etag: str | None = None
+    metadata: dict[str, str] | None = None
+    error: str | None = None
+
+
+class TransactionOperation(BaseModel):
+    operation: Literal["upsert", "delete"]
+    request: SaveStateItem
+
+
+class TransactionRequest(BaseModel):
+    operations: list[TransactionOperation] = Field(default_factory=list)
+    metadata: dict[str, str] | None = None
+
+
+class QueryFilter(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={"description": 'one of EQ, NEQ, GT, GTE, LT, LTE, IN ({"key": value}), AND, OR'},
+    )
+
+
+class QuerySort(BaseModel):
+    key: str
+    order: Literal["ASC", "DESC"] = "ASC"
+
+
+class QueryPage(BaseModel):
+    limit: int = Field(0, ge=0)
+    token: str | None = Field(None, pattern=r"^[0-9]*$")
+
+
+class StateQuery(BaseModel):
+    filter: dict[str, Any] | None = Field(None, description='{"EQ": {"a.b": "v"}}, {"AND": [...]}...')
+    sort: list[QuerySort] | None = None
+    page: QueryPage | None = None
+
+
+class QueryResultItem(BaseModel):
+    key: str
+    data: Any = None
+    etag: str | None = None
+    error: str | None = None
+
+
+class QueryResult(BaseModel):
+    results: list[QueryResultItem]
+    token: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+class ComponentInfo(BaseModel):
+    name: str
+    type: str
+    version: str
+    capabilities: list[str]
+
+
+class AppConnectionProperties(BaseModel):
+    port: int | None = None
+    protocol: str
+    channelAddress: str
+
+
+class ActorRuntime(BaseModel):
+    runtimeStatus: str
+    activeActors: list[dict[str, Any]] | None = None
+    hostReady: bool | None = None
+    placement: str | None = None
+
+
+class MetadataResponse(BaseModel):
+    id: str
+    runtimeVersion: str
+    components: list[ComponentInfo]
+    extended: dict[str, str]
+    subscriptions: list[dict[str, Any]] | None = None
+    httpEndpoints: list[dict[str, Any]] | None = None
+    appConnectionProperties: AppConnectionProperties | None = None
+    actorRuntime: ActorRuntime | None = None
+
+
+# Request bodies referenced from routes' openapi_extra; create_app registers them as components.
+REQUEST_MODELS: list[type[BaseModel]] = [SaveStateItem, BulkGetRequest, TransactionRequest, StateQuery]
+
+
+def json_body(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {"application/json": {"schema": schema}},
+        }
+    }
+
+
+def ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def errors_doc(codes: dict[int, list[str]]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for Dapr errors, listing the codes each status can carry."""
+    return {
+        status: {"model": ErrorBody, "description": "Dapr error: " + ", ".join(names)}
+        for status, names in codes.items()
+    }
+
+
+METADATA_NOTE = (
+    "Query parameters named metadata.<name> (e.g. metadata.ttlInSeconds, metadata.partitionKey) are "
+    "passed to the store with the prefix removed."
+)

@@ -1,0 +1,1 @@
+"""WebAssembly functions that run inside the sidecar. Filled in by the wasm work; nothing here yet."""
