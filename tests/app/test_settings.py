@@ -1,0 +1,62 @@
+"""Settings precedence (flags > environment > file > defaults) and value forms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from app.settings import Settings, SettingsError, parse_quantity
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("4Mi", 4 << 20), ("512Ki", 512 << 10), ("1Gi", 1 << 30), ("10M", 10_000_000), ("2048", 2048), ("3k", 3000)],
+)
+def test_quantities(text: str, size: int) -> None:
+    assert parse_quantity(text) == size
+
+
+def test_bad_quantity() -> None:
+    with pytest.raises(ValueError, match="not a size"):
+        parse_quantity("lots")
+
+
+def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "l8.yaml"
+    config.write_text("app-id: from-file\nhttp_port: 4000\nmax-body-size: 2Mi\nlog-level: DEBUG\n")
+    monkeypatch.setenv("L8_HTTP_PORT", "4100")
+    monkeypatch.setenv("DAPR_API_TOKEN", "tok")
+    settings = Settings.load({"app_id": "from-flag"}, config)
+    assert settings.app_id == "from-flag"
+    assert settings.http_port == 4100
+    assert settings.max_body_size == 2 << 20
+    assert settings.log_level == "debug"
+    assert settings.api_token is not None and settings.api_token.get_secret_value() == "tok"
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DAPR_API_TOKEN", "APP_API_TOKEN", "L8_HTTP_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings.load()
+    assert (settings.http_port, settings.host, settings.max_body_size) == (3500, "127.0.0.1", 4 << 20)
+    assert settings.data_dir == Path(".l8") and settings.api_token is None
+
+
+def test_dapr_configuration_file_sets_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {name: c}\nspec: {}\n")
+    assert Settings.load({}, config).app_id == ""
+
+
+def test_unknown_setting_and_bad_file(tmp_path: Path) -> None:
+    config = tmp_path / "l8.yaml"
+    config.write_text("no_such_setting: 1\n")
+    with pytest.raises(ValidationError):
+        Settings.load({}, config)
+    config.write_text("[1, 2]\n")
+    with pytest.raises(SettingsError, match="mapping"):
+        Settings.load({}, config)
+    with pytest.raises(SettingsError, match="cannot read"):
+        Settings.load({}, tmp_path / "missing.yaml")

@@ -1,0 +1,232 @@
+"""Real servers for the test session: each is a subprocess listening on a free loopback port, run in
+a temporary directory of its own, ready once its readiness probe answers, stopped by terminating it
+and waiting for it to exit.
+
+A missing binary or a server that does not come up raises :class:`ServerStartError` with the reason
+and the tail of the server's log: suites that need a real server fail, they never skip
+(STYLE.md, "Tests").
+
+A new kind of server (etcd, the Kafka-protocol broker) is a subclass of :class:`SubprocessServer`
+naming its binary, its command line and its readiness probe.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import IO, ClassVar, Self
+
+LOOPBACK = "127.0.0.1"
+
+
+class ServerStartError(RuntimeError):
+    """A test server could not be started."""
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port nothing listens on right now (the OS picks it; another process may still take it
+    before the server binds, which is why :meth:`SubprocessServer.start` retries)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+class SubprocessServer(abc.ABC):
+    """A server process on a free port with a readiness check.
+
+    ``stop()`` keeps the data directory and the port, so ``start()`` afterwards brings the same server
+    back (what a persistence test needs); ``close()`` also removes the directory. Used as a context
+    manager it is started on entry and closed on exit.
+    """
+
+    name: ClassVar[str]
+    """The binary looked up on PATH, also used in error messages."""
+    start_timeout: ClassVar[float] = 15.0
+    stop_timeout: ClassVar[float] = 10.0
+    start_attempts: ClassVar[int] = 3
+    """Attempts with a fresh port when the server dies before it is ready (its port was taken)."""
+
+    def __init__(self, *, binary: str | None = None, host: str = LOOPBACK) -> None:
+        self.binary = binary or self.name
+        self.host = host
+        self.port = 0
+        self.workdir: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._log_offset = 0
+
+    # -- what a subclass provides ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def command(self, executable: str) -> list[str]:
+        """The command line that runs the server on ``self.port`` with data in ``self.workdir``."""
+
+    @abc.abstractmethod
+    def is_ready(self) -> bool:
+        """One readiness probe: True once the server answers requests, False while it does not."""
+
+    # -- life ------------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        assert self.workdir is not None, "the server has not been started"
+        return self.workdir / "server.log"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> Self:
+        """Start the server and wait until it is ready; a restart reuses the port and directory."""
+        if self.running:
+            return self
+        executable = shutil.which(self.binary)
+        if executable is None:
+            raise ServerStartError(
+                f"{self.name}: executable {self.binary!r} not found on PATH; install it "
+                "(see ../shared/reference/platform-notes.md) - tests that need it do not skip"
+            )
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix=f"l8-{self.name}-"))
+        restarting = self.port != 0
+        attempts = 1 if restarting else self.start_attempts
+        for attempt in range(1, attempts + 1):
+            if not restarting:
+                self.port = free_port(self.host)
+            try:
+                self._launch(executable)
+                return self
+            except ServerStartError:
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _launch(self, executable: str) -> None:
+        self._log = self.log_path.open("ab")
+        self._log_offset = self._log.tell()  # error messages show this launch's lines only
+        try:
+            self._process = subprocess.Popen(
+                self.command(executable),
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+            )
+        except OSError as error:
+            self._close_log()
+            raise ServerStartError(f"{self.name}: cannot run {executable}: {error}") from error
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            exit_code = self._process.poll()
+            if exit_code is not None:
+                self._process = None
+                self._close_log()
+                raise ServerStartError(
+                    f"{self.name} exited with status {exit_code} before it was ready on {self.address}"
+                    f"{self._log_tail()}"
+                )
+            if self.is_ready():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise ServerStartError(
+            f"{self.name} was not ready on {self.address} after {self.start_timeout:g} s{self._log_tail()}"
+        )
+
+    def stop(self) -> None:
+        """Terminate the process and wait for it (killing it if it does not exit in time)."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._close_log()
+
+    def restart(self) -> Self:
+        self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        """Stop the server and remove its data directory."""
+        self.stop()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+        self.port = 0
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def _log_tail(self, lines: int = 20) -> str:
+        with contextlib.suppress(OSError):
+            with self.log_path.open("rb") as log:
+                log.seek(self._log_offset)
+                tail = log.read().decode(errors="replace").splitlines()[-lines:]
+            if tail:
+                return f"; last lines of {self.log_path}:\n" + "\n".join(tail)
+        return ""
+
+
+class RedisServer(SubprocessServer):
+    """``redis-server`` without persistence, or with an append-only file when ``appendonly`` is set
+    (every write fsynced, so data written before a ``restart()`` is there after it)."""
+
+    name = "redis-server"
+
+    def __init__(self, *, appendonly: bool = False, binary: str | None = None, host: str = LOOPBACK) -> None:
+        super().__init__(binary=binary, host=host)
+        self.appendonly = appendonly
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.address}"
+
+    def command(self, executable: str) -> list[str]:
+        if self.appendonly:
+            persistence = ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            persistence = ["--appendonly", "no"]
+        return [
+            executable,
+            "--port", str(self.port),
+            "--bind", self.host,
+            "--dir", str(self.workdir),
+            "--save", "",
+            *persistence,
+            "--daemonize", "no",
+            "--logfile", "",
+        ]  # fmt: skip
+
+    def is_ready(self) -> bool:
+        # An inline PING; a server still loading its append-only file answers -LOADING instead.
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as connection:
+                connection.sendall(b"PING\r\n")
+                return connection.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
