@@ -59,6 +59,11 @@ def malformed(message: str) -> ApiError:
     return ApiError(400, "ERR_MALFORMED_REQUEST", message)
 
 
+def body_read(reason: str) -> ApiError:
+    """A body the reader gave up on (e.g. over --max-body-size) in Dapr's universal handlers."""
+    return ApiError(400, "ERR_BODY_READ", f"failed to read request body: {reason}")
+
+
 def no_app_id() -> ApiError:
     return ApiError(
         404, "ERR_DIRECT_INVOKE", "failed getting app id either from the URL path or the header dapr-app-id"

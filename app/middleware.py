@@ -68,7 +68,9 @@ class SidecarMiddleware:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
-        if self.api_token is not None and scope["path"] not in HEALTH_PATHS:
+        # Dapr exempts only GET on the health paths (isRouteExcludedFromAPITokenAuth).
+        exempt = scope["method"] == "GET" and scope["path"] in HEALTH_PATHS
+        if self.api_token is not None and not exempt:
             if token is None or not hmac.compare_digest(token, self.api_token):
                 await _plain(send, 401, _UNAUTHORIZED)
                 return

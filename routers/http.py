@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
+from starlette.convertors import Convertor, register_url_convertor
 
 from app import errors
 from app.middleware import BodyTooLarge
 from app.runtime import Runtime
 
 JSON = "application/json"
+
+
+class AnyKeyConvertor(Convertor[str]):
+    """The rest of the path, newlines included (``{key:anykey}``). Dapr matches routes on the
+    escaped path, so a decoded key may hold any character; Starlette matches the decoded path, where
+    ``{key:path}`` (``.*``) stops at a newline and ``/v1.0/state/s/a%0Ab`` would fall through to
+    the 404 fallback."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return str(value)
+
+
+# Starlette resolves a convertor when a route is declared, so it is registered with this module.
+register_url_convertor("anykey", AnyKeyConvertor())
 
 
 def runtime(request: Request) -> Runtime:
@@ -33,11 +54,15 @@ def query_metadata(request: Request) -> dict[str, str]:
     return found
 
 
-async def read_body(request: Request) -> bytes:
+async def read_body(
+    request: Request, *, unreadable: Callable[[str], errors.ApiError] = errors.malformed
+) -> bytes:
+    """The whole body; one over --max-body-size answers ``unreadable`` (the endpoint's read error:
+    ERR_MALFORMED_REQUEST where Dapr decodes while reading, ERR_BODY_READ where it reads first)."""
     try:
         return await request.body()
     except BodyTooLarge as exc:
-        raise errors.malformed(str(exc)) from None
+        raise unreadable(str(exc)) from None
 
 
 async def read_json(request: Request, *, prefix: str = "") -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app import DAPR_API_VERSION, __version__
+from app import DAPR_API_VERSION, __version__, errors
 from routers import schemas
 from routers.http import json_response, no_content, read_body, runtime
 
@@ -66,13 +66,13 @@ async def get_metadata(request: Request) -> Response:
     },
     responses={
         204: {"description": "Stored"},
-        400: {"model": schemas.ErrorBody, "description": "Body too large"},
+        400: {"model": schemas.ErrorBody, "description": "Dapr error: ERR_BODY_READ (body too large)"},
     },
     status_code=204,
     response_class=Response,
 )
 async def put_metadata(request: Request, key: str) -> Response:
-    value = (await read_body(request)).decode("utf-8", errors="replace")
+    value = (await read_body(request, unreadable=errors.body_read)).decode("utf-8", errors="replace")
     if key:
         runtime(request).extended_metadata[key] = value
     return no_content()

@@ -55,13 +55,6 @@ class TransactionRequest(BaseModel):
     metadata: dict[str, str] | None = None
 
 
-class QueryFilter(BaseModel):
-    model_config = ConfigDict(
-        extra="allow",
-        json_schema_extra={"description": 'one of EQ, NEQ, GT, GTE, LT, LTE, IN ({"key": value}), AND, OR'},
-    )
-
-
 class QuerySort(BaseModel):
     key: str
     order: Literal["ASC", "DESC"] = "ASC"

@@ -8,9 +8,10 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from app import errors
 from components.state.base import StateItem
 from routers import schemas
-from routers.http import JSON, json_response, no_content, query_metadata, read_json, runtime
+from routers.http import JSON, json_response, no_content, query_metadata, read_body, read_json, runtime
 
 router = APIRouter(tags=["state"])
 
@@ -32,7 +33,7 @@ def _expiry_header(item: StateItem) -> str | None:
 
 
 @router.get(
-    "/v1.0/state/{storeName}/{key:path}",
+    "/v1.0/state/{storeName}/{key:anykey}",
     summary="Get a state value",
     description="Answers the stored JSON as-is with its ETag; 204 when the key is missing. "
     + schemas.METADATA_NOTE,
@@ -80,7 +81,7 @@ async def save_state(request: Request, storeName: str) -> Response:
 
 
 @router.delete(
-    "/v1.0/state/{storeName}/{key:path}",
+    "/v1.0/state/{storeName}/{key:anykey}",
     summary="Delete a state value",
     description="If-Match carries the expected ETag. Deleting a missing key succeeds. "
     + schemas.METADATA_NOTE,
@@ -187,7 +188,7 @@ _QUERY_DOC: dict[str, Any] = {
     "responses": {
         200: {"model": schemas.QueryResult, "description": "Matching items"},
         204: {"description": "Nothing matches"},
-        **_errors({500: ["ERR_STATE_STORE_NOT_SUPPORTED", "ERR_STATE_QUERY"]}),
+        **_errors({400: ["ERR_BODY_READ"], 500: ["ERR_STATE_STORE_NOT_SUPPORTED", "ERR_STATE_QUERY"]}),
     },
     "response_class": Response,
 }
@@ -199,7 +200,7 @@ async def query_state(request: Request, storeName: str) -> Response:
     service = runtime(request).state
     handle = service.resolve(storeName)
     service.require_query(handle)
-    body = await read_json(request, prefix="failed deserializing HTTP body: ")
+    body = await read_body(request, unreadable=errors.body_read)
     result = await service.query(handle, body, query_metadata(request))
     if not result.results:
         return no_content()

@@ -3,13 +3,15 @@ outcomes into Dapr's answers. Routers call this with parsed JSON and shape what 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+import orjson
+
 from app import errors
 from app.services import state_requests as decode
-from components.errors import ComponentError, InvalidStateRequestError
+from components.errors import ComponentError, InvalidStateRequestError, QueryError
 from components.state.base import (
     DeleteRequest,
     Feature,
@@ -91,11 +93,15 @@ class StateService:
         if Feature.TRANSACTIONAL not in handle.features:
             raise errors.transactions_not_supported(handle.name)
 
-    async def query(self, handle: StateStoreHandle, body: Any, metadata: Mapping[str, str]) -> QueryResponse:
+    async def query(
+        self, handle: StateStoreHandle, body: bytes, metadata: Mapping[str, str]
+    ) -> QueryResponse:
+        """``body`` is the raw request body: Dapr parses it as part of the query, so a body that is
+        not JSON is a failed query (500), not a malformed request."""
         self.require_query(handle)
         store = cast(QueryableStore, handle.store)
         try:
-            request = QueryRequest(parse_query(body), handle.keys.prefix, metadata)
+            request = QueryRequest(parse_query(_query_document(body)), handle.keys.prefix, metadata)
             response = await store.query(request)
         except ComponentError as exc:
             raise errors.query_failed(handle.name, exc) from exc
@@ -158,5 +164,9 @@ class StateService:
         except ComponentError as exc:
             raise errors.state_transaction_failed(exc) from exc
 
-    def handles(self) -> Sequence[StateStoreHandle]:
-        return list(self._stores.values())
+
+def _query_document(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise QueryError(f"failed to parse JSON query body: {exc}") from None

@@ -2,7 +2,7 @@
 
 Stored key = ``<prefix>||<key>`` where the component metadata ``keyPrefix`` picks the prefix:
 ``appid`` (default), ``name`` (the component name), ``namespace`` (``$NAMESPACE.<appid>``),
-``none`` (the key unchanged) or any other string used as-is. Sharing one Redis with real Dapr
+``none`` (the key unchanged) or any other string, lower-cased as Dapr does. Sharing one Redis with real Dapr
 sidecars works because the scheme is the same.
 """
 
@@ -37,7 +37,7 @@ class KeyPrefix:
         else:
             if SEPARATOR in choice:
                 raise MetadataError("keyPrefix", f"a custom prefix can't contain {SEPARATOR!r}")
-            base = choice
+            base = lowered  # Dapr lower-cases the value, and sharing a database with it needs the same keys
         return cls(f"{base}{SEPARATOR}" if base else "")
 
     def storage_key(self, key: str) -> str:

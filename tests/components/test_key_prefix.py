@@ -16,7 +16,7 @@ from components.state.keys import KeyPrefix
         (None, "", "k"),
         ("name", "shop", "store||k"),
         ("none", "shop", "k"),
-        ("tenant-a", "shop", "tenant-a||k"),
+        ("Tenant-A", "shop", "tenant-a||k"),
     ],
 )
 def test_strategies(strategy: str | None, app_id: str, storage_key: str) -> None:

@@ -1,0 +1,107 @@
+"""The checked-in OpenAPI document is the app's, documents every route, and never promises a 422."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import fastapi.routing
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from app.errors import STATE_ERROR_CODES
+from app.factory import create_app
+from app.settings import Settings
+
+SPEC_FILE = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"
+FALLBACK = "/{path:path}"
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+
+
+@pytest.fixture(scope="module")
+def app() -> FastAPI:
+    return create_app(Settings.load())
+
+
+@pytest.fixture(scope="module")
+def spec(app: FastAPI) -> dict[str, Any]:
+    # Through JSON, as `l8 openapi` writes it: status codes become strings, tuples lists.
+    document: dict[str, Any] = json.loads(json.dumps(app.openapi()))
+    return document
+
+
+def api_routes(app: FastAPI) -> list[tuple[str, set[str]]]:
+    """(path, methods) of every FastAPI route. FastAPI >= 0.16x keeps included routers as lazy
+    entries of app.routes, which iter_route_contexts expands; older versions list routes flat."""
+    expand = getattr(fastapi.routing, "iter_route_contexts", None)
+    if expand is None:
+        return [(r.path, r.methods) for r in app.routes if isinstance(r, APIRoute)]
+    return [(c.path, c.methods) for c in expand(app.routes) if isinstance(c.original_route, APIRoute)]
+
+
+def operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, method, operation)
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if method in HTTP_METHODS
+    ]
+
+
+def test_checked_in_document_is_up_to_date(spec: dict[str, Any]) -> None:
+    checked_in = json.loads(SPEC_FILE.read_text(encoding="utf-8"))
+    assert checked_in == spec, "openapi/openapi.json is out of date with the app: run `make openapi`"
+
+
+def test_every_route_is_documented(app: FastAPI, spec: dict[str, Any]) -> None:
+    routes = [(path, methods) for path, methods in api_routes(app) if path != FALLBACK]
+    assert len(routes) >= 10
+    missing = []
+    for route_path, methods in routes:
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route_path)  # {key:path} is documented as {key}
+        for method in methods:
+            if method.lower() not in spec["paths"].get(path, {}):
+                missing.append(f"{method} {path}")
+    assert not missing, f"routes missing from the OpenAPI document: {missing}"
+
+
+def test_the_fallback_is_not_documented(spec: dict[str, Any]) -> None:
+    assert "/{path}" not in spec["paths"]
+
+
+def test_no_operation_documents_a_422(spec: dict[str, Any]) -> None:
+    with_422 = [
+        f"{method} {path}" for path, method, op in operations(spec) if "422" in op.get("responses", {})
+    ]
+    assert not with_422
+    schemas = spec.get("components", {}).get("schemas", {})
+    assert "HTTPValidationError" not in schemas
+    assert "ValidationError" not in schemas
+
+
+def test_every_state_error_code_is_documented_with_its_status(spec: dict[str, Any]) -> None:
+    described: dict[str, str] = {}
+    for _, _, operation in operations(spec):
+        for status, response in operation.get("responses", {}).items():
+            described[status] = described.get(status, "") + " " + response.get("description", "")
+    undocumented = [
+        f"{status} {code}"
+        for status, codes in STATE_ERROR_CODES.items()
+        for code in codes
+        if not re.search(rf"\b{code}\b", described.get(str(status), ""))
+    ]
+    assert not undocumented, f"error codes missing from the OpenAPI descriptions: {undocumented}"
+
+
+def test_errors_are_documented_with_dapr_error_body(spec: dict[str, Any]) -> None:
+    for path, method, operation in operations(spec):
+        for status, response in operation.get("responses", {}).items():
+            if status.startswith(("4", "5")):
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/ErrorBody"}, f"{method} {path} {status}"
+    error_body = spec["components"]["schemas"]["ErrorBody"]
+    assert set(error_body["properties"]) == {"errorCode", "message", "details"}
+    assert set(error_body["required"]) == {"errorCode", "message"}
