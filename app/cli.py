@@ -58,14 +58,24 @@ def _settings(arguments: dict[str, Any]) -> Settings:
     return Settings.load(arguments, config)
 
 
-def _explain(error: ValidationError) -> str:
+def _flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Setting name -> the `l8 run` flag that sets it."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    run = commands.choices["run"]
+    return {action.dest: action.option_strings[0] for action in run._actions if action.option_strings}
+
+
+def _explain(error: ValidationError, flags: dict[str, str]) -> str:
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "settings"
-    return f"invalid setting {where}: {first['msg']}"
+    message = first["msg"].removeprefix("Value error, ")
+    flag = f" ({flags[where]})" if where in flags else ""
+    return f"invalid setting {where}{flag}: {message}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    arguments = vars(_parser().parse_args(argv))
+    parser = _parser()
+    arguments = vars(parser.parse_args(argv))
     command = arguments.pop("command")
     if command == "openapi":
         from app.factory import create_app
@@ -81,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"l8: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:
-        print(f"l8: {_explain(exc)}", file=sys.stderr)
+        print(f"l8: {_explain(exc, _flags(parser))}", file=sys.stderr)
         return 2
     from app.server import run
 

@@ -95,9 +95,18 @@ spec:
     [
         ("kind: Component\nmetadata: {name: [\n", "invalid YAML at line"),
         ("- just\n- a list\n", "each YAML document must be a mapping"),
-        ("apiVersion: dapr.io/v1alpha1\nkind: Component\nspec: {type: state.redis}\n", "field 'metadata.name'"),
-        ("apiVersion: v9\nkind: Component\nmetadata: {name: c}\nspec: {type: state.redis}\n", "field 'apiVersion'"),
-        ("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: c}\nspec: {type: redis}\n", "spec.type"),
+        (
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nspec: {type: state.redis}\n",
+            "field 'metadata.name'",
+        ),
+        (
+            "apiVersion: v9\nkind: Component\nmetadata: {name: c}\nspec: {type: state.redis}\n",
+            "field 'apiVersion'",
+        ),
+        (
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: c}\nspec: {type: redis}\n",
+            "spec.type",
+        ),
         (
             "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: c}\n"
             "spec: {type: state.redis, metadata: [{name: p, secretKeyRef: {name: s}}]}\n",

@@ -12,7 +12,14 @@ from app.settings import Settings, SettingsError, parse_quantity
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("4Mi", 4 << 20), ("512Ki", 512 << 10), ("1Gi", 1 << 30), ("10M", 10_000_000), ("2048", 2048), ("3k", 3000)],
+    [
+        ("4Mi", 4 << 20),
+        ("512Ki", 512 << 10),
+        ("1Gi", 1 << 30),
+        ("10M", 10_000_000),
+        ("2048", 2048),
+        ("3k", 3000),
+    ],
 )
 def test_quantities(text: str, size: int) -> None:
     assert parse_quantity(text) == size

@@ -27,7 +27,9 @@ def test_strategies(strategy: str | None, app_id: str, storage_key: str) -> None
 
 def test_namespace_strategy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NAMESPACE", "prod")
-    assert KeyPrefix.from_metadata("namespace", app_id="shop", store_name="s").storage_key("k") == "prod.shop||k"
+    assert (
+        KeyPrefix.from_metadata("namespace", app_id="shop", store_name="s").storage_key("k") == "prod.shop||k"
+    )
 
 
 def test_custom_prefix_cannot_hold_the_separator() -> None:
