@@ -5,8 +5,9 @@ limit and the last-resort error answer."""
 from __future__ import annotations
 
 import hmac
+import itertools
+import os
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -18,6 +19,18 @@ log = structlog.get_logger("l8.api")
 
 HEALTH_PATHS = frozenset({"/v1.0/healthz", "/v1.0/healthz/outbound"})
 _UNAUTHORIZED = b"invalid api token\n"
+
+
+class RequestIds:
+    """Ids unique across processes and restarts: a random per-process prefix and a counter
+    (uuid4 per request cost 11 us, 4% of a state GET)."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(6).hex()
+        self._next = itertools.count(1).__next__
+
+    def __call__(self) -> str:
+        return f"{self._prefix}-{self._next():x}"
 
 
 class BodyTooLarge(Exception):
@@ -46,6 +59,7 @@ class SidecarMiddleware:
         self.api_token = api_token.encode() if api_token else None
         self.max_body_size = max_body_size
         self.api_logging = api_logging
+        self.new_request_id = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,7 +78,7 @@ class SidecarMiddleware:
                 token = value
             elif name == b"content-length":
                 length = value
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or self.new_request_id()
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
 

@@ -8,9 +8,9 @@ from fastapi.responses import Response
 
 from app import errors
 from routers import schemas
-from routers.http import no_content, runtime
+from routers.http import DirectRoute, no_content, runtime
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=DirectRoute)
 log = structlog.get_logger(__name__)
 
 

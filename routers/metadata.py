@@ -9,9 +9,9 @@ from fastapi.responses import Response
 
 from app import DAPR_API_VERSION, __version__, errors
 from routers import schemas
-from routers.http import json_response, no_content, read_body, runtime
+from routers.http import DirectRoute, json_response, no_content, read_body, runtime
 
-router = APIRouter(tags=["metadata"])
+router = APIRouter(tags=["metadata"], route_class=DirectRoute)
 
 # Dapr reports ACTOR for stores that can hold actor state (ETag and transactions).
 _ACTOR_CAPABLE = {"ETAG", "TRANSACTIONAL"}

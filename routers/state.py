@@ -11,9 +11,18 @@ from fastapi.responses import Response
 from app import errors
 from components.state.base import StateItem
 from routers import schemas
-from routers.http import JSON, json_response, no_content, query_metadata, read_body, read_json, runtime
+from routers.http import (
+    JSON,
+    DirectRoute,
+    json_response,
+    no_content,
+    query_metadata,
+    read_body,
+    read_json,
+    runtime,
+)
 
-router = APIRouter(tags=["state"])
+router = APIRouter(tags=["state"], route_class=DirectRoute)
 
 _STORE = {
     400: ["ERR_STATE_STORE_NOT_FOUND", "ERR_MALFORMED_REQUEST"],
