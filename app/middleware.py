@@ -1,6 +1,7 @@
 """The sidecar's single ASGI middleware (one layer, because every layer costs on the hot path):
 path clean-up as Dapr's router does it, the request id, ``dapr-api-token`` auth, the body size
-limit and the last-resort error answer."""
+limit and the last-resort error answer. It wraps the whole FastAPI stack (see app/factory.py), so a
+refused request costs no framework work at all."""
 
 from __future__ import annotations
 
@@ -82,20 +83,6 @@ class SidecarMiddleware:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
-        # Dapr exempts only GET on the health paths (isRouteExcludedFromAPITokenAuth).
-        exempt = scope["method"] == "GET" and scope["path"] in HEALTH_PATHS
-        if self.api_token is not None and not exempt:
-            if token is None or not hmac.compare_digest(token, self.api_token):
-                await _plain(send, 401, _UNAUTHORIZED)
-                return
-            scope["headers"] = [(n, v) for n, v in scope["headers"] if n != b"dapr-api-token"]
-
-        limit = self.max_body_size
-        if length is not None and length.isdigit() and int(length) > limit:
-            receive = _refuse(limit)
-        elif scope["method"] not in ("GET", "HEAD"):
-            receive = _limited(receive, limit)
-
         status = 0
         request_id_header = (b"x-request-id", request_id.encode("latin-1"))
 
@@ -105,6 +92,20 @@ class SidecarMiddleware:
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), request_id_header]
             await send(message)
+
+        # Dapr exempts only GET on the health paths (isRouteExcludedFromAPITokenAuth).
+        exempt = scope["method"] == "GET" and scope["path"] in HEALTH_PATHS
+        if self.api_token is not None and not exempt:
+            if token is None or not hmac.compare_digest(token, self.api_token):
+                await _plain(send_with_id, 401, _UNAUTHORIZED)
+                return
+            scope["headers"] = [(n, v) for n, v in scope["headers"] if n != b"dapr-api-token"]
+
+        limit = self.max_body_size
+        if length is not None and length.isdigit() and int(length) > limit:
+            receive = _refuse(limit)
+        elif scope["method"] not in ("GET", "HEAD"):
+            receive = _limited(receive, limit)
 
         started = time.perf_counter() if self.api_logging else 0.0
         try:
