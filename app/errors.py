@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from starlette.responses import Response
 
 from components.errors import ETagInvalidError, ETagMismatchError
 
@@ -30,6 +31,9 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.details = details
+
+    def response(self) -> Response:
+        return Response(self.body(), status_code=self.status, media_type="application/json")
 
     def body(self) -> bytes:
         payload: dict[str, Any] = {"errorCode": self.code, "message": self.message}

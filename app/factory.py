@@ -21,6 +21,7 @@ from app.runtime import Runtime
 from app.settings import Settings
 from app.shutdown import ShutdownSwitch
 from routers import fallback, health, metadata, schemas, state
+from routers.fast_lane import FastLane
 
 DESCRIPTION = (
     "l8 is a sidecar application runtime. Its HTTP API is Dapr's: routes, bodies, status codes and "
@@ -30,13 +31,15 @@ DESCRIPTION = (
 
 
 class SidecarApp(FastAPI):
-    """FastAPI with l8's middleware outside FastAPI's own layers (error, telemetry, body limit)
-    rather than inside them: those cost ~25 us per request and l8 does that work itself."""
+    """FastAPI with l8's middleware and fast lane outside FastAPI's own layers (error, telemetry,
+    body limit) rather than inside them: those cost ~25 us per request and l8 does that work
+    itself (docs/performance.md)."""
 
     sidecar_middleware: dict[str, Any]
 
     def build_middleware_stack(self) -> ASGIApp:
-        return SidecarMiddleware(super().build_middleware_stack(), **self.sidecar_middleware)
+        framework = super().build_middleware_stack()
+        return SidecarMiddleware(FastLane(framework), **self.sidecar_middleware)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -80,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return Response(exc.body(), status_code=exc.status, media_type="application/json")
+    return exc.response()
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -10,10 +10,14 @@ import pytest
 from app.factory import create_app
 from app.settings import Settings
 
-COMPONENT = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\nspec: {type: state.in-memory}\n"
+COMPONENT = (
+    "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\nspec: {type: state.in-memory}\n"
+)
 
 
-async def test_unexpected_exception_answers_dapr_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_unexpected_exception_answers_dapr_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "s.yaml").write_text(COMPONENT)
     app = create_app(Settings.load({"data_dir": str(tmp_path), "resources_paths": [tmp_path]}))
     async with app.router.lifespan_context(app):
