@@ -149,20 +149,6 @@ def unsupported_operation(operation: str) -> ApiError:
     return ApiError(400, "ERR_NOT_SUPPORTED_STATE_OPERATION", f"operation type {operation} not supported")
 
 
-def too_many_operations(store: str, count: int, limit: int) -> ApiError:
-    message = (
-        f"the transaction contains {count} operations, which is more than what the state store "
-        f"supports: {limit}"
-    )
-    details = [
-        _error_info(
-            "DAPR_STATE_TOO_MANY_TRANSACTIONS",
-            {"currentOpsTransaction": str(count), "maxOpsPerTransaction": str(limit)},
-        )
-    ]
-    return ApiError(400, "ERR_STATE_STORE_TOO_MANY_TRANSACTIONS", message, details)
-
-
 def _etag_status(error: Exception) -> int:
     if isinstance(error, ETagMismatchError):
         return 409
@@ -201,7 +187,6 @@ STATE_ERROR_CODES = {
         "ERR_STATE_SAVE",
         "ERR_STATE_DELETE",
         "ERR_NOT_SUPPORTED_STATE_OPERATION",
-        "ERR_STATE_STORE_TOO_MANY_TRANSACTIONS",
     ],
     409: ["ERR_STATE_SAVE", "ERR_STATE_DELETE"],
     500: [

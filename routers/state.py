@@ -168,7 +168,7 @@ _TRANSACTION_DOC: dict[str, Any] = {
         204: {"description": "Applied"},
         **_errors(
             {
-                400: ["ERR_NOT_SUPPORTED_STATE_OPERATION", "ERR_STATE_STORE_TOO_MANY_TRANSACTIONS"],
+                400: ["ERR_NOT_SUPPORTED_STATE_OPERATION"],
                 500: ["ERR_STATE_STORE_NOT_SUPPORTED", "ERR_STATE_TRANSACTION"],
             }
         ),

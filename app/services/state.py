@@ -35,7 +35,6 @@ class StateStoreHandle:
     store: StateStore
     keys: KeyPrefix
     features: frozenset[Feature]
-    max_transaction_operations: int | None = None
 
     def storage_key(self, key: str) -> str:
         if SEPARATOR in key:
@@ -156,9 +155,6 @@ class StateService:
             raise errors.state_transaction_failed(exc) from exc
         if not operations:
             return
-        limit = handle.max_transaction_operations
-        if limit is not None and len(operations) > limit:
-            raise errors.too_many_operations(handle.name, len(operations), limit)
         try:
             await cast(TransactionalStore, handle.store).transact(operations, metadata)
         except ComponentError as exc:
