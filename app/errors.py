@@ -74,12 +74,8 @@ def no_app_id() -> ApiError:
     )
 
 
-def internal(message: str) -> ApiError:
-    return ApiError(500, "ERR_INTERNAL", message)
-
-
 def health_not_ready(targets: list[str]) -> ApiError:
-    return ApiError(500, "ERR_HEALTH_NOT_READY", f"dapr is not ready: {targets}")
+    return ApiError(500, "ERR_HEALTH_NOT_READY", f"dapr is not ready: [{' '.join(targets)}]")
 
 
 def health_app_id_mismatch() -> ApiError:
@@ -177,26 +173,3 @@ def state_delete_failed(key: str, error: Exception) -> ApiError:
 
 def state_transaction_failed(error: Exception) -> ApiError:
     return ApiError(500, "ERR_STATE_TRANSACTION", f"error while executing state transaction: {error}")
-
-
-# Every code the API can answer with, for the OpenAPI document.
-STATE_ERROR_CODES = {
-    400: [
-        "ERR_STATE_STORE_NOT_FOUND",
-        "ERR_MALFORMED_REQUEST",
-        "ERR_STATE_SAVE",
-        "ERR_STATE_DELETE",
-        "ERR_NOT_SUPPORTED_STATE_OPERATION",
-    ],
-    409: ["ERR_STATE_SAVE", "ERR_STATE_DELETE"],
-    500: [
-        "ERR_STATE_STORE_NOT_CONFIGURED",
-        "ERR_STATE_GET",
-        "ERR_STATE_SAVE",
-        "ERR_STATE_DELETE",
-        "ERR_STATE_BULK_GET",
-        "ERR_STATE_TRANSACTION",
-        "ERR_STATE_STORE_NOT_SUPPORTED",
-        "ERR_STATE_QUERY",
-    ],
-}

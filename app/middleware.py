@@ -10,6 +10,7 @@ import itertools
 import os
 import time
 from typing import Any
+from urllib.parse import unquote
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -66,10 +67,12 @@ class SidecarMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
-        if "//" in path or (path.endswith("/") and len(path) > 1):
-            scope["path"] = clean_path(path)
-            scope["raw_path"] = clean_path(scope.get("raw_path", b"").decode("latin-1")).encode("latin-1")
+        # Cleaned on the escaped path, as Dapr does: an encoded slash (%2F) is part of a key.
+        raw_path = scope.get("raw_path")
+        if raw_path and (b"//" in raw_path or (raw_path.endswith(b"/") and len(raw_path) > 1)):
+            cleaned = clean_path(raw_path.decode("latin-1"))
+            scope["raw_path"] = cleaned.encode("latin-1")
+            scope["path"] = unquote(cleaned)
 
         request_id = token = length = None
         for name, value in scope["headers"]:

@@ -70,7 +70,9 @@ class Runtime:
         settings = self.settings
         try:
             if settings.resources_paths:
-                self.resources = load_resources(settings.resources_paths, settings.app_id)
+                self.resources = await asyncio.to_thread(
+                    load_resources, settings.resources_paths, settings.app_id
+                )
             else:
                 self.resources = embedded_defaults(settings)
         except ResourceError as exc:

@@ -12,9 +12,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import errors
 from app.errors import ApiError
-from app.middleware import BodyTooLarge
 from routers import state
 
 STATE_PREFIX = "/v1.0/state/"
@@ -44,8 +42,6 @@ class FastLane:
             return
         try:
             response = await call
-        except ApiError as exc:
+        except ApiError as exc:  # what the framework's exception handler does for these routes
             response = exc.response()
-        except BodyTooLarge as exc:
-            response = errors.malformed(str(exc)).response()
         await response(scope, receive, send)

@@ -36,7 +36,8 @@ async def get_metadata(request: Request) -> Response:
     settings = current.settings
     body: dict[str, Any] = {
         "id": settings.app_id,
-        "runtimeVersion": __version__,
+        # Dapr's version number: SDKs and tools read it to know what API they talk to.
+        "runtimeVersion": DAPR_API_VERSION,
         "components": [
             {"name": c.name, "type": c.type, "version": c.version, "capabilities": _capabilities(c.instance)}
             for c in current.components
@@ -48,12 +49,13 @@ async def get_metadata(request: Request) -> Response:
         },
         "actorRuntime": {"runtimeStatus": "DISABLED", "hostReady": False, "placement": ""},
     }
+    connection: dict[str, Any] = {
+        "protocol": settings.app_protocol,
+        "channelAddress": settings.app_channel_address,
+    }
     if settings.app_port is not None:
-        body["appConnectionProperties"] = {
-            "port": settings.app_port,
-            "protocol": settings.app_protocol,
-            "channelAddress": settings.app_channel_address,
-        }
+        connection["port"] = settings.app_port
+    body["appConnectionProperties"] = connection
     return json_response(body)
 
 

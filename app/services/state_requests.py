@@ -165,10 +165,12 @@ def bulk_get_body(body: Any) -> tuple[list[str], int, dict[str, str]]:
             "http.bulkGetRequest"
         )
     fields = _lower_keys(body)
-    keys = fields.get("keys") or []
+    keys = fields.get("keys")
+    keys = [] if keys is None else keys
     if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
         raise errors.malformed("failed deserializing HTTP body: keys must be an array of strings")
-    parallelism = fields.get("parallelism") or 0
+    parallelism = fields.get("parallelism")
+    parallelism = 0 if parallelism is None else parallelism
     if isinstance(parallelism, bool) or not isinstance(parallelism, int) or parallelism < 0:
         raise errors.malformed("failed deserializing HTTP body: parallelism must be a non-negative integer")
     metadata = string_map(fields.get("metadata"), "struct field bulkGetRequest.metadata")
@@ -188,7 +190,8 @@ def transaction_body(
     metadata = _merged(
         string_map(fields.get("metadata"), "struct field transactionalRequest.metadata"), query_metadata
     )
-    raw_operations = fields.get("operations") or []
+    raw_operations = fields.get("operations")
+    raw_operations = [] if raw_operations is None else raw_operations
     if not isinstance(raw_operations, list):
         raise errors.malformed(
             "failed deserializing HTTP body: json: cannot unmarshal "

@@ -20,6 +20,8 @@ from components.errors import QueryError
 COMPARISONS = ("EQ", "NEQ", "GT", "GTE", "LT", "LTE")
 LOGICAL = ("AND", "OR")
 MISSING: Any = object()
+# Limits and offsets stay far below SQLite's 64-bit integers, even added together.
+MAX_PAGE = 2**31 - 1
 
 
 @dataclass(slots=True, frozen=True)
@@ -121,10 +123,10 @@ def _parse_page(raw: Any) -> tuple[int, int]:
     if not isinstance(raw, dict):
         raise QueryError("page must be an object")
     limit = raw.get("limit", 0)
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise QueryError(f"page limit must be a non-negative integer, not {limit!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_PAGE:
+        raise QueryError(f"page limit must be an integer from 0 to {MAX_PAGE}, not {limit!r}")
     token = raw.get("token") or "0"
-    if not isinstance(token, str) or not token.isdigit():
+    if not isinstance(token, str) or not (token.isascii() and token.isdigit()) or int(token) > MAX_PAGE:
         raise QueryError(f"invalid page token {token!r}")
     return limit, int(token)
 

@@ -297,6 +297,10 @@ class RedisStateStore:
             raise ComponentInitError(
                 f"Redis at {settings.redisHost} refused the connection: {exc}", field=field
             ) from exc
+        except BaseException:
+            # Cancelled (spec.initTimeout ran out while connecting): release the pool all the same.
+            await client.aclose()
+            raise
         self._client = client
         self._get_script: AsyncScript = client.register_script(_GET)
         self._set_script: AsyncScript = client.register_script(_SET)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from app import DAPR_API_VERSION
+from app import DAPR_API_VERSION, __version__
 from app.factory import create_app
 from app.settings import Settings
 from tests.routers.conftest import BY_ID, JSON, Sidecar, StartSidecar, assert_error
@@ -29,7 +29,7 @@ async def sidecar(start_sidecar: StartSidecar, request: pytest.FixtureRequest) -
 async def test_metadata_describes_the_sidecar(sidecar: Sidecar) -> None:
     body = await sidecar.metadata()
     assert body["id"] == sidecar.app_id
-    assert isinstance(body["runtimeVersion"], str) and body["runtimeVersion"]
+    assert body["runtimeVersion"] == DAPR_API_VERSION
     [statestore] = body["components"]
     assert set(statestore) == {"name", "type", "version", "capabilities"}
     assert (statestore["name"], statestore["type"], statestore["version"]) == (
@@ -39,7 +39,9 @@ async def test_metadata_describes_the_sidecar(sidecar: Sidecar) -> None:
     )
     assert sorted(statestore["capabilities"]) == ["ACTOR", "ETAG", "QUERY_API", "TRANSACTIONAL", "TTL"]
     assert body["extended"]["daprRuntimeVersion"] == DAPR_API_VERSION
-    assert "appConnectionProperties" not in body
+    assert body["extended"]["l8Version"] == __version__
+    # Dapr always reports the app channel; the port only when there is an app.
+    assert body["appConnectionProperties"] == {"protocol": "http", "channelAddress": "127.0.0.1"}
 
 
 async def test_metadata_lists_every_component(
