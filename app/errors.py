@@ -173,3 +173,100 @@ def state_delete_failed(key: str, error: Exception) -> ApiError:
 
 def state_transaction_failed(error: Exception) -> ApiError:
     return ApiError(500, "ERR_STATE_TRANSACTION", f"error while executing state transaction: {error}")
+
+
+# -- pubsub ----------------------------------------------------------------------------------------
+# Dapr builds these with kit's error builder (pkg/api/errors/pubsub.go): a ResourceInfo detail
+# (type "pubsub", the component's name, owner "", the message) and then an ErrorInfo whose reason is
+# DAPR_PUBSUB_<suffix>; "not found" and "not configured" carry the ErrorInfo only.
+
+
+def _pubsub_error(
+    status: int,
+    code: str,
+    message: str,
+    pubsub: str,
+    reason: str,
+    metadata: dict[str, str] | None,
+    *,
+    resource: bool = True,
+) -> ApiError:
+    info = _error_info(f"DAPR_PUBSUB_{reason}", metadata)
+    details = [_resource_info("pubsub", pubsub, message), info] if resource else [info]
+    return ApiError(status, code, message, details)
+
+
+def pubsub_not_configured(pubsub: str, metadata: dict[str, str]) -> ApiError:
+    """Dapr's answer when the runtime has no pub/sub support at all. A sidecar always has it (with
+    no component loaded a name is "not found"), so this is in the catalogue for completeness."""
+    return _pubsub_error(
+        400,
+        "ERR_PUBSUB_NOT_CONFIGURED",
+        f"pubsub {pubsub} is not configured",
+        pubsub,
+        "NOT_CONFIGURED",
+        metadata,
+        resource=False,
+    )
+
+
+def pubsub_name_empty(metadata: dict[str, str]) -> ApiError:
+    return _pubsub_error(404, "ERR_PUBSUB_EMPTY", "pubsub name is empty", "", "NAME_EMPTY", metadata)
+
+
+def pubsub_not_found(pubsub: str, metadata: dict[str, str]) -> ApiError:
+    message = f"pubsub {pubsub} is not found"
+    return _pubsub_error(404, "ERR_PUBSUB_NOT_FOUND", message, pubsub, "NOT_FOUND", metadata, resource=False)
+
+
+def topic_name_empty(pubsub: str, metadata: dict[str, str]) -> ApiError:
+    message = f"topic is empty in pubsub {pubsub}"
+    return _pubsub_error(404, "ERR_TOPIC_NAME_EMPTY", message, pubsub, "TOPIC_NAME_EMPTY", metadata)
+
+
+def pubsub_request_metadata(pubsub: str, metadata: dict[str, str], reason: str) -> ApiError:
+    message = f"failed deserializing metadata. Error: {reason}"
+    return _pubsub_error(
+        400, "ERR_PUBSUB_REQUEST_METADATA", message, pubsub, "METADATA_DESERIALIZATION", metadata
+    )
+
+
+def pubsub_forbidden(pubsub: str, topic: str, app_id: str) -> ApiError:
+    message = f"topic {topic} is not allowed for app id {app_id}"
+    metadata = {"topic": topic, "error": message}
+    return _pubsub_error(403, "ERR_PUBSUB_FORBIDDEN", message, pubsub, "FORBIDDEN", metadata)
+
+
+def pubsub_publish_failed(pubsub: str, topic: str, error: Exception | str) -> ApiError:
+    message = f"error when publishing to topic {topic} in pubsub {pubsub}: {error}"
+    metadata = {"topic": topic, "error": str(error)}
+    return _pubsub_error(500, "ERR_PUBSUB_PUBLISH_MESSAGE", message, pubsub, "PUBLISH_MESSAGE", metadata)
+
+
+def pubsub_cloud_event_creation(pubsub: str, app_id: str, error: str) -> ApiError:
+    """An ``application/cloudevents+json`` body that is not a JSON object."""
+    message = "cannot create cloudevent"
+    metadata = {"appID": app_id, "error": error}
+    return _pubsub_error(
+        500, "ERR_PUBSUB_CLOUD_EVENTS_SER", message, pubsub, "CLOUD_EVENT_CREATION", metadata
+    )
+
+
+def pubsub_marshal_envelope(pubsub: str, topic: str, app_id: str, error: str) -> ApiError:
+    """A bulk entry whose event does not fit its contentType."""
+    message = f"error when marshalling cloud event envelope for topic {topic} pubsub {pubsub}: {error}"
+    metadata = {"appID": app_id, "error": error}
+    return _pubsub_error(400, "ERR_PUBSUB_EVENTS_SER", message, pubsub, "MARSHAL_ENVELOPE", metadata)
+
+
+def pubsub_marshal_events(pubsub: str, topic: str, app_id: str, error: str) -> ApiError:
+    """A bulk entry without an entryId, or with one another entry already has."""
+    message = f"error marshaling events to bytes for topic {topic} pubsub {pubsub}. error: {error}"
+    metadata = {"appID": app_id, "error": error}
+    return _pubsub_error(400, "ERR_PUBSUB_EVENTS_SER", message, pubsub, "MARSHAL_EVENTS", metadata)
+
+
+def pubsub_unmarshal_events(pubsub: str, topic: str, app_id: str, error: str) -> ApiError:
+    """A bulk body that is not a JSON array of entry objects."""
+    message = f"error when unmarshaling the request for topic {topic} pubsub {pubsub}: {error}"
+    return _pubsub_error(400, "ERR_PUBSUB_EVENTS_SER", message, pubsub, "UNMARSHAL_EVENTS", {"appID": app_id})

@@ -11,13 +11,22 @@ from typing import Any
 
 import structlog
 
+from app.app_channel import AppChannel
 from app.component_store import ComponentStore, LoadedComponent
 from app.resources import ComponentResource, ResourceError, Resources, load_resources
+from app.services.pubsub.declarative import declarative_subscriptions
+from app.services.pubsub.discovery import SubscriptionDiscovery
+from app.services.pubsub.handles import PubSubHandle
+from app.services.pubsub.publisher import PubSubService
+from app.services.pubsub.scopes import TopicScopes
+from app.services.pubsub.subscriber import Subscriber
+from app.services.pubsub.subscriptions import Subscription
 from app.services.state import StateService, StateStoreHandle
 from app.settings import Settings
 from components import registry
 from components.errors import ComponentInitError, MetadataError
 from components.state.keys import KeyPrefix
+from mesh.resiliency import Resiliency, retry_from_metadata
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +44,8 @@ def embedded_defaults(settings: Settings) -> Resources:
         components=[
             ComponentResource(
                 "statestore", "state.sqlite", "v1", {"connectionString": str(database)}, EMBEDDED
-            )
+            ),
+            ComponentResource("pubsub", "pubsub.in-memory", "v1", {}, EMBEDDED),
         ]
     )
 
@@ -46,6 +56,13 @@ class Runtime:
         self.components = ComponentStore()
         self.resources = Resources()
         self.state = StateService({}, settings.app_id)
+        self.pubsub = PubSubService({}, settings.app_id)
+        self.app_channel = AppChannel(settings)
+        self.resiliency = Resiliency()
+        self.subscriber: Subscriber | None = None
+        self.subscriptions: list[Subscription] = []
+        """Every subscription this sidecar knows (declarative and the app's), for the metadata API."""
+        self._declarative: list[Subscription] = []
         self.extended_metadata: dict[str, str] = {}
         self.ready = False
         self._stack = contextlib.AsyncExitStack()
@@ -75,13 +92,20 @@ class Runtime:
                 )
             else:
                 self.resources = embedded_defaults(settings)
+            self.resiliency = Resiliency.from_resources(self.resources.others, settings.app_id)
+            self._declarative = declarative_subscriptions(self.resources.others, settings.app_id)
         except ResourceError as exc:
             raise StartupError(str(exc)) from None
+        self.subscriptions = list(self._declarative)
         for resource in self.resources.components:
             component = await self._start_component(resource)
             if component is not None:
                 self.components.add(component)
         self.state = self._state_service()
+        self.pubsub = self._pubsub_service()
+        await self.app_channel.start()
+        self._stack.push_async_callback(self.app_channel.aclose)
+        await self._start_subscriptions()
         log.info(
             "components ready",
             components=[f"{c.name} ({c.type})" for c in self.components],
@@ -96,8 +120,13 @@ class Runtime:
             instance = registry.create(resource.type, resource.version)
         except registry.UnknownComponentType as exc:
             raise fail(str(exc), "spec.type") from None
+        metadata = dict(resource.metadata)
+        if registry.category(resource.type) == "pubsub" and not _lookup(metadata, "consumerID"):
+            # Dapr's default: consumers of one app id share one consumer group. Sidecars started
+            # without an app id share the group "l8".
+            metadata["consumerID"] = self.settings.app_id or "l8"
         try:
-            await asyncio.wait_for(instance.init(resource.metadata), timeout=resource.init_timeout)
+            await asyncio.wait_for(instance.init(metadata), timeout=resource.init_timeout)
         except (MetadataError, ComponentInitError, TimeoutError) as exc:
             await _close_quietly(instance)
             if isinstance(exc, MetadataError):
@@ -117,9 +146,43 @@ class Runtime:
             resource.type,
             resource.version or "v1",
             instance,
-            resource.metadata,
+            metadata,
             resource.source,
         )
+
+    async def _start_subscriptions(self) -> None:
+        """Deliveries need the app: once it listens, discovery reads its subscriptions and the
+        subscriber starts consuming the declarative ones and the app's. Closed before the app
+        channel and the components (the exit stack unwinds in reverse)."""
+        if not self.app_channel.configured:
+            if self._declarative:
+                log.warning(
+                    "subscriptions are not delivered without --app-port", count=len(self._declarative)
+                )
+            return
+        subscriber = Subscriber(self.pubsub.handles, self.app_channel, self.settings.app_id, self.resiliency)
+        self.subscriber = subscriber
+        self._stack.push_async_callback(subscriber.aclose)
+        discovery = SubscriptionDiscovery(self.app_channel, self.settings.app_id, self._app_subscriptions)
+        task = asyncio.create_task(discovery.run(), name="subscription discovery")
+        self._stack.push_async_callback(_cancel, task)
+
+    async def _app_subscriptions(self, programmatic: list[Subscription]) -> None:
+        """Declarative subscriptions first; the app's for the same (pubsub, topic) are ignored."""
+        merged: dict[tuple[str, str], Subscription] = {}
+        for subscription in [*self._declarative, *programmatic]:
+            merged.setdefault(subscription.key, subscription)
+        subscriptions = list(merged.values())
+        for subscription in programmatic:
+            if merged[subscription.key] is not subscription:
+                log.warning(
+                    "the app's subscription is shadowed by a declarative one",
+                    pubsub=subscription.pubsub,
+                    topic=subscription.topic,
+                )
+        self.subscriptions = subscriptions
+        assert self.subscriber is not None
+        await self.subscriber.apply(subscriptions)
 
     def _state_service(self) -> StateService:
         handles = {}
@@ -139,10 +202,43 @@ class Runtime:
             )
         return StateService(handles, self.settings.app_id)
 
+    def _pubsub_service(self) -> PubSubService:
+        handles = {}
+        for component in self.components.of("pubsub").values():
+            try:
+                scopes = TopicScopes.from_metadata(component.metadata)
+                retry_from_metadata(component.metadata)  # a bad backOff* value fails start-up
+            except MetadataError as exc:
+                raise StartupError(
+                    str(ResourceError(component.source, exc.message, component.name, exc.field))
+                ) from None
+            handles[component.name] = PubSubHandle(
+                component.name,
+                component.instance,
+                frozenset(component.instance.features()),
+                scopes,
+                component.metadata,
+            )
+        return PubSubService(handles, self.settings.app_id)
+
 
 def _lookup(metadata: dict[str, str], name: str) -> str | None:
     lowered = name.lower()
     return next((value for key, value in metadata.items() if key.lower() == lowered), None)
+
+
+async def _cancel(task: asyncio.Task[None], deadline: float = 5.0) -> None:
+    """Cancel a background task and wait for it, within ``deadline``: shutdown never hangs on one
+    (a task may swallow one cancellation; it is cancelled again until it ends or time runs out)."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline
+    while not task.done() and loop.time() < give_up:
+        task.cancel()
+        await asyncio.wait([task], timeout=min(0.5, max(0.0, give_up - loop.time())))
+    if not task.done():
+        log.error("background task did not stop", task=task.get_name())
+    elif not task.cancelled() and task.exception() is not None:
+        log.error("background task failed", task=task.get_name(), error=repr(task.exception()))
 
 
 async def _close_quietly(instance: Any) -> None:

@@ -13,6 +13,9 @@ COMPONENT_TYPES: dict[str, str] = {
     "state.in-memory": "components.state.in_memory:InMemoryStateStore",
     "state.sqlite": "components.state.sqlite:SQLiteStateStore",
     "state.redis": "components.state.redis:RedisStateStore",
+    "pubsub.in-memory": "components.pubsub.in_memory:InMemoryPubSub",
+    "pubsub.redis": "components.pubsub.redis:RedisPubSub",
+    "pubsub.kafka": "components.pubsub.kafka:KafkaPubSub",
 }
 
 SUPPORTED_VERSIONS = ("v1", "")

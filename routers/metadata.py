@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app import DAPR_API_VERSION, __version__, errors
+from app.services.pubsub.subscriptions import Subscription
 from routers import schemas
 from routers.http import DirectRoute, json_response, no_content, read_body, runtime
 
@@ -49,6 +50,8 @@ async def get_metadata(request: Request) -> Response:
         },
         "actorRuntime": {"runtimeStatus": "DISABLED", "hostReady": False, "placement": ""},
     }
+    if current.subscriptions:
+        body["subscriptions"] = [_subscription(s) for s in current.subscriptions]
     connection: dict[str, Any] = {
         "protocol": settings.app_protocol,
         "channelAddress": settings.app_channel_address,
@@ -57,6 +60,18 @@ async def get_metadata(request: Request) -> Response:
         connection["port"] = settings.app_port
     body["appConnectionProperties"] = connection
     return json_response(body)
+
+
+def _subscription(subscription: Subscription) -> dict[str, Any]:
+    """Dapr's shape: metadata and rules omitted when empty, deadLetterTopic always present."""
+    found: dict[str, Any] = {"pubsubname": subscription.pubsub, "topic": subscription.topic}
+    if subscription.metadata:
+        found["metadata"] = dict(subscription.metadata)
+    if subscription.rules:
+        found["rules"] = [{"match": rule.match, "path": rule.path} for rule in subscription.rules]
+    found["deadLetterTopic"] = subscription.dead_letter_topic
+    found["type"] = str(subscription.type)
+    return found
 
 
 @router.put(

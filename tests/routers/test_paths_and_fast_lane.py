@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.middleware import SidecarMiddleware
-from tests.routers.conftest import BY_ID, STATE, Sidecar, StartSidecar, assert_error
+from tests.routers.conftest import BY_ID, STATE, Sidecar, StartSidecar, assert_error, component
 
 
 async def test_encoded_slashes_address_their_own_keys(
@@ -112,5 +112,53 @@ async def test_fast_lane_answers_like_the_framework_routes(
                 await side.request("DELETE", "/v1.0/state/s/w")
             fast = await sidecar.request(method, path, **kwargs)
             await sidecar.request("DELETE", "/v1.0/state/s/w")
+            slow_answer = await slow_sidecar.request(method, path, **kwargs)
+            assert _comparable(fast) == _comparable(slow_answer), (method, path)
+
+
+PUBLISH_FAST_LANE_CASES: list[tuple[str, str, dict[str, Any]]] = [
+    ("POST", "/v1.0/publish/ps/orders", {"json": {"n": 1}}),
+    ("PUT", "/v1.0/publish/ps/orders", {"content": b"text"}),
+    ("POST", "/v1.0/publish/ps/a/b/c", {"content": b"x"}),
+    ("POST", "/v1.0/publish/ps/a%2Fb?metadata.partitionKey=k", {"content": b"x"}),
+    ("POST", "/v1.0/publish/ps/orders?metadata.rawPayload=true", {"content": b"raw"}),
+    ("POST", "/v1.0/publish/ps/orders?metadata.rawPayload=maybe", {"content": b"x"}),
+    (
+        "POST",
+        "/v1.0/publish/ps/orders",
+        {"content": b"[1]", "headers": {"content-type": "application/cloudevents+json"}},
+    ),
+    ("POST", "/v1.0/publish/ps/orders", {"content": b"x" * 5000}),
+    ("POST", "/v1.0/publish/ps/forbidden", {"content": b"x"}),
+    ("POST", "/v1.0/publish/nope/orders", {"content": b"x"}),
+    ("POST", "/v1.0/publish/ps/", {"content": b"x"}),
+    ("POST", "/v1.0/publish/ps", {"content": b"x"}),
+    ("POST", "/v1.0/publish//orders", {"content": b"x"}),
+    (
+        "POST",
+        "/v1.0/publish/bulk/ps/orders",
+        {"json": [{"entryId": "1", "event": "x", "contentType": "text/plain"}]},
+    ),
+    ("POST", "/v1.0/publish/bulk/orders", {"content": b"x"}),
+    ("GET", "/v1.0/publish/ps/orders", {}),
+    ("DELETE", "/v1.0/publish/ps/orders", {}),
+    ("PATCH", "/v1.0/publish/ps/orders", {"content": b"x"}),
+]
+
+
+async def test_fast_lane_publishes_like_the_framework_routes(start_sidecar: StartSidecar) -> None:
+    pubsub = component("ps", "pubsub.in-memory", protectedTopics="forbidden")
+    sidecar = await start_sidecar(pubsub, max_body_size=4096)
+    stack = SidecarMiddleware(FastAPI.build_middleware_stack(sidecar.app), **sidecar.app.sidecar_middleware)
+
+    async def framework_only(scope: Any, receive: Any, send: Any) -> None:
+        scope["app"] = sidecar.app
+        await stack(scope, receive, send)
+
+    transport = httpx.ASGITransport(framework_only)
+    async with httpx.AsyncClient(transport=transport, base_url="http://l8") as slow:
+        slow_sidecar = Sidecar(sidecar.app, slow, sidecar.app_id)
+        for method, path, kwargs in PUBLISH_FAST_LANE_CASES:
+            fast = await sidecar.request(method, path, **kwargs)
             slow_answer = await slow_sidecar.request(method, path, **kwargs)
             assert _comparable(fast) == _comparable(slow_answer), (method, path)

@@ -1,0 +1,225 @@
+"""Publishing: pub/sub component lookup, topic scopes, CloudEvent envelopes, bulk publish.
+
+Dapr's order of checks (pkg/api/http ``onPublish``/``onBulkPublish``): component and topic
+(:meth:`PubSubService.resolve`), then ``rawPayload``, then the envelope, then the topic scope, then
+the broker. Routers read the body between the first two, so a body over the size limit loses to a
+missing component but wins over a bad ``rawPayload``, as in Dapr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import orjson
+
+from app import errors
+from app.services.pubsub import cloudevents
+from app.services.pubsub.bulk_requests import BulkEntry, InvalidBulkRequest, Problem, parse_entries
+from app.services.pubsub.cloudevents import InvalidCloudEvent, TraceContext
+from app.services.pubsub.handles import PubSubHandle
+from components.errors import ComponentError
+from components.pubsub.base import BulkPublisher, Feature, PublishRequest
+
+RAW_PAYLOAD = "rawPayload"
+BULK_CONCURRENCY = 100
+"""Entries published at once by the per-entry fallback (Dapr's defaultBulkPublishMaxConcurrency)."""
+
+_GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+@dataclass(slots=True, frozen=True)
+class FailedEntry:
+    entry_id: str
+    error: str
+
+
+@dataclass(slots=True, frozen=True)
+class BulkPublishFailure:
+    """Some entries of a bulk publish did not reach the broker; the others did."""
+
+    entries: list[FailedEntry]
+    error: errors.ApiError
+    """What Dapr reports the failure as (500 ERR_PUBSUB_PUBLISH_MESSAGE, the first entry's error)."""
+
+    def body(self) -> bytes:
+        return orjson.dumps(
+            {
+                "failedEntries": [{"entryId": e.entry_id, "error": e.error} for e in self.entries],
+                "errorCode": self.error.code,
+            }
+        )
+
+
+class PubSubService:
+    def __init__(self, handles: dict[str, PubSubHandle], app_id: str) -> None:
+        self.handles = handles
+        self.app_id = app_id
+
+    def resolve(self, name: str, metadata: Mapping[str, str], topic: str | None = None) -> PubSubHandle:
+        """The component called ``name``, checked as Dapr does before it reads the body: empty
+        name, unknown component, then (when ``topic`` is given) empty topic."""
+        if not name:
+            raise errors.pubsub_name_empty(dict(metadata))
+        handle = self.handles.get(name)
+        if handle is None:
+            raise errors.pubsub_not_found(name, dict(metadata))
+        if topic is not None and not topic:
+            raise errors.topic_name_empty(name, dict(metadata))
+        return handle
+
+    # -- publish -----------------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        handle: PubSubHandle,
+        topic: str,
+        body: bytes,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+        trace: TraceContext,
+    ) -> None:
+        if self._raw_payload(handle, metadata):
+            request = PublishRequest(topic, body, content_type or "application/octet-stream", metadata)
+        else:
+            try:
+                data = cloudevents.envelope(
+                    body,
+                    content_type,
+                    topic=topic,
+                    pubsub=handle.name,
+                    app_id=self.app_id,
+                    trace=trace,
+                    metadata=metadata,
+                    native_ttl=Feature.MESSAGE_TTL in handle.features,
+                )
+            except InvalidCloudEvent as exc:
+                raise errors.pubsub_cloud_event_creation(handle.name, self.app_id, str(exc)) from None
+            request = PublishRequest(topic, data, metadata=metadata)
+        self._require_scope(handle, topic)
+        try:
+            await handle.instance.publish(request)
+        except ComponentError as exc:
+            raise errors.pubsub_publish_failed(handle.name, topic, exc) from exc
+
+    async def forward(
+        self,
+        handle: PubSubHandle,
+        topic: str,
+        data: bytes,
+        metadata: Mapping[str, str],
+        content_type: str = cloudevents.CLOUDEVENT_CONTENT_TYPE,
+    ) -> None:
+        """Put a message's original bytes on ``topic`` as they are (a dead-letter copy): no
+        envelope, no scope check; a :class:`~components.errors.ComponentError` propagates."""
+        await handle.instance.publish(PublishRequest(topic, data, content_type, metadata))
+
+    # -- bulk publish ------------------------------------------------------------------------------
+
+    async def bulk_publish(
+        self,
+        handle: PubSubHandle,
+        topic: str,
+        body: bytes,
+        metadata: Mapping[str, str],
+        trace: TraceContext,
+    ) -> BulkPublishFailure | None:
+        """Publish every entry of a bulk body; None when all reached the broker."""
+        raw = self._raw_payload(handle, metadata)
+        try:
+            entries = parse_entries(body, metadata)
+        except InvalidBulkRequest as exc:
+            raise self._bulk_request_error(handle.name, topic, exc) from None
+        requests = [self._bulk_request(handle, topic, entry, metadata, raw, trace) for entry in entries]
+        self._require_scope(handle, topic)
+        if not requests:
+            return None
+        outcomes = await self._publish_all(handle, topic, requests)
+        failed = [
+            FailedEntry(entry.entry_id, str(outcome))
+            for entry, outcome in zip(entries, outcomes, strict=True)
+            if outcome is not None
+        ]
+        if not failed:
+            return None
+        first = next(outcome for outcome in outcomes if outcome is not None)
+        return BulkPublishFailure(failed, errors.pubsub_publish_failed(handle.name, topic, first))
+
+    def _bulk_request(
+        self,
+        handle: PubSubHandle,
+        topic: str,
+        entry: BulkEntry,
+        request_metadata: Mapping[str, str],
+        raw: bool,
+        trace: TraceContext,
+    ) -> PublishRequest:
+        # The broker gets the entry's merged metadata, else the request's (Dapr hands a native bulk
+        # publisher the request's); the envelope only the entry's, as Dapr builds it.
+        broker_metadata = entry.metadata if entry.metadata is not None else request_metadata
+        if raw:
+            return PublishRequest(topic, entry.event, entry.content_type, broker_metadata)
+        try:
+            data = cloudevents.envelope(
+                entry.event,
+                entry.content_type,
+                topic=topic,
+                pubsub=handle.name,
+                app_id=self.app_id,
+                trace=trace.child(),
+                metadata=entry.metadata or {},
+                native_ttl=Feature.MESSAGE_TTL in handle.features,
+            )
+        except InvalidCloudEvent as exc:
+            raise errors.pubsub_cloud_event_creation(handle.name, self.app_id, str(exc)) from None
+        return PublishRequest(topic, data, metadata=broker_metadata)
+
+    async def _publish_all(
+        self, handle: PubSubHandle, topic: str, requests: list[PublishRequest]
+    ) -> Sequence[Exception | None]:
+        if Feature.BULK_PUBLISH in handle.features:
+            publisher = cast(BulkPublisher, handle.instance)
+            try:
+                return await publisher.bulk_publish(topic, requests)
+            except ComponentError as exc:
+                return [exc] * len(requests)
+        slots = asyncio.Semaphore(BULK_CONCURRENCY)
+
+        async def publish_one(request: PublishRequest) -> Exception | None:
+            async with slots:
+                try:
+                    await handle.instance.publish(request)
+                except ComponentError as exc:
+                    return exc
+                return None
+
+        return await asyncio.gather(*(publish_one(request) for request in requests))
+
+    def _bulk_request_error(self, pubsub: str, topic: str, exc: InvalidBulkRequest) -> errors.ApiError:
+        if exc.problem is Problem.UNMARSHAL:
+            return errors.pubsub_unmarshal_events(pubsub, topic, self.app_id, exc.reason)
+        if exc.problem is Problem.EVENT:
+            return errors.pubsub_marshal_envelope(pubsub, topic, self.app_id, exc.reason)
+        return errors.pubsub_marshal_events(pubsub, topic, self.app_id, exc.reason)
+
+    # -- shared checks -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _raw_payload(handle: PubSubHandle, metadata: Mapping[str, str]) -> bool:
+        """``metadata.rawPayload`` as Go's strconv.ParseBool reads it (exact name, as Dapr)."""
+        value = metadata.get(RAW_PAYLOAD) if metadata else None
+        if not value:
+            return False
+        if value in _GO_TRUE:
+            return True
+        if value in _GO_FALSE:
+            return False
+        reason = f"{RAW_PAYLOAD} value must be a valid boolean: actual is '{value}'"
+        raise errors.pubsub_request_metadata(handle.name, dict(metadata), reason)
+
+    def _require_scope(self, handle: PubSubHandle, topic: str) -> None:
+        if not handle.scopes.can_publish(self.app_id, topic):
+            raise errors.pubsub_forbidden(handle.name, topic, self.app_id)

@@ -1,0 +1,270 @@
+"""pubsub.redis: Redis Streams through redis.asyncio, laid out as Dapr lays them out so daprd and l8
+sidecars can share one Redis, and even one consumer group.
+
+A topic is the stream of that name. Publish is ``XADD`` of two fields: ``data`` (the message bytes)
+and ``metadata`` (the publish metadata as a JSON object, as Dapr 1.12+ writes it; entries without it
+are delivered with no metadata). Each ``consumerID`` is a consumer group; every subscription is a
+consumer of it under a name of its own (``<consumerID>-<random>``), so replicas share the messages.
+
+A new group starts at the end of the stream (``$``; Dapr uses ``0`` and replays the stream's
+history to a new group); an existing group resumes where it stopped, so messages published while no
+consumer ran are delivered later. If the group disappears (Redis restarted without persistence) it
+is recreated at ``0``, so nothing published since is lost.
+
+Metadata (Dapr's names; unknown fields are ignored):
+
+``redisHost`` (required), ``redisUsername``, ``redisPassword``, ``redisDB``, ``enableTLS``
+    Where Redis is, as for state.redis.
+``redisMaxRetries`` (3), ``dialTimeout`` (5s), ``readTimeout`` (3s)
+    Retries of a command after a connection error; connect timeout; how long one ``XREADGROUP``
+    blocks waiting for new entries (socket reads time out at twice that plus a second).
+``poolSize`` (unbounded)
+    When set, at most this many connections are shared by publishes and acks (further commands
+    wait for one); each subscription reads on one of its own.
+``consumerID`` (required; the runtime fills in the app id)
+    The consumer group.
+``concurrency`` (10)
+    The most handler calls one subscription runs at once. The runtime's ``max_in_flight`` can
+    only lower it, so ``concurrency: 1`` keeps publish order, as in Dapr (where it counts workers
+    shared by every subscription of the component).
+``queueDepth`` (100)
+    The most entries one read fetches.
+``processingTimeout`` (60s), ``redeliverInterval`` (15s, Dapr's default)
+    How long an entry stays pending before it is delivered again; how often pending entries are
+    looked for. As in Dapr a bare number is milliseconds, and ``0`` for either disables redelivery.
+``maxLenApprox``, ``streamTTL``
+    Trimming on publish: ``MAXLEN ~`` and ``MINID ~`` (now minus the TTL).
+
+Delivery: a subscription reads only as many entries as it has free handler slots, so nothing waits
+in a local queue while its idle time runs. ``XACK`` follows a handler that returned; a handler that
+raised leaves the entry pending. Every ``redeliverInterval`` the subscription claims (``XAUTOCLAIM``)
+entries of its group idle longer than ``processingTimeout``, whoever held them, and delivers them
+again; before that it claims afresh the entries its own handlers are still working on, so a slow
+handler is not taken for a crashed one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+import orjson
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
+from redis import exceptions as redis_errors
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio.connection import Connection, SSLConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+from components.errors import BackendError, ComponentInitError
+from components.metadata import ComponentMetadata, Duration, GoBool, decode, parse_duration
+from components.pubsub.base import Feature, Handler, PublishRequest, SubscribeRequest
+from components.pubsub.redis_consumer import RedisSubscription, create_group
+from components.state.redis import REDIS_MAX_CLIENTS
+
+
+def _custom_error(reason: str) -> PydanticCustomError:
+    return PydanticCustomError("value_error", "{reason}", {"reason": reason})
+
+
+def _millis_or_duration(value: object) -> timedelta:
+    # Dapr reads a bare number as milliseconds for these two fields only (a legacy it keeps).
+    text = str(value).strip()
+    if text.isdigit():
+        return timedelta(milliseconds=int(text))
+    return parse_duration(text)
+
+
+class RedisPubSubMetadata(ComponentMetadata):
+    redisHost: str
+    redisUsername: str | None = None
+    redisPassword: str | None = None
+    redisDB: int = Field(default=0, ge=0)
+    enableTLS: GoBool = False
+    redisMaxRetries: int = Field(default=3, ge=0)
+    dialTimeout: Duration = timedelta(seconds=5)
+    poolSize: int | None = Field(default=None, ge=1)
+    readTimeout: Duration = timedelta(seconds=3)
+    consumerID: str = Field(min_length=1)
+    concurrency: int = Field(default=10, ge=1)
+    queueDepth: int = Field(default=100, ge=1)
+    processingTimeout: timedelta = timedelta(seconds=60)
+    redeliverInterval: timedelta = timedelta(seconds=15)
+    maxLenApprox: int | None = Field(default=None, ge=1)
+    streamTTL: Duration | None = None
+
+    @field_validator("redisHost")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        value = value.strip()
+        host, colon, port = value.rpartition(":")
+        if not colon or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+            raise _custom_error(f"{value!r} is not of the form host:port")
+        return value
+
+    @field_validator("processingTimeout", "redeliverInterval", mode="before")
+    @classmethod
+    def _legacy_millis(cls, value: object) -> timedelta:
+        return _millis_or_duration(value)
+
+    @field_validator("processingTimeout", "redeliverInterval", "readTimeout", "streamTTL")
+    @classmethod
+    def _not_negative(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(0):
+            raise _custom_error("must not be negative")
+        return value
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.redisHost.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    @property
+    def redelivers(self) -> bool:
+        return self.processingTimeout > timedelta(0) and self.redeliverInterval > timedelta(0)
+
+
+class _RedisErrors:
+    """Turns redis-py exceptions into BackendError at the component boundary."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if isinstance(error, redis_errors.RedisError):
+            raise BackendError(f"redis: {error}") from error
+
+
+_REDIS_ERRORS = _RedisErrors()
+
+
+def _init_error(host: str, error: redis_errors.RedisError) -> ComponentInitError:
+    if isinstance(error, redis_errors.AuthenticationError):
+        return ComponentInitError(f"cannot authenticate to Redis at {host}: {error}", field="redisPassword")
+    # InvalidResponse: something answers at redisHost, but it does not speak Redis.
+    if isinstance(
+        error, redis_errors.ConnectionError | redis_errors.TimeoutError | redis_errors.InvalidResponse
+    ):
+        return ComponentInitError(f"cannot reach Redis at {host}: {error}", field="redisHost")
+    field = "redisDB" if "DB index" in str(error) else None
+    return ComponentInitError(f"Redis at {host} refused the connection: {error}", field=field)
+
+
+class RedisPubSub:
+    def __init__(self) -> None:
+        self._client: Redis | None = None
+        self._settings: RedisPubSubMetadata | None = None
+        self._subscriptions: set[RedisSubscription] = set()
+        self._options: dict[str, Any] = {}
+
+    async def init(self, metadata: Mapping[str, str]) -> None:
+        settings = decode(RedisPubSubMetadata, metadata)
+        host, port = settings.address
+        read_timeout = settings.readTimeout.total_seconds()
+        options: dict[str, Any] = dict(
+            connection_class=SSLConnection if settings.enableTLS else Connection,
+            host=host,
+            port=port,
+            db=settings.redisDB,
+            username=settings.redisUsername or None,
+            password=settings.redisPassword or None,
+            socket_connect_timeout=settings.dialTimeout.total_seconds(),
+            # Longer than any XREADGROUP block, which waits up to readTimeout on purpose.
+            socket_timeout=2 * read_timeout + 1 if read_timeout > 0 else None,
+            socket_keepalive=True,
+            retry=Retry(ExponentialWithJitterBackoff(cap=0.512, base=0.008), settings.redisMaxRetries),
+        )
+        # Publishes and acks share one pool; each subscription reads on a connection of its own,
+        # so a blocking read never starves them. With poolSize the pool is bounded and a burst
+        # queues for a connection (as in go-redis); without, it grows with the sidecar's
+        # concurrency (up to Redis's default maxclients): the blocking pool's wait costs about a
+        # fifth of a publish (docs/performance.md), so it is opt-in, as for state.redis.
+        pool: ConnectionPool
+        if settings.poolSize:
+            pool = BlockingConnectionPool(
+                max_connections=settings.poolSize,
+                timeout=read_timeout + 1 if read_timeout > 0 else None,
+                **options,
+            )
+        else:
+            pool = ConnectionPool(max_connections=REDIS_MAX_CLIENTS, **options)
+        client = Redis.from_pool(pool)
+        try:
+            info = await client.info("server")
+        except BaseException as exc:
+            # Cancelled too (spec.initTimeout ran out while connecting): release the pool all the same.
+            await client.aclose()
+            if isinstance(exc, redis_errors.RedisError):
+                raise _init_error(settings.redisHost, exc) from exc
+            raise
+        version = tuple(int(part) for part in str(info.get("redis_version", "0")).split(".")[:2])
+        if version < (6, 2):
+            await client.aclose()
+            raise ComponentInitError(
+                f"Redis at {settings.redisHost} is version {info.get('redis_version')}; "
+                "pubsub.redis needs 6.2 or later (XAUTOCLAIM)",
+                field="redisHost",
+            )
+        self._client, self._settings, self._options = client, settings, options
+
+    def features(self) -> frozenset[Feature]:
+        return frozenset()
+
+    def _live(self) -> tuple[Redis, RedisPubSubMetadata]:
+        if self._client is None or self._settings is None:
+            raise BackendError("redis pubsub is not initialised or already closed")
+        return self._client, self._settings
+
+    async def publish(self, request: PublishRequest) -> None:
+        client, settings = self._live()
+        fields: dict[Any, Any] = {
+            "data": request.data,
+            # Go's encoding/json writes a map's keys sorted, compactly: the same bytes as daprd.
+            "metadata": orjson.dumps(dict(request.metadata), option=orjson.OPT_SORT_KEYS),
+        }
+        min_id = None
+        if settings.streamTTL:
+            min_id = f"{int((time.time() - settings.streamTTL.total_seconds()) * 1000)}-0"
+        with _REDIS_ERRORS:
+            if min_id is not None and settings.maxLenApprox:
+                # XADD takes one trimming strategy: both in one round trip.
+                async with client.pipeline(transaction=False) as pipe:
+                    pipe.xadd(request.topic, fields, maxlen=settings.maxLenApprox, approximate=True)
+                    pipe.xtrim(request.topic, minid=min_id, approximate=True)
+                    await pipe.execute()
+            else:
+                await client.xadd(
+                    request.topic, fields, maxlen=settings.maxLenApprox, minid=min_id, approximate=True
+                )
+
+    async def subscribe(self, request: SubscribeRequest, handler: Handler) -> RedisSubscription:
+        client, settings = self._live()
+        with _REDIS_ERRORS:
+            await create_group(client, request.topic, settings.consumerID, "$")
+        reader = Redis.from_pool(ConnectionPool(max_connections=1, **self._options))
+        subscription = RedisSubscription(
+            client,
+            reader,
+            settings,
+            request.topic,
+            handler,
+            request.max_in_flight,
+            self._subscriptions.discard,
+        )
+        self._subscriptions.add(subscription)
+        return subscription
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        subscriptions, self._subscriptions = self._subscriptions, set()
+        await asyncio.gather(*(subscription.stop() for subscription in subscriptions))
+        if client is not None:
+            with _REDIS_ERRORS:
+                await client.aclose()

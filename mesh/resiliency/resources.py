@@ -1,0 +1,275 @@
+"""The ``Resiliency`` resource: Dapr's documents parsed, merged, and turned into a policy per target.
+
+A ``Resiliency`` document (``apiVersion: dapr.io/v1alpha1``, top-level ``scopes``) names policies
+under ``spec.policies`` and assigns them under ``spec.targets`` (``components.<name>.inbound`` /
+``outbound``, ``apps.<id>``, ``actors.<type>``). Every document in scope is merged into one
+:class:`Resiliency`, as daprd does; a later definition of a policy name replaces an earlier one.
+Dapr's default policies apply to targets without an entry of their own: for a pub/sub
+component's inbound direction ``DefaultPubsubComponentInbound{Retry,Timeout,CircuitBreaker}Policy``,
+then ``DefaultComponentInbound...``, ``DefaultComponent...``, ``Default...``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import structlog
+
+from app.resources import ResourceError
+from mesh.resiliency.breaker import CircuitBreaker, CircuitBreakerSpec, compile_trip
+from mesh.resiliency.durations import parse_duration
+from mesh.resiliency.policy import Policy
+from mesh.resiliency.retry import (
+    RETRY_FIELDS,
+    RetryPolicy,
+    parse_status_ranges,
+    retry_from_metadata,
+    retry_value,
+)
+
+log = structlog.get_logger(__name__)
+
+RESILIENCY_API_VERSION = "dapr.io/v1alpha1"
+
+
+@dataclass(slots=True, frozen=True)
+class PolicyNames:
+    timeout: str = ""
+    retry: str = ""
+    circuit_breaker: str = ""
+
+
+_COMPONENT_TYPES = {"pubsub": "Pubsub", "state": "Statestore", "bindings": "Binding"}
+
+
+@dataclass(slots=True)
+class Resiliency:
+    timeouts: dict[str, float] = field(default_factory=dict)
+    retries: dict[str, RetryPolicy] = field(default_factory=dict)
+    circuit_breakers: dict[str, CircuitBreakerSpec] = field(default_factory=dict)
+    components: dict[str, dict[str, PolicyNames]] = field(default_factory=dict)
+    """component name -> {"inbound"|"outbound": names}"""
+    apps: dict[str, PolicyNames] = field(default_factory=dict)
+    actors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    names: list[str] = field(default_factory=list)
+    """The names of the documents loaded, for logs."""
+    _breakers: dict[tuple[str, str], tuple[CircuitBreakerSpec, CircuitBreaker]] = field(
+        default_factory=dict, repr=False
+    )
+    _origins: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
+    """target field -> (file, document name), for errors found after merging"""
+
+    @classmethod
+    def from_resources(cls, others: Iterable[tuple[str, dict[str, Any], str]], app_id: str) -> Resiliency:
+        """Every ``Resiliency`` document of ``Resources.others`` in scope for ``app_id``, merged.
+        Raises :class:`ResourceError` naming file, document and field for an invalid one."""
+        resiliency = cls()
+        for kind, document, source in others:
+            if kind == "Resiliency":
+                resiliency._add(document, source, app_id)
+        resiliency._check_targets()
+        if resiliency.names:
+            log.info("resiliency loaded", resiliencies=resiliency.names)
+        return resiliency
+
+    def component_inbound(
+        self, component: str, metadata: Mapping[str, str] | None = None, component_type: str = "pubsub"
+    ) -> Policy:
+        """The policy for calls from ``component`` into the app (pub/sub delivery). A Resiliency
+        retry wins over the component's ``backOff*`` metadata (MetadataError if malformed)."""
+        return self._component_policy(component, "inbound", metadata, component_type)
+
+    def component_outbound(self, component: str, component_type: str = "pubsub") -> Policy:
+        """The policy for calls from the sidecar to ``component`` (kept for the outbound paths)."""
+        return self._component_policy(component, "outbound", None, component_type)
+
+    def _component_policy(
+        self, component: str, direction: str, metadata: Mapping[str, str] | None, component_type: str
+    ) -> Policy:
+        names = self.components.get(component, {}).get(direction)
+        if names is None:
+            names = self._default_names(component_type, direction)
+        policy = Policy(f"component[{component}] {direction}")
+        if names.timeout:
+            policy.timeout = self.timeouts[names.timeout] or None
+        if names.retry:
+            policy.retry = self.retries[names.retry]
+        elif direction == "inbound" and metadata:
+            policy.retry = retry_from_metadata(metadata)
+        if names.circuit_breaker:
+            spec = self.circuit_breakers[names.circuit_breaker]
+            cached = self._breakers.get((component, direction))
+            if cached is None or cached[0] != spec:
+                breaker = CircuitBreaker(replace(spec, name=f"{spec.name}-{component}-{direction}"))
+                cached = self._breakers[(component, direction)] = (spec, breaker)
+            breaker = cached[1]
+            policy.breaker = breaker
+        return policy
+
+    def _default_names(self, component_type: str, direction: str) -> PolicyNames:
+        kind = _COMPONENT_TYPES.get(component_type.lower(), component_type.capitalize())
+        levels = [
+            f"{kind}Component{direction.capitalize()}",
+            f"Component{direction.capitalize()}",
+            "Component",
+            "",
+        ]
+
+        def first(template: str, defined: Mapping[str, Any]) -> str:
+            return next((template % level for level in levels if template % level in defined), "")
+
+        return PolicyNames(
+            timeout=first("Default%sTimeoutPolicy", self.timeouts),
+            retry=first("Default%sRetryPolicy", self.retries),
+            circuit_breaker=first("Default%sCircuitBreakerPolicy", self.circuit_breakers),
+        )
+
+    # -- parsing -----------------------------------------------------------------------------------
+
+    def _add(self, document: dict[str, Any], source: str, app_id: str) -> None:
+        metadata = document.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, dict) else None
+        if not isinstance(name, str) or not name:
+            raise ResourceError(source, "Resiliency has no metadata.name", field="metadata.name")
+
+        def fail(message: str, where: str) -> ResourceError:
+            return ResourceError(source, f"{message} (Resiliency {name!r})", field=where)
+
+        if document.get("apiVersion") != RESILIENCY_API_VERSION:
+            raise fail(f"apiVersion must be {RESILIENCY_API_VERSION}", "apiVersion")
+        scopes = document.get("scopes") or []
+        if not isinstance(scopes, list):
+            raise fail("scopes must be a list of app ids", "scopes")
+        if scopes and app_id not in [str(s) for s in scopes]:
+            log.info("resiliency not in scope for this app", resiliency=name, app_id=app_id, file=source)
+            return
+        spec = _mapping(document.get("spec"), "spec", fail)
+        policies = _mapping(spec.get("policies"), "spec.policies", fail)
+        for policy, value in _mapping(policies.get("timeouts"), "spec.policies.timeouts", fail).items():
+            where = f"spec.policies.timeouts.{policy}"
+            try:
+                seconds = parse_duration(value)
+            except ValueError as exc:
+                raise fail(str(exc), where) from None
+            if seconds < 0:
+                raise fail(f"{value!r} must not be negative", where)
+            self.timeouts[str(policy)] = seconds
+        for policy, value in _mapping(policies.get("retries"), "spec.policies.retries", fail).items():
+            self.retries[str(policy)] = _parse_retry(value, f"spec.policies.retries.{policy}", fail)
+        breakers = _mapping(policies.get("circuitBreakers"), "spec.policies.circuitBreakers", fail)
+        for policy, value in breakers.items():
+            where = f"spec.policies.circuitBreakers.{policy}"
+            self.circuit_breakers[str(policy)] = _parse_breaker(str(policy), value, where, fail)
+        targets = _mapping(spec.get("targets"), "spec.targets", fail)
+        for component, value in _mapping(targets.get("components"), "spec.targets.components", fail).items():
+            where = f"spec.targets.components.{component}"
+            entry = _mapping(value, where, fail)
+            self._origins[where] = (source, name)
+            self.components[str(component)] = {
+                direction: _parse_names(entry.get(direction), f"{where}.{direction}", fail)
+                for direction in ("inbound", "outbound")
+            }
+        for app, value in _mapping(targets.get("apps"), "spec.targets.apps", fail).items():
+            self._origins[f"spec.targets.apps.{app}"] = (source, name)
+            self.apps[str(app)] = _parse_names(value, f"spec.targets.apps.{app}", fail)
+        for actor, value in _mapping(targets.get("actors"), "spec.targets.actors", fail).items():
+            self.actors[str(actor)] = dict(_mapping(value, f"spec.targets.actors.{actor}", fail))
+        self.names.append(name)
+
+    def _check_targets(self) -> None:
+        """A target naming a policy no document defines fails start-up (daprd silently ignores it,
+        which hides typos)."""
+        named: list[tuple[str, str, PolicyNames]] = [
+            (f"spec.targets.components.{c}", f".{d}", n)
+            for c, ds in self.components.items()
+            for d, n in ds.items()
+        ]
+        named += [(f"spec.targets.apps.{a}", "", n) for a, n in self.apps.items()]
+        for target, suffix, names in named:
+            source, name = self._origins[target]
+            for kind, value, defined in (
+                ("timeout", names.timeout, self.timeouts),
+                ("retry", names.retry, self.retries),
+                ("circuitBreaker", names.circuit_breaker, self.circuit_breakers),
+            ):
+                if value and value not in defined:
+                    raise ResourceError(
+                        source,
+                        f"names undefined {kind} policy {value!r} (Resiliency {name!r})",
+                        field=f"{target}{suffix}.{kind}",
+                    )
+
+
+Fail = Callable[[str, str], ResourceError]
+
+
+def _mapping(value: Any, where: str, fail: Fail) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise fail("must be a mapping", where)
+    return value
+
+
+def _parse_retry(value: Any, where: str, fail: Fail) -> RetryPolicy:
+    settings = _mapping(value, where, fail)
+    values: dict[str, Any] = {}
+    for key, raw in settings.items():
+        if key == "matching":
+            matching = _mapping(raw, f"{where}.matching", fail)
+            codes = matching.get("httpStatusCodes")
+            if codes is not None:
+                try:
+                    values["http_status_codes"] = parse_status_ranges(str(codes))
+                except ValueError as exc:
+                    raise fail(str(exc), f"{where}.matching.httpStatusCodes") from None
+            continue
+        attribute = RETRY_FIELDS.get(str(key).lower())
+        if attribute is None:
+            raise fail(f"unknown retry field {key!r}", f"{where}.{key}")
+        try:
+            values[attribute] = retry_value(attribute, raw)
+        except ValueError as exc:
+            raise fail(str(exc), f"{where}.{key}") from None
+    return RetryPolicy(**values)
+
+
+def _parse_breaker(name: str, value: Any, where: str, fail: Fail) -> CircuitBreakerSpec:
+    settings = _mapping(value, where, fail)
+    values: dict[str, Any] = {}
+    for key, raw in settings.items():
+        lowered = str(key).lower()
+        try:
+            if lowered == "maxrequests":
+                if isinstance(raw, bool) or not str(raw).strip().isdigit():
+                    raise ValueError(f"{raw!r} is not a non-negative integer")
+                values["max_requests"] = int(str(raw).strip())
+            elif lowered in ("interval", "timeout"):
+                seconds = parse_duration(raw)
+                if seconds < 0:
+                    raise ValueError(f"{raw!r} must not be negative")
+                values[lowered] = seconds
+            elif lowered == "trip":
+                values["trip"] = str(raw)
+                compile_trip(str(raw))
+            else:
+                raise ValueError(f"unknown circuit breaker field {key!r}")
+        except ValueError as exc:
+            raise fail(str(exc), f"{where}.{key}") from None
+        except Exception as exc:  # celpy's parse errors carry the expression with a caret
+            raise fail(f"invalid CEL expression {raw!r}: {type(exc).__name__}", f"{where}.{key}") from None
+    return CircuitBreakerSpec(name=name, **values)
+
+
+def _parse_names(value: Any, where: str, fail: Fail) -> PolicyNames:
+    entry = _mapping(value, where, fail)
+    for key in entry:
+        if key not in ("timeout", "retry", "circuitBreaker"):
+            raise fail(f"unknown field {key!r} (timeout, retry, circuitBreaker)", f"{where}.{key}")
+    return PolicyNames(
+        timeout=str(entry.get("timeout") or ""),
+        retry=str(entry.get("retry") or ""),
+        circuit_breaker=str(entry.get("circuitBreaker") or ""),
+    )
