@@ -28,6 +28,10 @@ Metadata (Dapr's names; unknown fields, such as ``version``, are ignored):
 ``heartbeatInterval``, ``sessionTimeout``
     Consumer group liveness (defaults ``3s`` and ``10s``, as in Dapr). A new member's join takes
     about half the session timeout on some brokers, so tests lower both.
+``fetchMaxWait``
+    How long the broker may hold a fetch that has no new messages (default ``100ms``; Kafka
+    answers as soon as messages arrive, some Kafka-protocol brokers only when this runs out, so
+    it bounds delivery latency there; aiokafka's own default is 500ms).
 ``autoCreateTopics``
     Create a topic on its first publish or subscribe (default ``true``) with ``partitionCount``
     partitions (default 1) and ``replicationFactor`` replicas (default 1); an existing topic is
@@ -111,6 +115,7 @@ class KafkaMetadata(ComponentMetadata):
     maxMessageBytes: int | None = Field(default=None, ge=1)
     consumeRetryInterval: timedelta = timedelta(milliseconds=100)
     heartbeatInterval: Duration = timedelta(seconds=3)
+    fetchMaxWait: Duration = timedelta(milliseconds=100)
     sessionTimeout: Duration = timedelta(seconds=10)
     autoCreateTopics: GoBool = True
     partitionCount: int = Field(default=1, ge=1)
@@ -356,6 +361,7 @@ class KafkaPubSub:
             auto_offset_reset="earliest" if settings.initialOffset == "oldest" else "latest",
             session_timeout_ms=int(settings.sessionTimeout.total_seconds() * 1000),
             heartbeat_interval_ms=int(settings.heartbeatInterval.total_seconds() * 1000),
+            fetch_max_wait_ms=max(1, int(settings.fetchMaxWait.total_seconds() * 1000)),
             **settings.connection_options(),
         )
         try:
