@@ -54,7 +54,6 @@ from typing import Any
 
 import orjson
 from pydantic import Field, field_validator
-from pydantic_core import PydanticCustomError
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.connection import Connection, SSLConnection
@@ -62,14 +61,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from components.errors import BackendError, ComponentInitError
-from components.metadata import ComponentMetadata, Duration, GoBool, decode, parse_duration
+from components.metadata import Duration, decode, parse_duration
 from components.pubsub.base import Feature, Handler, PublishRequest, SubscribeRequest
 from components.pubsub.redis_consumer import RedisSubscription, create_group
-from components.state.redis import REDIS_MAX_CLIENTS
-
-
-def _custom_error(reason: str) -> PydanticCustomError:
-    return PydanticCustomError("value_error", "{reason}", {"reason": reason})
+from components.redis_connection import REDIS_MAX_CLIENTS, RedisConnectionMetadata, metadata_error
 
 
 def _millis_or_duration(value: object) -> timedelta:
@@ -80,16 +75,8 @@ def _millis_or_duration(value: object) -> timedelta:
     return parse_duration(text)
 
 
-class RedisPubSubMetadata(ComponentMetadata):
-    redisHost: str
-    redisUsername: str | None = None
-    redisPassword: str | None = None
-    redisDB: int = Field(default=0, ge=0)
-    enableTLS: GoBool = False
+class RedisPubSubMetadata(RedisConnectionMetadata):
     redisMaxRetries: int = Field(default=3, ge=0)
-    dialTimeout: Duration = timedelta(seconds=5)
-    poolSize: int | None = Field(default=None, ge=1)
-    readTimeout: Duration = timedelta(seconds=3)
     consumerID: str = Field(min_length=1)
     concurrency: int = Field(default=10, ge=1)
     queueDepth: int = Field(default=100, ge=1)
@@ -97,15 +84,6 @@ class RedisPubSubMetadata(ComponentMetadata):
     redeliverInterval: timedelta = timedelta(seconds=15)
     maxLenApprox: int | None = Field(default=None, ge=1)
     streamTTL: Duration | None = None
-
-    @field_validator("redisHost")
-    @classmethod
-    def _host_and_port(cls, value: str) -> str:
-        value = value.strip()
-        host, colon, port = value.rpartition(":")
-        if not colon or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
-            raise _custom_error(f"{value!r} is not of the form host:port")
-        return value
 
     @field_validator("processingTimeout", "redeliverInterval", mode="before")
     @classmethod
@@ -116,7 +94,7 @@ class RedisPubSubMetadata(ComponentMetadata):
     @classmethod
     def _not_negative(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value < timedelta(0):
-            raise _custom_error("must not be negative")
+            raise metadata_error("must not be negative")
         return value
 
     @property

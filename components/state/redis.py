@@ -12,12 +12,10 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
 from pydantic import Field, field_validator
-from pydantic_core import PydanticCustomError
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.connection import Connection, SSLConnection
@@ -32,7 +30,8 @@ from components.errors import (
     ETagMismatchError,
     InvalidStateRequestError,
 )
-from components.metadata import ComponentMetadata, Duration, GoBool, decode
+from components.metadata import decode
+from components.redis_connection import REDIS_MAX_CLIENTS, RedisConnectionMetadata, metadata_error
 from components.state.base import (
     Concurrency,
     DeleteRequest,
@@ -43,9 +42,6 @@ from components.state.base import (
     TransactionOperation,
 )
 from components.state.ttl import MAX_TTL_SECONDS, as_datetime, parse_ttl
-
-REDIS_MAX_CLIENTS = 10_000
-"""Redis's default ``maxclients``."""
 
 _FEATURES = frozenset({Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL})
 # Go's strconv.Atoi, which Dapr uses to read an ETag: anything else is invalid, not a mismatch.
@@ -161,34 +157,11 @@ return 0
 )
 
 
-def _custom_error(reason: str) -> PydanticCustomError:
-    # A custom error keeps pydantic's "Value error, " prefix out of the MetadataError message.
-    return PydanticCustomError("value_error", "{reason}", {"reason": reason})
-
-
-class RedisMetadata(ComponentMetadata):
-    redisHost: str
-    redisUsername: str | None = None
-    redisPassword: str | None = None
-    redisDB: int = Field(default=0, ge=0)
-    enableTLS: GoBool = False
+class RedisMetadata(RedisConnectionMetadata):
     maxRetries: int = Field(default=3, ge=-1)
     """Retries of a command after a connection error or timeout; -1 disables them, as in Dapr."""
-    dialTimeout: Duration = timedelta(seconds=5)
-    readTimeout: Duration = timedelta(seconds=3)
-    """Zero or negative waits forever."""
-    poolSize: int | None = Field(default=None, ge=1)
     ttlInSeconds: int | None = None
     """Applied to writes whose request carries no TTL."""
-
-    @field_validator("redisHost")
-    @classmethod
-    def _host_and_port(cls, value: str) -> str:
-        value = value.strip()
-        host, colon, port = value.rpartition(":")
-        if not colon or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
-            raise _custom_error(f"{value!r} is not of the form host:port")
-        return value
 
     @field_validator("ttlInSeconds", mode="before")
     @classmethod
@@ -196,7 +169,7 @@ class RedisMetadata(ComponentMetadata):
         try:
             return parse_ttl(None if value is None else str(value))
         except InvalidStateRequestError as exc:
-            raise _custom_error(str(exc)) from None
+            raise metadata_error(str(exc)) from None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -278,8 +251,7 @@ class RedisStateStore:
             )
         else:
             # One connection per concurrent command, reused: the sidecar's concurrency is bounded
-            # by its callers, and Redis accepts 10,000 clients by default. (redis-py's own default
-            # stops at 100 and then fails commands with "Too many connections".)
+            # by its callers, and Redis accepts 10,000 clients by default.
             pool = ConnectionPool(max_connections=REDIS_MAX_CLIENTS, **options)
         client = Redis.from_pool(pool)
         try:
