@@ -65,6 +65,7 @@ async def serve(settings: Settings) -> int:
         access_log=False,
         log_config=None,
         server_header=False,
+        proxy_headers=False,  # a sidecar is reached on loopback by its app: no proxy to trust
         timeout_graceful_shutdown=round(settings.graceful_shutdown_seconds),
     )
     server = _Server(config)

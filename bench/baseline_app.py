@@ -17,11 +17,10 @@ Run: ``python bench/baseline_app.py --port P --redis 127.0.0.1:N --prefix bench|
 from __future__ import annotations
 
 import argparse
-import gc
 from typing import Any
 
 import orjson
-import uvicorn
+from raw_asgi import EMPTY, NO_CONTENT, lifespan, read_body, serve
 from redis.asyncio import Redis
 
 STATE_PREFIX = "/v1.0/state/statestore/"
@@ -46,8 +45,6 @@ return out
 """
 
 _JSON = (b"content-type", b"application/json")
-_NO_CONTENT: dict[str, Any] = {"type": "http.response.start", "status": 204, "headers": []}
-_EMPTY: dict[str, Any] = {"type": "http.response.body", "body": b""}
 
 
 def make_app(redis_url: str, prefix: str) -> Any:
@@ -56,8 +53,8 @@ def make_app(redis_url: str, prefix: str) -> Any:
 
     async def answer_value(send: Any, data: Any, version: Any) -> None:
         if data is None:
-            await send(_NO_CONTENT)
-            await send(_EMPTY)
+            await send(NO_CONTENT)
+            await send(EMPTY)
             return
         headers = [_JSON, (b"content-length", str(len(data)).encode())]
         if version is not None:
@@ -65,33 +62,21 @@ def make_app(redis_url: str, prefix: str) -> Any:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": data})
 
-    async def read_body(receive: Any) -> bytes:
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                return b"".join(chunks)
+    async def start() -> None:
+        nonlocal client, script
+        client = Redis.from_url(redis_url)
+        await client.ping()
+        script = client.register_script(GET_SCRIPT)
+
+    async def stop() -> None:
+        if client is not None:
+            await client.aclose()
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        nonlocal client, script
         kind = scope["type"]
         if kind == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    client = Redis.from_url(redis_url)
-                    await client.ping()
-                    script = client.register_script(GET_SCRIPT)
-                    gc.collect()
-                    gc.freeze()
-                    gc.set_threshold(100_000, 50, 1000)  # the same tuning as l8 (app/server.py)
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    if client is not None:
-                        await client.aclose()
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await lifespan(receive, send, start, stop)
+            return
         assert client is not None
         path: str = scope["path"]
         method: str = scope["method"]
@@ -108,14 +93,14 @@ def make_app(redis_url: str, prefix: str) -> Any:
             items = orjson.loads(await read_body(receive))
             for item in items:
                 await client.hset(prefix + item["key"], "data", orjson.dumps(item["value"]))
-            await send(_NO_CONTENT)
-            await send(_EMPTY)
+            await send(NO_CONTENT)
+            await send(EMPTY)
         elif path == "/noop":
-            await send(_NO_CONTENT)
-            await send(_EMPTY)
+            await send(NO_CONTENT)
+            await send(EMPTY)
         else:
             await send({"type": "http.response.start", "status": 404, "headers": []})
-            await send(_EMPTY)
+            await send(EMPTY)
 
     return app
 
@@ -126,17 +111,7 @@ def main() -> None:
     parser.add_argument("--redis", required=True, help="host:port")
     parser.add_argument("--prefix", default="bench||")
     arguments = parser.parse_args()
-    uvicorn.run(
-        make_app(f"redis://{arguments.redis}/0", arguments.prefix),
-        host="127.0.0.1",
-        port=arguments.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-    )
+    serve(make_app(f"redis://{arguments.redis}/0", arguments.prefix), arguments.port)
 
 
 if __name__ == "__main__":

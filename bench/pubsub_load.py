@@ -9,6 +9,9 @@ publish requests' own latency and status counts.
 fast as it can for a while, with ``concurrency`` coroutines: redis-py asyncio XADD of an
 envelope-sized payload, or an aiokafka producer (acks=all) sending and awaiting each message. This is
 what l8's publish throughput is compared with.
+
+``floor redis|kafka ADDRESS``: the broker's own publish-to-delivery latency at a fixed rate, a
+producer and a consumer in one process and no sidecar: the floor under l8's delivery latency.
 """
 
 from __future__ import annotations
@@ -153,6 +156,128 @@ async def direct_kafka(address: str, concurrency: int, seconds: float, warmup: f
         await producer.stop()
 
 
+async def _paced_sends(send: Any, rate: float, concurrency: int, seconds: float) -> int:
+    """Calls ``send(t_ns)`` at ``rate`` per second over ``concurrency`` staggered senders."""
+    interval = concurrency / rate
+    start = time.perf_counter() + 0.05
+    end = start + seconds
+    sent = 0
+
+    async def sender(index: int) -> None:
+        nonlocal sent
+        due = start + index * interval / concurrency
+        while due < end:
+            wait = due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await send(time.time_ns())
+            sent += 1
+            due += interval
+
+    await asyncio.gather(*(sender(i) for i in range(concurrency)))
+    return sent
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _floor_result(latencies: list[float], sent: int) -> dict[str, Any]:
+    ms = sorted(latencies)
+    return {
+        "sent": sent,
+        "count": len(ms),
+        **{f"p{n}_ms": _rounded(percentile(ms, n / 100)) for n in (50, 90, 99)},
+        "max_ms": round(ms[-1], 3) if ms else None,
+    }
+
+
+async def floor_redis(address: str, rate: float, concurrency: int, seconds: float) -> dict[str, Any]:
+    """The broker's own publish-to-delivery latency: XADD at a fixed rate, XREADGROUP BLOCK and
+    XACK as l8's consumer does, no HTTP and no sidecar."""
+    import redis.asyncio as redis
+
+    host, _, port = address.rpartition(":")
+    client = redis.Redis(host=host, port=int(port), max_connections=concurrency + 2)
+    stream = f"bench-floor-{uuid.uuid4().hex[:8]}"
+    await client.xgroup_create(stream, "floor", id="$", mkstream=True)
+    latencies: list[float] = []
+    done = asyncio.Event()
+
+    async def consume() -> None:
+        while not done.is_set():
+            answer = await client.xreadgroup("floor", "c1", {stream: ">"}, count=100, block=100)
+            for _, entries in answer or []:
+                now = time.time_ns()
+                for entry_id, fields in entries:
+                    latencies.append((now - int(fields[b"t"])) / 1e6)
+                    await client.xack(stream, "floor", entry_id)
+
+    async def send(t_ns: int) -> None:
+        await client.xadd(stream, {"t": str(t_ns)})
+
+    consumer = asyncio.create_task(consume())
+    try:
+        sent = await _paced_sends(send, rate, concurrency, seconds)
+        await asyncio.sleep(1.0)
+    finally:
+        done.set()
+        await consumer
+        await client.delete(stream)
+        await client.aclose()
+    return _floor_result(latencies, sent)
+
+
+async def floor_kafka(
+    address: str, rate: float, concurrency: int, seconds: float, fetch_max_wait_ms: int
+) -> dict[str, Any]:
+    """The broker's own publish-to-delivery latency: aiokafka send_and_wait (acks=all) at a fixed
+    rate to a consumer group with the fetch wait l8's benchmark component uses, no sidecar."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    topic = f"bench-floor-{uuid.uuid4().hex[:8]}"
+    producer = AIOKafkaProducer(bootstrap_servers=address, acks="all")
+    await producer.start()
+    await producer.send_and_wait(topic, b"0")  # creates the topic
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=address,
+        group_id=topic,
+        auto_offset_reset="latest",
+        fetch_max_wait_ms=fetch_max_wait_ms,
+    )
+    await consumer.start()
+    latencies: list[float] = []
+    done = asyncio.Event()
+
+    async def consume() -> None:
+        while not done.is_set():
+            batches = await consumer.getmany(timeout_ms=100)
+            now = time.time_ns()
+            for records in batches.values():
+                for record in records:
+                    if record.value and record.value != b"0":
+                        latencies.append((now - int(record.value)) / 1e6)
+
+    async def send(t_ns: int) -> None:
+        await producer.send_and_wait(topic, str(t_ns).encode())
+
+    try:
+        while not consumer.assignment():  # noqa: ASYNC110 - aiokafka has no event for it
+            await asyncio.sleep(0.05)
+        await consumer.seek_to_end()
+        await asyncio.sleep(0.5)
+        reader = asyncio.create_task(consume())
+        sent = await _paced_sends(send, rate, concurrency, seconds)
+        await asyncio.sleep(1.0)
+        done.set()
+        await reader
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return _floor_result(latencies, sent)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -162,14 +287,25 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--warmup", type=float, default=2.0)
-    d = sub.add_parser("direct")
-    d.add_argument("broker", choices=["redis", "kafka"])
-    d.add_argument("address")
-    d.add_argument("--concurrency", type=int, default=16)
-    d.add_argument("--seconds", type=float, default=10.0)
-    d.add_argument("--warmup", type=float, default=2.0)
+    for mode in ("direct", "floor"):
+        m = sub.add_parser(mode)
+        m.add_argument("broker", choices=["redis", "kafka"])
+        m.add_argument("address")
+        m.add_argument("--concurrency", type=int, default=16)
+        m.add_argument("--seconds", type=float, default=10.0)
+        if mode == "direct":
+            m.add_argument("--warmup", type=float, default=2.0)
+        else:
+            m.add_argument("--rate", type=float, default=1000.0)
+            m.add_argument("--fetch-max-wait-ms", type=int, default=5)
     arguments = parser.parse_args()
-    if arguments.mode == "paced":
+    if arguments.mode == "floor":
+        a = arguments
+        if a.broker == "redis":
+            result = uvloop.run(floor_redis(a.address, a.rate, a.concurrency, a.seconds))
+        else:
+            result = uvloop.run(floor_kafka(a.address, a.rate, a.concurrency, a.seconds, a.fetch_max_wait_ms))
+    elif arguments.mode == "paced":
         rest = arguments.url.removeprefix("http://")
         address, _, path = rest.partition("/")
         host, _, port = address.rpartition(":")

@@ -68,6 +68,7 @@ from pydantic_core import PydanticCustomError
 from components.errors import BackendError, ComponentInitError
 from components.metadata import ComponentMetadata, Duration, GoBool, decode, parse_duration
 from components.pubsub.base import PARTITION_KEY, Feature, Handler, PublishRequest, SubscribeRequest
+from components.pubsub.kafka_batches import PartitionBatches, Record
 from components.pubsub.kafka_consumer import KafkaSubscription, StartOffsets, finish_within
 
 log = structlog.get_logger(__name__)
@@ -76,6 +77,8 @@ _FEATURES = frozenset({Feature.BULK_PUBLISH})
 _KEY_FIELDS = (PARTITION_KEY, "key", "__key")
 _KEY_FIELDS_LOWER = frozenset(name.lower() for name in _KEY_FIELDS)
 _AUTH_TYPES = ("none", "password")
+DEFAULT_MAX_REQUEST_SIZE = 1_048_576
+"""aiokafka's max_request_size, the largest record published when maxMessageBytes is unset."""
 _CLOSE_TIMEOUT = 5.0
 """Deadline of closing one client (the producer flushes what is still unsent; acks=all), after
 which it is abandoned with a warning: closing never hangs the runtime's shutdown."""
@@ -219,6 +222,17 @@ class _KafkaErrors:
 _KAFKA_ERRORS = _KafkaErrors()
 
 
+def _record(request: PublishRequest) -> Record:
+    key, headers = _key_and_headers(request.metadata)
+    return Record(key, request.data, headers)
+
+
+def _backend_error(error: BaseException) -> Exception:
+    if isinstance(error, kafka_errors.KafkaError):
+        return BackendError(f"kafka: {error}")
+    return error if isinstance(error, Exception) else BackendError(f"kafka: {error!r}")
+
+
 def _key_and_headers(metadata: Mapping[str, str]) -> tuple[bytes | None, list[tuple[str, bytes]]]:
     key: bytes | None = None
     headers: list[tuple[str, bytes]] = []
@@ -237,6 +251,7 @@ class KafkaPubSub:
         self._settings: KafkaMetadata | None = None
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
+        self._batches: PartitionBatches | None = None
         self._topics: set[str] = set()
         self._topic_lock = asyncio.Lock()
         self._subscriptions: set[KafkaSubscription] = set()
@@ -267,6 +282,7 @@ class KafkaPubSub:
                 raise ComponentInitError(f"cannot connect to Kafka at {brokers}: {exc}", field=field) from exc
             raise
         self._settings, self._producer, self._admin = settings, producer, admin
+        self._batches = PartitionBatches(producer, settings.maxMessageBytes or DEFAULT_MAX_REQUEST_SIZE)
 
     async def _start_producer(self, settings: KafkaMetadata, options: dict[str, Any]) -> AIOKafkaProducer:
         extra: dict[str, Any] = {"acks": "all"}
@@ -295,6 +311,11 @@ class KafkaPubSub:
     def features(self) -> frozenset[Feature]:
         return _FEATURES
 
+    def _live_batches(self) -> PartitionBatches:
+        self._live()
+        assert self._batches is not None
+        return self._batches
+
     def _live(self) -> tuple[KafkaMetadata, AIOKafkaProducer]:
         if self._settings is None or self._producer is None or self._closed:
             raise BackendError("kafka pubsub is not initialised or already closed")
@@ -320,37 +341,18 @@ class KafkaPubSub:
             self._topics.add(topic)
 
     async def publish(self, request: PublishRequest) -> None:
-        _, producer = self._live()
+        batches = self._live_batches()
         await self._ensure_topic(request.topic)
-        key, headers = _key_and_headers(request.metadata)
         with _KAFKA_ERRORS:
-            await producer.send_and_wait(request.topic, request.data, key=key, headers=headers)
+            await batches.send(request.topic, _record(request))
 
     async def bulk_publish(self, topic: str, requests: Sequence[PublishRequest]) -> list[Exception | None]:
-        _, producer = self._live()
+        batches = self._live_batches()
         if not requests:
             return []
         await self._ensure_topic(topic)
-        # Every record is handed to the producer before any ack is awaited, so they travel in
-        # batches (one produce request per partition) instead of one round trip each.
-        pending: list[asyncio.Future[Any] | Exception] = []
-        for request in requests:
-            key, headers = _key_and_headers(request.metadata)
-            try:
-                pending.append(await producer.send(topic, request.data, key=key, headers=headers))
-            except kafka_errors.KafkaError as exc:
-                pending.append(exc)
-        outcomes: list[Exception | None] = []
-        for entry in pending:
-            try:
-                if isinstance(entry, Exception):
-                    raise entry
-                await entry
-            except kafka_errors.KafkaError as exc:
-                outcomes.append(BackendError(f"kafka: {exc}"))
-            else:
-                outcomes.append(None)
-        return outcomes
+        outcomes = await batches.send_all(topic, [_record(request) for request in requests])
+        return [None if outcome is None else _backend_error(outcome) for outcome in outcomes]
 
     async def subscribe(self, request: SubscribeRequest, handler: Handler) -> KafkaSubscription:
         settings, _ = self._live()
@@ -395,6 +397,8 @@ class KafkaPubSub:
         # Subscriptions first: their last commits need the broker, not the producer. Each stop is
         # bounded (see KafkaSubscription.stop) and never raises.
         await asyncio.gather(*(subscription.stop() for subscription in list(self._subscriptions)))
+        if self._batches is not None:  # publishes under way get their acks before the producer goes
+            await finish_within(self._batches.drain(), _CLOSE_TIMEOUT, "kafka publishes under way")
         producer, self._producer = self._producer, None
         admin, self._admin = self._admin, None
         await _quietly(producer.stop() if producer else None, admin.close() if admin else None)

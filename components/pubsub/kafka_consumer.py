@@ -118,6 +118,8 @@ class _Partition:
         self.wakeup = asyncio.Event()
         self.deliveries: set[asyncio.Task[None]] = set()
         self.worker: asyncio.Task[None] | None = None
+        self.positioning: asyncio.Task[None] | None = None
+        """Finding where a partition the group never committed starts (see _position_new_group)."""
 
     def advance(self) -> bool:
         """Move the commit point over finished records; True when it moved."""
@@ -230,27 +232,47 @@ class KafkaSubscription(ConsumerRebalanceListener):
             part = self._partitions[tp] = _Partition(tp)
             part.worker = asyncio.create_task(self._dispatch(part), name=f"kafka dispatch {tp}")
         if self._start_offsets is not None:
-            start = self._start_offsets
-            await asyncio.gather(*(self._position_new_group(self._partitions[tp], start) for tp in assigned))
+            for tp in assigned:
+                # Nothing is fetched from the partition until it is positioned: a fetch before the
+                # seek would start at auto_offset_reset (latest) and skip what arrived meanwhile.
+                with contextlib.suppress(kafka_errors.IllegalStateError):
+                    self._consumer.pause(tp)
+                part = self._partitions[tp]
+                part.positioning = asyncio.create_task(
+                    self._position_new_group(part, self._start_offsets), name=f"kafka position {tp}"
+                )
 
     async def _position_new_group(self, part: _Partition, start: dict[int, int]) -> None:
         """Start a partition the group never committed at the end it had when ``subscribe`` was
-        called, and commit that at once: the group then resumes there even if the partition gets
-        no message before the group stops (otherwise ``newest`` would skip what arrives while no
-        member runs)."""
+        called, and commit that (through the commit loop, which retries): the group then resumes
+        there even if the partition gets no message before the group stops (otherwise ``newest``
+        would skip what arrives while no member runs, a restart after a crash included).
+
+        Looking up the committed offset fails while the group coordinator is not known yet (just
+        after a restart) or is moving: it is retried until it answers or the partition is revoked,
+        because falling back to ``latest`` would lose the messages published meanwhile."""
         tp = part.tp
-        try:
-            if await self._consumer.committed(tp) is not None:
+        backoff = 0.1
+        while not part.gone.is_set():
+            try:
+                if await self._consumer.committed(tp) is None:
+                    offset = start.get(tp.partition)
+                    if offset is None:  # the partition was created after subscribe: all of it is new
+                        offset = (await self._consumer.beginning_offsets([tp]))[tp]
+                    self._consumer.seek(tp, offset)
+                    part.commit_to = offset
+                    self._commit_wanted.set()
+                if not part.paused:
+                    self._consumer.resume(tp)
                 return
-            offset = start.get(tp.partition)
-            if offset is None:  # the partition was created after subscribe: all of it is new
-                offset = (await self._consumer.beginning_offsets([tp]))[tp]
-            self._consumer.seek(tp, offset)
-            await self._consumer.commit({tp: offset})
-            part.committed = offset
-        except Exception as exc:
-            # The consumer's auto_offset_reset (latest) applies instead.
-            log.warning("kafka: cannot position partition", partition=str(tp), error=str(exc))
+            except kafka_errors.IllegalStateError:
+                return  # no longer assigned to this member
+            except kafka_errors.KafkaError as exc:
+                log.warning("kafka: cannot position partition; retrying", partition=str(tp), error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(backoff):
+                    await part.gone.wait()
+            backoff = min(backoff * 2, _MAX_BACKOFF)
 
     async def _release(self, partitions: list[_Partition], wait: float) -> None:
         """Stop dispatching ``partitions``, let their deliveries finish within ``wait`` seconds (then
@@ -261,8 +283,9 @@ class KafkaSubscription(ConsumerRebalanceListener):
             part.gone.set()
             part.wakeup.set()
             part.buffer.clear()
-            if part.worker is not None:
-                part.worker.cancel()
+            for task in (part.worker, part.positioning):
+                if task is not None:
+                    task.cancel()
         deliveries = {task for part in partitions for task in part.deliveries}
         if deliveries:
             _, late = await asyncio.wait(deliveries, timeout=wait)

@@ -3,8 +3,10 @@ sidecars can share one Redis, and even one consumer group.
 
 A topic is the stream of that name. Publish is ``XADD`` of two fields: ``data`` (the message bytes)
 and ``metadata`` (the publish metadata as a JSON object, as Dapr 1.12+ writes it; entries without it
-are delivered with no metadata). Each ``consumerID`` is a consumer group; every subscription is a
-consumer of it under a name of its own (``<consumerID>-<random>``), so replicas share the messages.
+are delivered with no metadata). Publishes that arrive together go in one pipeline
+(:mod:`components.pubsub.batching`), each still answered with its own outcome. Each
+``consumerID`` is a consumer group; every subscription is a consumer of it under a name of its own
+(``<consumerID>-<random>``), so replicas share the messages.
 
 A new group starts at the end of the stream (``$``; Dapr uses ``0`` and replays the stream's
 history to a new group); an existing group resumes where it stopped, so messages published while no
@@ -46,6 +48,7 @@ handler is not taken for a crashed one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping
 from datetime import timedelta
@@ -63,8 +66,22 @@ from redis.backoff import ExponentialWithJitterBackoff
 from components.errors import BackendError, ComponentInitError
 from components.metadata import Duration, decode, parse_duration
 from components.pubsub.base import Feature, Handler, PublishRequest, SubscribeRequest
+from components.pubsub.batching import Coalescer
 from components.pubsub.redis_consumer import RedisSubscription, create_group
 from components.redis_connection import REDIS_MAX_CLIENTS, RedisConnectionMetadata, metadata_error
+
+PIPELINES_IN_FLIGHT = 4
+"""Publish pipelines out at once per component; further publishes join the next one."""
+DRAIN_TIMEOUT = 5.0
+"""How long closing waits for publishes under way."""
+
+
+def _fields(request: PublishRequest) -> dict[Any, Any]:
+    return {
+        "data": request.data,
+        # Go's encoding/json writes a map's keys sorted, compactly: the same bytes as daprd.
+        "metadata": orjson.dumps(dict(request.metadata), option=orjson.OPT_SORT_KEYS),
+    }
 
 
 def _millis_or_duration(value: object) -> timedelta:
@@ -141,6 +158,8 @@ class RedisPubSub:
         self._settings: RedisPubSubMetadata | None = None
         self._subscriptions: set[RedisSubscription] = set()
         self._options: dict[str, Any] = {}
+        # Publishes that arrive together share a pipeline; a few pipelines may be out at once.
+        self._batcher: Coalescer[PublishRequest] = Coalescer(self._flush, max_in_flight=PIPELINES_IN_FLIGHT)
 
     async def init(self, metadata: Mapping[str, str]) -> None:
         settings = decode(RedisPubSubMetadata, metadata)
@@ -201,26 +220,33 @@ class RedisPubSub:
         return self._client, self._settings
 
     async def publish(self, request: PublishRequest) -> None:
+        self._live()
+        with _REDIS_ERRORS:
+            await self._batcher.submit(request)
+
+    async def _flush(self, requests: list[PublishRequest]) -> list[BaseException | None]:
+        """XADD every request: in one pipeline when several were published together."""
         client, settings = self._live()
-        fields: dict[Any, Any] = {
-            "data": request.data,
-            # Go's encoding/json writes a map's keys sorted, compactly: the same bytes as daprd.
-            "metadata": orjson.dumps(dict(request.metadata), option=orjson.OPT_SORT_KEYS),
-        }
         min_id = None
         if settings.streamTTL:
             min_id = f"{int((time.time() - settings.streamTTL.total_seconds()) * 1000)}-0"
-        with _REDIS_ERRORS:
-            if min_id is not None and settings.maxLenApprox:
-                # XADD takes one trimming strategy: both in one round trip.
-                async with client.pipeline(transaction=False) as pipe:
-                    pipe.xadd(request.topic, fields, maxlen=settings.maxLenApprox, approximate=True)
+        # XADD takes one trimming strategy: with both, an XTRIM follows each XADD.
+        both = min_id is not None and settings.maxLenApprox is not None
+        maxlen = settings.maxLenApprox
+        if len(requests) == 1 and not both:
+            request = requests[0]
+            await client.xadd(request.topic, _fields(request), maxlen=maxlen, minid=min_id, approximate=True)
+            return [None]
+        async with client.pipeline(transaction=False) as pipe:
+            for request in requests:
+                if both:
+                    pipe.xadd(request.topic, _fields(request), maxlen=maxlen, approximate=True)
                     pipe.xtrim(request.topic, minid=min_id, approximate=True)
-                    await pipe.execute()
-            else:
-                await client.xadd(
-                    request.topic, fields, maxlen=settings.maxLenApprox, minid=min_id, approximate=True
-                )
+                else:
+                    pipe.xadd(request.topic, _fields(request), maxlen=maxlen, minid=min_id, approximate=True)
+            results = await pipe.execute(raise_on_error=False)
+        # A failed trim does not fail the publish: the entry is in the stream.
+        return [result if isinstance(result, Exception) else None for result in results[:: 2 if both else 1]]
 
     async def subscribe(self, request: SubscribeRequest, handler: Handler) -> RedisSubscription:
         client, settings = self._live()
@@ -240,9 +266,13 @@ class RedisPubSub:
         return subscription
 
     async def close(self) -> None:
-        client, self._client = self._client, None
         subscriptions, self._subscriptions = self._subscriptions, set()
         await asyncio.gather(*(subscription.stop() for subscription in subscriptions))
+        # Publishes under way get their answer before the pool goes (bounded by the socket timeout).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_TIMEOUT):
+                await self._batcher.drain()
+        client, self._client = self._client, None
         if client is not None:
             with _REDIS_ERRORS:
                 await client.aclose()

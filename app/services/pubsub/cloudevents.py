@@ -33,16 +33,16 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+
+from app.random_ids import random_hex, uuid4
 
 CLOUDEVENT_CONTENT_TYPE = "application/cloudevents+json"
 JSON_CONTENT_TYPE = "application/json"
@@ -123,12 +123,12 @@ class TraceContext:
                 )
                 if valid:
                     sampled = "01" if int(flags, 16) & 1 else "00"
-                    return cls(trace_id, os.urandom(8).hex(), sampled, tracestate or "")
-        return cls(os.urandom(16).hex(), os.urandom(8).hex(), "01")
+                    return cls(trace_id, random_hex(8), sampled, tracestate or "")
+        return cls(random_hex(16), random_hex(8), "01")
 
     def child(self) -> TraceContext:
         """A new span of the same trace (bulk publish gives every entry one)."""
-        return TraceContext(self.trace_id, os.urandom(8).hex(), self.flags, self.tracestate)
+        return TraceContext(self.trace_id, random_hex(8), self.flags, self.tracestate)
 
 
 # -- time ------------------------------------------------------------------------------------------
@@ -328,7 +328,7 @@ def _new_event(
     event: dict[str, Any] = {
         data_field: data,
         "datacontenttype": content_type,
-        "id": event_id or str(uuid.uuid4()),
+        "id": event_id or uuid4(),
         "pubsubname": pubsub,
         "source": source or DEFAULT_SOURCE,
         "specversion": SPEC_VERSION,
