@@ -1,7 +1,8 @@
 """The consumer side of ``pubsub.redis``: one member of a Redis Streams consumer group per
-subscription, with its read loop (XREADGROUP), acknowledgements after the handler returns (XACK)
-and the reclaiming of entries left pending by crashed or stalled consumers (XAUTOCLAIM). The
-component (components/pubsub/redis.py) creates these; its docstring describes the behaviour."""
+subscription, with its read loop (XREADGROUP), acknowledgements after the handler returns (XACK;
+the acks of deliveries that end together go in one XACK of several ids) and the reclaiming of
+entries left pending by crashed or stalled consumers (XAUTOCLAIM). The component
+(components/pubsub/redis.py) creates these; its docstring describes the behaviour."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from components.pubsub.base import Handler, Message
+from components.pubsub.batching import Coalescer
 
 if TYPE_CHECKING:
     from components.pubsub.redis import RedisPubSubMetadata
@@ -85,6 +87,7 @@ class RedisSubscription:
         self._cursor = b"0-0"
         self._stopped = False
         self._stopping: asyncio.Future[None] | None = None
+        self._acks: Coalescer[bytes] = Coalescer(self._ack_all, max_in_flight=2)
         self._reader: asyncio.Task[None] = asyncio.create_task(self._read_loop())
 
     # -- reading ----------------------------------------------------------------------------------
@@ -188,7 +191,7 @@ class RedisSubscription:
                 )
                 return
             try:
-                await self._client.xack(self.topic, self.group, entry_id)
+                await self._acks.submit(entry_id)
             except redis_errors.RedisError as exc:
                 log.warning(
                     "pubsub.redis: ack failed, entry will be redelivered", id=message.id, error=str(exc)
@@ -196,6 +199,10 @@ class RedisSubscription:
         finally:
             self._in_flight.pop(entry_id, None)
             self._slots.release()
+
+    async def _ack_all(self, entry_ids: list[bytes]) -> list[BaseException | None]:
+        await self._client.xack(self.topic, self.group, *entry_ids)
+        return [None] * len(entry_ids)
 
     # -- stopping ---------------------------------------------------------------------------------
 

@@ -363,6 +363,23 @@ async def test_a_message_over_max_message_bytes_fails_the_publish(
         await pubsub.publish(PublishRequest(topic, b"x" * 5000))
 
 
+async def test_concurrent_publishes_each_get_their_own_outcome_and_all_arrive(
+    make_pubsub: MakePubSub, topic: str
+) -> None:
+    pubsub = await make_pubsub(maxMessageBytes="1000", partitionCount="3")
+    received: list[Message] = []
+    await pubsub.subscribe(SubscribeRequest(topic), recorder(received))
+    await asyncio.sleep(1.0)  # the group is joined
+    bodies = [b"x" * 5000 if n == 7 else b"%d" % n for n in range(40)]
+    outcomes = await asyncio.gather(
+        *(pubsub.publish(PublishRequest(topic, body)) for body in bodies), return_exceptions=True
+    )
+    assert [n for n, outcome in enumerate(outcomes) if outcome is not None] == [7]
+    assert isinstance(outcomes[7], BackendError)
+    await wait_until(lambda: len(received) == 39)
+    assert sorted(m.data for m in received) == sorted(body for n, body in enumerate(bodies) if n != 7)
+
+
 async def test_topics_are_created_with_partition_count(
     make_pubsub: MakePubSub, kafka_server: KafkaServer, topic: str
 ) -> None:

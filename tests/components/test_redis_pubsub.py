@@ -282,6 +282,49 @@ async def test_stream_ttl_trims_old_entries(make, raw, topic, also_max_len):
     assert len(remaining) < 151 and remaining[-1][1][b"data"] == b"new"
 
 
+# -- publishes and acks that go together ----------------------------------------------------------
+
+
+async def test_concurrent_publishes_fail_one_by_one_and_keep_their_order(make, raw, topic):
+    pubsub = await make()
+    await raw.set("not-a-stream", "x")  # XADD to it fails with WRONGTYPE, inside the same pipeline
+    topics = [topic if n % 5 else "not-a-stream" for n in range(50)]
+    outcomes = await asyncio.gather(
+        *(pubsub.publish(PublishRequest(t, b"%d" % n)) for n, t in enumerate(topics)), return_exceptions=True
+    )
+    failed = [n for n, outcome in enumerate(outcomes) if outcome is not None]
+    assert failed == [n for n, t in enumerate(topics) if t == "not-a-stream"]
+    assert all(isinstance(outcomes[n], BackendError) and "WRONGTYPE" in str(outcomes[n]) for n in failed)
+    # Each publish that succeeded is in the stream once, in the order they were published.
+    assert [fields[b"data"] for _, fields in await raw.xrange(topic)] == [
+        b"%d" % n for n, t in enumerate(topics) if t == topic
+    ]
+
+
+async def test_deliveries_that_end_together_are_acknowledged_together(make, raw, topic, group):
+    release = asyncio.Event()
+    started: list[Message] = []
+
+    async def handle(message: Message) -> None:
+        started.append(message)
+        await release.wait()
+
+    pubsub = await make(concurrency="20")
+    await pubsub.subscribe(SubscribeRequest(topic, max_in_flight=20), handle)
+    for n in range(20):
+        await pubsub.publish(PublishRequest(topic, b"%d" % n))
+    await wait_until(lambda: len(started) == 20)
+    assert await pending(raw, topic, group) == 20
+    acks_before = int((await raw.info("commandstats")).get("cmdstat_xack", {}).get("calls", 0))
+    release.set()
+    deadline = time.monotonic() + 5
+    while await pending(raw, topic, group):
+        assert time.monotonic() < deadline, "entries were never acknowledged"
+        await asyncio.sleep(0.02)
+    acks = int((await raw.info("commandstats"))["cmdstat_xack"]["calls"]) - acks_before
+    assert acks < 20  # one XACK carried several ids
+
+
 # -- failures ---------------------------------------------------------------------------------------
 
 
