@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from app.settings import Settings
+from mesh.proxy import client_session
 
 if TYPE_CHECKING:
     import aiohttp
@@ -54,12 +55,7 @@ class AppChannel:
 
     async def start(self) -> None:
         if self._session is None and self.configured:
-            import aiohttp
-
-            connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(
-                connector=connector, skip_auto_headers=("User-Agent",), auto_decompress=False
-            )
+            self._session = client_session(self._max_connections, ("User-Agent",))
 
     async def aclose(self) -> None:
         session, self._session = self._session, None

@@ -14,6 +14,7 @@ import structlog
 from app.app_channel import AppChannel
 from app.component_store import ComponentStore, LoadedComponent
 from app.resources import ComponentResource, ResourceError, Resources, load_resources
+from app.services.invocation import InvocationService, http_endpoints
 from app.services.pubsub.declarative import declarative_subscriptions
 from app.services.pubsub.discovery import SubscriptionDiscovery
 from app.services.pubsub.handles import PubSubHandle
@@ -26,7 +27,9 @@ from app.settings import Settings
 from components import registry
 from components.errors import ComponentInitError, MetadataError
 from components.state.keys import KeyPrefix
+from mesh.proxy import Proxy
 from mesh.resiliency import Resiliency, retry_from_metadata
+from mesh.resolver import SettingsError, build_resolver
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +61,8 @@ class Runtime:
         self.state = StateService({}, settings.app_id)
         self.pubsub = PubSubService({}, settings.app_id)
         self.app_channel = AppChannel(settings)
+        self.proxy = Proxy()
+        self.invocation = self._invocation_service({})
         self.resiliency = Resiliency()
         self.subscriber: Subscriber | None = None
         self.subscriptions: list[Subscription] = []
@@ -94,7 +99,9 @@ class Runtime:
                 self.resources = embedded_defaults(settings)
             self.resiliency = Resiliency.from_resources(self.resources.others, settings.app_id)
             self._declarative = declarative_subscriptions(self.resources.others, settings.app_id)
-        except ResourceError as exc:
+            endpoints = http_endpoints(self.resources.others, settings.app_id)
+            self.invocation = self._invocation_service(endpoints)
+        except (ResourceError, SettingsError) as exc:
             raise StartupError(str(exc)) from None
         self.subscriptions = list(self._declarative)
         for resource in self.resources.components:
@@ -105,6 +112,8 @@ class Runtime:
         self.pubsub = self._pubsub_service()
         await self.app_channel.start()
         self._stack.push_async_callback(self.app_channel.aclose)
+        await self.proxy.start()
+        self._stack.push_async_callback(self.proxy.aclose)
         await self._start_subscriptions()
         log.info(
             "components ready",
@@ -183,6 +192,19 @@ class Runtime:
         self.subscriptions = subscriptions
         assert self.subscriber is not None
         await self.subscriber.apply(subscriptions)
+
+    def _invocation_service(self, endpoints: dict[str, Any]) -> InvocationService:
+        settings = self.settings
+        token = settings.app_api_token.get_secret_value() if settings.app_api_token else None
+        return InvocationService(
+            settings.app_id,
+            self.app_channel.base_url,
+            token,
+            self.proxy,
+            build_resolver(settings.name_resolution),
+            endpoints,
+            settings.invoke_timeout,
+        )
 
     def _state_service(self) -> StateService:
         handles = {}

@@ -63,6 +63,15 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("app_api_token", "L8_APP_API_TOKEN", "APP_API_TOKEN")
     )
 
+    name_resolution: dict[str, Any] = Field(
+        default_factory=dict,
+        description="How other app ids' sidecars are found (mesh/resolver.py): "
+        "{type: static, apps: {app-id: host:port or a list}}.",
+    )
+    invoke_timeout: float | None = Field(
+        None, gt=0, description="Seconds a service invocation may take in all (none: no limit)."
+    )
+
     @field_validator("max_body_size", mode="before")
     @classmethod
     def _size(cls, value: Any) -> int:

@@ -1,0 +1,185 @@
+"""Service invocation: which target a call goes to and what it carries (dapr-http-api.md section 5).
+
+Targets, in Dapr's order: an ``HTTPEndpoint`` resource named like the app id (its ``baseUrl``
+and ``headers``); an app id that is a URL (``http://``/``https://``, URL-escaped in the path);
+this sidecar's own app id (the app on ``--app-port``); any other app id through **its** sidecar,
+found by the resolver (mesh/resolver.py), which then calls its app, so the callee's own policies
+apply before its app is reached.
+
+The target gets ``dapr-caller-app-id`` (the app that called; a call arriving from another l8 keeps
+the caller id that sidecar vouched for with ``l8-forwarded-by``), ``dapr-callee-app-id``,
+``traceparent`` (continued, or a new trace) and, towards this sidecar's app, ``dapr-api-token``
+with ``APP_API_TOKEN``; HTTPEndpoint and URL targets get neither caller nor callee ids. Its status,
+headers and body come back unchanged, errors included; only a call that cannot be made answers
+500 ERR_DIRECT_INVOKE.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote
+
+import structlog
+
+from app import errors
+from app.errors import ApiError
+from app.resources import ResourceError
+from app.services.pubsub.cloudevents import TraceContext
+from mesh.proxy import (
+    Proxy,
+    StreamedResponse,
+    TargetUnreachable,
+    header_value,
+    outbound_headers,
+    request_body,
+)
+from mesh.resolver import ResolveError, Resolver, StaticResolver
+
+log = structlog.get_logger(__name__)
+
+FORWARDED_BY = "l8-forwarded-by"
+"""Set on a call one l8 forwards to another: the caller app id it carries is the sender's word."""
+_FORWARDED_BY = FORWARDED_BY.encode()
+_BAD_METHOD_CHARS = frozenset("#?\x00") | {chr(c) for c in range(0x20)} | {"\x7f"}
+
+
+@dataclass(slots=True, frozen=True)
+class HttpEndpoint:
+    """A Dapr ``HTTPEndpoint`` resource: a non-Dapr service invoked by name."""
+
+    name: str
+    base_url: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def http_endpoints(others: Iterable[tuple[str, dict[str, Any], str]], app_id: str) -> dict[str, HttpEndpoint]:
+    """The ``HTTPEndpoint`` resources in scope for ``app_id``; a bad one fails start-up."""
+    found: dict[str, HttpEndpoint] = {}
+    for kind, document, source in others:
+        if kind != "HTTPEndpoint":
+            continue
+        name = str((document.get("metadata") or {}).get("name") or "")
+        if not name:
+            raise ResourceError(source, "HTTPEndpoint has no metadata.name")
+        scopes = document.get("scopes") or []
+        if scopes and app_id not in scopes:
+            continue
+        spec = document.get("spec") or {}
+        base_url = str(spec.get("baseUrl") or "")
+        if not base_url.startswith(("http://", "https://")):
+            raise ResourceError(source, "baseUrl must be an http:// or https:// URL", name, "spec.baseUrl")
+        headers: dict[str, str] = {}
+        for index, header in enumerate(spec.get("headers") or []):
+            where = f"spec.headers[{index}]"
+            if not isinstance(header, dict) or not header.get("name"):
+                raise ResourceError(source, "a header needs a name", name, where)
+            if "secretKeyRef" in header:
+                raise ResourceError(source, "secretKeyRef needs the secrets building block", name, where)
+            headers[str(header["name"])] = str(header.get("value", ""))
+        found[name] = HttpEndpoint(name, base_url.rstrip("/"), headers)
+    return found
+
+
+@dataclass(slots=True, frozen=True)
+class Target:
+    url: str
+    headers: dict[str, str]
+    drop: frozenset[bytes] = frozenset()
+
+
+class InvocationService:
+    def __init__(
+        self,
+        app_id: str,
+        app_base_url: str | None,
+        app_token: str | None,
+        proxy: Proxy,
+        resolver: Resolver | None = None,
+        endpoints: Mapping[str, HttpEndpoint] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.app_id = app_id
+        self.app_base_url = app_base_url
+        self.app_token = app_token
+        self.proxy = proxy
+        self.resolver: Resolver = resolver or StaticResolver({})
+        self.endpoints = dict(endpoints or {})
+        self.timeout = timeout
+
+    async def invoke(
+        self, target_app: str, method_path: str, scope: Mapping[str, Any], receive: Any
+    ) -> StreamedResponse:
+        """Forward the request of ``scope`` to ``method_path`` (as escaped in the request's path) of
+        ``target_app``; the target's answer, to be streamed back. Raises :class:`ApiError`
+        (ERR_DIRECT_INVOKE) when the call cannot be made."""
+        if not target_app:
+            raise errors.no_app_id()
+        method_path = _clean_method(target_app, method_path)
+        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        target = await self._target(target_app, method_path, raw_headers)
+        query = scope.get("query_string", b"")
+        url = target.url + ("?" + query.decode("latin-1") if query else "")
+        headers = outbound_headers(raw_headers, target.headers, target.drop)
+        body = request_body(receive) if _has_body(raw_headers) else None
+        try:
+            upstream = await self.proxy.open(scope["method"], url, headers, body, self.timeout)
+        except TargetUnreachable as exc:
+            raise invoke_failed(target_app, str(exc)) from None
+        return StreamedResponse(upstream)
+
+    async def _target(self, app: str, method_path: str, raw: list[tuple[bytes, bytes]]) -> Target:
+        endpoint = self.endpoints.get(app)
+        if endpoint is not None:
+            return Target(f"{endpoint.base_url}/{method_path}", dict(endpoint.headers))
+        if app.startswith(("http://", "https://")):
+            return Target(f"{app.rstrip('/')}/{method_path}", {})
+        if app.count(".") > 1:
+            raise invoke_failed(app, f"invalid app id {app}")
+        app_id = app.partition(".")[0]  # "orders.namespace": l8 has no namespaces
+        trace = TraceContext.from_headers(header_value(raw, b"traceparent"), header_value(raw, b"tracestate"))
+        caller = self.app_id
+        if header_value(raw, _FORWARDED_BY) is not None:  # a call another l8 forwarded: keep its caller
+            caller = header_value(raw, b"dapr-caller-app-id") or caller
+        headers = {
+            "dapr-caller-app-id": caller,
+            "dapr-callee-app-id": app_id,
+            "traceparent": trace.traceparent,
+        }
+        if trace.tracestate:
+            headers["tracestate"] = trace.tracestate
+        if app_id == self.app_id:
+            if self.app_base_url is None:
+                raise invoke_failed(app, "app channel is not initialized: l8 was started without --app-port")
+            if self.app_token is not None:
+                headers["dapr-api-token"] = self.app_token
+            return Target(f"{self.app_base_url}/{method_path}", headers, frozenset({_FORWARDED_BY}))
+        try:
+            address = await self.resolver.resolve(app_id)
+        except ResolveError as exc:
+            raise invoke_failed(app, str(exc)) from None
+        headers[FORWARDED_BY] = self.app_id or "l8"
+        path = f"/v1.0/invoke/{quote(app_id, safe='')}/method/{method_path}"
+        return Target(f"http://{address}{path}", headers)
+
+
+def _has_body(raw: list[tuple[bytes, bytes]]) -> bool:
+    length = header_value(raw, b"content-length")
+    if length is not None:
+        return length.strip() != "0"
+    return header_value(raw, b"transfer-encoding") is not None
+
+
+def _clean_method(app: str, method_path: str) -> str:
+    """The escaped method path with ``.``/``..`` segments resolved (Go's path.Clean), kept
+    escaped so an encoded slash stays one; control characters, ``#`` and ``?`` are refused."""
+    if any(char in _BAD_METHOD_CHARS for char in unquote(method_path)):
+        raise invoke_failed(app, "invalid method: control characters, '#' and '?' are not allowed")
+    # The trailing slash goes too (Dapr's path.Clean; l8's middleware already cleaned the path).
+    return posixpath.normpath("/" + method_path).lstrip("/") if method_path else ""
+
+
+def invoke_failed(app: str, reason: str) -> ApiError:
+    return ApiError(500, "ERR_DIRECT_INVOKE", f"failed to invoke, id: {app}, err: {reason}")

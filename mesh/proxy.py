@@ -1,0 +1,187 @@
+"""The reverse proxy under service invocation: one pooled aiohttp client that streams a request to
+its target and the target's answer back, bodies never held whole in memory.
+
+What crosses it, as Dapr forwards (dapr-http-api.md section 5): the verb, the path and the raw
+query string; every header but the hop-by-hop ones (``Connection`` and those it names,
+``Keep-Alive``, ``Transfer-Encoding``, ``Upgrade``, ``TE``, ``Trailer``, ``Proxy-*``,
+``HTTP2-Settings``), ``dapr-app-id``, ``dapr-api-token``, ``destination-app-id`` and ``*-bin``
+keys; the body as it arrives (its ``Content-Length`` kept, or chunked). Back: the status, the
+headers less hop-by-hop ones and the body, for every status; redirects are not followed, bodies are
+not decompressed. aiohttp adds none of its own headers (no User-Agent, Accept or
+Accept-Encoding the caller did not send).
+
+aiohttp, not httpx: httpx 0.28's pool costs about 0.5 ms per request and collapses under
+concurrency (../shared/reference/platform-notes.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+if TYPE_CHECKING:
+    import aiohttp
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"upgrade",
+        b"http2-settings",
+        b"te",
+        b"trailer",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+    }
+)
+DROPPED_INBOUND = frozenset({b"dapr-app-id", b"dapr-api-token", b"destination-app-id", b"host"})
+_SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+
+
+class TargetUnreachable(Exception):
+    """The target could not be reached or did not answer in time (the message says how)."""
+
+
+def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    named: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            named.update(token.strip().lower() for token in value.split(b","))
+    return frozenset(named)
+
+
+def outbound_headers(
+    raw: Iterable[tuple[bytes, bytes]], extra: Mapping[str, str], drop: frozenset[bytes] = frozenset()
+) -> list[tuple[str, str]]:
+    """The caller's headers as the target gets them: hop-by-hop, Dapr's own and ``drop`` removed,
+    ``extra`` set (replacing any copy the caller sent). Multi-valued headers stay separate."""
+    raw = list(raw)
+    skipped = HOP_BY_HOP | DROPPED_INBOUND | drop | _connection_tokens(raw)
+    replaced = {name.lower().encode("latin-1") for name in extra}
+    headers = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in raw
+        if (lowered := name.lower()) not in skipped
+        and lowered not in replaced
+        and not lowered.endswith(b"-bin")
+    ]
+    headers.extend(extra.items())
+    return headers
+
+
+def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    raw = list(raw)
+    skipped = HOP_BY_HOP | _connection_tokens(raw)
+    return [(name.lower(), value) for name, value in raw if name.lower() not in skipped]
+
+
+async def request_body(receive: Receive) -> AsyncIterator[bytes]:
+    """The ASGI request body as it arrives, chunk by chunk."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise TargetUnreachable("the caller went away while sending the body")
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+def client_session(max_connections: int, skip_auto_headers: tuple[str, ...]) -> aiohttp.ClientSession:
+    """A pooled aiohttp client (keep-alive 30 s) that decompresses nothing and adds none of
+    ``skip_auto_headers``: the one shape of HTTP client l8 uses."""
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=30)
+    return aiohttp.ClientSession(
+        connector=connector, skip_auto_headers=skip_auto_headers, auto_decompress=False
+    )
+
+
+class Proxy:
+    """The pooled client of one sidecar, owned by the runtime (start, then aclose)."""
+
+    def __init__(self, *, max_connections: int = 1024, connect_timeout: float = 5.0) -> None:
+        self._max_connections = max_connections
+        self._connect_timeout = connect_timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = client_session(self._max_connections, _SKIP_AUTO_HEADERS)
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def open(
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: AsyncIterator[bytes] | bytes | None,
+        timeout: float | None,  # noqa: ASYNC109 - aiohttp's own per-request deadline
+    ) -> aiohttp.ClientResponse:
+        """Send the request and read the target's status and headers; the body is left to stream
+        (the caller must ``release()`` the response). Raises :class:`TargetUnreachable`."""
+        import aiohttp
+        from multidict import CIMultiDict
+        from yarl import URL
+
+        if self._session is None:
+            raise TargetUnreachable("the invocation client is not started")
+        try:
+            return await self._session.request(
+                method,
+                URL(url, encoded=True),  # the path and query exactly as escaped by the caller
+                data=body,
+                headers=CIMultiDict(headers),
+                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=self._connect_timeout),
+                allow_redirects=False,
+                skip_auto_headers=_SKIP_AUTO_HEADERS,
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise TargetUnreachable(_describe(exc)) from None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "context deadline exceeded"
+    return str(exc) or type(exc).__name__
+
+
+class StreamedResponse(Response):
+    """A response streaming an aiohttp response through, released when done (a Starlette
+    Response, so every route and exception handler treats it as an answer)."""
+
+    def __init__(self, upstream: aiohttp.ClientResponse) -> None:  # no super(): nothing to render
+        self.upstream = upstream
+        self.status_code = upstream.status
+        self.raw_headers = response_headers(upstream.raw_headers)
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        upstream = self.upstream
+        try:
+            start = {"type": "http.response.start", "status": upstream.status, "headers": self.raw_headers}
+            await send(start)
+            if scope["method"] != "HEAD":
+                async for chunk in upstream.content.iter_any():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            upstream.release()
+
+
+def header_value(raw: Iterable[tuple[bytes, bytes]], wanted: bytes) -> str | None:
+    for name, value in raw:
+        if name.lower() == wanted:
+            return value.decode("latin-1")
+    return None

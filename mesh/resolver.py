@@ -1,0 +1,88 @@
+"""Name resolution: which sidecar serves an app id.
+
+Service invocation of another app goes sidecar to sidecar: the caller's l8 asks its resolver for
+the address of an l8 that runs beside the target app and forwards the call there. Resolvers are
+chosen in the l8 settings file under ``name_resolution``:
+
+.. code-block:: yaml
+
+    name_resolution:
+      type: static
+      apps:
+        orders: ["127.0.0.1:3501", "127.0.0.1:3502"]   # instances are used in turn (round robin)
+        billing: 127.0.0.1:3600
+
+Registries shared by many sidecars (Redis, etcd) come next; they implement the same
+:class:`Resolver` contract.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
+
+from components.errors import ComponentError
+
+
+class ResolveError(ComponentError):
+    """No sidecar is known for the app id (the message says why)."""
+
+
+class SettingsError(ValueError):
+    """The ``name_resolution`` settings are unusable; the message names the field."""
+
+
+class Resolver(Protocol):
+    kind: str
+
+    async def resolve(self, app_id: str) -> str:
+        """``host:port`` of a sidecar of ``app_id``: one instance per call, spread over the
+        instances; raises :class:`ResolveError` when there is none."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """What the metadata API shows of this resolver."""
+        ...
+
+
+class StaticResolver:
+    """A fixed map of app ids to sidecar addresses, from the settings file."""
+
+    kind = "static"
+
+    def __init__(self, apps: Mapping[str, list[str]]) -> None:
+        self._apps = {app_id: list(addresses) for app_id, addresses in apps.items()}
+        self._turns: dict[str, Iterator[str]] = {
+            app_id: itertools.cycle(addresses) for app_id, addresses in self._apps.items() if addresses
+        }
+
+    async def resolve(self, app_id: str) -> str:
+        turn = self._turns.get(app_id)
+        if turn is None:
+            raise ResolveError(f"couldn't find service: {app_id}")
+        return next(turn)
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": self.kind, "apps": {app_id: list(a) for app_id, a in self._apps.items()}}
+
+
+def build_resolver(config: Mapping[str, Any]) -> Resolver:
+    """The resolver the ``name_resolution`` settings describe (static and empty when unset)."""
+    kind = config.get("type", "static")
+    if kind != "static":
+        raise SettingsError(f"name_resolution.type: unknown resolver {kind!r} (known: static)")
+    apps = config.get("apps", {}) or {}
+    if not isinstance(apps, Mapping):
+        raise SettingsError("name_resolution.apps: must map app ids to host:port addresses")
+    parsed: dict[str, list[str]] = {}
+    for app_id, value in apps.items():
+        addresses = [value] if isinstance(value, str) else value
+        if not isinstance(addresses, list) or not addresses:
+            raise SettingsError(f"name_resolution.apps.{app_id}: give a host:port or a list of them")
+        for address in addresses:
+            host, _, port = str(address).rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise SettingsError(f"name_resolution.apps.{app_id}: {address!r} is not host:port")
+        parsed[str(app_id)] = [str(address) for address in addresses]
+    return StaticResolver(parsed)

@@ -1,0 +1,289 @@
+"""Service invocation through real ``l8 run`` processes to a real app (tests/echo_app.py): what the
+app receives, what the caller gets back, sidecar to sidecar through static name resolution, the
+``dapr-app-id`` header and basic-auth forms, HTTPEndpoint and URL targets, errors, and a large
+body streamed both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from tests.e2e.process import L8Launcher, L8Process
+from tests.echo_app import echo_app
+
+pytestmark = pytest.mark.e2e
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.fixture
+async def app_port() -> AsyncIterator[int]:
+    async with echo_app() as port:
+        yield port
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as http:
+        yield http
+
+
+def headers_of(answer: dict[str, Any]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for name, value in answer["headers"]:
+        found.setdefault(name.lower(), []).append(value)
+    return found
+
+
+async def started(l8: L8Launcher, **options: Any) -> L8Process:
+    return await asyncio.to_thread(l8, **options)
+
+
+def settings_file(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+async def sidecar(l8: L8Launcher, app_port: int) -> L8Process:
+    return await started(
+        l8, app_id="back", args=["--app-port", str(app_port)], env={"APP_API_TOKEN": "app-secret"}
+    )
+
+
+# -- what the app receives and what comes back ------------------------------------------------------
+
+
+@pytest.mark.parametrize("verb", ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+async def test_every_verb_reaches_the_method_with_path_query_and_body(
+    sidecar: L8Process, client: httpx.AsyncClient, verb: str
+) -> None:
+    body = b"\x00\x01binary\xff" if verb not in ("GET", "OPTIONS") else b""
+    answer = await client.request(
+        verb,
+        f"{sidecar.url}/v1.0/invoke/back/method/orders/a%2Fb/new?x=1&x=2&y=%20z",
+        content=body,
+        headers={"content-type": "application/x-thing"} if body else {},
+    )
+    assert answer.status_code == 200, answer.text
+    echoed = answer.json()
+    assert echoed["method"] == verb
+    assert echoed["path"] == "/orders/a%2Fb/new"  # an encoded slash stays encoded
+    assert echoed["query"] == "x=1&x=2&y=%20z"  # the raw query string, repeated keys kept
+    assert echoed["body_length"] == len(body)
+    assert echoed["body_sha256"] == hashlib.sha256(body).hexdigest()
+    if body:
+        assert headers_of(echoed)["content-type"] == ["application/x-thing"]
+
+
+async def test_head_answers_the_apps_headers_without_a_body(
+    sidecar: L8Process, client: httpx.AsyncClient
+) -> None:
+    answer = await client.head(f"{sidecar.url}/v1.0/invoke/back/method/status/204")
+    assert answer.status_code == 204 and answer.content == b""
+    assert answer.headers["x-app"] == "yes"
+
+
+async def test_headers_the_app_gets(sidecar: L8Process, client: httpx.AsyncClient) -> None:
+    answer = await client.post(
+        f"{sidecar.url}/v1.0/invoke/back/method/headers",
+        content=b"{}",
+        headers=[
+            ("content-type", "application/json"),
+            ("x-multi", "one"),
+            ("x-multi", "two"),
+            ("connection", "keep-alive, x-private"),
+            ("x-private", "hop-by-hop: named by Connection"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("trace-bin", "binary metadata"),
+            ("dapr-caller-app-id", "spoofed"),
+            ("traceparent", TRACEPARENT),
+        ],
+    )
+    got = headers_of(answer.json())
+    assert got["x-multi"] == ["one", "two"]
+    for dropped in ("x-private", "keep-alive", "te", "trace-bin", "dapr-app-id"):
+        assert dropped not in got, dropped
+    assert got["dapr-caller-app-id"] == ["back"]  # a caller's copy is overwritten
+    assert got["dapr-callee-app-id"] == ["back"]
+    assert got["dapr-api-token"] == ["app-secret"]  # APP_API_TOKEN towards the app
+    trace = got["traceparent"][0].split("-")
+    assert trace[1] == TRACEPARENT.split("-")[1] and trace[2] != TRACEPARENT.split("-")[2]
+    # The caller's own headers, and none that the proxy's client would add of its own.
+    assert got["user-agent"] == [f"python-httpx/{httpx.__version__}"]
+    assert got["accept-encoding"] == ["gzip, deflate"]
+
+
+@pytest.mark.parametrize("status", [200, 201, 301, 400, 404, 418, 500, 503])
+async def test_the_apps_status_headers_and_body_come_back_unchanged(
+    sidecar: L8Process, client: httpx.AsyncClient, status: int
+) -> None:
+    answer = await client.get(f"{sidecar.url}/v1.0/invoke/back/method/status/{status}")
+    assert answer.status_code == status
+    assert answer.json() == {"status": status}  # no Dapr error wrapping, redirects not followed
+    assert answer.headers["x-app"] == "yes"
+    assert "x-hop" not in answer.headers  # named by the app's Connection header: hop-by-hop
+
+
+async def test_the_method_path_is_cleaned_as_dapr_cleans_it(
+    sidecar: L8Process, client: httpx.AsyncClient
+) -> None:
+    raw = httpx.URL(f"{sidecar.url}/v1.0/invoke/back/method/a/./b/../c/")
+    answer = await client.get(raw)
+    assert answer.json()["path"] == "/a/c"  # Go's path.Clean: dot segments and the trailing slash go
+
+
+async def test_the_app_id_header_and_basic_auth_invoke_on_any_other_path(
+    sidecar: L8Process, client: httpx.AsyncClient
+) -> None:
+    by_header = await client.post(
+        f"{sidecar.url}/neworder?q=1", content=b"x", headers={"dapr-app-id": "back"}
+    )
+    assert by_header.json()["path"] == "/neworder" and by_header.json()["query"] == "q=1"
+    assert "dapr-app-id" not in headers_of(by_header.json())
+    credentials = base64.b64encode(b"dapr-app-id:back").decode()
+    by_auth = await client.get(f"{sidecar.url}/neworder", headers={"authorization": f"Basic {credentials}"})
+    assert by_auth.status_code == 200 and by_auth.json()["path"] == "/neworder"
+    # The header wins even on an invoke path, whose whole path is then the method.
+    both = await client.get(f"{sidecar.url}/v1.0/invoke/nobody/method/m", headers={"dapr-app-id": "back"})
+    assert both.json()["path"] == "/v1.0/invoke/nobody/method/m"
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+async def test_calls_that_cannot_be_made_answer_err_direct_invoke(
+    l8: L8Launcher, sidecar: L8Process, client: httpx.AsyncClient
+) -> None:
+    unknown = await client.get(f"{sidecar.url}/v1.0/invoke/nobody/method/x")
+    assert unknown.status_code == 500
+    assert unknown.json()["errorCode"] == "ERR_DIRECT_INVOKE"
+    assert unknown.json()["message"].startswith("failed to invoke, id: nobody, err: ")
+    no_id = await client.get(f"{sidecar.url}/not-a-route")
+    assert no_id.status_code == 404 and no_id.json()["errorCode"] == "ERR_DIRECT_INVOKE"
+    bad_id = await client.get(f"{sidecar.url}/v1.0/invoke/a.b.c/method/x")
+    assert bad_id.status_code == 500 and "invalid app id" in bad_id.json()["message"]
+    control = await client.get(f"{sidecar.url}/v1.0/invoke/back/method/a%23b")
+    assert control.status_code == 500 and control.json()["errorCode"] == "ERR_DIRECT_INVOKE"
+    lonely = await started(l8, app_id="lonely")  # no --app-port
+    no_app = await client.get(f"{lonely.url}/v1.0/invoke/lonely/method/x")
+    assert no_app.status_code == 500 and "app channel" in no_app.json()["message"]
+
+
+async def test_an_app_that_is_down_answers_err_direct_invoke(
+    l8: L8Launcher, client: httpx.AsyncClient
+) -> None:
+    async with echo_app() as port:
+        pass  # the port is free again: nothing listens there
+    process = await started(l8, app_id="gone", args=["--app-port", str(port)])
+    answer = await client.get(f"{process.url}/v1.0/invoke/gone/method/x")
+    assert answer.status_code == 500
+    assert answer.json()["errorCode"] == "ERR_DIRECT_INVOKE"
+    assert "gone" in answer.json()["message"]
+
+
+# -- other targets ---------------------------------------------------------------------------------
+
+
+async def test_another_app_is_called_through_its_own_sidecar(
+    l8: L8Launcher, sidecar: L8Process, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    config = settings_file(
+        tmp_path,
+        "front.yaml",
+        f"name_resolution:\n  type: static\n  apps:\n    back: 127.0.0.1:{sidecar.port}\n",
+    )
+    front = await started(l8, app_id="front", args=["--config", str(config)])
+    answer = await client.put(
+        f"{front.url}/v1.0/invoke/back/method/orders/1?v=2",
+        content=b"payload",
+        headers={"traceparent": TRACEPARENT},
+    )
+    assert answer.status_code == 200, answer.text
+    echoed = answer.json()
+    got = headers_of(echoed)
+    assert (echoed["method"], echoed["path"], echoed["query"], echoed.get("body")) == (
+        "PUT",
+        "/orders/1",
+        "v=2",
+        "payload",
+    )
+    assert got["dapr-caller-app-id"] == ["front"]  # the calling app, vouched for by its sidecar
+    assert got["dapr-callee-app-id"] == ["back"]
+    assert got["dapr-api-token"] == ["app-secret"]  # the callee's sidecar adds its app's token
+    assert "l8-forwarded-by" not in got
+    assert got["traceparent"][0].split("-")[1] == TRACEPARENT.split("-")[1]
+    status = await client.get(f"{front.url}/v1.0/invoke/back/method/status/418")
+    assert status.status_code == 418 and status.headers["x-app"] == "yes"
+
+
+async def test_http_endpoints_and_urls_are_called_without_a_sidecar(
+    l8: L8Launcher, app_port: int, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    resources = tmp_path / "resources"
+    resources.mkdir()
+    (resources / "endpoint.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: HTTPEndpoint\nmetadata: {name: external}\n"
+        f"spec:\n  baseUrl: http://127.0.0.1:{app_port}/base\n  headers:\n  - {{name: x-key, value: k1}}\n"
+    )
+    process = await started(l8, app_id="caller", resources=[resources])
+    by_name = await client.get(f"{process.url}/v1.0/invoke/external/method/items?x=1")
+    assert by_name.status_code == 200, by_name.text
+    got = headers_of(by_name.json())
+    assert by_name.json()["path"] == "/base/items" and got["x-key"] == ["k1"]
+    assert "dapr-caller-app-id" not in got
+    url = quote(f"http://127.0.0.1:{app_port}", safe="")
+    by_url = await client.post(f"{process.url}/v1.0/invoke/{url}/method/direct", content=b"hi")
+    assert by_url.status_code == 200 and by_url.json()["path"] == "/direct" and by_url.json()["body"] == "hi"
+
+
+# -- large bodies ----------------------------------------------------------------------------------
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+async def test_large_bodies_stream_through_both_ways(
+    l8: L8Launcher, app_port: int, client: httpx.AsyncClient
+) -> None:
+    process = await started(l8, app_id="big", args=["--app-port", str(app_port), "--max-body-size", "2Gi"])
+    size = 300 * 1024 * 1024
+    block = os.urandom(1024 * 1024)
+    digest = hashlib.sha256()
+    for _ in range(size // len(block)):
+        digest.update(block)
+    before = rss_mb(process.pid)
+
+    async def upload() -> AsyncIterator[bytes]:
+        for _ in range(size // len(block)):
+            yield block
+
+    answer = await client.post(
+        f"{process.url}/v1.0/invoke/big/method/upload",
+        content=upload(),
+        headers={"content-length": str(size)},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["body_length"] == size and answer.json()["body_sha256"] == digest.hexdigest()
+    received = 0
+    async with client.stream("GET", f"{process.url}/v1.0/invoke/big/method/download/{size}") as download:
+        assert download.status_code == 200
+        async for chunk in download.aiter_bytes():
+            received += len(chunk)
+    assert received == size
+    assert rss_mb(process.pid) - before < 100  # streamed, never held whole
