@@ -1,10 +1,8 @@
-"""The channel to this sidecar's own app (``--app-port``): one pooled HTTP client, owned by the
-runtime, used for pub/sub delivery, subscription discovery and, later, invocation.
+"""The channel to this sidecar's own app (``--app-port``), owned by the runtime: pub/sub delivery
+and subscription discovery go through it (service invocation streams through mesh/proxy.py).
 
-aiohttp rather than httpx on this path: httpx 0.28's pool costs about 0.5 ms per request and
-collapses under concurrency (../shared/reference/platform-notes.md); delivery at 1,000 msg/s with a
-p99 of a few milliseconds needs the faster client. aiohttp is imported when the channel starts,
-so a sidecar without an app does not carry it (about 8 MB and 100 ms of start-up).
+Its calls are small and mostly one at a time, so it uses l8's own keep-alive HTTP/1.1 client
+(mesh/http_client.py: about 95 us of CPU a call against aiohttp's 210 us, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -13,15 +11,11 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from app.settings import Settings
-from mesh.proxy import client_session
-
-if TYPE_CHECKING:
-    import aiohttp
+from mesh.http_client import HttpClient, HttpError
 
 
 class AppUnreachable(Exception):
@@ -46,7 +40,7 @@ class AppChannel:
         )
         self._token = settings.app_api_token.get_secret_value() if settings.app_api_token else None
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._client: HttpClient | None = None
 
     @property
     def configured(self) -> bool:
@@ -54,13 +48,15 @@ class AppChannel:
         return self.base_url is not None
 
     async def start(self) -> None:
-        if self._session is None and self.configured:
-            self._session = client_session(self._max_connections, ("User-Agent",))
+        if self._client is None and self.configured:
+            assert self.port is not None
+            scheme = self.base_url.split("://", 1)[0] if self.base_url else "http"
+            self._client = HttpClient(scheme, self._host(), self.port, max_idle=self._max_connections)
 
     async def aclose(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
 
     async def request(
         self,
@@ -69,32 +65,25 @@ class AppChannel:
         *,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - aiohttp's own per-request timeout
+        timeout: float | None = None,  # noqa: ASYNC109 - the whole call's deadline
     ) -> AppResponse:
         """One call to the app; ``path`` gets a leading ``/`` if it lacks one. Adds
         ``dapr-api-token`` when APP_API_TOKEN is set. Raises :class:`AppUnreachable` on any
         transport failure or timeout; every HTTP status is a response."""
-        if self._session is None or self.base_url is None:
+        if self._client is None or self.base_url is None:
             raise AppUnreachable("no app channel: l8 was started without --app-port")
-        outgoing: CIMultiDict[str] = CIMultiDict(headers or {})
+        outgoing = list((headers or {}).items())
         if self._token is not None:
-            outgoing["dapr-api-token"] = self._token
+            outgoing = [(name, value) for name, value in outgoing if name.lower() != "dapr-api-token"]
+            outgoing.append(("dapr-api-token", self._token))
         if not path.startswith("/"):
             path = "/" + path
-        import aiohttp  # imported by start(): a dictionary look-up here
-
         try:
-            async with self._session.request(
-                method,
-                self.base_url + path,
-                data=body,
-                headers=outgoing,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-                allow_redirects=False,
-            ) as response:
-                return AppResponse(response.status, response.headers, await response.read())
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise AppUnreachable(f"app at {self.base_url} did not answer {method} {path}: {exc!r}") from None
+            answer = await self._client.request(method, path, outgoing, body, timeout)
+        except HttpError as exc:
+            raise AppUnreachable(f"app at {self.base_url} did not answer {method} {path}: {exc}") from None
+        received = CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in answer.headers)
+        return AppResponse(answer.status, CIMultiDictProxy(received), answer.body)
 
     async def listening(self, timeout: float = 0.5) -> bool:  # noqa: ASYNC109 - a connect deadline
         """Whether the app's port accepts TCP connections right now."""
