@@ -112,7 +112,6 @@ class Runtime:
         self.pubsub = self._pubsub_service()
         await self.app_channel.start()
         self._stack.push_async_callback(self.app_channel.aclose)
-        await self.proxy.start()
         self._stack.push_async_callback(self.proxy.aclose)
         await self._start_subscriptions()
         log.info(

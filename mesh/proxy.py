@@ -105,18 +105,17 @@ def client_session(max_connections: int, skip_auto_headers: tuple[str, ...]) -> 
 
 
 class Proxy:
-    """The pooled client of one sidecar, owned by the runtime (start, then aclose)."""
+    """The pooled client of one sidecar, owned by the runtime (``aclose`` at the end). It is made
+    at the first call, so a sidecar that never invokes does not load aiohttp."""
 
     def __init__(self, *, max_connections: int = 1024, connect_timeout: float = 5.0) -> None:
         self._max_connections = max_connections
         self._connect_timeout = connect_timeout
         self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        if self._session is None:
-            self._session = client_session(self._max_connections, _SKIP_AUTO_HEADERS)
+        self._closed = False
 
     async def aclose(self) -> None:
+        self._closed = True
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -135,8 +134,10 @@ class Proxy:
         from multidict import CIMultiDict
         from yarl import URL
 
+        if self._closed:
+            raise TargetUnreachable("the sidecar is shutting down")
         if self._session is None:
-            raise TargetUnreachable("the invocation client is not started")
+            self._session = client_session(self._max_connections, _SKIP_AUTO_HEADERS)
         try:
             return await self._session.request(
                 method,
