@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest openapi bench bench-state bench-pubsub servers clean
+.PHONY: run test lint typecheck pytest openapi bench bench-state bench-pubsub bench-invoke servers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,13 +49,16 @@ test: lint typecheck pytest
 openapi: $(VENV)/.runtime
 	$(BIN)/l8 openapi > openapi/openapi.json
 
-bench: bench-state bench-pubsub
+bench: bench-state bench-pubsub bench-invoke
 
 bench-state: $(VENV)/.test servers
 	$(BIN)/python bench/state_bench.py
 
 bench-pubsub: $(VENV)/.test servers
 	$(BIN)/python bench/pubsub_bench.py
+
+bench-invoke: $(VENV)/.test
+	$(BIN)/python bench/invoke_bench.py
 
 clean:
 	rm -rf $(VENV) .l8 .pytest_cache .mypy_cache .ruff_cache

@@ -62,8 +62,8 @@ class Runtime:
         self.pubsub = PubSubService({}, settings.app_id)
         self.app_channel = AppChannel(settings)
         self.proxy = Proxy()
-        self.invocation = self._invocation_service({})
         self.resiliency = Resiliency()
+        self.invocation = self._invocation_service({})
         self.subscriber: Subscriber | None = None
         self.subscriptions: list[Subscription] = []
         """Every subscription this sidecar knows (declarative and the app's), for the metadata API."""
@@ -203,6 +203,7 @@ class Runtime:
             build_resolver(settings.name_resolution),
             endpoints,
             settings.invoke_timeout,
+            self.resiliency,
         )
 
     def _state_service(self) -> StateService:

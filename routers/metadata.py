@@ -52,6 +52,11 @@ async def get_metadata(request: Request) -> Response:
     }
     if current.subscriptions:
         body["subscriptions"] = [_subscription(s) for s in current.subscriptions]
+    invocation = current.invocation
+    if invocation.endpoints:
+        body["httpEndpoints"] = [{"name": name} for name in sorted(invocation.endpoints)]
+    # Not in Dapr's answer (daprd has no such field): how this sidecar finds other apps' sidecars.
+    body["nameResolution"] = invocation.resolver.describe()
     connection: dict[str, Any] = {
         "protocol": settings.app_protocol,
         "channelAddress": settings.app_channel_address,

@@ -111,6 +111,9 @@ class MetadataResponse(BaseModel):
     extended: dict[str, str]
     subscriptions: list[dict[str, Any]] | None = None
     httpEndpoints: list[dict[str, Any]] | None = None
+    nameResolution: dict[str, Any] | None = Field(
+        None, description="l8's own: the name resolver of service invocation (type, and what it knows)"
+    )
     appConnectionProperties: AppConnectionProperties | None = None
     actorRuntime: ActorRuntime | None = None
 

@@ -6,13 +6,19 @@ answers every request with what it received, so a test sees exactly what l8 forw
 - ``/status/<code>``: that status, a JSON body, ``x-app: yes`` and ``connection: x-hop`` headers
   (plus an ``x-hop`` header that a proxy must drop);
 - ``/download/<n>``: ``n`` bytes, streamed in 64 KiB chunks without a length;
-- ``/upload``: reads the body as a stream, answers its length and SHA-256 (never holding it).
+- ``/upload``: reads the body as a stream, answers its length and SHA-256 (never holding it);
+- ``/flaky/<key>/<n>``: 503 for the first ``n`` calls with that key, then as any path;
+- ``/sleep/<ms>``: answers after that long.
+
+``calls`` counts the requests each path received.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,8 +30,18 @@ from tests.servers import LOOPBACK, free_port
 CHUNK = 64 * 1024
 
 
+calls: Counter[str] = Counter()
+
+
 async def _echo(request: web.Request) -> web.StreamResponse:
     path = request.raw_path.partition("?")[0]
+    calls[path] += 1
+    if path.startswith("/flaky/"):
+        _, _, key, failures = path.split("/")
+        if calls[path] <= int(failures):
+            return web.Response(status=503, text=f"failure {calls[path]} of {key}")
+    if path.startswith("/sleep/"):
+        await asyncio.sleep(int(path.rsplit("/", 1)[1]) / 1000)
     if path.startswith("/status/"):
         status = int(path.rsplit("/", 1)[1])
         headers = {"x-app": "yes", "Connection": "x-hop", "x-hop": "drop me"}

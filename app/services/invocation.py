@@ -17,9 +17,9 @@ headers and body come back unchanged, errors included; only a call that cannot b
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 import structlog
@@ -36,7 +36,11 @@ from mesh.proxy import (
     outbound_headers,
     request_body,
 )
+from mesh.resiliency import CircuitOpenError, Policy, Resiliency, RetriableFailure
 from mesh.resolver import ResolveError, Resolver, StaticResolver
+
+if TYPE_CHECKING:
+    from aiohttp import ClientResponse
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +91,7 @@ def http_endpoints(others: Iterable[tuple[str, dict[str, Any], str]], app_id: st
 class Target:
     url: str
     headers: dict[str, str]
+    policy: Policy
     drop: frozenset[bytes] = frozenset()
 
 
@@ -100,6 +105,7 @@ class InvocationService:
         resolver: Resolver | None = None,
         endpoints: Mapping[str, HttpEndpoint] | None = None,
         timeout: float | None = None,
+        resiliency: Resiliency | None = None,
     ) -> None:
         self.app_id = app_id
         self.app_base_url = app_base_url
@@ -108,13 +114,14 @@ class InvocationService:
         self.resolver: Resolver = resolver or StaticResolver({})
         self.endpoints = dict(endpoints or {})
         self.timeout = timeout
+        self.resiliency = resiliency or Resiliency()
 
     async def invoke(
         self, target_app: str, method_path: str, scope: Mapping[str, Any], receive: Any
     ) -> StreamedResponse:
         """Forward the request of ``scope`` to ``method_path`` (as escaped in the request's path) of
-        ``target_app``; the target's answer, to be streamed back. Raises :class:`ApiError`
-        (ERR_DIRECT_INVOKE) when the call cannot be made."""
+        ``target_app``, under the target's resiliency policy; the target's answer, to be streamed
+        back. Raises :class:`ApiError` (ERR_DIRECT_INVOKE) when the call cannot be made."""
         if not target_app:
             raise errors.no_app_id()
         method_path = _clean_method(target_app, method_path)
@@ -123,19 +130,44 @@ class InvocationService:
         query = scope.get("query_string", b"")
         url = target.url + ("?" + query.decode("latin-1") if query else "")
         headers = outbound_headers(raw_headers, target.headers, target.drop)
-        body = request_body(receive) if _has_body(raw_headers) else None
+        policy = target.policy
+        body: AsyncIterator[bytes] | bytes | None = None
+        if _has_body(raw_headers):
+            # A body that may be sent again is read first (bounded by --max-body-size); else streamed.
+            body = await _read_all(receive) if policy.retry is not None else request_body(receive)
+        method: str = scope["method"]
+        last: list[ClientResponse] = []
+
+        async def attempt() -> ClientResponse:
+            for earlier in last:
+                earlier.release()
+            last.clear()
+            upstream = await self.proxy.open(method, url, headers, body, self.timeout)
+            if (policy.retry is not None or policy.breaker is not None) and _failed(policy, upstream.status):
+                last.append(upstream)  # the app's answer, if no attempt does better
+                raise RetriableFailure(f"the app answered {upstream.status}", upstream.status)
+            return upstream
+
         try:
-            upstream = await self.proxy.open(scope["method"], url, headers, body, self.timeout)
+            upstream = await policy.run(attempt)
+        except RetriableFailure:
+            upstream = last[0]  # retries ran out: the caller gets the app's last answer
         except TargetUnreachable as exc:
             raise invoke_failed(target_app, str(exc)) from None
+        except CircuitOpenError:
+            raise invoke_failed(target_app, "circuit breaker is open") from None
+        except TimeoutError:
+            raise invoke_failed(target_app, "context deadline exceeded") from None
         return StreamedResponse(upstream)
 
     async def _target(self, app: str, method_path: str, raw: list[tuple[bytes, bytes]]) -> Target:
         endpoint = self.endpoints.get(app)
         if endpoint is not None:
-            return Target(f"{endpoint.base_url}/{method_path}", dict(endpoint.headers))
+            return Target(
+                f"{endpoint.base_url}/{method_path}", dict(endpoint.headers), self.resiliency.app(app)
+            )
         if app.startswith(("http://", "https://")):
-            return Target(f"{app.rstrip('/')}/{method_path}", {})
+            return Target(f"{app.rstrip('/')}/{method_path}", {}, Policy(app))
         if app.count(".") > 1:
             raise invoke_failed(app, f"invalid app id {app}")
         app_id = app.partition(".")[0]  # "orders.namespace": l8 has no namespaces
@@ -155,14 +187,27 @@ class InvocationService:
                 raise invoke_failed(app, "app channel is not initialized: l8 was started without --app-port")
             if self.app_token is not None:
                 headers["dapr-api-token"] = self.app_token
-            return Target(f"{self.app_base_url}/{method_path}", headers, frozenset({_FORWARDED_BY}))
+            policy = self.resiliency.app(app_id)
+            return Target(f"{self.app_base_url}/{method_path}", headers, policy, frozenset({_FORWARDED_BY}))
         try:
             address = await self.resolver.resolve(app_id)
         except ResolveError as exc:
             raise invoke_failed(app, str(exc)) from None
         headers[FORWARDED_BY] = self.app_id or "l8"
         path = f"/v1.0/invoke/{quote(app_id, safe='')}/method/{method_path}"
-        return Target(f"http://{address}{path}", headers)
+        return Target(f"http://{address}{path}", headers, self.resiliency.app(app_id))
+
+
+def _failed(policy: Policy, status: int) -> bool:
+    """Whether an answer with this status is a failed attempt (retried, counted by the circuit
+    breaker): the statuses of the retry's ``matching.httpStatusCodes``, else every 5xx."""
+    if policy.retry is not None and policy.retry.http_status_codes:
+        return policy.retry.retries_status(status)
+    return status >= 500
+
+
+async def _read_all(receive: Any) -> bytes:
+    return b"".join([chunk async for chunk in request_body(receive)])
 
 
 def _has_body(raw: list[tuple[bytes, bytes]]) -> bool:

@@ -85,37 +85,48 @@ class Resiliency:
         """The policy for calls from the sidecar to ``component`` (kept for the outbound paths)."""
         return self._component_policy(component, "outbound", None, component_type)
 
+    def app(self, app_id: str) -> Policy:
+        """The policy for service invocation of ``app_id`` (``targets.apps``, else Dapr's
+        ``DefaultApp*Policy`` and ``Default*Policy`` names)."""
+        names = self.apps.get(app_id)
+        if names is None:
+            names = self._defaults(["App", ""])
+        return self._policy(f"app[{app_id}]", ("app", app_id), names)
+
     def _component_policy(
         self, component: str, direction: str, metadata: Mapping[str, str] | None, component_type: str
     ) -> Policy:
         names = self.components.get(component, {}).get(direction)
         if names is None:
             names = self._default_names(component_type, direction)
-        policy = Policy(f"component[{component}] {direction}")
+        policy = self._policy(f"component[{component}] {direction}", (component, direction), names)
+        if not names.retry and direction == "inbound" and metadata:
+            policy.retry = retry_from_metadata(metadata)
+        return policy
+
+    def _policy(self, label: str, key: tuple[str, str], names: PolicyNames) -> Policy:
+        """A policy of the named parts; a target's circuit breaker is one object across calls."""
+        policy = Policy(label)
         if names.timeout:
             policy.timeout = self.timeouts[names.timeout] or None
         if names.retry:
             policy.retry = self.retries[names.retry]
-        elif direction == "inbound" and metadata:
-            policy.retry = retry_from_metadata(metadata)
         if names.circuit_breaker:
             spec = self.circuit_breakers[names.circuit_breaker]
-            cached = self._breakers.get((component, direction))
+            cached = self._breakers.get(key)
             if cached is None or cached[0] != spec:
-                breaker = CircuitBreaker(replace(spec, name=f"{spec.name}-{component}-{direction}"))
-                cached = self._breakers[(component, direction)] = (spec, breaker)
-            breaker = cached[1]
-            policy.breaker = breaker
+                breaker = CircuitBreaker(replace(spec, name=f"{spec.name}-{key[0]}-{key[1]}"))
+                cached = self._breakers[key] = (spec, breaker)
+            policy.breaker = cached[1]
         return policy
 
     def _default_names(self, component_type: str, direction: str) -> PolicyNames:
         kind = _COMPONENT_TYPES.get(component_type.lower(), component_type.capitalize())
-        levels = [
-            f"{kind}Component{direction.capitalize()}",
-            f"Component{direction.capitalize()}",
-            "Component",
-            "",
-        ]
+        level = direction.capitalize()
+        return self._defaults([f"{kind}Component{level}", f"Component{level}", "Component", ""])
+
+    def _defaults(self, levels: list[str]) -> PolicyNames:
+        """Dapr's default policy names, most specific level first (``Default<level>RetryPolicy``)."""
 
         def first(template: str, defined: Mapping[str, Any]) -> str:
             return next((template % level for level in levels if template % level in defined), "")

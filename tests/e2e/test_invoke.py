@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.e2e.process import L8Launcher, L8Process
-from tests.echo_app import echo_app
+from tests.echo_app import calls, echo_app
 
 pytestmark = pytest.mark.e2e
 
@@ -205,6 +205,8 @@ async def test_another_app_is_called_through_its_own_sidecar(
         f"name_resolution:\n  type: static\n  apps:\n    back: 127.0.0.1:{sidecar.port}\n",
     )
     front = await started(l8, app_id="front", args=["--config", str(config)])
+    metadata = (await client.get(f"{front.url}/v1.0/metadata")).json()
+    assert metadata["nameResolution"] == {"type": "static", "apps": {"back": [f"127.0.0.1:{sidecar.port}"]}}
     answer = await client.put(
         f"{front.url}/v1.0/invoke/back/method/orders/1?v=2",
         content=b"payload",
@@ -238,6 +240,7 @@ async def test_http_endpoints_and_urls_are_called_without_a_sidecar(
         f"spec:\n  baseUrl: http://127.0.0.1:{app_port}/base\n  headers:\n  - {{name: x-key, value: k1}}\n"
     )
     process = await started(l8, app_id="caller", resources=[resources])
+    assert (await client.get(f"{process.url}/v1.0/metadata")).json()["httpEndpoints"] == [{"name": "external"}]
     by_name = await client.get(f"{process.url}/v1.0/invoke/external/method/items?x=1")
     assert by_name.status_code == 200, by_name.text
     got = headers_of(by_name.json())
@@ -246,6 +249,70 @@ async def test_http_endpoints_and_urls_are_called_without_a_sidecar(
     url = quote(f"http://127.0.0.1:{app_port}", safe="")
     by_url = await client.post(f"{process.url}/v1.0/invoke/{url}/method/direct", content=b"hi")
     assert by_url.status_code == 200 and by_url.json()["path"] == "/direct" and by_url.json()["body"] == "hi"
+
+
+# -- resiliency ---------------------------------------------------------------------------------
+
+RESILIENCY = """apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata: {name: invoke-policies}
+spec:
+  policies:
+    timeouts: {quick: 300ms}
+    retries:
+      thrice: {policy: constant, duration: 20ms, maxRetries: 3}
+    circuitBreakers:
+      fragile: {maxRequests: 1, timeout: 1s, trip: consecutiveFailures >= 2}
+  targets:
+    apps:
+      back: {retry: thrice, timeout: quick}
+      fragile: {circuitBreaker: fragile}
+"""
+
+
+async def resilient(l8: L8Launcher, tmp_path: Path, app_id: str, app_port: int) -> L8Process:
+    resources = tmp_path / f"resources-{app_id}"
+    resources.mkdir()
+    (resources / "resiliency.yaml").write_text(RESILIENCY)
+    return await started(l8, app_id=app_id, resources=[resources], args=["--app-port", str(app_port)])
+
+
+async def test_retries_resend_the_body_until_the_app_answers(
+    l8: L8Launcher, app_port: int, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    process = await resilient(l8, tmp_path, "back", app_port)
+    answer = await client.post(f"{process.url}/v1.0/invoke/back/method/flaky/a/2", content=b"again")
+    assert answer.status_code == 200 and answer.json()["body"] == "again"  # the third attempt
+    assert calls["/flaky/a/2"] == 3
+    exhausted = await client.post(f"{process.url}/v1.0/invoke/back/method/flaky/b/9", content=b"x")
+    assert exhausted.status_code == 503 and exhausted.text == "failure 4 of b"  # the app's last answer
+    assert calls["/flaky/b/9"] == 4
+    late = await client.get(f"{process.url}/v1.0/invoke/back/method/sleep/2000")
+    assert late.status_code == 500 and "context deadline exceeded" in late.json()["message"]
+
+
+async def test_without_a_policy_an_error_status_is_not_retried(
+    sidecar: L8Process, client: httpx.AsyncClient
+) -> None:
+    answer = await client.get(f"{sidecar.url}/v1.0/invoke/back/method/flaky/c/1")
+    assert answer.status_code == 503 and calls["/flaky/c/1"] == 1
+
+
+async def test_a_circuit_breaker_opens_on_failures_and_closes_after_a_good_probe(
+    l8: L8Launcher, app_port: int, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    process = await resilient(l8, tmp_path, "fragile", app_port)
+    url = f"{process.url}/v1.0/invoke/fragile/method"
+    assert (await client.get(f"{url}/status/200")).status_code == 200
+    before = calls["/status/503"]
+    for _ in range(2):
+        assert (await client.get(f"{url}/status/503")).status_code == 503
+    opened = await client.get(f"{url}/status/503")
+    assert opened.status_code == 500 and "circuit breaker is open" in opened.json()["message"]
+    assert calls["/status/503"] == before + 2  # the open breaker did not call the app
+    await asyncio.sleep(1.2)
+    assert (await client.get(f"{url}/status/200")).status_code == 200  # half-open probe succeeds
+    assert (await client.get(f"{url}/status/200")).status_code == 200
 
 
 # -- large bodies ----------------------------------------------------------------------------------
