@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -432,3 +433,53 @@ def machine() -> dict[str, Any]:
         "libraries": versions,
         "tools": tools,
     }
+
+
+# -- running a benchmark and keeping its results ---------------------------------------------------
+
+
+def missing_requirements(name: str, tools: Sequence[str]) -> int | None:
+    """Exit status 2 (said on stderr) when a tool or the second core is missing, else None."""
+    for tool in tools:
+        if shutil.which(tool) is None:
+            print(f"{name}: {tool} is not installed", file=sys.stderr)
+            return 2
+    if (os.cpu_count() or 1) < 2:
+        print(f"{name}: needs 2 cores", file=sys.stderr)
+        return 2
+    return None
+
+
+def run_measured(name: str, measure: Any) -> dict[str, Any] | None:
+    """``measure(workdir, processes)`` in a temporary directory whose processes are all stopped
+    after it, SIGTERM included; None (said on stderr) when it raised :class:`BenchError`."""
+    with (
+        sigterm_as_exit(),
+        tempfile.TemporaryDirectory(prefix=f"l8-{name}-") as tmp,
+        Processes(Path(tmp)) as processes,
+    ):
+        try:
+            results: dict[str, Any] = measure(Path(tmp), processes)
+        except BenchError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            return None
+    return results
+
+
+def save_results(results: dict[str, Any], stamp: str, kind: str) -> str:
+    """Write the raw results under bench/results/ (git-ignored); their name relative to the repo."""
+    (HERE / "results").mkdir(exist_ok=True)
+    name = f"bench/results/{stamp}-{kind}.json"
+    (ROOT / name).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    return name
+
+
+def write_doc_section(text: str, begin: str, end: str, path: Path = ROOT / "docs" / "performance.md") -> None:
+    """Replace the section between the ``begin`` and ``end`` markers (``text`` holds both), or add it."""
+    current = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(current):
+        updated = pattern.sub(lambda _: text, current)
+    else:
+        updated = current.rstrip("\n") + "\n\n" + text + "\n"
+    path.write_text(updated, encoding="utf-8")

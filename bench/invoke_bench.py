@@ -15,13 +15,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +25,6 @@ from typing import Any
 import orjson
 from harness import (
     LOAD_CORE,
-    ROOT,
     SERVER_CORE,
     BenchError,
     LoadTools,
@@ -38,11 +33,14 @@ from harness import (
     ensure_tools,
     free_port,
     machine,
+    missing_requirements,
     pinned,
-    sigterm_as_exit,
+    run_measured,
+    save_results,
     wait_port,
     wait_quiet,
     wait_ready,
+    write_doc_section,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -291,17 +289,6 @@ def render(results: dict[str, Any], summary: dict[str, Any], results_name: str) 
     return "\n".join(lines)
 
 
-def write_doc(text: str, path: Path) -> None:
-    current = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.DOTALL)
-    updated = (
-        pattern.sub(lambda _: text, current)
-        if pattern.search(current)
-        else current.rstrip("\n") + "\n\n" + text + "\n"
-    )
-    path.write_text(updated, encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -312,26 +299,14 @@ def main() -> int:
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
     arguments = parser.parse_args()
     ensure_tools()
-    for tool in ("taskset", "wrk"):
-        if shutil.which(tool) is None:
-            print(f"invoke_bench: {tool} is not installed", file=sys.stderr)
-            return 2
-    if (os.cpu_count() or 1) < 2:
-        print("invoke_bench: needs 2 cores", file=sys.stderr)
-        return 2
-    (HERE / "results").mkdir(exist_ok=True)
+    missing = missing_requirements("invoke_bench", ("taskset", "wrk"))
+    if missing is not None:
+        return missing
     stamp = time.strftime("%Y%m%dT%H%M%S")
     started = time.perf_counter()
-    with (
-        sigterm_as_exit(),
-        tempfile.TemporaryDirectory(prefix="l8-invoke-bench-") as tmp,
-        Processes(Path(tmp)) as procs,
-    ):
-        try:
-            results = InvokeBench(arguments, Path(tmp), procs).run()
-        except BenchError as exc:
-            print(f"invoke_bench: {exc}", file=sys.stderr)
-            return 1
+    results = run_measured("invoke_bench", lambda tmp, procs: InvokeBench(arguments, tmp, procs).run())
+    if results is None:
+        return 1
     results["settings"] = {
         "seconds": arguments.seconds,
         "warmup": arguments.warmup,
@@ -341,14 +316,11 @@ def main() -> int:
         "started": stamp,
         "duration_seconds": round(time.perf_counter() - started, 1),
     }
-    summary = summarize(results)
-    results["summary"] = summary
-    name = f"bench/results/{stamp}-invoke.json"
-    (ROOT / name).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
-    text = render(results, summary, name)
+    summary = results["summary"] = summarize(results)
+    text = render(results, summary, save_results(results, stamp, "invoke"))
     print(text)
     if not arguments.no_doc:
-        write_doc(text, ROOT / "docs" / "performance.md")
+        write_doc_section(text, BEGIN, END)
     return 0
 
 

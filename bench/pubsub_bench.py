@@ -14,13 +14,9 @@ latency <= 10 ms at 1000 msg/s.
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -29,7 +25,6 @@ from typing import Any
 import orjson
 from harness import (
     LOAD_CORE,
-    ROOT,
     SERVER_CORE,
     BenchError,
     LoadTools,
@@ -37,12 +32,15 @@ from harness import (
     cpu_meter,
     free_port,
     machine,
+    missing_requirements,
     pinned,
     rss_mb,
-    sigterm_as_exit,
+    run_measured,
+    save_results,
     wait_port,
     wait_quiet,
     wait_ready,
+    write_doc_section,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -321,16 +319,6 @@ def _added(delivery: dict[str, Any], floor: dict[str, Any]) -> str:
         return "-"
 
 
-def write_doc(text: str, path: Path) -> None:
-    current = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.DOTALL)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text, current)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(updated, encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -340,27 +328,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved throughput rounds per broker")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
     arguments = parser.parse_args()
-    for tool in ("taskset", "redis-server", "wrk"):
-        if shutil.which(tool) is None:
-            print(f"pubsub_bench: {tool} is not installed", file=sys.stderr)
-            return 2
-    if (os.cpu_count() or 1) < 2:
-        print("pubsub_bench: needs 2 cores", file=sys.stderr)
-        return 2
-    results_dir = HERE / "results"
-    results_dir.mkdir(exist_ok=True)
+    missing = missing_requirements("pubsub_bench", ("taskset", "redis-server", "wrk"))
+    if missing is not None:
+        return missing
     stamp = time.strftime("%Y%m%dT%H%M%S")
     started = time.perf_counter()
-    with (
-        sigterm_as_exit(),
-        tempfile.TemporaryDirectory(prefix="l8-pubsub-bench-") as tmp,
-        Processes(Path(tmp)) as procs,
-    ):
-        try:
-            results = PubSubBench(arguments, Path(tmp), procs).run()
-        except BenchError as exc:
-            print(f"pubsub_bench: {exc}", file=sys.stderr)
-            return 1
+    results = run_measured("pubsub_bench", lambda tmp, procs: PubSubBench(arguments, tmp, procs).run())
+    if results is None:
+        return 1
     results["settings"] = {
         "seconds": arguments.seconds,
         "warmup": arguments.warmup,
@@ -370,12 +345,10 @@ def main() -> int:
         "started": stamp,
         "duration_seconds": round(time.perf_counter() - started, 1),
     }
-    name = f"bench/results/{stamp}-pubsub.json"
-    (ROOT / name).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
-    text = render(results, name)
+    text = render(results, save_results(results, stamp, "pubsub"))
     print(text)
     if not arguments.no_doc:
-        write_doc(text, ROOT / "docs" / "performance.md")
+        write_doc_section(text, BEGIN, END)
     return 0
 
 

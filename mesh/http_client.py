@@ -1,12 +1,13 @@
-"""A small HTTP/1.1 client for calls whose bodies fit in memory (pub/sub deliveries, subscription
-discovery): keep-alive connections to one origin, requests written in one buffer, responses parsed
-by httptools (uvicorn's parser), no redirects, no decompression, no headers of its own but
-``Host`` and ``Content-Length``.
+"""l8's own HTTP/1.1 client, for the app channel (pub/sub deliveries, subscription discovery) and
+for service invocation with small request bodies: keep-alive connections to one origin, a request
+written in one buffer, answers parsed by httptools (uvicorn's parser) and read as they arrive
+(:class:`Stream`, with back-pressure past 1 MiB) or whole (:meth:`HttpClient.request`). No
+redirects, no decompression, no headers of its own but ``Host`` and ``Content-Length``.
 
-Why not aiohttp here: at a sidecar's usual rate, calls go one at a time, and aiohttp spends about
-210 us of CPU on each against about 95 us for this client (docs/performance.md); a delivery is most
-of a message's cost at 1,000 msg/s. Streaming bodies (service invocation) stay on aiohttp
-(mesh/proxy.py).
+Why not aiohttp on these paths: at a sidecar's usual rate calls go one at a time, and aiohttp
+spends about 210 us of CPU on each against about 95 us for this client (docs/performance.md).
+Request bodies that must stream (large or chunked uploads) and TLS targets other than the app stay
+on aiohttp (mesh/proxy.py).
 
 A request that fails on a kept-alive connection before any byte of the answer arrived is sent once
 more on a new connection: the server may have closed the idle connection just as it was reused.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import cast
 
 import httptools
@@ -36,6 +38,10 @@ class Answer:
         self.body = body
 
 
+_STREAM_BUFFER = 1 << 20
+"""Bytes of a streamed answer held before reading from the server pauses."""
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -46,6 +52,11 @@ class _Connection(asyncio.Protocol):
         self.body: list[bytes] = []
         self.answered = False
         """Whether any byte of the current answer arrived."""
+        self.keep_alive = False
+        self.complete = False
+        self.error: HttpError | None = None
+        self.readable = asyncio.Event()
+        self.buffered = 0
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
 
@@ -78,11 +89,20 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()  # llhttp forgets it once the message ends
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
+        self.buffered += len(body)
+        self.readable.set()
+        if self.buffered > _STREAM_BUFFER and self.transport is not None:
+            self.transport.pause_reading()  # the reader is behind: the sender waits
 
     def on_message_complete(self) -> None:
+        self.complete = True
+        self.readable.set()
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
@@ -93,8 +113,13 @@ class _Connection(asyncio.Protocol):
         return self.transport is not None and not self.transport.is_closing()
 
     def send(self, data: bytes) -> asyncio.Future[None]:
+        """Write a request; the future resolves once the answer's head is in (the body follows
+        into ``body``, see Stream)."""
         assert self.transport is not None
         self.status, self.headers, self.body, self.answered = 0, [], [], False
+        self.complete, self.error, self.buffered = False, None, 0
+        self.keep_alive = False
+        self.readable.clear()
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(data)
         return self.waiter
@@ -106,6 +131,9 @@ class _Connection(asyncio.Protocol):
     def _fail(self, error: HttpError) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(error)
+        elif not self.complete:
+            self.error = error
+            self.readable.set()
 
 
 class HttpClient:
@@ -132,13 +160,70 @@ class HttpClient:
         body: bytes | None,
         timeout: float | None = None,  # noqa: ASYNC109 - the whole call's deadline
     ) -> Answer:
-        """One call; ``target`` is the path and query, already escaped. Raises :class:`HttpError`."""
+        """One call, its answer read whole; ``target`` is the path and query, already escaped.
+        Raises :class:`HttpError`."""
+        data = self._encode(method, target, headers, body)
+        try:
+            async with asyncio.timeout(timeout):
+                stream = await self._exchange(data)
+                try:
+                    content = b"".join([chunk async for chunk in stream.chunks()])
+                finally:
+                    stream.release()
+        except TimeoutError:
+            raise HttpError(f"no answer within {timeout:g}s") from None
+        return Answer(stream.status, stream.headers, content)
+
+    async def open(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes | None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the deadline until the answer's head
+    ) -> Stream:
+        """Send a call and return once the answer's status and headers are in; its body is read
+        from the :class:`Stream`, which must be released. Not for HEAD (whose answer has no body
+        whatever its Content-Length says). Raises :class:`HttpError`."""
         data = self._encode(method, target, headers, body)
         try:
             async with asyncio.timeout(timeout):
                 return await self._exchange(data)
         except TimeoutError:
             raise HttpError(f"no answer within {timeout:g}s") from None
+
+    async def _exchange(self, data: bytes) -> Stream:
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.usable:
+                continue
+            try:
+                return await self._open_on(connection, data)
+            except HttpError:
+                if connection.answered:
+                    raise
+                # The server closed the idle connection as it was reused: a new one below.
+        return await self._open_on(await self._connect(), data)
+
+    async def _open_on(self, connection: _Connection, data: bytes) -> Stream:
+        try:
+            await connection.send(data)
+        except BaseException:
+            connection.close()  # an answer may still be on its way: the connection is not reusable
+            raise
+        return Stream(self, connection)
+
+    def _give_back(self, connection: _Connection) -> None:
+        if (
+            connection.complete
+            and connection.usable
+            and connection.keep_alive
+            and not self._closed
+            and len(self._idle) < self._max_idle
+        ):
+            self._idle.append(connection)
+        else:
+            connection.close()
 
     async def aclose(self) -> None:
         self._closed = True
@@ -156,19 +241,6 @@ class HttpClient:
             lines.append(body)
         return b"".join(lines)
 
-    async def _exchange(self, data: bytes) -> Answer:
-        while self._idle:
-            connection = self._idle.pop()
-            if not connection.usable:
-                continue
-            try:
-                return await self._on(connection, data)
-            except HttpError:
-                if connection.answered:
-                    raise
-                # The server closed the idle connection as it was reused: a new one below.
-        return await self._on(await self._connect(), data)
-
     async def _connect(self) -> _Connection:
         if self._closed:
             raise HttpError("the client is closed")
@@ -179,15 +251,35 @@ class HttpClient:
             raise HttpError(f"cannot connect to {self._host}:{self._port}: {exc.strerror or exc}") from None
         return connection
 
-    async def _on(self, connection: _Connection, data: bytes) -> Answer:
-        try:
-            await connection.send(data)
-        except BaseException:
-            connection.close()  # an answer may still be on its way: the connection is not reusable
-            raise
-        answer = Answer(connection.status, connection.headers, b"".join(connection.body))
-        if connection.parser.should_keep_alive() and not self._closed and len(self._idle) < self._max_idle:
-            self._idle.append(connection)
-        else:
-            connection.close()
-        return answer
+
+class Stream:
+    """An answer whose body is read as it arrives (:meth:`chunks`); :meth:`release` hands the
+    connection back (or closes it when the body was not read to its end)."""
+
+    def __init__(self, client: HttpClient, connection: _Connection) -> None:
+        self._client = client
+        self._connection: _Connection | None = connection
+        self.status = connection.status
+        self.headers = connection.headers
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        connection = self._connection
+        assert connection is not None, "released"
+        while True:
+            while connection.body:
+                chunk = connection.body.pop(0)
+                connection.buffered -= len(chunk)
+                yield chunk
+            if connection.complete:
+                return
+            if connection.error is not None:
+                raise connection.error
+            if connection.transport is not None and connection.buffered <= _STREAM_BUFFER // 2:
+                connection.transport.resume_reading()
+            connection.readable.clear()
+            await connection.readable.wait()
+
+    def release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._client._give_back(connection)

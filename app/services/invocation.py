@@ -19,7 +19,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, unquote
 
 import structlog
@@ -29,18 +29,17 @@ from app.errors import ApiError
 from app.resources import ResourceError
 from app.services.pubsub.cloudevents import TraceContext
 from mesh.proxy import (
+    SMALL_BODY,
     Proxy,
     StreamedResponse,
     TargetUnreachable,
+    Upstream,
     header_value,
     outbound_headers,
     request_body,
 )
 from mesh.resiliency import CircuitOpenError, Policy, Resiliency, RetriableFailure
 from mesh.resolver import ResolveError, Resolver, StaticResolver
-
-if TYPE_CHECKING:
-    from aiohttp import ClientResponse
 
 log = structlog.get_logger(__name__)
 
@@ -133,12 +132,15 @@ class InvocationService:
         policy = target.policy
         body: AsyncIterator[bytes] | bytes | None = None
         if _has_body(raw_headers):
-            # A body that may be sent again is read first (bounded by --max-body-size); else streamed.
-            body = await _read_all(receive) if policy.retry is not None else request_body(receive)
+            # A small body, or one that may be sent again (bounded by --max-body-size), is read
+            # first; any other streams through.
+            length = header_value(raw_headers, b"content-length")
+            small = length is not None and length.strip().isdigit() and int(length) <= SMALL_BODY
+            body = await _read_all(receive) if small or policy.retry is not None else request_body(receive)
         method: str = scope["method"]
-        last: list[ClientResponse] = []
+        last: list[Upstream] = []
 
-        async def attempt() -> ClientResponse:
+        async def attempt() -> Upstream:
             for earlier in last:
                 earlier.release()
             last.clear()

@@ -5,6 +5,7 @@ connections and garbage."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -59,6 +60,30 @@ async def test_calls_reuse_one_connection_and_send_exactly_what_was_asked() -> N
     assert orjson.loads(second.body)["method"] == "GET"
 
 
+async def test_keep_alive_connections_are_reused_buffered_and_streamed(
+    raw_server: Callable[[Handler], Awaitable[int]],
+) -> None:
+    connections = 0
+
+    async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                await read_request(reader)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+
+    client = HttpClient("http", LOOPBACK, await raw_server(keep_alive))
+    for _ in range(3):
+        assert (await client.request("POST", "/", [], b"x", 5)).body == b"ok"
+        stream = await client.open("GET", "/", [], None, 5)
+        assert [chunk async for chunk in stream.chunks()] == [b"ok"]
+        stream.release()
+    assert connections == 1
+    await client.aclose()
+
+
 async def test_a_connection_closed_while_idle_is_replaced(
     raw_server: Callable[[Handler], Awaitable[int]],
 ) -> None:
@@ -84,16 +109,18 @@ async def test_a_connection_closed_while_idle_is_replaced(
 
 async def test_chunked_and_close_delimited_answers(raw_server: Callable[[Handler], Awaitable[int]]) -> None:
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await read_request(reader)
-        if b"/chunked" in head:
-            writer.write(
-                b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
-            )
-        else:
+        while True:
+            head = await read_request(reader)
+            if b"/chunked" in head:
+                writer.write(
+                    b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n"
+                    b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+                )
+                await writer.drain()
+                continue
             writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
             writer.close()
             return
-        await writer.drain()
 
     port = await raw_server(answer)
     client = HttpClient("http", LOOPBACK, port)
