@@ -204,6 +204,7 @@ class Runtime:
             endpoints,
             settings.invoke_timeout,
             self.resiliency,
+            settings.max_body_size,
         )
 
     def _state_service(self) -> StateService:

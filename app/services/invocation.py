@@ -26,6 +26,7 @@ import structlog
 
 from app import errors
 from app.errors import ApiError
+from app.middleware import BodyTooLarge
 from app.resources import ResourceError
 from app.services.pubsub.cloudevents import TraceContext
 from mesh.proxy import (
@@ -105,6 +106,7 @@ class InvocationService:
         endpoints: Mapping[str, HttpEndpoint] | None = None,
         timeout: float | None = None,
         resiliency: Resiliency | None = None,
+        max_body_size: int | None = None,
     ) -> None:
         self.app_id = app_id
         self.app_base_url = app_base_url
@@ -114,6 +116,7 @@ class InvocationService:
         self.endpoints = dict(endpoints or {})
         self.timeout = timeout
         self.resiliency = resiliency or Resiliency()
+        self.max_body_size = max_body_size
 
     async def invoke(
         self, target_app: str, method_path: str, scope: Mapping[str, Any], receive: Any
@@ -135,8 +138,15 @@ class InvocationService:
             # A small body, or one that may be sent again (bounded by --max-body-size), is read
             # first; any other streams through.
             length = header_value(raw_headers, b"content-length")
-            small = length is not None and length.strip().isdigit() and int(length) <= SMALL_BODY
-            body = await _read_all(receive) if small or policy.retry is not None else request_body(receive)
+            size = int(length) if length is not None and length.strip().isdigit() else None
+            if size is not None and self.max_body_size is not None and size > self.max_body_size:
+                # As Dapr: the read error of the endpoint, before the target is called at all.
+                raise invoke_failed(target_app, str(BodyTooLarge(self.max_body_size)))
+            whole = (size is not None and size <= SMALL_BODY) or policy.retry is not None
+            try:
+                body = await _read_all(receive) if whole else request_body(receive)
+            except BodyTooLarge as exc:
+                raise invoke_failed(target_app, str(exc)) from None
         method: str = scope["method"]
         last: list[Upstream] = []
 
@@ -152,6 +162,8 @@ class InvocationService:
 
         try:
             upstream = await policy.run(attempt)
+        except BodyTooLarge as exc:  # a streamed body grew past the limit on its way
+            raise invoke_failed(target_app, str(exc)) from None
         except RetriableFailure:
             upstream = last[0]  # retries ran out: the caller gets the app's last answer
         except TargetUnreachable as exc:

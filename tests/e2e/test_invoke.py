@@ -181,6 +181,16 @@ async def test_calls_that_cannot_be_made_answer_err_direct_invoke(
     assert no_app.status_code == 500 and "app channel" in no_app.json()["message"]
 
 
+async def test_a_body_over_the_limit_is_refused_before_the_app_is_called(
+    sidecar: L8Process, client: httpx.AsyncClient
+) -> None:
+    before = calls["/too-big"]
+    answer = await client.post(f"{sidecar.url}/v1.0/invoke/back/method/too-big", content=b"x" * (5 << 20))
+    assert answer.status_code == 500 and answer.json()["errorCode"] == "ERR_DIRECT_INVOKE"
+    assert "stream too large" in answer.json()["message"]
+    assert calls["/too-big"] == before  # the app never saw it
+
+
 async def test_an_app_that_is_down_answers_err_direct_invoke(
     l8: L8Launcher, client: httpx.AsyncClient
 ) -> None:
