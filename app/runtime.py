@@ -113,6 +113,7 @@ class Runtime:
         await self.app_channel.start()
         self._stack.push_async_callback(self.app_channel.aclose)
         self._stack.push_async_callback(self.proxy.aclose)
+        await self._start_name_resolution()
         await self._start_subscriptions()
         log.info(
             "components ready",
@@ -191,6 +192,17 @@ class Runtime:
         self.subscriptions = subscriptions
         assert self.subscriber is not None
         await self.subscriber.apply(subscriptions)
+
+    async def _start_name_resolution(self) -> None:
+        resolver = self.invocation.resolver
+        # A registry's default address for this sidecar (advertiseAddress overrides it).
+        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "::", "") else self.settings.host
+        address = f"{host}:{self.settings.http_port}"
+        try:
+            await resolver.start(self.settings.app_id, address)
+        except SettingsError as exc:
+            raise StartupError(str(exc)) from None
+        self._stack.push_async_callback(resolver.aclose)
 
     def _invocation_service(self, endpoints: dict[str, Any]) -> InvocationService:
         settings = self.settings

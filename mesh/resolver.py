@@ -12,8 +12,8 @@ chosen in the l8 settings file under ``name_resolution``:
         orders: ["127.0.0.1:3501", "127.0.0.1:3502"]   # instances are used in turn (round robin)
         billing: 127.0.0.1:3600
 
-Registries shared by many sidecars (Redis, etcd) come next; they implement the same
-:class:`Resolver` contract.
+or a registry every sidecar registers in (``type: redis``, mesh/redis_registry.py); etcd comes
+next, with the same :class:`Resolver` contract.
 """
 
 from __future__ import annotations
@@ -36,6 +36,14 @@ class SettingsError(ValueError):
 class Resolver(Protocol):
     kind: str
 
+    async def start(self, app_id: str, address: str) -> None:
+        """Begin serving: a registry registers this sidecar (``address``) for ``app_id``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop: a registry removes this sidecar's registration. Idempotent."""
+        ...
+
     async def resolve(self, app_id: str) -> str:
         """``host:port`` of a sidecar of ``app_id``: one instance per call, spread over the
         instances; raises :class:`ResolveError` when there is none."""
@@ -57,6 +65,12 @@ class StaticResolver:
             app_id: itertools.cycle(addresses) for app_id, addresses in self._apps.items() if addresses
         }
 
+    async def start(self, app_id: str, address: str) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
     async def resolve(self, app_id: str) -> str:
         turn = self._turns.get(app_id)
         if turn is None:
@@ -70,8 +84,12 @@ class StaticResolver:
 def build_resolver(config: Mapping[str, Any]) -> Resolver:
     """The resolver the ``name_resolution`` settings describe (static and empty when unset)."""
     kind = config.get("type", "static")
+    if kind == "redis":
+        from mesh.redis_registry import RedisRegistry
+
+        return RedisRegistry(config)
     if kind != "static":
-        raise SettingsError(f"name_resolution.type: unknown resolver {kind!r} (known: static)")
+        raise SettingsError(f"name_resolution.type: unknown resolver {kind!r} (known: static, redis)")
     apps = config.get("apps", {}) or {}
     if not isinstance(apps, Mapping):
         raise SettingsError("name_resolution.apps: must map app ids to host:port addresses")

@@ -250,7 +250,9 @@ async def test_http_endpoints_and_urls_are_called_without_a_sidecar(
         f"spec:\n  baseUrl: http://127.0.0.1:{app_port}/base\n  headers:\n  - {{name: x-key, value: k1}}\n"
     )
     process = await started(l8, app_id="caller", resources=[resources])
-    assert (await client.get(f"{process.url}/v1.0/metadata")).json()["httpEndpoints"] == [{"name": "external"}]
+    assert (await client.get(f"{process.url}/v1.0/metadata")).json()["httpEndpoints"] == [
+        {"name": "external"}
+    ]
     by_name = await client.get(f"{process.url}/v1.0/invoke/external/method/items?x=1")
     assert by_name.status_code == 200, by_name.text
     got = headers_of(by_name.json())
@@ -364,3 +366,59 @@ async def test_large_bodies_stream_through_both_ways(
             received += len(chunk)
     assert received == size
     assert rss_mb(process.pid) - before < 100  # streamed, never held whole
+
+
+# -- name resolution through a Redis registry ------------------------------------------------------
+
+
+def registry_config(tmp_path: Path, name: str, redis_address: str) -> Path:
+    return settings_file(
+        tmp_path,
+        name,
+        f"name_resolution:\n  type: redis\n  redisHost: {redis_address}\n  ttl: 1s\n  cacheSeconds: 0.1\n",
+    )
+
+
+async def test_sidecars_found_through_redis_share_the_calls_and_a_dead_one_drops_out(
+    l8: L8Launcher, client: httpx.AsyncClient, tmp_path: Path, redis_server: Any
+) -> None:
+    config = registry_config(tmp_path, "registry.yaml", redis_server.address)
+    async with echo_app() as first_app, echo_app() as second_app:
+        first = await started(
+            l8, app_id="shared", args=["--app-port", str(first_app), "--config", str(config)]
+        )
+        second = await started(
+            l8, app_id="shared", args=["--app-port", str(second_app), "--config", str(config)]
+        )
+        front = await started(l8, app_id="front", args=["--config", str(config)])
+        metadata = (await client.get(f"{first.url}/v1.0/metadata")).json()["nameResolution"]
+        assert metadata["type"] == "redis" and metadata["registered"] == {
+            "appId": "shared",
+            "address": f"127.0.0.1:{first.port}",
+        }
+
+        async def served_by() -> set[str]:
+            hosts = set()
+            for _ in range(8):
+                answer = await client.get(f"{front.url}/v1.0/invoke/shared/method/who")
+                assert answer.status_code == 200, answer.text
+                hosts.add(headers_of(answer.json())["host"][0])
+            return hosts
+
+        assert await served_by() == {f"127.0.0.1:{first_app}", f"127.0.0.1:{second_app}"}  # round robin
+        first.kill()  # no deregistration: its lease (1 s) runs out
+        await asyncio.sleep(1.5)
+        assert await served_by() == {f"127.0.0.1:{second_app}"}
+        await asyncio.to_thread(second.stop_ok)  # a graceful stop deregisters at once
+        await asyncio.sleep(0.2)
+        gone = await client.get(f"{front.url}/v1.0/invoke/shared/method/who")
+        assert gone.status_code == 500 and "couldn't find service: shared" in gone.json()["message"]
+
+
+async def test_an_unreachable_registry_fails_start_up_in_one_line(l8: L8Launcher, tmp_path: Path) -> None:
+    from tests.servers import free_port
+
+    config = registry_config(tmp_path, "nowhere.yaml", f"127.0.0.1:{free_port()}")
+    process = l8.create(app_id="lonely", args=["--config", str(config)]).launch()
+    assert await asyncio.to_thread(process.wait_exit) == 1
+    assert "name_resolution.redisHost: cannot register" in process.stderr

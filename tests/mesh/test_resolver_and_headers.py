@@ -36,6 +36,9 @@ async def test_no_settings_resolve_nothing() -> None:
         ({"apps": {"orders": []}}, "name_resolution.apps.orders"),
         ({"apps": {"orders": "no-port"}}, "name_resolution.apps.orders"),
         ({"apps": {"orders": "h:99999"}}, "name_resolution.apps.orders"),
+        ({"type": "redis"}, "name_resolution.redisHost"),
+        ({"type": "redis", "redisHost": "r:6379", "ttl": "soon"}, "name_resolution.ttl"),
+        ({"type": "redis", "redisHost": "r:6379", "cacheSeconds": "0"}, "name_resolution.cacheSeconds"),
     ],
 )
 def test_bad_settings_name_the_field(config: dict[str, object], field: str) -> None:
