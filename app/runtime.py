@@ -29,7 +29,7 @@ from components.errors import ComponentInitError, MetadataError
 from components.state.keys import KeyPrefix
 from mesh.proxy import Proxy
 from mesh.resiliency import Resiliency, retry_from_metadata
-from mesh.resolver import SettingsError, build_resolver
+from mesh.resolver import Resolver, SettingsError, StaticResolver, build_resolver
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +63,7 @@ class Runtime:
         self.app_channel = AppChannel(settings)
         self.proxy = Proxy()
         self.resiliency = Resiliency()
-        self.invocation = self._invocation_service({})
+        self.invocation = self._invocation_service({}, StaticResolver({}))
         self.subscriber: Subscriber | None = None
         self.subscriptions: list[Subscription] = []
         """Every subscription this sidecar knows (declarative and the app's), for the metadata API."""
@@ -100,7 +100,7 @@ class Runtime:
             self.resiliency = Resiliency.from_resources(self.resources.others, settings.app_id)
             self._declarative = declarative_subscriptions(self.resources.others, settings.app_id)
             endpoints = http_endpoints(self.resources.others, settings.app_id)
-            self.invocation = self._invocation_service(endpoints)
+            self.invocation = self._invocation_service(endpoints, build_resolver(settings.name_resolution))
         except (ResourceError, SettingsError) as exc:
             raise StartupError(str(exc)) from None
         self.subscriptions = list(self._declarative)
@@ -204,7 +204,7 @@ class Runtime:
             raise StartupError(str(exc)) from None
         self._stack.push_async_callback(resolver.aclose)
 
-    def _invocation_service(self, endpoints: dict[str, Any]) -> InvocationService:
+    def _invocation_service(self, endpoints: dict[str, Any], resolver: Resolver) -> InvocationService:
         settings = self.settings
         token = settings.app_api_token.get_secret_value() if settings.app_api_token else None
         return InvocationService(
@@ -212,7 +212,7 @@ class Runtime:
             self.app_channel.base_url,
             token,
             self.proxy,
-            build_resolver(settings.name_resolution),
+            resolver,
             endpoints,
             settings.invoke_timeout,
             self.resiliency,

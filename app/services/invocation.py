@@ -17,6 +17,7 @@ headers and body come back unchanged, errors included; only a call that cannot b
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,7 @@ log = structlog.get_logger(__name__)
 FORWARDED_BY = "l8-forwarded-by"
 """Set on a call one l8 forwards to another: the caller app id it carries is the sender's word."""
 _FORWARDED_BY = FORWARDED_BY.encode()
+_ESCAPED_DOT = re.compile("%2e", re.IGNORECASE)
 _BAD_METHOD_CHARS = frozenset("#?\x00") | {chr(c) for c in range(0x20)} | {"\x7f"}
 
 
@@ -236,8 +238,12 @@ def _clean_method(app: str, method_path: str) -> str:
     escaped so an encoded slash stays one; control characters, ``#`` and ``?`` are refused."""
     if any(char in _BAD_METHOD_CHARS for char in unquote(method_path)):
         raise invoke_failed(app, "invalid method: control characters, '#' and '?' are not allowed")
+    if not method_path:
+        return ""
+    # Escaped dots are dots: "%2e%2e" is a ".." segment the target would decode and follow.
+    dotted = _ESCAPED_DOT.sub(".", method_path)
     # The trailing slash goes too (Dapr's path.Clean; l8's middleware already cleaned the path).
-    return posixpath.normpath("/" + method_path).lstrip("/") if method_path else ""
+    return posixpath.normpath("/" + dotted).lstrip("/")
 
 
 def invoke_failed(app: str, reason: str) -> ApiError:

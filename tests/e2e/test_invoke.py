@@ -142,6 +142,8 @@ async def test_the_method_path_is_cleaned_as_dapr_cleans_it(
     raw = httpx.URL(f"{sidecar.url}/v1.0/invoke/back/method/a/./b/../c/")
     answer = await client.get(raw)
     assert answer.json()["path"] == "/a/c"  # Go's path.Clean: dot segments and the trailing slash go
+    escaped = await client.get(httpx.URL(f"{sidecar.url}/v1.0/invoke/back/method/a/%2e%2E/%2E%2e/etc/x"))
+    assert escaped.json()["path"] == "/etc/x"  # escaped dots are dot segments too: no way above the root
 
 
 async def test_the_app_id_header_and_basic_auth_invoke_on_any_other_path(

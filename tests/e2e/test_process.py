@@ -226,9 +226,24 @@ def _bad_flag_value(folder: Path) -> tuple[list[str], dict[str, str], list[str]]
     return ["--max-body-size", "lots"], {}, ["max_body_size", "lots"]
 
 
+def _unknown_resolver(folder: Path) -> tuple[list[str], dict[str, str], list[str]]:
+    folder.mkdir()
+    config = folder / "l8.yaml"
+    config.write_text("name_resolution:\n  type: consul\n")
+    return ["--config", str(config)], {}, ["name_resolution.type", "consul"]
+
+
 @pytest.mark.parametrize(
     "case",
-    [_invalid_yaml, _unknown_type, _redis_without_host, _redis_unreachable, _missing_path, _bad_flag_value],
+    [
+        _invalid_yaml,
+        _unknown_type,
+        _redis_without_host,
+        _redis_unreachable,
+        _missing_path,
+        _bad_flag_value,
+        _unknown_resolver,
+    ],
     ids=lambda case: case.__name__.strip("_"),
 )
 def test_startup_error_is_one_line(case: StartupCase, tmp_path: Path) -> None:
