@@ -466,6 +466,19 @@ def run_measured(name: str, measure: Any) -> dict[str, Any] | None:
     return results
 
 
+def run_settings(arguments: Any, stamp: str, started: float) -> dict[str, Any]:
+    """What a run was asked for (the flags both fixed-rate benchmarks take), when, and how long it took."""
+    return {
+        "seconds": arguments.seconds,
+        "warmup": arguments.warmup,
+        "rate": arguments.rate,
+        "connections": arguments.connections,
+        "rounds": arguments.rounds,
+        "started": stamp,
+        "duration_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 def save_results(results: dict[str, Any], stamp: str, kind: str) -> str:
     """Write the raw results under bench/results/ (git-ignored); their name relative to the repo."""
     (HERE / "results").mkdir(exist_ok=True)

@@ -36,6 +36,7 @@ from harness import (
     missing_requirements,
     pinned,
     run_measured,
+    run_settings,
     save_results,
     wait_port,
     wait_quiet,
@@ -307,15 +308,7 @@ def main() -> int:
     results = run_measured("invoke_bench", lambda tmp, procs: InvokeBench(arguments, tmp, procs).run())
     if results is None:
         return 1
-    results["settings"] = {
-        "seconds": arguments.seconds,
-        "warmup": arguments.warmup,
-        "rate": arguments.rate,
-        "connections": arguments.connections,
-        "rounds": arguments.rounds,
-        "started": stamp,
-        "duration_seconds": round(time.perf_counter() - started, 1),
-    }
+    results["settings"] = run_settings(arguments, stamp, started)
     summary = results["summary"] = summarize(results)
     text = render(results, summary, save_results(results, stamp, "invoke"))
     print(text)

@@ -36,6 +36,7 @@ from harness import (
     pinned,
     rss_mb,
     run_measured,
+    run_settings,
     save_results,
     wait_port,
     wait_quiet,
@@ -336,15 +337,7 @@ def main() -> int:
     results = run_measured("pubsub_bench", lambda tmp, procs: PubSubBench(arguments, tmp, procs).run())
     if results is None:
         return 1
-    results["settings"] = {
-        "seconds": arguments.seconds,
-        "warmup": arguments.warmup,
-        "rate": arguments.rate,
-        "connections": arguments.connections,
-        "rounds": arguments.rounds,
-        "started": stamp,
-        "duration_seconds": round(time.perf_counter() - started, 1),
-    }
+    results["settings"] = run_settings(arguments, stamp, started)
     text = render(results, save_results(results, stamp, "pubsub"))
     print(text)
     if not arguments.no_doc:

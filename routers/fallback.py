@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from app import errors
 from routers.http import DirectRoute
-from routers.invoke import METHODS, app_id_from_headers, forward
+from routers.invoke import METHODS, app_id_from_headers, forward, raw_path
 
 router = APIRouter(route_class=DirectRoute)
 
@@ -36,5 +36,4 @@ async def unmatched(request: Request, path: str) -> Response:
     app_id = app_id_from_headers(request) or _app_id_from_basic_auth(request)
     if not app_id:
         raise errors.no_app_id()
-    raw_path = (request.scope.get("raw_path") or request.scope["path"].encode()).decode("latin-1")
-    return await forward(request, app_id, raw_path.lstrip("/"))
+    return await forward(request, app_id, raw_path(request).lstrip("/"))

@@ -56,6 +56,12 @@ async def forward(request: Request, app_id: str, method: str) -> Response:
     return await service.invoke(app_id, method, request.scope, request.receive)
 
 
+def raw_path(request: Request) -> str:
+    """The request's path as it was escaped (cleaned by the middleware as Dapr's router does)."""
+    raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
+    return raw.decode("latin-1")
+
+
 def app_id_from_headers(request: Request) -> str | None:
     for name, value in request.scope["headers"]:
         if name == APP_ID_HEADER:
@@ -64,11 +70,11 @@ def app_id_from_headers(request: Request) -> str | None:
 
 
 async def invoke(request: Request, target: str) -> Response:
-    raw_path = (request.scope.get("raw_path") or request.scope["path"].encode()).decode("latin-1")
+    path = raw_path(request)
     header_app = app_id_from_headers(request)
     if header_app:  # the header wins, even on an invoke path; the method is then the whole path
-        return await forward(request, header_app, raw_path.lstrip("/"))
-    parts = split_invoke_path(raw_path)
+        return await forward(request, header_app, path.lstrip("/"))
+    parts = split_invoke_path(path)
     if parts is None:
         raise errors.no_app_id()
     return await forward(request, *parts)

@@ -136,11 +136,11 @@ class InvocationService:
         headers = outbound_headers(raw_headers, target.headers, target.drop)
         policy = target.policy
         body: AsyncIterator[bytes] | bytes | None = None
-        if _has_body(raw_headers):
+        length = header_value(raw_headers, b"content-length")
+        size = int(length) if length is not None and length.strip().isdigit() else None
+        if size or (length is None and header_value(raw_headers, b"transfer-encoding") is not None):
             # A small body, or one that may be sent again (bounded by --max-body-size), is read
             # first; any other streams through.
-            length = header_value(raw_headers, b"content-length")
-            size = int(length) if length is not None and length.strip().isdigit() else None
             if size is not None and self.max_body_size is not None and size > self.max_body_size:
                 # As Dapr: the read error of the endpoint, before the target is called at all.
                 raise invoke_failed(target_app, str(BodyTooLarge(self.max_body_size)))
@@ -224,13 +224,6 @@ def _failed(policy: Policy, status: int) -> bool:
 
 async def _read_all(receive: Any) -> bytes:
     return b"".join([chunk async for chunk in request_body(receive)])
-
-
-def _has_body(raw: list[tuple[bytes, bytes]]) -> bool:
-    length = header_value(raw, b"content-length")
-    if length is not None:
-        return length.strip() != "0"
-    return header_value(raw, b"transfer-encoding") is not None
 
 
 def _clean_method(app: str, method_path: str) -> str:
