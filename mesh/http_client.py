@@ -29,6 +29,10 @@ class HttpError(Exception):
     """The call could not be completed: refused, reset, closed early, timed out or unparsable."""
 
 
+class ConnectError(HttpError):
+    """No connection could be made: nothing of the request was sent, so another server may take it."""
+
+
 class Answer:
     __slots__ = ("body", "headers", "status")
 
@@ -248,7 +252,8 @@ class HttpClient:
         try:
             _, connection = await loop.create_connection(_Connection, self._host, self._port, ssl=self._ssl)
         except OSError as exc:
-            raise HttpError(f"cannot connect to {self._host}:{self._port}: {exc.strerror or exc}") from None
+            reason = exc.strerror or exc
+            raise ConnectError(f"cannot connect to {self._host}:{self._port}: {reason}") from None
         return connection
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from mesh.http_client import HttpClient, HttpError
+from mesh.http_client import ConnectError, HttpClient, HttpError
 
 if TYPE_CHECKING:
     import aiohttp
@@ -47,6 +47,10 @@ _SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 class TargetUnreachable(Exception):
     """The target could not be reached or did not answer in time (the message says how)."""
+
+
+class NotConnected(TargetUnreachable):
+    """No connection to the target could be made, so nothing of the request was sent."""
 
 
 def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -191,6 +195,8 @@ class Proxy:
         framed = [(name, value) for name, value in headers if name.lower() not in _FRAMING]
         try:
             return await client.open(method, slash + target, framed, body, timeout)
+        except ConnectError as exc:
+            raise NotConnected(str(exc)) from None
         except HttpError as exc:
             raise TargetUnreachable(str(exc)) from None
 
@@ -218,6 +224,8 @@ class Proxy:
                 allow_redirects=False,
                 skip_auto_headers=_SKIP_AUTO_HEADERS,
             )
+        except aiohttp.ClientConnectorError as exc:
+            raise NotConnected(_describe(exc)) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise TargetUnreachable(_describe(exc)) from None
         return _AiohttpUpstream(response)

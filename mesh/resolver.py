@@ -12,8 +12,8 @@ chosen in the l8 settings file under ``name_resolution``:
         orders: ["127.0.0.1:3501", "127.0.0.1:3502"]   # instances are used in turn (round robin)
         billing: 127.0.0.1:3600
 
-or a registry every sidecar registers in (``type: redis``, mesh/redis_registry.py); etcd comes
-next, with the same :class:`Resolver` contract.
+or a registry every sidecar registers in with a lease: ``type: redis`` (mesh/redis_registry.py) or
+``type: etcd`` (mesh/etcd_registry.py), both built on mesh/registry.py.
 """
 
 from __future__ import annotations
@@ -88,8 +88,12 @@ def build_resolver(config: Mapping[str, Any]) -> Resolver:
         from mesh.redis_registry import RedisRegistry
 
         return RedisRegistry(config)
+    if kind == "etcd":
+        from mesh.etcd_registry import EtcdRegistry
+
+        return EtcdRegistry(config)
     if kind != "static":
-        raise SettingsError(f"name_resolution.type: unknown resolver {kind!r} (known: static, redis)")
+        raise SettingsError(f"name_resolution.type: unknown resolver {kind!r} (known: static, redis, etcd)")
     apps = config.get("apps", {}) or {}
     if not isinstance(apps, Mapping):
         raise SettingsError("name_resolution.apps: must map app ids to host:port addresses")

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import KafkaServer, RedisServer
+from tests.servers import EtcdServer, KafkaServer, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -26,4 +26,12 @@ def kafka_server() -> Iterator[KafkaServer]:
     Tests share it: each one uses topics and consumer groups of its own.
     """
     with KafkaServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def etcd_server() -> Iterator[EtcdServer]:
+    """One etcd for the whole session, on free client and peer ports; tests use key prefixes of
+    their own."""
+    with EtcdServer() as server:
         yield server

@@ -6,7 +6,7 @@ A missing binary or a server that does not come up raises :class:`ServerStartErr
 and the tail of the server's log: suites that need a real server fail, they never skip
 (STYLE.md, "Tests").
 
-A new kind of server (etcd, the Kafka-protocol broker) is a subclass of :class:`SubprocessServer`
+A new kind of server is a subclass of :class:`SubprocessServer`
 naming its binary, its command line and its readiness probe.
 """
 
@@ -280,6 +280,48 @@ class KafkaServer(SubprocessServer):
         except OSError:
             return False
         return header[4:8] == b"\x00\x00\x00\x01" and header[8:10] == b"\x00\x00"
+
+
+class EtcdServer(SubprocessServer):
+    """A one-member etcd cluster (Debian's ``etcd-server``) with its data in the work directory; the
+    peer port is a second free port. Ready once ``/health`` says so."""
+
+    name = "etcd"
+
+    def __init__(self, *, binary: str | None = None, host: str = LOOPBACK) -> None:
+        super().__init__(binary=binary, host=host)
+        self.peer_port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def command(self, executable: str) -> list[str]:
+        if not self.peer_port:
+            self.peer_port = free_port(self.host)
+        peer = f"http://{self.host}:{self.peer_port}"
+        return [
+            executable,
+            "--name", "l8-tests",
+            "--data-dir", str(self.workdir / "data"),
+            "--listen-client-urls", self.url,
+            "--advertise-client-urls", self.url,
+            "--listen-peer-urls", peer,
+            "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"l8-tests={peer}",
+        ]  # fmt: skip
+
+    def is_ready(self) -> bool:
+        request = f"GET /health HTTP/1.0\r\nHost: {self.address}\r\n\r\n".encode()
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as connection:
+                connection.sendall(request)
+                answer = b""
+                while chunk := connection.recv(4096):
+                    answer += chunk
+        except OSError:
+            return False
+        return b'"health":"true"' in answer
 
 
 def _tansu_binary() -> str:

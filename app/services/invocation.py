@@ -32,6 +32,7 @@ from app.resources import ResourceError
 from app.services.pubsub.cloudevents import TraceContext
 from mesh.proxy import (
     SMALL_BODY,
+    NotConnected,
     Proxy,
     StreamedResponse,
     TargetUnreachable,
@@ -95,6 +96,8 @@ class Target:
     headers: dict[str, str]
     policy: Policy
     drop: frozenset[bytes] = frozenset()
+    resolved: tuple[str, str] | None = None
+    """(app id, sidecar address) when the target is another app's sidecar found by the resolver."""
 
 
 class InvocationService:
@@ -156,7 +159,7 @@ class InvocationService:
             for earlier in last:
                 earlier.release()
             last.clear()
-            upstream = await self.proxy.open(method, url, headers, body, self.timeout)
+            upstream = await self._open(target, method, url, headers, body)
             if (policy.retry is not None or policy.breaker is not None) and _failed(policy, upstream.status):
                 last.append(upstream)  # the app's answer, if no attempt does better
                 raise RetriableFailure(f"the app answered {upstream.status}", upstream.status)
@@ -175,6 +178,38 @@ class InvocationService:
         except TimeoutError:
             raise invoke_failed(target_app, "context deadline exceeded") from None
         return StreamedResponse(upstream)
+
+    async def _open(
+        self,
+        target: Target,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: AsyncIterator[bytes] | bytes | None,
+    ) -> Upstream:
+        """One attempt. A sidecar of another app that refuses the connection (it died and its lease
+        has not ended yet) is passed over for the app's next instance: nothing was sent to it."""
+        try:
+            return await self.proxy.open(method, url, headers, body, self.timeout)
+        except NotConnected:
+            if target.resolved is None:
+                raise
+            app_id, address = target.resolved
+            tried = {address}
+            while True:
+                try:
+                    other = await self.resolver.resolve(app_id)
+                except ResolveError:
+                    raise NotConnected(f"no instance of {app_id} accepts connections") from None
+                if other in tried:
+                    raise
+                tried.add(other)
+                try:
+                    return await self.proxy.open(
+                        method, url.replace(address, other, 1), headers, body, self.timeout
+                    )
+                except NotConnected:
+                    continue
 
     async def _target(self, app: str, method_path: str, raw: list[tuple[bytes, bytes]]) -> Target:
         endpoint = self.endpoints.get(app)
@@ -211,7 +246,8 @@ class InvocationService:
             raise invoke_failed(app, str(exc)) from None
         headers[FORWARDED_BY] = self.app_id or "l8"
         path = f"/v1.0/invoke/{quote(app_id, safe='')}/method/{method_path}"
-        return Target(f"http://{address}{path}", headers, self.resiliency.app(app_id))
+        policy = self.resiliency.app(app_id)
+        return Target(f"http://{address}{path}", headers, policy, resolved=(app_id, address))
 
 
 def _failed(policy: Policy, status: int) -> bool:

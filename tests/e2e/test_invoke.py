@@ -370,21 +370,31 @@ async def test_large_bodies_stream_through_both_ways(
     assert rss_mb(process.pid) - before < 100  # streamed, never held whole
 
 
-# -- name resolution through a Redis registry ------------------------------------------------------
+# -- name resolution through Redis and etcd registries ---------------------------------------------
 
 
-def registry_config(tmp_path: Path, name: str, redis_address: str) -> Path:
+def registry_config(tmp_path: Path, name: str, kind: str, server: str, ttl: float) -> Path:
+    where = f"redisHost: {server}" if kind == "redis" else f"endpoints: [{server}]\n  keyPrefix: {name}/"
     return settings_file(
         tmp_path,
         name,
-        f"name_resolution:\n  type: redis\n  redisHost: {redis_address}\n  ttl: 1s\n  cacheSeconds: 0.1\n",
+        f"name_resolution:\n  type: {kind}\n  {where}\n  ttl: {ttl}s\n  cacheSeconds: 0.1\n",
     )
 
 
-async def test_sidecars_found_through_redis_share_the_calls_and_a_dead_one_drops_out(
-    l8: L8Launcher, client: httpx.AsyncClient, tmp_path: Path, redis_server: Any
+@pytest.fixture(params=["redis", "etcd"])
+def registry(request: pytest.FixtureRequest) -> tuple[str, str, float]:
+    """(kind, server address, ttl): etcd grants leases of 2 s at least."""
+    kind = request.param
+    server = request.getfixturevalue(f"{kind}_server")
+    return kind, server.address, 1.0 if kind == "redis" else 2.0
+
+
+async def test_sidecars_found_through_a_registry_share_the_calls_and_a_dead_one_drops_out(
+    l8: L8Launcher, client: httpx.AsyncClient, tmp_path: Path, registry: tuple[str, str, float]
 ) -> None:
-    config = registry_config(tmp_path, "registry.yaml", redis_server.address)
+    kind, server, ttl = registry
+    config = registry_config(tmp_path, f"registry-{kind}.yaml", kind, server, ttl)
     async with echo_app() as first_app, echo_app() as second_app:
         first = await started(
             l8, app_id="shared", args=["--app-port", str(first_app), "--config", str(config)]
@@ -394,7 +404,7 @@ async def test_sidecars_found_through_redis_share_the_calls_and_a_dead_one_drops
         )
         front = await started(l8, app_id="front", args=["--config", str(config)])
         metadata = (await client.get(f"{first.url}/v1.0/metadata")).json()["nameResolution"]
-        assert metadata["type"] == "redis" and metadata["registered"] == {
+        assert metadata["type"] == kind and metadata["registered"] == {
             "appId": "shared",
             "address": f"127.0.0.1:{first.port}",
         }
@@ -408,8 +418,11 @@ async def test_sidecars_found_through_redis_share_the_calls_and_a_dead_one_drops
             return hosts
 
         assert await served_by() == {f"127.0.0.1:{first_app}", f"127.0.0.1:{second_app}"}  # round robin
-        first.kill()  # no deregistration: its lease (1 s) runs out
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(ttl * 1.2)  # leases outlive their ttl while they are renewed
+        assert await served_by() == {f"127.0.0.1:{first_app}", f"127.0.0.1:{second_app}"}
+        first.kill()  # no deregistration: its lease runs out, and until then callers pass it over
+        assert await served_by() == {f"127.0.0.1:{second_app}"}
+        await asyncio.sleep(ttl + 1.0)
         assert await served_by() == {f"127.0.0.1:{second_app}"}
         await asyncio.to_thread(second.stop_ok)  # a graceful stop deregisters at once
         await asyncio.sleep(0.2)
@@ -417,10 +430,16 @@ async def test_sidecars_found_through_redis_share_the_calls_and_a_dead_one_drops
         assert gone.status_code == 500 and "couldn't find service: shared" in gone.json()["message"]
 
 
-async def test_an_unreachable_registry_fails_start_up_in_one_line(l8: L8Launcher, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("redis", "name_resolution.redisHost: cannot register"), ("etcd", "name_resolution.endpoints: no etcd")],
+)
+async def test_an_unreachable_registry_fails_start_up_in_one_line(
+    l8: L8Launcher, tmp_path: Path, kind: str, message: str
+) -> None:
     from tests.servers import free_port
 
-    config = registry_config(tmp_path, "nowhere.yaml", f"127.0.0.1:{free_port()}")
+    config = registry_config(tmp_path, f"nowhere-{kind}.yaml", kind, f"127.0.0.1:{free_port()}", 2)
     process = l8.create(app_id="lonely", args=["--config", str(config)]).launch()
     assert await asyncio.to_thread(process.wait_exit) == 1
-    assert "name_resolution.redisHost: cannot register" in process.stderr
+    assert message in process.stderr and "Traceback" not in process.stderr

@@ -39,6 +39,10 @@ async def test_no_settings_resolve_nothing() -> None:
         ({"type": "redis"}, "name_resolution.redisHost"),
         ({"type": "redis", "redisHost": "r:6379", "ttl": "soon"}, "name_resolution.ttl"),
         ({"type": "redis", "redisHost": "r:6379", "cacheSeconds": "0"}, "name_resolution.cacheSeconds"),
+        ({"type": "etcd"}, "name_resolution.endpoints"),
+        ({"type": "etcd", "endpoints": ["e:2379", "nowhere"]}, "name_resolution.endpoints"),
+        ({"type": "etcd", "endpoints": "e:2379", "ttl": "-1"}, "name_resolution.ttl"),
+        ({"type": "etcd", "endpoints": "e:2379", "dialTimeout": "x"}, "name_resolution.dialTimeout"),
     ],
 )
 def test_bad_settings_name_the_field(config: dict[str, object], field: str) -> None:

@@ -1,0 +1,152 @@
+"""What every name-resolution registry shares (Redis in mesh/redis_registry.py, etcd in
+mesh/etcd_registry.py): a sidecar registers ``app id -> host:port`` with a lease of ``ttl`` seconds,
+renews it every third of the ttl and removes it when it stops, so a sidecar that dies drops out when
+its lease ends; callers keep what they read for at most ``cacheSeconds`` and take the instances in
+turn (round robin).
+
+A registry subclass says how to connect, register or renew, list the live instances of an app id,
+deregister and disconnect; this class holds the heartbeat, the cache and the metadata view.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import structlog
+
+from mesh.resolver import ResolveError, SettingsError
+
+log = structlog.get_logger(__name__)
+
+
+def seconds_setting(config: Mapping[str, Any], name: str, default: float) -> float:
+    """A duration from the ``name_resolution`` settings: ``10``, ``10s``, ``1.5s`` or ``500ms``."""
+    value = config.get(name, default)
+    text = str(value).strip()
+    try:
+        if text.endswith("ms"):
+            seconds = float(text[:-2]) / 1000
+        else:
+            seconds = float(text[:-1]) if text.endswith("s") else float(text)
+    except ValueError:
+        raise SettingsError(f"name_resolution.{name}: {value!r} is not a number of seconds") from None
+    if seconds <= 0:
+        raise SettingsError(f"name_resolution.{name}: must be above zero")
+    return seconds
+
+
+def host_port(config: Mapping[str, Any], name: str, what: str) -> tuple[str, int]:
+    """``host:port`` from the settings, or the one-line error naming the field."""
+    text = str(config.get(name) or "").strip()
+    for prefix in ("http://", "https://", "redis://"):
+        text = text.removeprefix(prefix)
+    host, _, port = text.rstrip("/").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"name_resolution.{name}: give {what} as host:port")
+    return host, int(port)
+
+
+class LeasedRegistry(abc.ABC):
+    """A registry of sidecars with leases; see the module's text."""
+
+    kind: str
+    server_field: str
+    """The setting naming the registry's server, for error messages."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.ttl = seconds_setting(config, "ttl", 10.0)
+        self._cache_seconds = seconds_setting(config, "cacheSeconds", 1.0)
+        self._advertise = str(config["advertiseAddress"]) if config.get("advertiseAddress") else None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._registered: tuple[str, str] | None = None
+        self._cache: dict[str, tuple[float, list[str], Iterator[str] | None]] = {}
+
+    # -- what a registry provides ------------------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def server(self) -> str:
+        """Where the registry is, as the metadata API and error messages show it."""
+
+    @abc.abstractmethod
+    async def _connect(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _register(self, app_id: str, member: str) -> None:
+        """Register or renew ``member`` for ``app_id`` with a lease of ``self.ttl``."""
+
+    @abc.abstractmethod
+    async def _live(self, app_id: str) -> list[str]:
+        """The addresses of ``app_id`` whose leases have not ended."""
+
+    @abc.abstractmethod
+    async def _deregister(self, app_id: str, member: str) -> None: ...
+
+    @abc.abstractmethod
+    async def _disconnect(self) -> None: ...
+
+    # -- the Resolver contract ---------------------------------------------------------------------
+
+    async def start(self, app_id: str, address: str) -> None:
+        await self._connect()
+        if not app_id:
+            return  # a sidecar without an app id calls others but cannot be called
+        member = self._advertise or address
+        try:
+            await self._register(app_id, member)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await self._disconnect()
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise SettingsError(
+                f"name_resolution.{self.server_field}: cannot register at {self.server}: {reason}"
+            ) from None
+        self._registered = (app_id, member)
+        self._heartbeat = asyncio.create_task(self._renew(app_id, member), name="name resolution heartbeat")
+        log.info("registered for name resolution", app_id=app_id, address=member, registry=self.server)
+
+    async def _renew(self, app_id: str, member: str) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            try:
+                await self._register(app_id, member)
+            except Exception as exc:  # the registry away for a while: the lease may lapse, renewals go on
+                log.warning("name resolution lease not renewed", registry=self.server, error=str(exc))
+
+    async def resolve(self, app_id: str) -> str:
+        now = time.monotonic()
+        cached = self._cache.get(app_id)
+        if cached is None or now - cached[0] > self._cache_seconds:
+            try:
+                addresses = sorted(await self._live(app_id))
+            except Exception as exc:
+                raise ResolveError(f"name resolution through {self.kind} failed: {exc}") from None
+            cached = self._cache[app_id] = (now, addresses, itertools.cycle(addresses) if addresses else None)
+        if cached[2] is None:
+            raise ResolveError(f"couldn't find service: {app_id}")
+        return next(cached[2])
+
+    def describe(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"type": self.kind, self.server_field: self.server, "ttlSeconds": self.ttl}
+        if self._registered is not None:
+            found["registered"] = {"appId": self._registered[0], "address": self._registered[1]}
+        return found
+
+    async def aclose(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+        if self._registered is not None:
+            with contextlib.suppress(Exception):
+                await self._deregister(*self._registered)  # callers stop using it at once
+            self._registered = None
+        with contextlib.suppress(Exception):
+            await self._disconnect()
