@@ -1,4 +1,5 @@
-"""The ``l8`` command: ``l8 run`` with daprd's flags, ``l8 openapi``, ``l8 --version``."""
+"""The ``l8`` command: ``l8 run`` with daprd's flags, ``l8 openapi``, ``l8 tcpcopy replay|show``,
+``l8 --version``."""
 
 from __future__ import annotations
 
@@ -50,6 +51,17 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("openapi", help="print the OpenAPI document")
+
+    tcpcopy = commands.add_parser("tcpcopy", help="work with TCP copy dumps").add_subparsers(
+        dest="tcpcopy", required=True
+    )
+    replay = tcpcopy.add_parser("replay", help="send a dump's requests to a target again")
+    replay.add_argument("dump", type=Path, help="a dump file, or a folder of them")
+    replay.add_argument("--target", required=True, help="base URL, e.g. http://127.0.0.1:8080")
+    replay.add_argument("--rate", type=float, help="at most this many requests a second")
+    replay.add_argument("--timeout", type=float, default=30.0, help="seconds per request, default 30")
+    show = tcpcopy.add_parser("show", help="print a dump's records, one a line")
+    show.add_argument("dump", type=Path, help="a dump file, or a folder of them")
     return parser
 
 
@@ -85,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         sys.stdout.write("\n")
         return 0
+    if command == "tcpcopy":
+        from app.tcpcopy_cli import tcpcopy
+
+        return tcpcopy(arguments)
     try:
         settings = _settings(arguments)
     except SettingsError as exc:

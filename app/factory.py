@@ -45,7 +45,12 @@ class SidecarApp(FastAPI):
             return
         entry = self._entry
         if entry is None:
-            entry = self._entry = SidecarMiddleware(FastLane(super().__call__), **self.sidecar_middleware)
+            # Built on the first request, once the runtime has started and its rules are known.
+            inner: ASGIApp = FastLane(super().__call__)
+            limits = self.state.runtime.rate_limits
+            if limits:
+                inner = limits.layer(inner)
+            entry = self._entry = SidecarMiddleware(inner, **self.sidecar_middleware)
         scope["app"] = self  # what Starlette.__call__ sets: handlers reach the runtime through it
         await entry(scope, receive, send)
 

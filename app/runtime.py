@@ -27,9 +27,12 @@ from app.settings import Settings
 from components import registry
 from components.errors import ComponentInitError, MetadataError
 from components.state.keys import KeyPrefix
+from mesh.errors import SettingsError
 from mesh.proxy import Proxy
+from mesh.ratelimit import RateLimits, build_rate_limits
 from mesh.resiliency import Resiliency, retry_from_metadata
-from mesh.resolver import Resolver, SettingsError, StaticResolver, build_resolver
+from mesh.resolver import Resolver, StaticResolver, build_resolver
+from mesh.tcpcopy import TcpCopy, parse_policy
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +67,8 @@ class Runtime:
         self.proxy = Proxy()
         self.resiliency = Resiliency()
         self.invocation = self._invocation_service({}, StaticResolver({}))
+        self.rate_limits = RateLimits([], settings.app_id)
+        self.tcp_copy = TcpCopy()
         self.subscriber: Subscriber | None = None
         self.subscriptions: list[Subscription] = []
         """Every subscription this sidecar knows (declarative and the app's), for the metadata API."""
@@ -101,10 +106,21 @@ class Runtime:
             self._declarative = declarative_subscriptions(self.resources.others, settings.app_id)
             endpoints = http_endpoints(self.resources.others, settings.app_id)
             self.invocation = self._invocation_service(endpoints, build_resolver(settings.name_resolution))
+            self.rate_limits = self._rate_limits()
+            await self.rate_limits.start()
+            self.tcp_copy.configure(parse_policy(settings.tcp_copy, settings.data_dir))
         except (ResourceError, SettingsError) as exc:
             raise StartupError(str(exc)) from None
+        self._stack.push_async_callback(self.rate_limits.aclose)
+        try:
+            await self.tcp_copy.start()
+        except OSError as exc:
+            raise StartupError(f"tcp_copy.dir: cannot create {self.tcp_copy.policy.folder}: {exc}") from None
+        self._stack.push_async_callback(self.tcp_copy.aclose)
         self.subscriptions = list(self._declarative)
         for resource in self.resources.components:
+            if registry.category(resource.type) == "middleware":
+                continue  # applied by the pipelines that name them (mesh/ratelimit)
             component = await self._start_component(resource)
             if component is not None:
                 self.components.add(component)
@@ -203,6 +219,19 @@ class Runtime:
         except SettingsError as exc:
             raise StartupError(str(exc)) from None
         self._stack.push_async_callback(resolver.aclose)
+
+    def _rate_limits(self) -> RateLimits:
+        settings = self.settings
+        configurations = [(settings.dapr_configuration, "--config")] if settings.dapr_configuration else []
+        for kind, document, source in self.resources.others:
+            if kind == "Configuration":
+                configurations.append((document.get("spec") or {}, source))
+        middleware = {
+            resource.name: (resource.type, resource.metadata, resource.source)
+            for resource in self.resources.components
+            if registry.category(resource.type) == "middleware"
+        }
+        return build_rate_limits(settings.rate_limits, configurations, middleware, settings.app_id)
 
     def _invocation_service(self, endpoints: dict[str, Any], resolver: Resolver) -> InvocationService:
         settings = self.settings

@@ -18,6 +18,7 @@ from app.factory import create_app
 from app.logging import configure_logging
 from app.runtime import StartupError
 from app.settings import Settings
+from mesh.tcpcopy import copy_requested
 
 log = structlog.get_logger(__name__)
 
@@ -68,10 +69,17 @@ async def serve(settings: Settings) -> int:
         proxy_headers=False,  # a sidecar is reached on loopback by its app: no proxy to trust
         timeout_graceful_shutdown=round(settings.graceful_shutdown_seconds),
     )
+    copying = None
+    if copy_requested(settings.tcp_copy):
+        from mesh.tcpcopy.protocol import copying_protocol
+
+        copying = config.http = copying_protocol(app.state.runtime.tcp_copy)
     server = _Server(config)
     app.state.shutdown.connect(lambda: setattr(server, "should_exit", True))
     try:
         async with app.router.lifespan_context(app):
+            if copying is not None:
+                copying.copier = app.state.runtime.tcp_copy  # the started runtime's
             _tune_gc()
             log.info(
                 "l8 listening",

@@ -68,6 +68,18 @@ class Settings(BaseSettings):
         description="How other app ids' sidecars are found (mesh/resolver.py): "
         "{type: static, apps: {app-id: host:port or a list}}.",
     )
+    rate_limits: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Rate-limit rules (mesh/ratelimit): {rules: [...], redisHost: for shared rules}.",
+    )
+    tcp_copy: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Traffic dump (mesh/tcpcopy): {switch: ON, interval, duration, cpu_max_rate, ...}.",
+    )
+    dapr_configuration: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The spec of a Dapr Configuration given as --config (httpPipeline, appHttpPipeline).",
+    )
     invoke_timeout: float | None = Field(
         None, gt=0, description="Seconds a service invocation may take in all (none: no limit)."
     )
@@ -118,8 +130,8 @@ class _MappingSource(PydanticBaseSettingsSource):
 def read_settings_file(path: Path) -> dict[str, Any]:
     """Read an l8 settings file (YAML mapping of setting names; ``-`` or ``_`` both accepted).
 
-    A Dapr ``kind: Configuration`` document is accepted and contributes no l8 settings: the
-    building blocks that use Dapr's Configuration (tracing, middleware) read it themselves.
+    A Dapr ``kind: Configuration`` document is accepted too: its spec becomes the
+    ``dapr_configuration`` setting, read by the building blocks that use it (middleware pipelines).
     """
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -132,5 +144,11 @@ def read_settings_file(path: Path) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise SettingsError(f"{path}: a settings file must be a YAML mapping")
     if "kind" in document and "apiVersion" in document:
-        return {}
+        if document["kind"] != "Configuration":
+            kind = document["kind"]
+            raise SettingsError(f"{path}: a {kind} is a resource (--resources-path), not settings")
+        spec = document.get("spec") or {}
+        if not isinstance(spec, dict):
+            raise SettingsError(f"{path}: the Configuration's spec must be a mapping")
+        return {"dapr_configuration": spec}
     return {str(key).replace("-", "_"): value for key, value in document.items()}

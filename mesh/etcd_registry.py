@@ -16,8 +16,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from mesh.errors import SettingsError
 from mesh.registry import LeasedRegistry, host_port, seconds_setting
-from mesh.resolver import SettingsError
 
 
 class EtcdRegistry(LeasedRegistry):

@@ -45,6 +45,10 @@ DROPPED_INBOUND = frozenset({b"dapr-app-id", b"dapr-api-token", b"destination-ap
 _SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 
+FORWARDED_BY = "l8-forwarded-by"
+"""Set on a call one l8 forwards to another: the caller app id it carries is the sender's word."""
+
+
 class TargetUnreachable(Exception):
     """The target could not be reached or did not answer in time (the message says how)."""
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import structlog
 
-from mesh.resolver import ResolveError, SettingsError
+from mesh.errors import SettingsError
+from mesh.resolver import ResolveError
 
 log = structlog.get_logger(__name__)
 

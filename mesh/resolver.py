@@ -23,14 +23,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from components.errors import ComponentError
+from mesh.errors import SettingsError
 
 
 class ResolveError(ComponentError):
     """No sidecar is known for the app id (the message says why)."""
-
-
-class SettingsError(ValueError):
-    """The ``name_resolution`` settings are unusable; the message names the field."""
 
 
 class Resolver(Protocol):

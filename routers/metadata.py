@@ -57,6 +57,10 @@ async def get_metadata(request: Request) -> Response:
         body["httpEndpoints"] = [{"name": name} for name in sorted(invocation.endpoints)]
     # Not in Dapr's answer (daprd has no such field): how this sidecar finds other apps' sidecars.
     body["nameResolution"] = invocation.resolver.describe()
+    if current.tcp_copy.enabled:  # l8's own too: the traffic dump's state and what it wrote
+        body["tcpCopy"] = current.tcp_copy.describe()
+    if current.rate_limits:  # also l8's own: each rule with what it let through, queued and refused
+        body["rateLimits"] = current.rate_limits.describe()
     connection: dict[str, Any] = {
         "protocol": settings.app_protocol,
         "channelAddress": settings.app_channel_address,

@@ -10,7 +10,8 @@ answers every request with what it received, so a test sees exactly what l8 forw
 - ``/flaky/<key>/<n>``: 503 for the first ``n`` calls with that key, then as any path;
 - ``/sleep/<ms>``: answers after that long.
 
-``calls`` counts the requests each path received.
+``calls`` counts the requests each path received; ``received`` keeps (method, path, query, body
+SHA-256) of each echoed request.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ CHUNK = 64 * 1024
 
 
 calls: Counter[str] = Counter()
+received: list[tuple[str, str, str, str]] = []
 
 
 async def _echo(request: web.Request) -> web.StreamResponse:
@@ -73,6 +75,7 @@ async def _echo(request: web.Request) -> web.StreamResponse:
         "body_length": length,
         "body_sha256": digest.hexdigest(),
     }
+    received.append((request.method, path, answer["query"], answer["body_sha256"]))
     if path != "/upload":
         with contextlib.suppress(UnicodeDecodeError):
             answer["body"] = bytes(body).decode()

@@ -31,6 +31,7 @@ from app.middleware import BodyTooLarge
 from app.resources import ResourceError
 from app.services.pubsub.cloudevents import TraceContext
 from mesh.proxy import (
+    FORWARDED_BY,
     SMALL_BODY,
     NotConnected,
     Proxy,
@@ -46,8 +47,6 @@ from mesh.resolver import ResolveError, Resolver, StaticResolver
 
 log = structlog.get_logger(__name__)
 
-FORWARDED_BY = "l8-forwarded-by"
-"""Set on a call one l8 forwards to another: the caller app id it carries is the sender's word."""
 _FORWARDED_BY = FORWARDED_BY.encode()
 _ESCAPED_DOT = re.compile("%2e", re.IGNORECASE)
 _BAD_METHOD_CHARS = frozenset("#?\x00") | {chr(c) for c in range(0x20)} | {"\x7f"}

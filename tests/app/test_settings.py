@@ -51,10 +51,20 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.data_dir == Path(".l8") and settings.api_token is None
 
 
-def test_dapr_configuration_file_sets_nothing(tmp_path: Path) -> None:
+def test_a_dapr_configuration_file_sets_only_the_dapr_configuration(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
-    config.write_text("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {name: c}\nspec: {}\n")
-    assert Settings.load({}, config).app_id == ""
+    config.write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {name: c}\n"
+        "spec: {httpPipeline: {handlers: [{name: rl, type: middleware.http.ratelimit}]}}\n"
+    )
+    settings = Settings.load({}, config)
+    assert settings.app_id == ""
+    assert settings.dapr_configuration == {
+        "httpPipeline": {"handlers": [{"name": "rl", "type": "middleware.http.ratelimit"}]}
+    }
+    config.write_text("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: c}\nspec: {}\n")
+    with pytest.raises(SettingsError, match="a Component is a resource"):
+        Settings.load({}, config)
 
 
 def test_unknown_setting_and_bad_file(tmp_path: Path) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from mesh.errors import SettingsError
 from mesh.proxy import outbound_headers, response_headers
-from mesh.resolver import ResolveError, SettingsError, build_resolver
+from mesh.resolver import ResolveError, build_resolver
 
 
 async def test_static_resolution_takes_instances_in_turn() -> None:

@@ -1,0 +1,233 @@
+"""The rate limiter in the request path: every request l8 serves is checked against the rules it
+matches (mesh/ratelimit/rules.py) before anything else works on it; a refused one gets the rule's
+status (429 by default) with ``Retry-After`` and a Dapr-style error body, a queued one waits for its
+token. What each rule let through, queued and refused shows in ``GET /v1.0/metadata``.
+
+Shared rules keep their buckets in Redis (``rate_limits.redisHost``); when Redis cannot answer a
+check, the request is let through (``onRedisError: allow``, the default, so an outage of the
+limiter's store is not an outage of the mesh) or refused (``onRedisError: reject``), and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import structlog
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mesh.errors import SettingsError
+from mesh.proxy import FORWARDED_BY
+from mesh.ratelimit.buckets import LocalBuckets, RedisBuckets, Verdict
+from mesh.ratelimit.rules import Rule
+
+log = structlog.get_logger(__name__)
+
+EXEMPT_PATHS = frozenset({"/v1.0/healthz", "/v1.0/healthz/outbound"})
+"""Health probes are never limited: a limited probe would restart a healthy sidecar."""
+_FORWARDED_BY = FORWARDED_BY.encode()
+_INVOKE = "/v1.0/invoke/"
+
+
+@dataclass(slots=True)
+class Counters:
+    allowed: int = 0
+    queued: int = 0
+    rejected: int = 0
+    store_errors: int = 0
+
+    def describe(self) -> dict[str, int]:
+        found = {"allowed": self.allowed, "queued": self.queued, "rejected": self.rejected}
+        if self.store_errors:
+            found["storeErrors"] = self.store_errors
+        return found
+
+
+@dataclass(slots=True)
+class _Entry:
+    rule: Rule
+    local: LocalBuckets | None = None
+    shared: RedisBuckets | None = None
+    counters: Counters = field(default_factory=Counters)
+
+
+class RateLimits:
+    """The rules of this sidecar, their buckets and counters."""
+
+    def __init__(self, rules: Sequence[Rule], app_id: str, store: Mapping[str, Any] | None = None) -> None:
+        names = [rule.name for rule in rules]
+        duplicate = next((name for name in names if names.count(name) > 1), None)
+        if duplicate is not None:
+            raise SettingsError(f"rate_limits.rules: two rules are named {duplicate!r}")
+        self.app_id = app_id
+        self._store = dict(store or {})
+        self._fail_open = str(self._store.get("onRedisError", "allow")).lower() != "reject"
+        self._client: Any = None
+        self._entries = [
+            _Entry(rule, None if rule.shared else LocalBuckets(rule.rate, rule.burst, rule.max_wait))
+            for rule in rules
+        ]
+        self._targets = any(rule.target_app is not None for rule in rules)
+        if any(rule.shared for rule in rules) and not self._store.get("redisHost"):
+            raise SettingsError(
+                "rate_limits.redisHost: shared rules keep their buckets in Redis; give host:port"
+            )
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
+    async def start(self) -> None:
+        if not any(entry.rule.shared for entry in self._entries):
+            return
+        from redis.asyncio import Redis
+
+        host, _, port = str(self._store["redisHost"]).rpartition(":")
+        self._client = Redis(
+            host=host,
+            port=int(port) if port.isdigit() else 6379,
+            password=self._store.get("redisPassword") or None,
+            db=int(self._store.get("redisDB", 0)),
+            socket_connect_timeout=2,
+            socket_timeout=2,
+        )
+        try:
+            await self._client.ping()
+        except Exception as exc:
+            await self.aclose()
+            raise SettingsError(
+                f"rate_limits.redisHost: cannot reach Redis at {host}:{port}: {exc}"
+            ) from None
+        for entry in self._entries:
+            rule = entry.rule
+            if rule.shared:
+                entry.shared = RedisBuckets(self._client, rule.name, rule.rate, rule.burst, rule.max_wait)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [{**entry.rule.describe(), **entry.counters.describe()} for entry in self._entries]
+
+    def layer(self, app: ASGIApp) -> ASGIApp:
+        """``app`` behind the limiter."""
+        limits = self
+
+        async def limited(scope: Scope, receive: Receive, send: Send) -> None:
+            refusal = await limits.check(scope)
+            if refusal is not None:
+                await refusal(send)
+                return
+            await app(scope, receive, send)
+
+        return limited
+
+    async def check(self, scope: Scope) -> _Refusal | None:
+        """Take a token of every rule the request matches (waiting for queued ones); the answer to
+        send instead when a rule refuses it."""
+        path: str = scope["path"]
+        if path in EXEMPT_PATHS:
+            return None
+        method: str = scope["method"]
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        target = _invocation_target(path, headers) if self._targets else None
+        caller = _caller(headers, self.app_id)
+        wait = 0.0
+        for entry in self._entries:
+            rule = entry.rule
+            if not rule.matches(method, path, target, caller):
+                continue
+            key = _key(rule, scope, caller)
+            verdict = await self._take(entry, key)
+            if not verdict.granted:
+                entry.counters.rejected += 1
+                return _Refusal(rule, verdict.wait)
+            if verdict.wait:
+                entry.counters.queued += 1
+                wait = max(wait, verdict.wait)
+            entry.counters.allowed += 1
+        if wait:
+            await asyncio.sleep(wait)
+        return None
+
+    async def _take(self, entry: _Entry, key: str) -> Verdict:
+        if entry.local is not None:
+            return entry.local.take(key)
+        assert entry.shared is not None
+        try:
+            return await entry.shared.take(key)
+        except Exception as exc:
+            entry.counters.store_errors += 1
+            if entry.counters.store_errors == 1 or entry.counters.store_errors % 1000 == 0:
+                log.warning("rate limit store unreachable", rule=entry.rule.name, error=str(exc),
+                            errors=entry.counters.store_errors)  # fmt: skip
+            return Verdict(self._fail_open, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    rule: Rule
+    retry_after: float
+
+    async def __call__(self, send: Send) -> None:
+        rule = self.rule
+        seconds = max(1, math.ceil(self.retry_after))
+        body = orjson.dumps({
+            "errorCode": "ERR_TOO_MANY_REQUESTS",
+            "message": f"too many requests: rate limit {rule.name!r} allows {rule.threshold} "
+            f"per {rule.interval:g}s; retry after {seconds}s",
+        })  # fmt: skip
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(seconds).encode()),
+        ]
+        await send({"type": "http.response.start", "status": rule.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _invocation_target(path: str, headers: list[tuple[bytes, bytes]]) -> tuple[str, str] | None:
+    """(app id, method) of a service invocation, by route or by the ``dapr-app-id`` header."""
+    if path.startswith(_INVOKE):
+        app, mark, method = path[len(_INVOKE) :].partition("/method/")
+        if mark:
+            return app, method
+        return (app.removesuffix("/method"), "") if app.endswith("/method") else None
+    for name, value in headers:
+        if name == b"dapr-app-id":
+            return value.decode("latin-1"), path.lstrip("/")
+    return None
+
+
+def _caller(headers: list[tuple[bytes, bytes]], own_app_id: str) -> str:
+    forwarded = caller = None
+    for name, value in headers:
+        if name == _FORWARDED_BY:
+            forwarded = value
+        elif name == b"dapr-caller-app-id":
+            caller = value
+    if forwarded is not None and caller is not None:
+        return caller.decode("latin-1")
+    return own_app_id
+
+
+def _key(rule: Rule, scope: Scope, caller: str) -> str:
+    if not rule.per:
+        return ""
+    parts = []
+    for per in rule.per:
+        if per == "ip":
+            client = scope.get("client")
+            parts.append(client[0] if client else "")
+        elif per == "caller":
+            parts.append(caller)
+        else:
+            parts.append(scope["path"])
+    return "|".join(parts)
