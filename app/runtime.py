@@ -107,11 +107,12 @@ class Runtime:
             endpoints = http_endpoints(self.resources.others, settings.app_id)
             self.invocation = self._invocation_service(endpoints, build_resolver(settings.name_resolution))
             self.rate_limits = self._rate_limits()
+            self._stack.push_async_callback(self.rate_limits.aclose)
             await self.rate_limits.start()
             self.tcp_copy.configure(parse_policy(settings.tcp_copy, settings.data_dir))
         except (ResourceError, SettingsError) as exc:
             raise StartupError(str(exc)) from None
-        self._stack.push_async_callback(self.rate_limits.aclose)
+        self.tcp_copy.port = settings.http_port
         try:
             await self.tcp_copy.start()
         except OSError as exc:
@@ -224,8 +225,9 @@ class Runtime:
         settings = self.settings
         configurations = [(settings.dapr_configuration, "--config")] if settings.dapr_configuration else []
         for kind, document, source in self.resources.others:
-            if kind == "Configuration":
-                configurations.append((document.get("spec") or {}, source))
+            spec = document.get("spec") or {}
+            if kind == "Configuration" and spec != settings.dapr_configuration:  # the same file once
+                configurations.append((spec, source))
         middleware = {
             resource.name: (resource.type, resource.metadata, resource.source)
             for resource in self.resources.components

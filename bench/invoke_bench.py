@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,12 @@ class InvokeBench:
         config.write_text(f"name_resolution:\n  type: static\n  apps:\n    target: 127.0.0.1:{callee_port}\n")
         caller, caller_port = self.start_l8("caller", ["--config", str(config)])
         baseline, baseline_port = self.start_baseline(app_port)
+        governance = self.workdir / "governed.yaml"
+        governance.write_text(GOVERNED)
+        governed, governed_port = self.start_l8(
+            "governed", ["--app-port", str(app_port), "--config", str(governance)]
+        )
+        governed_url = f"http://127.0.0.1:{governed_port}/v1.0/invoke/governed{METHOD}"
         direct_url = f"http://127.0.0.1:{app_port}/orders"
         one_hop = f"http://127.0.0.1:{callee_port}/v1.0/invoke/target{METHOD}"
         two_hops = f"http://127.0.0.1:{caller_port}/v1.0/invoke/target{METHOD}"
@@ -179,6 +186,7 @@ class InvokeBench:
                     "one_hop": self.paced("one hop (l8)", one_hop, [callee.pid]),
                     "two_hops": self.paced("two hops (l8 -> l8)", two_hops, [caller.pid, callee.pid]),
                     "baseline": self.paced("baseline proxy", proxy_url, [baseline.pid]),
+                    "governed": self.paced("one hop, rate limit + tcp copy", governed_url, [governed.pid]),
                 }
             )
         self.results["latency_rounds"] = rounds
@@ -190,10 +198,36 @@ class InvokeBench:
                 {
                     "l8": self.throughput("l8 one hop", one_hop, callee.pid),
                     "baseline": self.throughput("baseline proxy", proxy_url, baseline.pid),
+                    "governed": self.throughput(
+                        "l8 one hop, rate limit + tcp copy", governed_url, governed.pid
+                    ),
                 }
             )
         self.results["throughput_rounds"] = tput
+        metadata = orjson.loads(
+            urllib.request.urlopen(f"http://127.0.0.1:{governed_port}/v1.0/metadata").read()
+        )
+        self.results["governed_metadata"] = {
+            "tcpCopy": metadata["tcpCopy"],
+            "rateLimits": metadata["rateLimits"],
+        }
         return self.results
+
+
+GOVERNED = """\
+rate_limits:
+  rules:
+    - {name: invoke, resource: /v1.0/invoke/*, threshold: 10000000, interval: 1s}
+tcp_copy:
+  switch: ON
+  interval: 1
+  duration: 1
+  cpu_max_rate: 100
+  mem_max_rate: 95
+  responses: true
+  max_file_size: 64Mi
+  max_files: 4
+"""
 
 
 def _median(rounds: list[dict[str, Any]], side: str, field: str) -> float:
@@ -203,9 +237,9 @@ def _median(rounds: list[dict[str, Any]], side: str, field: str) -> float:
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
     rounds = results["latency_rounds"]
     summary: dict[str, Any] = {}
-    for side in ("direct", "one_hop", "two_hops", "baseline"):
+    for side in ("direct", "one_hop", "two_hops", "baseline", "governed"):
         summary[side] = {f: round(_median(rounds, side, f), 3) for f in ("p50_ms", "p90_ms", "p99_ms")}
-    for side in ("one_hop", "two_hops", "baseline"):
+    for side in ("one_hop", "two_hops", "baseline", "governed"):
         summary[f"{side}_added"] = {
             f: round(summary[side][f] - summary["direct"][f], 3) for f in ("p50_ms", "p90_ms", "p99_ms")
         }
@@ -214,11 +248,13 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         round(statistics.median(r["two_hops"]["vcpu"][i] for r in rounds), 3) for i in range(2)
     ]
     summary["baseline_vcpu"] = round(statistics.median(r["baseline"]["vcpu"][0] for r in rounds), 3)
+    summary["governed_vcpu"] = round(statistics.median(r["governed"]["vcpu"][0] for r in rounds), 3)
     tput = results["throughput_rounds"]
-    for side in ("l8", "baseline"):
+    for side in ("l8", "baseline", "governed"):
         rates = sorted(r[side]["rps"] for r in tput)
         summary[f"{side}_rps"] = {"median": statistics.median(rates), "best": rates[-1], "all": rates}
     summary["ratio"] = round(summary["l8_rps"]["median"] / summary["baseline_rps"]["median"], 3)
+    summary["governed_ratio"] = round(summary["governed_rps"]["median"] / summary["l8_rps"]["median"], 3)
     return summary
 
 
@@ -265,12 +301,14 @@ def render(results: dict[str, Any], summary: dict[str, Any], results_name: str) 
         "one_hop": "one hop: l8 -> app",
         "two_hops": "two hops: l8 -> l8 -> app",
         "baseline": "baseline proxy -> app",
+        "governed": "one hop with a rate-limit rule and TCP copy (requests and answers)",
     }
     vcpu = {
         "direct": "-",
         "one_hop": str(summary["one_hop_vcpu"]),
         "two_hops": " + ".join(str(v) for v in summary["two_hops_vcpu"]),
         "baseline": str(summary["baseline_vcpu"]),
+        "governed": str(summary["governed_vcpu"]),
     }
     for side, name in names.items():
         row = summary[side]
@@ -285,9 +323,21 @@ def render(results: dict[str, Any], summary: dict[str, Any], results_name: str) 
         f"Maximum throughput: l8 {summary['l8_rps']['all']} rps, "
         f"baseline {summary['baseline_rps']['all']} rps.",
         "",
+        "Governance cost: the same hop with a rate-limit rule that never refuses and TCP copy always on "
+        f"(requests and answers written to disk) reached {summary['governed_rps']['all']} rps, "
+        f"{summary['governed_ratio']:.2f}x the plain hop; TCP copy at the end: "
+        f"{_copy_counts(results['governed_metadata']['tcpCopy'])}.",
+        "",
         END,
     ]
     return "\n".join(lines)
+
+
+def _copy_counts(state: dict[str, Any]) -> str:
+    return (
+        f"{state['records']:,} records, {state['bytes']:,} bytes in {state['files']} files, "
+        f"{state['dropped']:,} dropped, {state['fused']} fused windows"
+    )
 
 
 def main() -> int:

@@ -72,8 +72,9 @@ class EtcdRegistry(LeasedRegistry):
             if reply is not None and reply.TTL > 0:
                 return
         # First registration, or the lease ended while etcd was away: grant a new one.
-        self._lease = await self._client.lease(self._lease_ttl)
-        await self._client.put(self._key(app_id, member), member.encode(), lease=self._lease)
+        lease = await self._client.lease(self._lease_ttl)
+        await self._client.put(self._key(app_id, member), member.encode(), lease=lease)
+        self._lease = lease  # only once the key is on it: a failed put is tried again next time
 
     async def _live(self, app_id: str) -> list[str]:
         found = await self._client.get_prefix(self._key(app_id))

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mesh.errors import SettingsError
 from mesh.registry import LeasedRegistry, host_port
 
 KEY_PREFIX = "l8||nr||"
@@ -39,7 +40,10 @@ class RedisRegistry(LeasedRegistry):
         super().__init__(config)
         self._host, self._port = host_port(config, "redisHost", "the registry's Redis")
         self._password = config.get("redisPassword") or None
-        self._db = int(config.get("redisDB", 0))
+        db = str(config.get("redisDB", 0))
+        if not db.isdigit():
+            raise SettingsError("name_resolution.redisDB: a database number")
+        self._db = int(db)
         self._client: Any = None
 
     @property

@@ -13,9 +13,8 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import itertools
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -24,6 +23,8 @@ from mesh.errors import SettingsError
 from mesh.resolver import ResolveError
 
 log = structlog.get_logger(__name__)
+
+_MAX_CACHED = 4096
 
 
 def seconds_setting(config: Mapping[str, Any], name: str, default: float) -> float:
@@ -42,14 +43,16 @@ def seconds_setting(config: Mapping[str, Any], name: str, default: float) -> flo
     return seconds
 
 
-def host_port(config: Mapping[str, Any], name: str, what: str) -> tuple[str, int]:
+def host_port(
+    config: Mapping[str, Any], name: str, what: str, section: str = "name_resolution"
+) -> tuple[str, int]:
     """``host:port`` from the settings, or the one-line error naming the field."""
     text = str(config.get(name) or "").strip()
     for prefix in ("http://", "https://", "redis://"):
         text = text.removeprefix(prefix)
     host, _, port = text.rstrip("/").rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise SettingsError(f"name_resolution.{name}: give {what} as host:port")
+        raise SettingsError(f"{section}.{name}: give {what} as host:port")
     return host, int(port)
 
 
@@ -66,7 +69,8 @@ class LeasedRegistry(abc.ABC):
         self._advertise = str(config["advertiseAddress"]) if config.get("advertiseAddress") else None
         self._heartbeat: asyncio.Task[None] | None = None
         self._registered: tuple[str, str] | None = None
-        self._cache: dict[str, tuple[float, list[str], Iterator[str] | None]] = {}
+        self._cache: dict[str, tuple[float, list[str]]] = {}
+        self._turns: dict[str, int] = {}
 
     # -- what a registry provides ------------------------------------------------------------------
 
@@ -128,10 +132,15 @@ class LeasedRegistry(abc.ABC):
                 addresses = sorted(await self._live(app_id))
             except Exception as exc:
                 raise ResolveError(f"name resolution through {self.kind} failed: {exc}") from None
-            cached = self._cache[app_id] = (now, addresses, itertools.cycle(addresses) if addresses else None)
-        if cached[2] is None:
+            if len(self._cache) >= _MAX_CACHED and app_id not in self._cache:
+                self._cache.clear()  # callers naming ever new app ids do not grow it without end
+            cached = self._cache[app_id] = (now, addresses)
+        addresses = cached[1]
+        if not addresses:
             raise ResolveError(f"couldn't find service: {app_id}")
-        return next(cached[2])
+        # One turn counter per app id, kept across refreshes, so every instance gets its turn.
+        turn = self._turns[app_id] = self._turns.get(app_id, -1) + 1
+        return addresses[turn % len(addresses)]
 
     def describe(self) -> dict[str, Any]:
         found: dict[str, Any] = {"type": self.kind, self.server_field: self.server, "ttlSeconds": self.ttl}

@@ -53,6 +53,12 @@ class LocalBuckets:
             return Verdict(True, wait)
         return Verdict(False, wait - self._max_wait)
 
+    def give_back(self, key: str) -> None:
+        """Return a token taken for a request another rule then refused."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket[0] = min(self._burst, bucket[0] + 1.0)
+
 
 # KEYS[1] bucket; ARGV: rate per ms, burst, max wait in ms. Returns {granted, wait in ms * 1000}.
 _TAKE = """
@@ -89,9 +95,13 @@ class RedisBuckets:
     """Buckets of one rule in Redis, shared by every sidecar using the same rule name."""
 
     def __init__(self, client: Any, rule_name: str, rate: float, burst: int, max_wait: float) -> None:
+        self._client = client
         self._script = client.register_script(_TAKE)  # EVALSHA, loaded again if Redis forgot it
         self._prefix = f"{KEY_PREFIX}{rule_name}||"
         self._args = (rate / 1000, burst, max_wait * 1000)
+
+    async def give_back(self, key: str) -> None:
+        await self._client.hincrbyfloat(self._prefix + key, "t", 1)  # the next take caps it at burst
 
     async def take(self, key: str) -> Verdict:
         granted, wait_us = await self._script(keys=[self._prefix + key], args=self._args)

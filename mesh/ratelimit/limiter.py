@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ from mesh.errors import SettingsError
 from mesh.proxy import FORWARDED_BY
 from mesh.ratelimit.buckets import LocalBuckets, RedisBuckets, Verdict
 from mesh.ratelimit.rules import Rule
+from mesh.registry import host_port
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +70,7 @@ class RateLimits:
         self._store = dict(store or {})
         self._fail_open = str(self._store.get("onRedisError", "allow")).lower() != "reject"
         self._client: Any = None
+        self._store_down_until = 0.0
         self._entries = [
             _Entry(rule, None if rule.shared else LocalBuckets(rule.rate, rule.burst, rule.max_wait))
             for rule in rules
@@ -85,15 +88,21 @@ class RateLimits:
         if not any(entry.rule.shared for entry in self._entries):
             return
         from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
 
-        host, _, port = str(self._store["redisHost"]).rpartition(":")
+        host, port = host_port(self._store, "redisHost", "the Redis of shared rules", "rate_limits")
+        db = str(self._store.get("redisDB", 0))
+        if not db.isdigit():
+            raise SettingsError("rate_limits.redisDB: a database number")
         self._client = Redis(
             host=host,
-            port=int(port) if port.isdigit() else 6379,
+            port=port,
             password=self._store.get("redisPassword") or None,
-            db=int(self._store.get("redisDB", 0)),
-            socket_connect_timeout=2,
-            socket_timeout=2,
+            db=int(db),
+            socket_connect_timeout=0.5,
+            socket_timeout=0.5,
+            retry=Retry(NoBackoff(), 0),  # a check waits for no retries: the fallback answers instead
         )
         try:
             await self._client.ping()
@@ -140,6 +149,7 @@ class RateLimits:
         target = _invocation_target(path, headers) if self._targets else None
         caller = _caller(headers, self.app_id)
         wait = 0.0
+        taken: list[tuple[_Entry, str, Verdict]] = []
         for entry in self._entries:
             rule = entry.rule
             if not rule.matches(method, path, target, caller):
@@ -148,7 +158,11 @@ class RateLimits:
             verdict = await self._take(entry, key)
             if not verdict.granted:
                 entry.counters.rejected += 1
+                for earlier, earlier_key, _ in taken:  # a refused request costs no other rule a token
+                    await self._give_back(earlier, earlier_key)
                 return _Refusal(rule, verdict.wait)
+            taken.append((entry, key, verdict))
+        for entry, _, verdict in taken:
             if verdict.wait:
                 entry.counters.queued += 1
                 wait = max(wait, verdict.wait)
@@ -157,18 +171,30 @@ class RateLimits:
             await asyncio.sleep(wait)
         return None
 
+    async def _give_back(self, entry: _Entry, key: str) -> None:
+        if entry.local is not None:
+            entry.local.give_back(key)
+        elif entry.shared is not None:
+            with contextlib.suppress(Exception):
+                await entry.shared.give_back(key)
+
     async def _take(self, entry: _Entry, key: str) -> Verdict:
         if entry.local is not None:
             return entry.local.take(key)
         assert entry.shared is not None
+        fallback = Verdict(True, 0.0) if self._fail_open else Verdict(False, 1.0)
+        if time.monotonic() < self._store_down_until:
+            entry.counters.store_errors += 1
+            return fallback  # Redis failed a moment ago: not tried again for a second
         try:
             return await entry.shared.take(key)
         except Exception as exc:
+            self._store_down_until = time.monotonic() + 1.0
             entry.counters.store_errors += 1
             if entry.counters.store_errors == 1 or entry.counters.store_errors % 1000 == 0:
                 log.warning("rate limit store unreachable", rule=entry.rule.name, error=str(exc),
                             errors=entry.counters.store_errors)  # fmt: skip
-            return Verdict(self._fail_open, 1.0)
+            return fallback
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,8 @@ class TcpCopy:
         self._file_size = 0
         self._writing = threading.Lock()  # a cancelled drain's thread may still be writing at close
         self.counters = {"windows": 0, "fused": 0, "records": 0, "bytes": 0, "dropped": 0, "files": 0}
+        self.port = 0
+        """The listener port, set by the server (names the dump files)."""
         self.fuse: str | None = None
         """Why copying is held back right now (``cpu`` or ``memory``), or None."""
 
@@ -77,7 +79,10 @@ class TcpCopy:
                 await task
         self._tasks = []
         if self._queue:
-            await asyncio.to_thread(self._write, self._take_all())
+            try:
+                await asyncio.to_thread(self._write, self._take_all())
+            except OSError as exc:
+                log.warning("tcp copy cannot write its dump", error=str(exc))
         with self._writing:
             if self._file is not None:
                 self._file.close()
@@ -88,15 +93,17 @@ class TcpCopy:
     def new_connection(self) -> int:
         return next(self._connections) & 0xFFFFFFFF
 
-    def offer(self, kind: int, port: int, connection: int, payload: bytes) -> None:
-        """Queue a record for the writer, or drop and count it when the queue is full."""
+    def offer(self, kind: int, port: int, connection: int, payload: bytes) -> bool:
+        """Queue a record for the writer; False when the queue is full and it was dropped (and
+        counted): that connection's copy has a hole and must end there."""
         policy = self.policy
         if len(self._queue) >= policy.queue_records or self._queued_bytes + len(payload) > policy.queue_bytes:
             self.counters["dropped"] += 1
-            return
+            return False
         window = self.window or self._windows  # a copy finishing its request after its window closed
         self._queue.append(Record(kind, port, connection, window, time.time_ns(), payload))
         self._queued_bytes += len(payload)
+        return True
 
     # -- windows and fuses -----------------------------------------------------------------------
 
@@ -105,12 +112,13 @@ class TcpCopy:
         next_window = time.monotonic()
         closes_at = 0.0
         last_cpu, last_wall = time.process_time(), time.monotonic()
+        cpu = 0.0
         while True:
             now = time.monotonic()
             cpu_now = time.process_time()
             elapsed = now - last_wall
-            cpu = (cpu_now - last_cpu) / elapsed * 100 if elapsed > 0.2 else 0.0  # too short to judge
-            if elapsed > 0.2:
+            if elapsed >= 0.5:  # shorter spans are too short to judge: the last reading holds
+                cpu = (cpu_now - last_cpu) / elapsed * 100
                 last_cpu, last_wall = cpu_now, now
             self.fuse = self._fuse(cpu)
             if self.window and (self.fuse or now >= closes_at):
@@ -180,12 +188,13 @@ class TcpCopy:
         if self._file is not None:
             self._file.close()
         folder = self.policy.folder
-        path = folder / f"tcpcopy-{time.time_ns():020d}.dump"
+        # The listener port in the name: sidecars sharing a folder rotate only their own files.
+        path = folder / f"tcpcopy-{self.port}-{time.time_ns():020d}.dump"
         self._file = path.open("xb")
         self._file.write(MAGIC)
         self._file_size = len(MAGIC)
         self.counters["files"] += 1
-        for old in sorted(folder.glob("tcpcopy-*.dump"))[: -self.policy.max_files]:
+        for old in sorted(folder.glob(f"tcpcopy-{self.port}-*.dump"))[: -self.policy.max_files]:
             with contextlib.suppress(OSError):
                 old.unlink()
 

@@ -26,8 +26,9 @@ class _TeeTransport:
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         protocol = self._protocol
-        if protocol.copy_answers and protocol.pending and data:
-            protocol.copier.offer(RESPONSE, protocol.port, protocol.connection, bytes(data))
+        copied = protocol.copy_answers and protocol.pending and data
+        if copied and not protocol.copier.offer(RESPONSE, protocol.port, protocol.connection, bytes(data)):
+            protocol.hole()
         self._transport.write(data)
 
     def __getattr__(self, name: str) -> Any:
@@ -60,9 +61,21 @@ class CopyingProtocol(HttpToolsProtocol):
                 self.connection = copier.new_connection()
                 peer = f"{_address(self.client)}>{_address(self.server)}".encode()
                 copier.offer(OPENED, self.port, self.connection, peer)
-        if self.copying:
-            copier.offer(REQUEST, self.port, self.connection, data)
+        if self.copying and not copier.offer(REQUEST, self.port, self.connection, data):
+            self.hole()
         super().data_received(data)
+
+    def hole(self) -> None:
+        """A record was dropped: this copy of the connection ends; a later one starts afresh
+        (under a new connection number, at a request boundary)."""
+        self.copying = False
+        self.pending = 0
+        self.connection = 0
+
+    def handle_websocket_upgrade(self) -> None:
+        self.copy_answers = False  # frames are not HTTP: the copy ends with the upgrade request
+        self.hole()
+        super().handle_websocket_upgrade()
 
     def on_message_begin(self) -> None:
         self.in_message = True

@@ -124,3 +124,41 @@ async def test_a_redis_bucket_is_one_bucket_for_every_client(redis_server: Redis
     finally:
         await first.aclose()
         await second.aclose()
+
+
+def scope_of(path: str) -> dict[str, object]:
+    return {"type": "http", "path": path, "method": "GET", "headers": [], "client": ("10.0.0.1", 5000)}
+
+
+async def test_a_request_one_rule_refuses_costs_the_other_rules_nothing() -> None:
+    limits = build_rate_limits(
+        {"rules": [{"name": "a", "resource": "/x/*", "threshold": 2, "interval": "60s"},
+                   {"name": "b", "resource": "/x/y", "threshold": 1, "interval": "60s"}]},
+        [], {}, "app",
+    )  # fmt: skip
+    assert await limits.check(scope_of("/x/y")) is None
+    refused = await limits.check(scope_of("/x/y"))
+    assert refused is not None and refused.rule.name == "b"
+    assert await limits.check(scope_of("/x/z")) is None  # a's second token was given back
+    counted = {rule["name"]: rule for rule in limits.describe()}
+    assert (counted["a"]["allowed"], counted["b"]["rejected"]) == (2, 1)
+
+
+async def test_a_shared_rule_whose_redis_is_gone_lets_requests_through_at_once() -> None:
+    with RedisServer() as server:
+        limits = build_rate_limits(
+            {"redisHost": server.address, "rules": [{"name": f"gone-{uuid.uuid4().hex[:6]}", "resource": "/x",
+                                                     "threshold": 1, "shared": True}]},
+            [], {}, "app",
+        )  # fmt: skip
+        await limits.start()
+        server.stop()
+        try:
+            began = time.monotonic()
+            assert await limits.check(scope_of("/x")) is None
+            assert await limits.check(scope_of("/x")) is None
+            assert time.monotonic() - began < 0.5
+            rule = limits.describe()[0]
+            assert rule["storeErrors"] == 2 and rule["queued"] == 0
+        finally:
+            await limits.aclose()

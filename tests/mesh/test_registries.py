@@ -60,3 +60,26 @@ async def test_a_redis_registration_is_scored_by_its_lease_end_and_removed_at_st
         await registry.aclose()
     assert await direct.zrange(KEY_PREFIX + app_id, 0, -1) == []
     await direct.aclose()
+
+
+async def test_round_robin_reaches_every_instance_across_cache_refreshes() -> None:
+    from mesh.registry import LeasedRegistry
+
+    class Fixed(LeasedRegistry):
+        kind, server_field = "fixed", "server"
+        server = "here"
+
+        async def _connect(self) -> None: ...
+        async def _register(self, app_id: str, member: str) -> None: ...
+        async def _live(self, app_id: str) -> list[str]:
+            return ["a:1", "b:1", "c:1"]
+
+        async def _deregister(self, app_id: str, member: str) -> None: ...
+        async def _disconnect(self) -> None: ...
+
+    registry = Fixed({"cacheSeconds": "1ms"})
+    picked = []
+    for _ in range(6):
+        picked.append(await registry.resolve("orders"))
+        await asyncio.sleep(0.002)  # every call reads the registry again
+    assert picked == ["a:1", "b:1", "c:1"] * 2

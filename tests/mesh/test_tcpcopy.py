@@ -42,3 +42,22 @@ def test_off_by_default_and_layotto_keys_validated(tmp_path: Path) -> None:
         parse_policy({"switch": "maybe"}, tmp_path)
     with pytest.raises(SettingsError, match=r"tcp_copy\.mem_max_rate"):
         parse_policy({"mem_max_rate": 0}, tmp_path)
+
+
+def test_replay_keeps_the_requests_before_an_upgrade_and_skips_100_continue(tmp_path: Path) -> None:
+    from mesh.tcpcopy.dumpfile import OPENED, RESPONSE
+    from mesh.tcpcopy.replay import load_connections
+
+    sent = (
+        b"POST /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi"
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x00"
+    )
+    answered = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
+    path = tmp_path / "one.dump"
+    records = [Record(OPENED, 1, 9, 1, 1, b"c>s"), Record(REQUEST, 1, 9, 1, 2, sent),
+               Record(RESPONSE, 1, 9, 1, 3, answered)]  # fmt: skip
+    path.write_bytes(MAGIC + b"".join(record.encode() for record in records))
+    (connection,) = load_connections([path])
+    first = connection[0]
+    assert (first.method, first.target, first.body, first.recorded_status) == ("POST", "/a", b"hi", 201)
+    assert ("Expect", "100-continue") not in first.headers
