@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from components.metadata import parse_duration
 from mesh.errors import SettingsError
 from mesh.resolver import ResolveError
 
@@ -30,12 +31,8 @@ _MAX_CACHED = 4096
 def seconds_setting(config: Mapping[str, Any], name: str, default: float) -> float:
     """A duration from the ``name_resolution`` settings: ``10``, ``10s``, ``1.5s`` or ``500ms``."""
     value = config.get(name, default)
-    text = str(value).strip()
     try:
-        if text.endswith("ms"):
-            seconds = float(text[:-2]) / 1000
-        else:
-            seconds = float(text[:-1]) if text.endswith("s") else float(text)
+        seconds = parse_duration(value).total_seconds()
     except ValueError:
         raise SettingsError(f"name_resolution.{name}: {value!r} is not a number of seconds") from None
     if seconds <= 0:

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from components.metadata import parse_duration
 from mesh.errors import SettingsError
 
 BEHAVIORS = {"reject": "reject", "queue": "queue", "0": "reject", "1": "queue", "throttle": "queue"}
@@ -107,13 +108,10 @@ def glob(pattern: str) -> re.Pattern[str]:
 def duration(value: Any, where: str, *, milliseconds: bool = False) -> float:
     """Seconds from ``1s``, ``500ms``, ``2m``, a number (seconds, or milliseconds for the
     Sentinel ``...Ms`` fields)."""
-    text = str(value).strip()
-    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
     try:
-        for suffix, scale in units:
-            if text.endswith(suffix) and text[: -len(suffix)].strip():
-                return float(text[: -len(suffix)]) * scale
-        return float(text) / 1000 if milliseconds else float(text)
+        if milliseconds and str(value).strip().replace(".", "", 1).isdigit():
+            return float(value) / 1000
+        return parse_duration(value).total_seconds()
     except ValueError:
         raise SettingsError(f"{where}: {value!r} is not a duration (e.g. 1s, 500ms)") from None
 

@@ -23,13 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.settings import parse_quantity
+from components.metadata import parse_duration
 from mesh.errors import SettingsError
 
 _FIELDS = {
     "switch", "interval", "duration", "cpu_max_rate", "mem_max_rate", "responses", "dir",
     "max_file_size", "max_files", "queue_records", "queue_bytes",
 }  # fmt: skip
-_UNITS = {"": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+_DURATIONS = {"interval", "duration"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +106,7 @@ def _number(config: Mapping[str, Any], name: str, default: float, *, above: floa
             most: float | None = None) -> float:  # fmt: skip
     value = config.get(name, default)
     try:
-        number = float(str(value).removesuffix("s"))
+        number = parse_duration(value).total_seconds() if name in _DURATIONS else float(value)
     except ValueError:
         raise SettingsError(f"tcp_copy.{name}: {value!r} is not a number") from None
     if number <= above or (most is not None and number > most):
@@ -115,9 +117,10 @@ def _number(config: Mapping[str, Any], name: str, default: float, *, above: floa
 
 def _size(config: Mapping[str, Any], name: str, default: int) -> int:
     value = config.get(name, default)
-    text = str(value).strip().removesuffix("B")
-    digits = text.rstrip("KMGi")
-    unit = text[len(digits) :]
-    if not digits.isdigit() or unit not in _UNITS or int(digits) == 0:
+    try:
+        size = parse_quantity(value)
+    except ValueError:
+        size = 0
+    if size <= 0:
         raise SettingsError(f"tcp_copy.{name}: {value!r} is not a size (e.g. 64Mi, 512Ki)")
-    return int(digits) * _UNITS[unit]
+    return size
