@@ -47,7 +47,8 @@ _STREAM_BUFFER = 1 << 20
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop  # asyncio.get_running_loop() costs a getpid() call per use on 3.11
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[None] | None = None
@@ -124,7 +125,7 @@ class _Connection(asyncio.Protocol):
         self.complete, self.error, self.buffered = False, None, 0
         self.keep_alive = False
         self.readable.clear()
-        self.waiter = asyncio.get_running_loop().create_future()
+        self.waiter = self.loop.create_future()
         self.transport.write(data)
         return self.waiter
 
@@ -190,6 +191,8 @@ class HttpClient:
         from the :class:`Stream`, which must be released. Not for HEAD (whose answer has no body
         whatever its Content-Length says). Raises :class:`HttpError`."""
         data = self._encode(method, target, headers, body)
+        if timeout is None:
+            return await self._exchange(data)
         try:
             async with asyncio.timeout(timeout):
                 return await self._exchange(data)
@@ -250,7 +253,9 @@ class HttpClient:
             raise HttpError("the client is closed")
         loop = asyncio.get_running_loop()
         try:
-            _, connection = await loop.create_connection(_Connection, self._host, self._port, ssl=self._ssl)
+            _, connection = await loop.create_connection(
+                lambda: _Connection(loop), self._host, self._port, ssl=self._ssl
+            )
         except OSError as exc:
             reason = exc.strerror or exc
             raise ConnectError(f"cannot connect to {self._host}:{self._port}: {reason}") from None

@@ -49,7 +49,7 @@ log = structlog.get_logger(__name__)
 
 _FORWARDED_BY = FORWARDED_BY.encode()
 _ESCAPED_DOT = re.compile("%2e", re.IGNORECASE)
-_BAD_METHOD_CHARS = frozenset("#?\x00") | {chr(c) for c in range(0x20)} | {"\x7f"}
+_BAD_METHOD_CHARS = re.compile("[#?\x00-\x1f\x7f]")
 
 
 @dataclass(slots=True, frozen=True)
@@ -264,10 +264,12 @@ async def _read_all(receive: Any) -> bytes:
 def _clean_method(app: str, method_path: str) -> str:
     """The escaped method path with ``.``/``..`` segments resolved (Go's path.Clean), kept
     escaped so an encoded slash stays one; control characters, ``#`` and ``?`` are refused."""
-    if any(char in _BAD_METHOD_CHARS for char in unquote(method_path)):
+    if _BAD_METHOD_CHARS.search(unquote(method_path) if "%" in method_path else method_path):
         raise invoke_failed(app, "invalid method: control characters, '#' and '?' are not allowed")
     if not method_path:
         return ""
+    if "." not in method_path and "%" not in method_path and "//" not in method_path:
+        return method_path.strip("/")  # no segment to resolve (the usual method path)
     # Escaped dots are dots: "%2e%2e" is a ".." segment the target would decode and follow.
     dotted = _ESCAPED_DOT.sub(".", method_path)
     # The trailing slash goes too (Dapr's path.Clean; l8's middleware already cleaned the path).

@@ -50,6 +50,8 @@ class Policy:
         ``Exception`` (a timeout included) with backoff; the last failure is raised once the
         policy gives up. A :class:`RetriableFailure` whose status the retry's ``matching`` leaves
         out, and :class:`CircuitOpenError`, are raised at once. Cancellation is never retried."""
+        if self.retry is None and self.breaker is None and not self.timeout:
+            return await attempt()  # the empty policy: one plain attempt
         delays = self.retry.delays(self.rng) if self.retry is not None else iter(())
         started = self.clock()
         retried = 0

@@ -41,6 +41,7 @@ class PolicyNames:
     circuit_breaker: str = ""
 
 
+_CACHED_APP_POLICIES = 1024
 _COMPONENT_TYPES = {"pubsub": "Pubsub", "state": "Statestore", "bindings": "Binding"}
 
 
@@ -58,6 +59,8 @@ class Resiliency:
     _breakers: dict[tuple[str, str], tuple[CircuitBreakerSpec, CircuitBreaker]] = field(
         default_factory=dict, repr=False
     )
+    _app_policies: dict[str, Policy] = field(default_factory=dict, repr=False)
+    """app id -> its invocation policy, made at its first call (the documents do not change)"""
     _origins: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
     """target field -> (file, document name), for errors found after merging"""
 
@@ -88,10 +91,16 @@ class Resiliency:
     def app(self, app_id: str) -> Policy:
         """The policy for service invocation of ``app_id`` (``targets.apps``, else Dapr's
         ``DefaultApp*Policy`` and ``Default*Policy`` names)."""
-        names = self.apps.get(app_id)
-        if names is None:
-            names = self._defaults(["App", ""])
-        return self._policy(f"app[{app_id}]", ("app", app_id), names)
+        policy = self._app_policies.get(app_id)
+        if policy is None:
+            names = self.apps.get(app_id)
+            if names is None:
+                names = self._defaults(["App", ""])
+            policy = self._policy(f"app[{app_id}]", ("app", app_id), names)
+            if len(self._app_policies) >= _CACHED_APP_POLICIES:
+                self._app_policies.clear()  # app ids come from requests: the cache stays bounded
+            self._app_policies[app_id] = policy
+        return policy
 
     def _component_policy(
         self, component: str, direction: str, metadata: Mapping[str, str] | None, component_type: str
