@@ -16,6 +16,17 @@ COMPONENT_TYPES: dict[str, str] = {
     "pubsub.in-memory": "components.pubsub.in_memory:InMemoryPubSub",
     "pubsub.redis": "components.pubsub.redis:RedisPubSub",
     "pubsub.kafka": "components.pubsub.kafka:KafkaPubSub",
+    "lock.in-memory": "components.lock.in_memory:InMemoryLockStore",
+    "lock.redis": "components.lock.redis:RedisLockStore",
+    "lock.etcd": "components.lock.etcd:EtcdLockStore",
+    "sequencer.in-memory": "components.sequencer.in_memory:InMemorySequencer",
+    "sequencer.sqlite": "components.sequencer.sqlite:SQLiteSequencer",
+    "sequencer.redis": "components.sequencer.redis:RedisSequencer",
+    "sequencer.etcd": "components.sequencer.etcd:EtcdSequencer",
+    "configuration.in-memory": "components.configuration.in_memory:InMemoryConfigurationStore",
+    "configuration.file": "components.configuration.file:FileConfigurationStore",
+    "configuration.redis": "components.configuration.redis:RedisConfigurationStore",
+    "configuration.etcd": "components.configuration.etcd:EtcdConfigurationStore",
 }
 
 SUPPORTED_VERSIONS = ("v1", "")

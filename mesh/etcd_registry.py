@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from components.etcd_connection import first_answering
 from mesh.errors import SettingsError
 from mesh.registry import LeasedRegistry, host_port, seconds_setting
 
@@ -50,21 +51,12 @@ class EtcdRegistry(LeasedRegistry):
         return f"{self._prefix}{app_id}/{member}".encode()
 
     async def _connect(self) -> None:
-        import aetcd
-
-        failures = []
-        for host, port in self._endpoints:
-            client = aetcd.Client(host=host, port=port, username=self._username, password=self._password,
-                                  timeout=self._dial_timeout)  # fmt: skip
-            try:
-                await client.status()  # the channel connects lazily: one call proves it answers
-            except Exception as exc:
-                failures.append(f"{host}:{port}: {type(exc).__name__}")
-                await client.close()
-                continue
-            self._client, self._server = client, f"{host}:{port}"
-            return
-        raise SettingsError(f"name_resolution.endpoints: no etcd answers ({'; '.join(failures)})")
+        try:
+            self._client, self._server = await first_answering(
+                self._endpoints, self._username, self._password, self._dial_timeout
+            )
+        except ConnectionError as exc:
+            raise SettingsError(f"name_resolution.endpoints: {exc}") from None
 
     async def _register(self, app_id: str, member: str) -> None:
         if self._lease is not None:

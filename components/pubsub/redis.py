@@ -52,23 +52,26 @@ import contextlib
 import time
 from collections.abc import Mapping
 from datetime import timedelta
-from types import TracebackType
 from typing import Any
 
 import orjson
 from pydantic import Field, field_validator
 from redis import exceptions as redis_errors
-from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
-from redis.asyncio.connection import Connection, SSLConnection
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.asyncio import ConnectionPool, Redis
 
 from components.errors import BackendError, ComponentInitError
 from components.metadata import Duration, decode, parse_duration
 from components.pubsub.base import Feature, Handler, PublishRequest, SubscribeRequest
 from components.pubsub.batching import Coalescer
 from components.pubsub.redis_consumer import RedisSubscription, create_group
-from components.redis_connection import REDIS_MAX_CLIENTS, RedisConnectionMetadata, metadata_error
+from components.redis_connection import REDIS_ERRORS as _REDIS_ERRORS
+from components.redis_connection import (
+    RedisConnectionMetadata,
+    client_options,
+    init_error,
+    make_client,
+    metadata_error,
+)
 
 PIPELINES_IN_FLIGHT = 4
 """Publish pipelines out at once per component; further publishes join the next one."""
@@ -115,41 +118,8 @@ class RedisPubSubMetadata(RedisConnectionMetadata):
         return value
 
     @property
-    def address(self) -> tuple[str, int]:
-        host, _, port = self.redisHost.rpartition(":")
-        return host.strip("[]"), int(port)
-
-    @property
     def redelivers(self) -> bool:
         return self.processingTimeout > timedelta(0) and self.redeliverInterval > timedelta(0)
-
-
-class _RedisErrors:
-    """Turns redis-py exceptions into BackendError at the component boundary."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if isinstance(error, redis_errors.RedisError):
-            raise BackendError(f"redis: {error}") from error
-
-
-_REDIS_ERRORS = _RedisErrors()
-
-
-def _init_error(host: str, error: redis_errors.RedisError) -> ComponentInitError:
-    if isinstance(error, redis_errors.AuthenticationError):
-        return ComponentInitError(f"cannot authenticate to Redis at {host}: {error}", field="redisPassword")
-    # InvalidResponse: something answers at redisHost, but it does not speak Redis.
-    if isinstance(
-        error, redis_errors.ConnectionError | redis_errors.TimeoutError | redis_errors.InvalidResponse
-    ):
-        return ComponentInitError(f"cannot reach Redis at {host}: {error}", field="redisHost")
-    field = "redisDB" if "DB index" in str(error) else None
-    return ComponentInitError(f"Redis at {host} refused the connection: {error}", field=field)
 
 
 class RedisPubSub:
@@ -163,43 +133,23 @@ class RedisPubSub:
 
     async def init(self, metadata: Mapping[str, str]) -> None:
         settings = decode(RedisPubSubMetadata, metadata)
-        host, port = settings.address
         read_timeout = settings.readTimeout.total_seconds()
-        options: dict[str, Any] = dict(
-            connection_class=SSLConnection if settings.enableTLS else Connection,
-            host=host,
-            port=port,
-            db=settings.redisDB,
-            username=settings.redisUsername or None,
-            password=settings.redisPassword or None,
-            socket_connect_timeout=settings.dialTimeout.total_seconds(),
-            # Longer than any XREADGROUP block, which waits up to readTimeout on purpose.
+        # Longer than any XREADGROUP block, which waits up to readTimeout on purpose. Publishes and
+        # acks share one pool; each subscription reads on a connection of its own, so a blocking
+        # read never starves them.
+        options = client_options(
+            settings,
+            max_retries=settings.redisMaxRetries,
             socket_timeout=2 * read_timeout + 1 if read_timeout > 0 else None,
-            socket_keepalive=True,
-            retry=Retry(ExponentialWithJitterBackoff(cap=0.512, base=0.008), settings.redisMaxRetries),
         )
-        # Publishes and acks share one pool; each subscription reads on a connection of its own,
-        # so a blocking read never starves them. With poolSize the pool is bounded and a burst
-        # queues for a connection (as in go-redis); without, it grows with the sidecar's
-        # concurrency (up to Redis's default maxclients): the blocking pool's wait costs about a
-        # fifth of a publish (docs/performance.md), so it is opt-in, as for state.redis.
-        pool: ConnectionPool
-        if settings.poolSize:
-            pool = BlockingConnectionPool(
-                max_connections=settings.poolSize,
-                timeout=read_timeout + 1 if read_timeout > 0 else None,
-                **options,
-            )
-        else:
-            pool = ConnectionPool(max_connections=REDIS_MAX_CLIENTS, **options)
-        client = Redis.from_pool(pool)
+        client = make_client(settings, options)
         try:
             info = await client.info("server")
         except BaseException as exc:
             # Cancelled too (spec.initTimeout ran out while connecting): release the pool all the same.
             await client.aclose()
             if isinstance(exc, redis_errors.RedisError):
-                raise _init_error(settings.redisHost, exc) from exc
+                raise init_error(settings.redisHost, exc) from exc
             raise
         version = tuple(int(part) for part in str(info.get("redis_version", "0")).split(".")[:2])
         if version < (6, 2):

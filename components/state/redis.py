@@ -12,26 +12,22 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 from pydantic import Field, field_validator
 from redis import exceptions as redis_errors
-from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
-from redis.asyncio.connection import Connection, SSLConnection
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from components.errors import (
     BackendError,
-    ComponentInitError,
     ETagInvalidError,
     ETagMismatchError,
     InvalidStateRequestError,
 )
 from components.metadata import decode
-from components.redis_connection import REDIS_MAX_CLIENTS, RedisConnectionMetadata, metadata_error
+from components.redis_connection import REDIS_ERRORS as _REDIS_ERRORS
+from components.redis_connection import RedisConnectionMetadata, connect, metadata_error
 from components.state.base import (
     Concurrency,
     DeleteRequest,
@@ -171,28 +167,6 @@ class RedisMetadata(RedisConnectionMetadata):
         except InvalidStateRequestError as exc:
             raise metadata_error(str(exc)) from None
 
-    @property
-    def address(self) -> tuple[str, int]:
-        host, _, port = self.redisHost.rpartition(":")
-        return host.strip("[]"), int(port)
-
-
-class _RedisErrors:
-    """Turns redis-py exceptions into BackendError at the component boundary. One shared
-    instance: a class-based context manager costs no allocation per call on the hot path."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if isinstance(error, redis_errors.RedisError):
-            raise BackendError(f"redis: {error}") from error
-
-
-_REDIS_ERRORS = _RedisErrors()
-
 
 def _etag_arg(etag: str | None) -> str:
     if etag is None:
@@ -225,58 +199,7 @@ class RedisStateStore:
     async def init(self, metadata: Mapping[str, str]) -> None:
         settings = decode(RedisMetadata, metadata)
         self._default_ttl = settings.ttlInSeconds
-        host, port = settings.address
-        read_timeout = settings.readTimeout.total_seconds()
-        options: dict[str, Any] = dict(
-            connection_class=SSLConnection if settings.enableTLS else Connection,
-            host=host,
-            port=port,
-            db=settings.redisDB,
-            username=settings.redisUsername or None,
-            password=settings.redisPassword or None,
-            socket_connect_timeout=settings.dialTimeout.total_seconds(),
-            socket_timeout=read_timeout if read_timeout > 0 else None,
-            socket_keepalive=True,
-            # go-redis's default backoff (8 ms doubling up to 512 ms), which Dapr users tune for.
-            retry=Retry(ExponentialWithJitterBackoff(cap=0.512, base=0.008), max(settings.maxRetries, 0)),
-        )
-        pool: ConnectionPool
-        if settings.poolSize:
-            # Bounded like go-redis: a burst queues for a connection (up to readTimeout + 1 s)
-            # instead of opening more. The blocking pool costs ~12 us per command, so it is opt-in.
-            pool = BlockingConnectionPool(
-                max_connections=settings.poolSize,
-                timeout=read_timeout + 1 if read_timeout > 0 else None,
-                **options,
-            )
-        else:
-            # One connection per concurrent command, reused: the sidecar's concurrency is bounded
-            # by its callers, and Redis accepts 10,000 clients by default.
-            pool = ConnectionPool(max_connections=REDIS_MAX_CLIENTS, **options)
-        client = Redis.from_pool(pool)
-        try:
-            await client.ping()
-        except redis_errors.AuthenticationError as exc:
-            await client.aclose()
-            raise ComponentInitError(
-                f"cannot authenticate to Redis at {settings.redisHost}: {exc}", field="redisPassword"
-            ) from exc
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.InvalidResponse) as exc:
-            # InvalidResponse: something answers at redisHost, but it does not speak Redis.
-            await client.aclose()
-            raise ComponentInitError(
-                f"cannot reach Redis at {settings.redisHost}: {exc}", field="redisHost"
-            ) from exc
-        except redis_errors.RedisError as exc:
-            await client.aclose()
-            field = "redisDB" if "DB index" in str(exc) else None
-            raise ComponentInitError(
-                f"Redis at {settings.redisHost} refused the connection: {exc}", field=field
-            ) from exc
-        except BaseException:
-            # Cancelled (spec.initTimeout ran out while connecting): release the pool all the same.
-            await client.aclose()
-            raise
+        client = await connect(settings, max_retries=settings.maxRetries)
         self._client = client
         self._get_script: AsyncScript = client.register_script(_GET)
         self._set_script: AsyncScript = client.register_script(_SET)

@@ -1,0 +1,1 @@
+"""Configuration stores (components/configuration/base.py holds the contract)."""

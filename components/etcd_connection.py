@@ -1,0 +1,102 @@
+"""What every etcd-backed component shares: the connection fields of its metadata (Layotto's names),
+the client (aetcd, asyncio) proved by one call, and the translation of aetcd's exceptions into
+BackendError at the component boundary."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+from pydantic import field_validator
+
+from components.errors import BackendError, ComponentInitError
+from components.metadata import ComponentMetadata, Duration
+from components.redis_connection import metadata_error
+
+
+class EtcdConnectionMetadata(ComponentMetadata):
+    endpoints: str
+    """``host:port`` of etcd's client port; several separated by ``,`` or ``;`` (the first that
+    answers is used)."""
+    username: str | None = None
+    password: str | None = None
+    dialTimeout: Duration = timedelta(seconds=5)
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints(cls, value: str) -> str:
+        for endpoint in split_endpoints(value):
+            host, colon, port = endpoint.rpartition(":")
+            if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise metadata_error(f"{endpoint!r} is not of the form host:port")
+        if not split_endpoints(value):
+            raise metadata_error("give etcd's client address(es) as host:port")
+        return value
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        found = []
+        for endpoint in split_endpoints(self.endpoints):
+            host, _, port = endpoint.rpartition(":")
+            found.append((host.strip("[]"), int(port)))
+        return found
+
+
+def split_endpoints(value: str) -> list[str]:
+    parts = value.replace(";", ",").split(",")
+    return [part.strip().removeprefix("http://") for part in parts if part.strip()]
+
+
+async def first_answering(
+    addresses: list[tuple[str, int]], username: str | None, password: str | None, dial_timeout: float
+) -> tuple[Any, str]:
+    """(client, "host:port") of the first etcd that answers a status call; ConnectionError naming
+    every failure when none does."""
+    import aetcd
+
+    failures = []
+    for host, port in addresses:
+        client = aetcd.Client(host=host, port=port, username=username, password=password,
+                              timeout=max(1, round(dial_timeout)))  # fmt: skip
+        try:
+            await client.status()  # the channel connects lazily: one call proves it answers
+        except Exception as exc:
+            failures.append(f"{host}:{port}: {type(exc).__name__}")
+            await client.close()
+            continue
+        except BaseException:
+            await client.close()  # cancelled (spec.initTimeout ran out): release the channel
+            raise
+        return client, f"{host}:{port}"
+    raise ConnectionError(f"no etcd answers ({'; '.join(failures)})")
+
+
+async def connect(settings: EtcdConnectionMetadata) -> Any:
+    """An ``aetcd.Client`` on the first endpoint that answers; ComponentInitError naming
+    ``endpoints`` when none does."""
+    try:
+        client, _ = await first_answering(
+            settings.addresses, settings.username, settings.password, settings.dialTimeout.total_seconds()
+        )
+    except ConnectionError as exc:
+        raise ComponentInitError(str(exc), field="endpoints") from None
+    return client
+
+
+class EtcdErrors:
+    """Turns aetcd (and gRPC) exceptions into BackendError. Use the shared :data:`ETCD_ERRORS`."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        import aetcd.exceptions
+
+        if isinstance(error, aetcd.exceptions.ClientError | ConnectionError | OSError):
+            raise BackendError(f"etcd: {error}") from error
+
+
+ETCD_ERRORS = EtcdErrors()

@@ -1,0 +1,1 @@
+"""Distributed lock stores (components/lock/base.py holds the contract)."""
