@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest openapi bench bench-state bench-pubsub bench-invoke servers clean
+.PHONY: run test lint typecheck pytest openapi bench bench-state bench-pubsub bench-invoke bench-coordination servers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +51,7 @@ test: lint typecheck pytest
 openapi: $(VENV)/.runtime
 	$(BIN)/l8 openapi > openapi/openapi.json
 
-bench: bench-state bench-pubsub bench-invoke
+bench: bench-state bench-pubsub bench-invoke bench-coordination
 
 bench-state: $(VENV)/.test servers
 	$(BIN)/python bench/state_bench.py
@@ -61,6 +61,9 @@ bench-pubsub: $(VENV)/.test servers
 
 bench-invoke: $(VENV)/.test
 	$(BIN)/python bench/invoke_bench.py
+
+bench-coordination: $(VENV)/.test servers
+	$(BIN)/python bench/coordination_bench.py
 
 clean:
 	rm -rf $(VENV) .l8 .pytest_cache .mypy_cache .ruff_cache

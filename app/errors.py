@@ -270,3 +270,119 @@ def pubsub_unmarshal_events(pubsub: str, topic: str, app_id: str, error: str) ->
     """A bulk body that is not a JSON array of entry objects."""
     message = f"error when unmarshaling the request for topic {topic} pubsub {pubsub}: {error}"
     return _pubsub_error(400, "ERR_PUBSUB_EVENTS_SER", message, pubsub, "UNMARSHAL_EVENTS", {"appID": app_id})
+
+
+# -- distributed lock (Dapr's messages) ------------------------------------------------------------
+
+
+def lock_store_not_configured() -> ApiError:
+    return ApiError(500, "ERR_LOCK_STORE_NOT_CONFIGURED", "lock store is not configured")
+
+
+def lock_store_not_found(store: str) -> ApiError:
+    return ApiError(400, "ERR_LOCK_STORE_NOT_FOUND", f"lock store {store} not found")
+
+
+def lock_expiry_not_positive(store: str) -> ApiError:
+    return malformed(f"ExpiryInSeconds is not positive in lock store {store}")
+
+
+def lock_resource_empty(store: str) -> ApiError:
+    return malformed(f"ResourceId is empty in lock store {store}")
+
+
+def lock_owner_empty(store: str) -> ApiError:
+    return malformed(f"LockOwner is empty in lock store {store}")
+
+
+def try_lock_failed(error: Exception | str) -> ApiError:
+    return ApiError(500, "ERR_TRY_LOCK", f"failed to try acquiring lock: {error}")
+
+
+def unlock_failed(error: Exception | str) -> ApiError:
+    return ApiError(500, "ERR_UNLOCK", f"failed to release lock: {error}")
+
+
+def renew_lock_failed(error: Exception | str) -> ApiError:
+    """l8's own (Dapr has no renewal), in the style of the two above."""
+    return ApiError(500, "ERR_RENEW_LOCK", f"failed to renew lock: {error}")
+
+
+# -- sequencer (Layotto's API; l8's codes in Dapr's style) -----------------------------------------
+
+
+def sequencer_store_not_configured() -> ApiError:
+    return ApiError(500, "ERR_SEQUENCER_STORE_NOT_CONFIGURED", "sequencer store is not configured")
+
+
+def sequencer_store_not_found(store: str) -> ApiError:
+    return ApiError(400, "ERR_SEQUENCER_STORE_NOT_FOUND", f"sequencer store {store} not found")
+
+
+def sequencer_key_empty(store: str) -> ApiError:
+    return malformed(f"Key is empty in sequencer store {store}")
+
+
+def illegal_separator(key: str) -> ApiError:
+    return malformed(f"input key/keyPrefix '{key}' can't contain '||'")
+
+
+def next_id_failed(store: str, error: Exception | str) -> ApiError:
+    return ApiError(
+        500, "ERR_SEQUENCER_GET_NEXT_ID", f"failed to get next id from sequencer store {store}: {error}"
+    )
+
+
+# -- configuration (Dapr's messages; save and delete are Layotto's operations) ---------------------
+
+
+class MessageOnlyError(ApiError):
+    """Dapr's configuration unsubscribe failure: ``{"message"}`` with no errorCode."""
+
+    def body(self) -> bytes:
+        return orjson.dumps({"message": self.message})
+
+
+def configuration_store_not_configured() -> ApiError:
+    return ApiError(500, "ERR_CONFIGURATION_STORE_NOT_CONFIGURED", "configuration stores not configured")
+
+
+def configuration_store_not_found(store: str) -> ApiError:
+    return ApiError(400, "ERR_CONFIGURATION_STORE_NOT_FOUND", f"configuration store {store} not found")
+
+
+def configuration_get_failed(keys: list[str], store: str, error: Exception | str) -> ApiError:
+    return ApiError(
+        500, "ERR_CONFIGURATION_GET", f"failed to get {keys} from Configuration store {store}: {error}"
+    )
+
+
+def configuration_subscribe_failed(keys: list[str], store: str, error: Exception | str) -> ApiError:
+    return ApiError(
+        500,
+        "ERR_CONFIGURATION_SUBSCRIBE",
+        f"failed to subscribe {keys} from Configuration store {store}: {error}",
+    )
+
+
+def configuration_app_channel_nil() -> ApiError:
+    message = "app channel is not initialized. cannot subscribe to configuration updates"
+    return ApiError(500, "ERR_APP_CHANNEL_NIL", message)
+
+
+def configuration_unsubscribe_failed(subscription_id: str, error: Exception | str) -> ApiError:
+    return MessageOnlyError(
+        500,
+        "ERR_CONFIGURATION_UNSUBSCRIBE",
+        f"failed to unsubscribe to configuration request {subscription_id}: {error}",
+    )
+
+
+def configuration_save_failed(store: str, error: Exception | str) -> ApiError:
+    return ApiError(500, "ERR_CONFIGURATION_SAVE", f"failed to save configuration in store {store}: {error}")
+
+
+def configuration_delete_failed(store: str, error: Exception | str) -> ApiError:
+    return ApiError(
+        500, "ERR_CONFIGURATION_DELETE", f"failed to delete configuration from store {store}: {error}"
+    )

@@ -20,7 +20,7 @@ from app.middleware import BodyTooLarge, SidecarMiddleware
 from app.runtime import Runtime
 from app.settings import Settings
 from app.shutdown import ShutdownSwitch
-from routers import fallback, health, invoke, metadata, pubsub, schemas, state
+from routers import configuration, fallback, health, invoke, lock, metadata, pubsub, schemas, sequencer, state
 from routers.fast_lane import FastLane
 
 DESCRIPTION = (
@@ -75,7 +75,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = Runtime(settings)  # not started: health answers "not ready" until the lifespan runs
     app.state.shutdown = ShutdownSwitch()
 
-    routers = (state.router, pubsub.router, invoke.router, metadata.router, health.router, fallback.router)
+    routers = (
+        state.router,
+        pubsub.router,
+        invoke.router,
+        lock.router,
+        sequencer.router,
+        configuration.router,
+        metadata.router,
+        health.router,
+        fallback.router,
+    )
     for router in routers:
         # Flat routes: FastAPI 0.16x's include_router() nests routers and re-matches every
         # included route on each request, about 100 us per request (docs/performance.md).

@@ -14,7 +14,10 @@ import structlog
 from app.app_channel import AppChannel
 from app.component_store import ComponentStore, LoadedComponent
 from app.resources import ComponentResource, ResourceError, Resources, load_resources
+from app.services.configuration import ConfigurationService, ConfigurationStoreHandle
+from app.services.configuration_cache import ConfigurationCache
 from app.services.invocation import InvocationService, http_endpoints
+from app.services.lock import LockService, LockStoreHandle
 from app.services.pubsub.declarative import declarative_subscriptions
 from app.services.pubsub.discovery import SubscriptionDiscovery
 from app.services.pubsub.handles import PubSubHandle
@@ -22,10 +25,12 @@ from app.services.pubsub.publisher import PubSubService
 from app.services.pubsub.scopes import TopicScopes
 from app.services.pubsub.subscriber import Subscriber
 from app.services.pubsub.subscriptions import Subscription
+from app.services.sequencer import SequencerHandle, SequencerOptions, SequencerService
 from app.services.state import StateService, StateStoreHandle
 from app.settings import Settings
 from components import registry
-from components.errors import ComponentInitError, MetadataError
+from components.errors import ComponentError, ComponentInitError, MetadataError
+from components.metadata import parse_bool
 from components.state.keys import KeyPrefix
 from mesh.errors import SettingsError
 from mesh.proxy import Proxy
@@ -45,13 +50,22 @@ class StartupError(Exception):
 
 def embedded_defaults(settings: Settings) -> Resources:
     """What serves every building block when no --resources-path is given."""
-    database = Path(settings.data_dir) / "state.db"
+    data = Path(settings.data_dir)
     return Resources(
         components=[
             ComponentResource(
-                "statestore", "state.sqlite", "v1", {"connectionString": str(database)}, EMBEDDED
+                "statestore", "state.sqlite", "v1", {"connectionString": str(data / "state.db")}, EMBEDDED
             ),
             ComponentResource("pubsub", "pubsub.in-memory", "v1", {}, EMBEDDED),
+            ComponentResource("lockstore", "lock.in-memory", "v1", {}, EMBEDDED),
+            ComponentResource(
+                "sequencer",
+                "sequencer.sqlite",
+                "v1",
+                {"connectionString": str(data / "sequencer.db")},
+                EMBEDDED,
+            ),
+            ComponentResource("configstore", "configuration.in-memory", "v1", {}, EMBEDDED),
         ]
     )
 
@@ -63,7 +77,10 @@ class Runtime:
         self.resources = Resources()
         self.state = StateService({}, settings.app_id)
         self.pubsub = PubSubService({}, settings.app_id)
+        self.lock = LockService({})
+        self.sequencer = SequencerService({})
         self.app_channel = AppChannel(settings)
+        self.configuration = ConfigurationService({}, self.app_channel)
         self.proxy = Proxy()
         self.resiliency = Resiliency()
         self.invocation = self._invocation_service({}, StaticResolver({}))
@@ -127,8 +144,17 @@ class Runtime:
                 self.components.add(component)
         self.state = self._state_service()
         self.pubsub = self._pubsub_service()
+        self.lock = LockService(
+            {c.name: LockStoreHandle(c.name, c.instance, self._key_prefix(c)) for c in self._of("lock")}
+        )
+        await self._start_sequencers()
         await self.app_channel.start()
         self._stack.push_async_callback(self.app_channel.aclose)
+        # Closed before the app channel and the stores: no update is delivered past shutdown.
+        self.configuration = ConfigurationService(
+            {c.name: self._configuration_store(c) for c in self._of("configuration")}, self.app_channel
+        )
+        self._stack.push_async_callback(self.configuration.aclose)
         self._stack.push_async_callback(self.proxy.aclose)
         await self._start_name_resolution()
         await self._start_subscriptions()
@@ -250,21 +276,50 @@ class Runtime:
             settings.max_body_size,
         )
 
+    def _configuration_store(self, component: LoadedComponent) -> ConfigurationStoreHandle:
+        try:
+            cached = parse_bool(_lookup(component.metadata, "cacheEnable") or "false")
+        except ValueError as exc:
+            raise _component_error(component, str(exc), "cacheEnable") from None
+        cache = ConfigurationCache(component.instance) if cached else None
+        return ConfigurationStoreHandle(component.name, component.instance, cache)
+
+    def _of(self, block: str) -> list[LoadedComponent]:
+        return list(self.components.of(block).values())
+
+    def _key_prefix(self, component: LoadedComponent) -> KeyPrefix:
+        try:
+            strategy = _lookup(component.metadata, "keyPrefix")
+            return KeyPrefix.from_metadata(strategy, app_id=self.settings.app_id, store_name=component.name)
+        except MetadataError as exc:
+            raise _component_error(component, exc.message, exc.field) from None
+
+    async def _start_sequencers(self) -> None:
+        handles = {}
+        for component in self._of("sequencer"):
+            try:
+                options = SequencerOptions.from_metadata(component.metadata)
+            except MetadataError as exc:
+                raise _component_error(component, exc.message, exc.field) from None
+            handles[component.name] = SequencerHandle(
+                component.name, component.instance, self._key_prefix(component), options
+            )
+            for key, floor in options.bigger_than.items():
+                try:
+                    await component.instance.ensure_above(handles[component.name].storage_key(key), floor)
+                except ComponentError as exc:
+                    raise _component_error(component, f"biggerThan.{key} not applied: {exc}") from None
+        self.sequencer = SequencerService(handles)
+        self._stack.push_async_callback(self.sequencer.aclose)
+
     def _state_service(self) -> StateService:
         handles = {}
-        for component in self.components.of("state").values():
-            try:
-                keys = KeyPrefix.from_metadata(
-                    _lookup(component.metadata, "keyPrefix"),
-                    app_id=self.settings.app_id,
-                    store_name=component.name,
-                )
-            except MetadataError as exc:
-                raise StartupError(
-                    str(ResourceError(component.source, exc.message, component.name, exc.field))
-                ) from None
+        for component in self._of("state"):
             handles[component.name] = StateStoreHandle(
-                component.name, component.instance, keys, frozenset(component.instance.features())
+                component.name,
+                component.instance,
+                self._key_prefix(component),
+                frozenset(component.instance.features()),
             )
         return StateService(handles, self.settings.app_id)
 
@@ -286,6 +341,10 @@ class Runtime:
                 component.metadata,
             )
         return PubSubService(handles, self.settings.app_id)
+
+
+def _component_error(component: LoadedComponent, message: str, field: str | None = None) -> StartupError:
+    return StartupError(str(ResourceError(component.source, message, component.name, field)))
 
 
 def _lookup(metadata: dict[str, str], name: str) -> str | None:

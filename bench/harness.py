@@ -235,6 +235,14 @@ if body and body ~= "" then
   wrk.body = body
   wrk.headers["Content-Type"] = "application/json"
 end
+-- A body containing {n} gets a counter in its place: every request is a new one.
+if body and string.find(body, "{n}", 1, true) then
+  local count = 0
+  request = function()
+    count = count + 1
+    return wrk.format(nil, nil, nil, (string.gsub(body, "{n}", tostring(count))))
+  end
+end
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -280,7 +288,9 @@ class LoadTools:
         result["tool"] = f"wrk -t1 -c{self.connections}"
         return result
 
-    def paced(self, url: str, rate: float, seconds: float, warmup: float) -> dict[str, Any]:
+    def paced(
+        self, url: str, rate: float, seconds: float, warmup: float, *, method: str = "GET", body: str = ""
+    ) -> dict[str, Any]:
         """Fixed rate with microsecond timing (bench/paced_client.py), on the load core."""
         command = pinned(
             LOAD_CORE,
@@ -288,6 +298,10 @@ class LoadTools:
                 sys.executable,
                 str(HERE / "paced_client.py"),
                 url,
+                "--method",
+                method,
+                "--body",
+                body,
                 "--rate",
                 f"{rate:g}",
                 "--connections",

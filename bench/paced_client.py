@@ -8,6 +8,9 @@ loaded core), the same for every target. A request whose turn comes while the pr
 in flight is sent late, not dropped; the number of late sends is reported, so a server that cannot
 keep the rate shows up instead of hiding behind a lower rate.
 
+A body containing ``{n}`` gets a counter in its place, so every request is a new one (a lock on a
+resource of its own, say).
+
 Prints one JSON object: achieved rate, late sends, errors, p50/p90/p99/max in milliseconds.
 """
 
@@ -62,6 +65,8 @@ async def run(
     warmup: float,
 ) -> dict[str, Any]:
     request = _request(method, host, port, path, body)
+    unique = b"{n}" in body  # a body of its own per request: "{n}" is replaced by a counter
+    sent_count = 0
     interval = connections / rate
     latencies: list[float] = []
     late = errors = 0
@@ -72,7 +77,7 @@ async def run(
     end = measure_from + seconds
 
     async def connection(index: int) -> None:
-        nonlocal late, errors
+        nonlocal late, errors, sent_count
         reader, writer = streams[index]
         due = start + index * interval / connections
         while due < end:
@@ -81,8 +86,12 @@ async def run(
                 await asyncio.sleep(wait)
             elif wait < -0.001 and due >= measure_from:
                 late += 1
+            data = request
+            if unique:
+                sent_count += 1
+                data = _request(method, host, port, path, body.replace(b"{n}", b"%d" % sent_count))
             sent = time.perf_counter()
-            writer.write(request)
+            writer.write(data)
             try:
                 status = await _read_response(reader)
             except (OSError, asyncio.IncompleteReadError, ValueError):

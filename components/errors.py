@@ -53,3 +53,7 @@ class InvalidStateRequestError(StateError):
 
 class QueryError(StateError):
     """A state query could not be parsed or executed."""
+
+
+class InvalidConfigurationRequestError(ComponentError):
+    """A configuration key, group or label the store's layout cannot hold (the caller's to fix)."""

@@ -115,6 +115,17 @@ async def read_json(request: Request, *, prefix: str = "") -> Any:
         raise errors.malformed(f"{prefix}{reason}") from None
 
 
+async def read_message(request: Request) -> Any:
+    """A proto message's JSON body: an empty body is the empty message (protojson accepts it)."""
+    body = await read_body(request)
+    if not body.strip():
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise errors.malformed(f"failed deserializing HTTP body: {exc}") from None
+
+
 def json_response(payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type=JSON)
 

@@ -14,6 +14,10 @@ class ErrorBody(BaseModel):
     details: list[dict[str, Any]] | None = Field(None, description="google.rpc error details")
 
 
+class MessageBody(BaseModel):
+    message: str = Field(description="Dapr's configuration unsubscribe failure carries no errorCode")
+
+
 class StateOptions(BaseModel):
     concurrency: Literal["first-write", "last-write"] | None = None
     consistency: Literal["strong", "eventual"] | None = None
@@ -137,6 +141,94 @@ class BulkPublishEntry(BaseModel):
     )
 
 
+class TryLockRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"resourceId": "order-1", "lockOwner": "uuid-1", "expiryInSeconds": 60}}
+    )
+
+    resourceId: str = Field(description="the resource to lock (resource_id also accepted); no '||'")
+    lockOwner: str = Field(description="the caller's own id for this lock, e.g. a UUID per request")
+    expiryInSeconds: int = Field(gt=0, description="how long the lock lasts unless unlocked or renewed")
+
+
+class UnlockRequest(BaseModel):
+    resourceId: str
+    lockOwner: str
+
+
+class TryLockResponse(BaseModel):
+    success: bool = Field(description="false when someone else holds the lock (not an error)")
+
+
+class LockStatusResponse(BaseModel):
+    status: int = Field(
+        description="0 SUCCESS, 1 LOCK_DOES_NOT_EXIST, 2 LOCK_BELONGS_TO_OTHERS, 3 INTERNAL_ERROR"
+    )
+
+
+class SequencerOptions(BaseModel):
+    increment: Literal["WEAK", "STRONG"] = Field(
+        "WEAK",
+        description="WEAK (default): unique and trend-increasing, served from a reserved block; "
+        "STRONG: strictly increasing across every sidecar sharing the store",
+    )
+
+
+class GetNextIdRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"key": "order", "options": {"increment": "STRONG"}}}
+    )
+
+    key: str = Field(min_length=1, description="the sequence's name; no '||'")
+    options: SequencerOptions | None = None
+    metadata: dict[str, str] | None = None
+
+
+class GetNextIdResponse(BaseModel):
+    nextId: str = Field(description="int64 as a decimal string (proto3 JSON mapping)")
+
+
+class ConfigurationItemBody(BaseModel):
+    value: str | None = None
+    version: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+class SubscribeConfigurationResponse(BaseModel):
+    id: str
+
+
+class UnsubscribeConfigurationResponse(BaseModel):
+    ok: bool
+
+
+class SaveConfigurationItem(BaseModel):
+    key: str = Field(min_length=1)
+    content: str = ""
+    group: str | None = Field(None, description="blank: the store's default group (default)")
+    label: str | None = Field(None, description="blank: the store's default label (default)")
+    tags: dict[str, str] | None = None
+    metadata: dict[str, str] | None = None
+
+
+class SaveConfigurationRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"items": [{"key": "orders.limit", "content": "10"}]}}
+    )
+
+    appId: str | None = Field(None, description="accepted and ignored, as Layotto's proto says")
+    items: list[SaveConfigurationItem]
+    metadata: dict[str, str] | None = None
+
+
+class DeleteConfigurationRequest(BaseModel):
+    appId: str | None = Field(None, description="accepted and ignored")
+    group: str | None = None
+    label: str | None = None
+    keys: list[str] = Field(min_length=1)
+    metadata: dict[str, str] | None = None
+
+
 # Request bodies referenced from routes' openapi_extra; create_app registers them as components.
 REQUEST_MODELS: list[type[BaseModel]] = [
     SaveStateItem,
@@ -144,6 +236,12 @@ REQUEST_MODELS: list[type[BaseModel]] = [
     TransactionRequest,
     StateQuery,
     BulkPublishEntry,
+    TryLockRequest,
+    UnlockRequest,
+    GetNextIdRequest,
+    SaveConfigurationRequest,
+    DeleteConfigurationRequest,
+    MessageBody,  # referenced by the unsubscribe answer
 ]
 
 

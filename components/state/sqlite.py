@@ -14,18 +14,21 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any, ParamSpec, TypeVar
 
 import structlog
 from pydantic import field_validator
 
-from components.errors import BackendError, ComponentInitError, ETagMismatchError, QueryError
+from components.errors import BackendError, ETagMismatchError, QueryError
 from components.metadata import ComponentMetadata, Duration, GoBool, decode
+from components.sqlite_connection import (
+    SQLiteDatabase,
+    connection_string,
+    immediate_transaction,
+    table_name,
+)
 from components.state.base import (
     Concurrency,
     DeleteRequest,
@@ -46,7 +49,6 @@ log = structlog.get_logger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 # Well under SQLite's bound-parameter limit, whatever the build.
 _BULK_GET_CHUNK = 500
 _LIVE = "(expires_at IS NULL OR expires_at > :now)"
@@ -62,94 +64,26 @@ class SQLiteMetadata(ComponentMetadata):
 
     @field_validator("connectionString")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must be a file path, a file: URI or :memory:")
-        return value.strip()
+    def _connection_string(cls, value: str) -> str:
+        return connection_string(value)
 
     @field_validator("tableName")
     @classmethod
-    def _identifier(cls, value: str) -> str:
-        # The name is spliced into SQL text (identifiers cannot be parameters), so only plain ones.
-        if not _IDENTIFIER.fullmatch(value) or value.lower().startswith("sqlite_"):
-            raise ValueError(f"{value!r} is not a plain SQL identifier, or starts with sqlite_")
-        return value
-
-
-@contextlib.contextmanager
-def _backend_errors() -> Iterator[None]:
-    """The component boundary: sqlite3 exceptions never reach callers."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise BackendError(f"sqlite: {exc}") from exc
-
-
-@contextlib.contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    # IMMEDIATE takes the write lock up front, so the ETag check and the write see the same data
-    # even when another process shares the file.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):  # keep the error that caused the rollback
-                conn.execute("ROLLBACK")
-        raise
-
-
-def _make_parent_dir(target: str) -> None:
-    if target.startswith("file:"):
-        parts = urlsplit(target)
-        if "memory" in parse_qs(parts.query).get("mode", []):
-            return
-        path = unquote(parts.path)
-    else:
-        path = target
-    if path and path != ":memory:":
-        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    def _table_name(cls, value: str) -> str:
+        return table_name(value)
 
 
 class SQLiteStateStore:
     def __init__(self) -> None:
-        self._conn: sqlite3.Connection | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._db = SQLiteDatabase("l8-state-sqlite")
         self._sweeper: asyncio.Task[None] | None = None
         self._table = '"state"'
 
     async def init(self, metadata: Mapping[str, str]) -> None:
         settings = decode(SQLiteMetadata, metadata)
         self._table = f'"{settings.tableName}"'
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="l8-state-sqlite")
-        try:
-            self._conn = await asyncio.get_running_loop().run_in_executor(executor, self._open, settings)
-        except BaseException as exc:
-            executor.shutdown(wait=False)
-            # ValueError: a path sqlite3 refuses outright (an embedded NUL character).
-            if isinstance(exc, sqlite3.Error | OSError | ValueError):
-                raise ComponentInitError(
-                    f"cannot open SQLite database {settings.connectionString!r}: {exc}",
-                    field="connectionString",
-                ) from exc
-            raise
-        self._executor = executor
-        interval = settings.cleanupInterval.total_seconds()
-        if interval > 0:
-            self._sweeper = asyncio.create_task(self._sweep(interval))
 
-    def _open(self, settings: SQLiteMetadata) -> sqlite3.Connection:
-        target = settings.connectionString
-        _make_parent_dir(target)
-        conn = sqlite3.connect(
-            target,
-            timeout=settings.busyTimeout.total_seconds(),
-            isolation_level=None,  # explicit BEGIN/COMMIT only
-            check_same_thread=False,  # serialised by the one worker thread, not by this check
-            uri=target.startswith("file:"),
-        )
-        try:
+        def prepare(conn: sqlite3.Connection) -> None:
             if not settings.disableWAL:
                 conn.execute("PRAGMA journal_mode=WAL")
                 # With WAL, NORMAL loses at most the last commits on power loss, never integrity.
@@ -162,35 +96,24 @@ class SQLiteStateStore:
                 f'CREATE INDEX IF NOT EXISTS "{settings.tableName}_expires_at" ON {self._table} '
                 "(expires_at) WHERE expires_at IS NOT NULL"
             )
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+
+        await self._db.open(settings.connectionString, settings.busyTimeout.total_seconds(), prepare)
+        interval = settings.cleanupInterval.total_seconds()
+        if interval > 0:
+            self._sweeper = asyncio.create_task(self._sweep(interval))
 
     def features(self) -> frozenset[Feature]:
         return frozenset({Feature.ETAG, Feature.TRANSACTIONAL, Feature.QUERY_API, Feature.TTL})
 
-    async def _call(
-        self, job: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        """Run ``job(connection, ...)`` on the worker thread, as one unit."""
-        executor, conn = self._executor, self._conn
-        if executor is None or conn is None:
-            raise BackendError("state store is not open")
-        with _backend_errors():
-            return await asyncio.get_running_loop().run_in_executor(
-                executor, lambda: job(conn, *args, **kwargs)
-            )
-
     # -- reads ---------------------------------------------------------------------------------------
 
     async def get(self, request: GetRequest) -> StateItem | None:
-        return (await self._call(self._read, [request.key]))[0]
+        return (await self._db.call(self._read, [request.key]))[0]
 
     async def bulk_get(self, requests: Sequence[GetRequest]) -> list[StateItem | None]:
         if not requests:
             return []
-        return await self._call(self._read, [request.key for request in requests])
+        return await self._db.call(self._read, [request.key for request in requests])
 
     def _read(self, conn: sqlite3.Connection, keys: list[str]) -> list[StateItem | None]:
         now = time.time()
@@ -211,18 +134,18 @@ class SQLiteStateStore:
     # -- writes --------------------------------------------------------------------------------------
 
     async def set(self, request: SetRequest) -> None:
-        await self._call(self._apply_all, [request], atomic=True)
+        await self._db.call(self._apply_all, [request], atomic=True)
 
     async def bulk_set(self, requests: Sequence[SetRequest]) -> None:
         if requests:
-            await self._call(self._apply_all, list(requests), atomic=False)
+            await self._db.call(self._apply_all, list(requests), atomic=False)
 
     async def delete(self, request: DeleteRequest) -> None:
-        await self._call(self._apply_all, [request], atomic=True)
+        await self._db.call(self._apply_all, [request], atomic=True)
 
     async def transact(self, operations: Sequence[TransactionOperation], metadata: Mapping[str, str]) -> None:
         if operations:
-            await self._call(self._apply_all, list(operations), atomic=True)
+            await self._db.call(self._apply_all, list(operations), atomic=True)
 
     def _apply_all(
         self, conn: sqlite3.Connection, operations: list[TransactionOperation], *, atomic: bool
@@ -234,7 +157,7 @@ class SQLiteStateStore:
         """
         now = time.time()
         failure: ETagMismatchError | None = None
-        with _transaction(conn):
+        with immediate_transaction(conn):
             for op in operations:
                 try:
                     self._apply(conn, op, now)
@@ -285,7 +208,7 @@ class SQLiteStateStore:
             f"WHERE CASE WHEN json_valid(doc) THEN {condition} ELSE 0 END "
             f"ORDER BY {', '.join(order)} LIMIT {limit} OFFSET {offset}"
         )
-        rows = await self._call(self._select, statement, sql.params)
+        rows = await self._db.call(self._select, statement, sql.params)
         token = None
         if query.limit and len(rows) > query.limit:
             rows = rows[: query.limit]
@@ -308,7 +231,7 @@ class SQLiteStateStore:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self._call(self._purge_expired)
+                await self._db.call(self._purge_expired)
             except BackendError as exc:
                 # Expired rows stay invisible to reads; the next sweep tries again.
                 log.warning("state.sqlite.cleanup_failed", error=str(exc))
@@ -319,17 +242,7 @@ class SQLiteStateStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
-        executor, conn = self._executor, self._conn
-        self._executor, self._conn = None, None
-        if executor is None:
-            return
-        try:
-            if conn is not None:
-                # Queued behind any job still running, so no statement is cut off mid-way.
-                with _backend_errors():
-                    await asyncio.get_running_loop().run_in_executor(executor, conn.close)
-        finally:
-            executor.shutdown(wait=False)
+        await self._db.close()
 
 
 def _glob_prefix(prefix: str) -> str:

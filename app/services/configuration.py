@@ -1,0 +1,235 @@
+"""The configuration building block: Dapr's get, subscribe and unsubscribe (dapr-http-api.md section
+8), and Layotto's SaveConfiguration and DeleteConfiguration, over the stores of
+components/configuration.
+
+Dapr's API has no group or label: it reads the store's default ones, or those named by the query
+parameters ``group``/``label`` (or ``metadata.group``/``metadata.label``). A blank or whitespace-only
+group or label is the default (``default``), as in Layotto; Layotto's ``appId`` is accepted and
+ignored (its proto says so; items are not scoped by app). With ``cacheEnable`` a store's gets are
+answered from the sidecar's copy (app/services/configuration_cache.py).
+
+A subscription's updates reach the app as Dapr delivers them: for each key of a change,
+``POST /configuration/<store>/<key>`` with ``{"id", "items": {<key>: {value, version, metadata}}}``,
+one at a time and in the store's order; an answer other than 2xx, or an app that does not answer,
+is logged and the subscription goes on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+
+from app import errors
+from app.app_channel import AppChannel, AppUnreachable
+from app.services import protojson
+from app.services.configuration_cache import ConfigurationCache
+from components.configuration.base import (
+    DEFAULT_GROUP,
+    DEFAULT_LABEL,
+    ConfigurationItem,
+    ConfigurationStore,
+    DeleteRequest,
+    GetRequest,
+    SaveRequest,
+    Subscription,
+)
+from components.errors import ComponentError, InvalidConfigurationRequestError
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True, frozen=True)
+class ConfigurationStoreHandle:
+    name: str
+    store: ConfigurationStore
+    cache: ConfigurationCache | None = None
+    """Set by ``cacheEnable``: gets are answered from the sidecar's copy."""
+
+
+@dataclass(slots=True)
+class _Subscribed:
+    store: str
+    keys: list[str]
+    subscription: Subscription
+
+
+def item_json(item: ConfigurationItem) -> dict[str, Any]:
+    """Dapr's ConfigurationItem: each field omitted when empty."""
+    shaped: dict[str, Any] = {}
+    if item.value:
+        shaped["value"] = item.value
+    if item.version:
+        shaped["version"] = item.version
+    if item.metadata:
+        shaped["metadata"] = dict(item.metadata)
+    return shaped
+
+
+def _group_label(group: str | None, label: str | None) -> tuple[str, str]:
+    return (group or "").strip() or DEFAULT_GROUP, (label or "").strip() or DEFAULT_LABEL
+
+
+class ConfigurationService:
+    def __init__(self, stores: Mapping[str, ConfigurationStoreHandle], app_channel: AppChannel) -> None:
+        self._stores = dict(stores)
+        self._app = app_channel
+        self._subscriptions: dict[str, _Subscribed] = {}
+
+    def resolve(self, name: str) -> ConfigurationStoreHandle:
+        if not self._stores:
+            raise errors.configuration_store_not_configured()
+        handle = self._stores.get(name)
+        if handle is None:
+            raise errors.configuration_store_not_found(name)
+        return handle
+
+    def _request(self, keys: Sequence[str], metadata: Mapping[str, str], group: str | None,
+                 label: str | None) -> GetRequest:  # fmt: skip
+        group, label = _group_label(group or metadata.get("group"), label or metadata.get("label"))
+        return GetRequest(list(keys), group, label, metadata)
+
+    async def get(
+        self,
+        name: str,
+        keys: Sequence[str],
+        metadata: Mapping[str, str],
+        group: str | None = None,
+        label: str | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        handle = self.resolve(name)
+        request = self._request(keys, metadata, group, label)
+        try:
+            items = await (handle.cache or handle.store).get(request)
+        except InvalidConfigurationRequestError as exc:
+            raise errors.malformed(str(exc)) from exc
+        except ComponentError as exc:
+            raise errors.configuration_get_failed(list(keys), name, exc) from exc
+        return {item.key: item_json(item) for item in items}
+
+    async def subscribe(
+        self,
+        name: str,
+        keys: Sequence[str],
+        metadata: Mapping[str, str],
+        group: str | None = None,
+        label: str | None = None,
+    ) -> str:
+        handle = self.resolve(name)
+        if not self._app.configured:
+            raise errors.configuration_app_channel_nil()
+        subscription_id = str(uuid.uuid4())
+
+        async def deliver(items: list[ConfigurationItem]) -> None:
+            await self._deliver(name, subscription_id, items)
+
+        try:
+            subscription = await handle.store.subscribe(self._request(keys, metadata, group, label), deliver)
+        except InvalidConfigurationRequestError as exc:
+            raise errors.malformed(str(exc)) from exc
+        except ComponentError as exc:
+            raise errors.configuration_subscribe_failed(list(keys), name, exc) from exc
+        self._subscriptions[subscription_id] = _Subscribed(name, list(keys), subscription)
+        log.info("configuration subscription started", store=name, id=subscription_id, keys=list(keys))
+        return subscription_id
+
+    async def unsubscribe(self, name: str, subscription_id: str) -> None:
+        self.resolve(name)
+        subscribed = self._subscriptions.get(subscription_id)
+        if subscribed is None or subscribed.store != name:
+            raise errors.configuration_unsubscribe_failed(subscription_id, "subscription does not exist")
+        del self._subscriptions[subscription_id]
+        try:
+            await subscribed.subscription.close()
+        except ComponentError as exc:
+            raise errors.configuration_unsubscribe_failed(subscription_id, exc) from exc
+        log.info("configuration subscription stopped", store=name, id=subscription_id)
+
+    async def _deliver(self, store: str, subscription_id: str, items: list[ConfigurationItem]) -> None:
+        body = orjson.dumps({"id": subscription_id, "items": {item.key: item_json(item) for item in items}})
+        for item in items:
+            path = f"/configuration/{store}/{item.key}"
+            try:
+                answer = await self._app.request(
+                    "POST", path, body=body, headers={"content-type": "application/json"}
+                )
+            except AppUnreachable as exc:
+                log.error("configuration update not delivered", store=store, key=item.key, error=str(exc))
+                continue
+            if not 200 <= answer.status < 300:
+                log.error("the app refused a configuration update", store=store, key=item.key,
+                          status=answer.status)  # fmt: skip
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [
+            {"id": subscription_id, "store": subscribed.store, "keys": subscribed.keys}
+            for subscription_id, subscribed in self._subscriptions.items()
+        ]
+
+    async def aclose(self) -> None:
+        for handle in self._stores.values():
+            if handle.cache is not None:
+                try:
+                    await handle.cache.aclose()
+                except Exception as exc:
+                    log.error("configuration cache close failed", store=handle.name, error=str(exc))
+        subscriptions, self._subscriptions = list(self._subscriptions.values()), {}
+        for subscribed in subscriptions:
+            try:
+                await subscribed.subscription.close()
+            except Exception as exc:
+                log.error("configuration subscription close failed", store=subscribed.store, error=str(exc))
+
+    # -- Layotto's write side ----------------------------------------------------------------------
+
+    async def save(self, name: str, body: Any) -> None:
+        fields = protojson.message(body)
+        metadata = protojson.string_map(fields, "metadata")
+        raw_items = protojson.raw(fields, "items") or []
+        if not isinstance(raw_items, list):
+            raise errors.malformed("failed deserializing HTTP body: items: an array is expected")
+        handle = self.resolve(name)
+        items = []
+        for index, raw in enumerate(raw_items):
+            entry = protojson.message(raw)
+            key = protojson.string(entry, "key")
+            if not key:
+                raise errors.malformed(f"items[{index}].key is empty in configuration store {name}")
+            group, label = _group_label(protojson.string(entry, "group"), protojson.string(entry, "label"))
+            items.append(
+                ConfigurationItem(
+                    key,
+                    protojson.string(entry, "content"),
+                    metadata=protojson.string_map(entry, "metadata"),
+                    group=group,
+                    label=label,
+                    tags=protojson.string_map(entry, "tags"),
+                )
+            )
+        if not items:
+            raise errors.malformed(f"no items to save in configuration store {name}")
+        try:
+            await handle.store.save(SaveRequest(items, metadata))
+        except InvalidConfigurationRequestError as exc:
+            raise errors.malformed(str(exc)) from exc
+        except ComponentError as exc:
+            raise errors.configuration_save_failed(name, exc) from exc
+
+    async def delete(self, name: str, body: Any) -> None:
+        fields = protojson.message(body)
+        keys = protojson.string_list(fields, "keys")
+        group, label = _group_label(protojson.string(fields, "group"), protojson.string(fields, "label"))
+        metadata = protojson.string_map(fields, "metadata")
+        handle = self.resolve(name)
+        if not keys or not all(keys):
+            raise errors.malformed(f"keys must name one key or more, none empty (configuration store {name})")
+        try:
+            await handle.store.delete(DeleteRequest(keys, group, label, metadata))
+        except InvalidConfigurationRequestError as exc:
+            raise errors.malformed(str(exc)) from exc
+        except ComponentError as exc:
+            raise errors.configuration_delete_failed(name, exc) from exc
