@@ -351,18 +351,18 @@ def configuration_store_not_found(store: str) -> ApiError:
     return ApiError(400, "ERR_CONFIGURATION_STORE_NOT_FOUND", f"configuration store {store} not found")
 
 
+def _go_list(keys: list[str]) -> str:
+    return "[" + " ".join(keys) + "]"  # how Dapr's messages print a slice of keys
+
+
 def configuration_get_failed(keys: list[str], store: str, error: Exception | str) -> ApiError:
-    return ApiError(
-        500, "ERR_CONFIGURATION_GET", f"failed to get {keys} from Configuration store {store}: {error}"
-    )
+    message = f"failed to get {_go_list(keys)} from Configuration store {store}: {error}"
+    return ApiError(500, "ERR_CONFIGURATION_GET", message)
 
 
 def configuration_subscribe_failed(keys: list[str], store: str, error: Exception | str) -> ApiError:
-    return ApiError(
-        500,
-        "ERR_CONFIGURATION_SUBSCRIBE",
-        f"failed to subscribe {keys} from Configuration store {store}: {error}",
-    )
+    message = f"failed to subscribe {_go_list(keys)} from Configuration store {store}: {error}"
+    return ApiError(500, "ERR_CONFIGURATION_SUBSCRIBE", message)
 
 
 def configuration_app_channel_nil() -> ApiError:

@@ -95,20 +95,13 @@ for _version in _VERSIONS:
         methods=["GET"],
         operation_id=f"unsubscribe_configuration{_suffix}",
         summary="Stop a configuration subscription",
-        description="An unknown id answers 500 with a body of {message} only, as Dapr does.",
+        description="Any failure (an unknown id or store, a failed stop) answers 500 with a body of "
+        "{message} only, as Dapr does.",
         responses={
             200: {"model": schemas.UnsubscribeConfigurationResponse, "description": "Stopped"},
-            **_errors(500, "ERR_CONFIGURATION_STORE_NOT_CONFIGURED"),
             500: {
-                "description": "Dapr error: ERR_CONFIGURATION_STORE_NOT_CONFIGURED ({errorCode, message}); "
-                "ERR_CONFIGURATION_UNSUBSCRIBE, an unknown id or a failed stop ({message} only)",
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "anyOf": [schemas.ref(schemas.ErrorBody), schemas.ref(schemas.MessageBody)]
-                        }
-                    }
-                },
+                "model": schemas.MessageBody,
+                "description": "Dapr error: ERR_CONFIGURATION_UNSUBSCRIBE, without its code: {message} only",
             },
         },
         response_class=Response,

@@ -121,7 +121,11 @@ def not_an_unmandated_server_error(ctx: Any, response: Any, case: Any) -> None:
     if response.status_code == 500 and code in DAPR_MANDATED_500:
         return
     unsubscribe_failure = "failed to unsubscribe to configuration request"
-    if isinstance(body, dict) and set(body) == {"message"} and str(body["message"]).startswith(unsubscribe_failure):
+    if (
+        isinstance(body, dict)
+        and set(body) == {"message"}
+        and str(body["message"]).startswith(unsubscribe_failure)
+    ):
         return  # Dapr's one error body without an errorCode, always a 500
     raise AssertionError(f"server error {response.status_code} {code or ''}: {response.text[:500]}")
 

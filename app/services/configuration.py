@@ -20,12 +20,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import structlog
 
 from app import errors
-from app.app_channel import AppChannel, AppUnreachable
+from app.app_channel import AppChannel
 from app.services import protojson
 from app.services.configuration_cache import ConfigurationCache
 from components.configuration.base import (
@@ -138,7 +139,11 @@ class ConfigurationService:
         return subscription_id
 
     async def unsubscribe(self, name: str, subscription_id: str) -> None:
-        self.resolve(name)
+        """Every failure is Dapr's {"message"}-only 500, an unknown store included."""
+        try:
+            self.resolve(name)
+        except errors.ApiError as exc:
+            raise errors.configuration_unsubscribe_failed(subscription_id, exc.message) from None
         subscribed = self._subscriptions.get(subscription_id)
         if subscribed is None or subscribed.store != name:
             raise errors.configuration_unsubscribe_failed(subscription_id, "subscription does not exist")
@@ -152,12 +157,13 @@ class ConfigurationService:
     async def _deliver(self, store: str, subscription_id: str, items: list[ConfigurationItem]) -> None:
         body = orjson.dumps({"id": subscription_id, "items": {item.key: item_json(item) for item in items}})
         for item in items:
-            path = f"/configuration/{store}/{item.key}"
+            # Escaped: keys come from anyone who can write the store, and go into a request line.
+            path = f"/configuration/{quote(store, safe='')}/{quote(item.key, safe='')}"
             try:
                 answer = await self._app.request(
                     "POST", path, body=body, headers={"content-type": "application/json"}
                 )
-            except AppUnreachable as exc:
+            except Exception as exc:  # AppUnreachable, or anything else: the next key still goes
                 log.error("configuration update not delivered", store=store, key=item.key, error=str(exc))
                 continue
             if not 200 <= answer.status < 300:

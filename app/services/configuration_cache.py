@@ -13,6 +13,7 @@ this sidecar may still answer the earlier value. Without ``cacheEnable`` every g
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from components.configuration.base import ConfigurationItem, ConfigurationStore, GetRequest, Subscription
 
@@ -53,7 +54,7 @@ class ConfigurationCache:
         key = (request.group, request.label)
         view = self._views.get(key)
         if view is None:
-            if len(self._views) >= MAX_CACHED_VIEWS:
+            if len(self._views) + len(self._loading) >= MAX_CACHED_VIEWS:
                 return await self._store.get(request)
             view = await self._load(key, request)
         if not request.keys:
@@ -84,6 +85,11 @@ class ConfigurationCache:
         return view
 
     async def aclose(self) -> None:
+        loading, self._loading = list(self._loading.values()), {}
+        for task in loading:  # a load finishing after this would keep a subscription open
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         views, self._views = list(self._views.values()), {}
         for view in views:
             if view.subscription is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ MAX_BUFFERED_KEYS = 10_000
 ids are skipped, as at a restart)."""
 MAX_STRONG_BATCH = 1000
 _INT64_MAX = 2**63 - 1
+_WHOLE = re.compile(r"[0-9]+")
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 @dataclass(slots=True, frozen=True)
@@ -57,7 +60,7 @@ class SequencerOptions:
         for name, value in metadata.items():
             lowered = name.lower()
             if lowered == "segmentstep":
-                if not value.strip().isdigit() or not 1 <= int(value) <= 1_000_000:
+                if not _WHOLE.fullmatch(value.strip()) or not 1 <= int(value) <= 1_000_000:
                     raise MetadataError(name, f"{value!r} is not a whole number from 1 to 1000000")
                 step = int(value)
             elif lowered == "segmentcacheenable":
@@ -70,7 +73,7 @@ class SequencerOptions:
                 text = value.strip()
                 if not key or SEPARATOR in key:
                     raise MetadataError(name, "name a key without '||' after biggerThan.")
-                if not text.lstrip("-").isdigit() or abs(int(text)) > _INT64_MAX:
+                if not _INTEGER.fullmatch(text) or abs(int(text)) > _INT64_MAX:
                     raise MetadataError(name, f"{value!r} is not an int64 integer")
                 floors[key] = int(text)
         return cls(step, segments, floors)
@@ -115,7 +118,11 @@ class _Segments:
 
     async def _reserve(self) -> None:
         try:
-            last = await self._sequencer.allocate(self._key, self._step)
+            try:
+                last = await self._sequencer.allocate(self._key, self._step)
+            except ComponentError:  # one more try before every waiter is told: blips are common
+                await asyncio.sleep(0.05)
+                last = await self._sequencer.allocate(self._key, self._step)
             self._spare = (last - self._step + 1, last)
         finally:
             self._refill = None
@@ -135,19 +142,18 @@ class _StrongIds:
     and one round trip serves a burst: a compare-and-swap store (etcd) then sees one writer per
     sidecar, not one per caller."""
 
-    __slots__ = ("_busy", "_key", "_sequencer", "_waiting")
+    __slots__ = ("_key", "_sequencer", "_task", "_waiting")
 
     def __init__(self, sequencer: Sequencer, key: str) -> None:
         self._sequencer, self._key = sequencer, key
         self._waiting: list[asyncio.Future[int]] = []
-        self._busy = False
+        self._task: asyncio.Task[None] | None = None
 
     async def next_id(self) -> int:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiting.append(future)
-        if not self._busy:
-            self._busy = True
-            asyncio.get_running_loop().create_task(self._allocate())
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._allocate())
         return await future
 
     async def _allocate(self) -> None:
@@ -156,6 +162,11 @@ class _StrongIds:
                 batch, self._waiting = self._waiting[:MAX_STRONG_BATCH], self._waiting[MAX_STRONG_BATCH:]
                 try:
                     last = await self._sequencer.allocate(self._key, len(batch))
+                except asyncio.CancelledError:  # the sidecar is stopping: nobody is left waiting
+                    for future in [*batch, *self._waiting]:
+                        if not future.done():
+                            future.set_exception(BackendError("the sidecar is stopping"))
+                    raise
                 except Exception as exc:
                     for future in batch:
                         if not future.done():
@@ -165,7 +176,14 @@ class _StrongIds:
                     if not future.done():  # a caller that went away leaves a gap, never a repeat
                         future.set_result(index)
         finally:
-            self._busy = False
+            self._task = None
+
+    async def aclose(self) -> None:
+        task = self._task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
 
 
 @dataclass(slots=True)
@@ -195,8 +213,8 @@ class SequencerHandle:
         found = self._keys.get(key)
         if found is None:
             if len(self._keys) >= MAX_BUFFERED_KEYS:
-                _, dropped = self._keys.popitem(last=False)
-                asyncio.get_running_loop().create_task(dropped.weak.aclose())
+                # Dropped, not stopped: a reservation on its way finishes for those waiting on it.
+                self._keys.popitem(last=False)
             weak = _Segments(self.store, key, self.options.segment_step)
             found = self._keys[key] = _KeyIds(weak, _StrongIds(self.store, key))
         else:
@@ -207,6 +225,7 @@ class SequencerHandle:
         keys, self._keys = list(self._keys.values()), OrderedDict()
         for ids in keys:
             await ids.weak.aclose()
+            await ids.strong.aclose()
 
 
 class SequencerService:
@@ -226,15 +245,16 @@ class SequencerService:
         options = protojson.raw(fields, "options")
         increment = protojson.enum(protojson.message(options), "increment", INCREMENTS)
         protojson.string_map(fields, "metadata")  # checked for its shape; no store reads it yet
+        # Layotto's order: stores configured, key given, key without "||", then the store.
         if not self._stores:
             raise errors.sequencer_store_not_configured()
-        handle = self._stores.get(name)
-        if handle is None:
-            raise errors.sequencer_store_not_found(name)
         if not key:
             raise errors.sequencer_key_empty(name)
         if SEPARATOR in key:
             raise errors.illegal_separator(key)
+        handle = self._stores.get(name)
+        if handle is None:
+            raise errors.sequencer_store_not_found(name)
         storage_key = handle.storage_key(key)
         try:
             ids = handle.ids(storage_key)

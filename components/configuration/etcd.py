@@ -90,8 +90,10 @@ def _checked(group: str, label: str) -> None:
 
 
 class _Subscription(QueuedSubscription):
-    after: int = 0
-    """The revision current when it subscribed: it gets the events after it."""
+    after: int | None = None
+    """The revision current when it subscribed: it gets the events after it. None while that
+    revision is being read: events are kept in ``early`` meanwhile."""
+    early: list[tuple[int, ConfigurationItem]]
 
 
 class EtcdConfigurationStore:
@@ -210,11 +212,22 @@ class EtcdConfigurationStore:
         client = self._live()
         _checked(request.group, request.label)
         await self._watch(client)
-        with ETCD_ERRORS:
-            now = await client.get_prefix(self._scope(request.group, request.label).encode(), keys_only=True)
-        subscription = _Subscription(request, handler, NAME, self._subscribers.discard)
+        # Registered before the revision is read: an event the watch reports meanwhile is kept.
+        subscription = self._subscribers.add(_Subscription(request, handler, NAME, self._subscribers.discard))
+        subscription.early = []
+        scope = self._scope(request.group, request.label).encode()
+        try:
+            with ETCD_ERRORS:
+                now = await client.get_prefix(scope, keys_only=True)
+        except BaseException:
+            await subscription.close()
+            raise
         subscription.after = now.header.revision
-        return self._subscribers.add(subscription)
+        early, subscription.early = subscription.early, []
+        for revision, item in early:  # events the watch saw before the revision was known
+            if revision > subscription.after:
+                subscription.offer([item])
+        return subscription
 
     async def _watch(self, client: Any) -> None:
         async with self._watch_lock:
@@ -287,7 +300,9 @@ class EtcdConfigurationStore:
         else:
             item = deleted(*where)
         for subscription in self._subscribers:
-            if revision > subscription.after:
+            if subscription.after is None:
+                subscription.early.append((revision, item))
+            elif revision > subscription.after:
                 subscription.offer([item])
 
     async def close(self) -> None:

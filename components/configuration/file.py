@@ -233,7 +233,10 @@ def next_version(old: ConfigurationItem | None) -> str:
 
 def _read_at_start(given: str, create: bool) -> tuple[Path, str]:
     path = Path(given).expanduser().absolute()
-    text = _read(path)
+    try:
+        text: str | None = path.read_text("utf-8")
+    except FileNotFoundError:
+        text = None
     if text is None and not create:
         message = f"configuration file {path} does not exist (metadata create: true starts an empty one)"
         raise ComponentInitError(message, field="path")
@@ -243,11 +246,25 @@ def _read_at_start(given: str, create: bool) -> tuple[Path, str]:
     return path, text or ""
 
 
-def _read(path: Path) -> str | None:
+_Stamp = tuple[int, int, int]
+"""(inode, size, mtime in ns) of the file as last read: unchanged, it is not parsed again."""
+
+
+def _read(path: Path, last: _Stamp | None) -> tuple[_Stamp | None, dict[Address, _Entry] | None, str | None]:
+    """(stamp, entries, problem), in a thread: entries None when the file is unchanged since
+    ``last``, or is missing or does not parse (``problem`` says which)."""
     try:
-        return path.read_text("utf-8")
+        status = path.stat()
+        stamp = (status.st_ino, status.st_size, status.st_mtime_ns)
+        if stamp == last:
+            return stamp, None, None
+        text = path.read_text("utf-8")
     except FileNotFoundError:
-        return None
+        return None, None, "the file is missing"
+    try:
+        return stamp, parse(text), None
+    except ValueError as exc:
+        return None, None, str(exc)
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -279,6 +296,7 @@ class FileConfigurationStore:
         self._watching: asyncio.Task[None] | None = None
         self._stop_watching: asyncio.Event | None = None
         self._broken: str | None = None
+        self._stamp: _Stamp | None = None
         """The parse error last logged, so a broken file is reported once, not at every read."""
 
     async def init(self, metadata: Mapping[str, str]) -> None:
@@ -307,15 +325,9 @@ class FileConfigurationStore:
         """Re-read the file and deliver what changed since the last read (the lock held). A file
         that is missing or does not parse keeps the last good content; a write refuses it."""
         try:
-            text = await asyncio.to_thread(_read, path)
+            stamp, entries, problem = await asyncio.to_thread(_read, path, self._stamp)
         except OSError as exc:
             raise BackendError(f"cannot read configuration file {path}: {exc}") from exc
-        problem = "the file is missing" if text is None else None
-        if text is not None:
-            try:
-                entries = parse(text)
-            except ValueError as exc:
-                problem = str(exc)
         if problem is not None:
             if for_write:
                 raise BackendError(f"configuration file {path} is not overwritten: {problem}")
@@ -326,7 +338,9 @@ class FileConfigurationStore:
         if self._broken is not None:
             log.info(f"{NAME}: the file reads again", path=str(path))
             self._broken = None
-        self._apply(entries)
+        self._stamp = stamp
+        if entries is not None:
+            self._apply(entries)
 
     def _apply(self, entries: dict[Address, _Entry]) -> None:
         old, self._entries = self._entries, entries
@@ -386,7 +400,7 @@ class FileConfigurationStore:
 
     async def _write(self, path: Path, entries: dict[Address, _Entry]) -> None:
         try:
-            await asyncio.to_thread(_write_atomically, path, render(entries))
+            await asyncio.to_thread(lambda: _write_atomically(path, render(entries)))
         except OSError as exc:
             raise BackendError(f"cannot write configuration file {path}: {exc}") from exc
         # Delivered from here, once: the watcher's read of this write then finds nothing new.

@@ -77,8 +77,11 @@ _WRITTEN = frozenset({b"set", b"setrange", b"append", b"incrby", b"incrbyfloat",
 _GONE = frozenset({b"del", b"expired", b"evicted", b"rename_from", b"move_from"})
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 5.0
 
-# KEYS: per item its key, then its tags key. ARGV: per item its value, then its tags JSON ("": none).
+# KEYS: per item its key, then its tags key. ARGV: per item its value, then its tags JSON ("": none);
+# the last ARGV is the channel every written item is published on, with its new version: what lets a
+# subscriber get every change an l8 makes, however close together (see _notified).
 _SAVE = """
+local channel = ARGV[#ARGV]
 local versions = {}
 for i = 1, #KEYS, 2 do
   local version = 1
@@ -91,7 +94,10 @@ for i = 1, #KEYS, 2 do
   else
     redis.call("SET", KEYS[i + 1], ARGV[i + 1])
   end
-  redis.call("SET", KEYS[i], ARGV[i] .. "||" .. string.format("%d", version))
+  local stored = ARGV[i] .. "||" .. string.format("%d", version)
+  redis.call("SET", KEYS[i], stored)
+  -- <length>:<key><length>:<stored><tags JSON>, byte lengths: binary-safe without a library.
+  redis.call("PUBLISH", channel, #KEYS[i] .. ":" .. KEYS[i] .. #stored .. ":" .. stored .. ARGV[i + 1])
   versions[#versions + 1] = version
 end
 return versions
@@ -149,6 +155,19 @@ def _item(where: Address, raw: bytes, raw_tags: bytes | None) -> ConfigurationIt
     return ConfigurationItem(key, value, version, group=group, label=label, tags=_tags(raw_tags))
 
 
+def _unpack(data: bytes) -> tuple[bytes, bytes, bytes]:
+    """(key, stored value, tags JSON) of a message the save script published."""
+    parts = []
+    rest = data
+    for _ in range(2):
+        length, colon, rest = rest.partition(b":")
+        if not colon or not length.isdigit() or len(rest) < int(length):
+            raise ValueError("not a save message")
+        parts.append(rest[: int(length)])
+        rest = rest[int(length) :]
+    return parts[0], parts[1], rest
+
+
 def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
@@ -197,6 +216,11 @@ class RedisConfigurationStore:
         """Held while a subscription takes its snapshot or the store reads every subscription's keys
         again after a reconnect, so neither sees the other half done."""
         self._pattern = ""
+        self._channel = ""
+        self._unexplained: dict[str, int] = {}
+        """Keys written (a keyspace event) whose write no l8 has published yet: read back at the next
+        PONG, by which time any l8 save's own message has arrived (it was queued before the PING)."""
+        self._pinged = False
 
     async def init(self, metadata: Mapping[str, str]) -> None:
         settings = decode(RedisConfigurationMetadata, metadata)
@@ -208,6 +232,7 @@ class RedisConfigurationStore:
             raise init_error(settings.redisHost, exc) from exc
         self._client = client
         self._pattern = f"__keyspace@{settings.redisDB}__:*"
+        self._channel = f"l8||configuration||{settings.redisDB}"
         self._save_script: AsyncScript = client.register_script(_SAVE)
 
     @staticmethod
@@ -286,7 +311,7 @@ class RedisConfigurationStore:
             args += (item.value.encode(), orjson.dumps(dict(item.tags)) if item.tags else b"")
         if keys:
             with REDIS_ERRORS:
-                await self._save_script(keys, args, client)
+                await self._save_script(keys, [*args, self._channel.encode()], client)
 
     async def delete(self, request: DeleteRequest) -> None:
         client = self._live()
@@ -327,11 +352,13 @@ class RedisConfigurationStore:
         pubsub = client.pubsub()
         try:
             await pubsub.psubscribe(self._pattern)
+            await pubsub.subscribe(self._channel)  # one connection: the two stay in Redis's order
+            confirmed: set[str] = set()
             async with asyncio.timeout(10):
-                while True:
+                while confirmed != {"psubscribe", "subscribe"}:
                     message = await pubsub.get_message(timeout=1.0)
-                    if message is not None and message["type"] == "psubscribe":
-                        break
+                    if message is not None and message["type"] in ("psubscribe", "subscribe"):
+                        confirmed.add(message["type"])
         except BaseException:
             await pubsub.aclose()
             raise
@@ -350,12 +377,18 @@ class RedisConfigurationStore:
                     message = await pubsub.get_message(timeout=None)
                     if message is None:
                         continue
-                    if message["type"] == "psubscribe":
+                    kind = message["type"]
+                    if kind == "psubscribe":
                         # redis-py reconnected by itself and subscribed again: notifications were lost.
                         log.info(f"{NAME}: keyspace notifications back, reading subscribed keys again")
+                        self._unexplained.clear()
                         await self._resync()
-                    elif message["type"] == "pmessage":
-                        await self._notified(client, message["channel"], message["data"])
+                    elif kind == "pmessage":
+                        await self._notified(pubsub, message["channel"], message["data"])
+                    elif kind == "message":
+                        self._published(message["data"])
+                    elif kind == "pong":
+                        await self._read_back(client)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -373,24 +406,60 @@ class RedisConfigurationStore:
             if pubsub is not None:
                 await _discard(pubsub)
 
-    async def _notified(self, client: Redis, channel: bytes, event: bytes) -> None:
+    async def _notified(self, pubsub: PubSub, channel: bytes, event: bytes) -> None:
+        """A keyspace event. A removal is its own news; a write is news only once its content is
+        known: an l8 save publishes it right after (``_published``), any other writer's content is
+        read back at the next PONG, after every message queued before it."""
         if event not in _WRITTEN and event not in _GONE:
             return
         rkey = channel.split(b":", 1)[1].decode("utf-8", "replace")
         where = address_of(rkey)
+        if where is None or not any(s.wants(*where) for s in self._subscribers):
+            return
+        if event in _GONE:
+            self._unexplained.pop(rkey, None)
+            self._observe(where, None)
+            return
+        self._unexplained[rkey] = self._unexplained.get(rkey, 0) + 1
+        if not self._pinged:
+            self._pinged = True
+            await pubsub.ping()
+
+    def _published(self, data: bytes) -> None:
+        """An l8 save's item, with the content it wrote: delivered as is, so every save arrives."""
+        try:
+            rkey_raw, stored, raw_tags = _unpack(data)
+        except ValueError:
+            log.warning(f"{NAME}: an unreadable message on {self._channel} was ignored")
+            return
+        rkey = rkey_raw.decode("utf-8", "replace")
+        where = address_of(rkey)
         if where is None:
             return
-        subscriptions = [s for s in self._subscribers if s.wants(*where)]
-        if not subscriptions:
-            return
-        item = None
-        if event in _WRITTEN:
+        pending = self._unexplained.get(rkey, 0)
+        if pending > 1:
+            self._unexplained[rkey] = pending - 1
+        else:
+            self._unexplained.pop(rkey, None)
+        self._observe(where, _item(where, stored, raw_tags or None))
+
+    async def _read_back(self, client: Redis) -> None:
+        """Writes no l8 published (redis-cli, another program): their current content. Writes that
+        overwrite each other faster than this read arrive as the latest one."""
+        self._pinged = False
+        unexplained, self._unexplained = self._unexplained, {}
+        for rkey in unexplained:
+            where = address_of(rkey)
+            if where is None:
+                continue
             found = await self._read(client, [(where, rkey)])
-            if not found:
-                return  # removed since: the notification of that removal delivers it
-            item = found[0]
-        for subscription in subscriptions:
-            subscription.observe(where[2], item)
+            if found:  # else removed since: the notification of that removal delivers it
+                self._observe(where, found[0])
+
+    def _observe(self, where: Address, item: ConfigurationItem | None) -> None:
+        for subscription in self._subscribers:
+            if subscription.wants(*where):
+                subscription.observe(where[2], item)
 
     async def _resync(self) -> None:
         async with self._snapshots:

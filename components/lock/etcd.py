@@ -155,6 +155,8 @@ class EtcdLockStore:
             if isinstance(cause, aetcd.rpc.AioRpcError) and cause.code() == aetcd.rpc.StatusCode.NOT_FOUND:
                 return  # expired already
             log.warning("etcd lease not revoked, it will expire by itself", lease=lease_id, error=str(exc))
+        except (ConnectionError, OSError, BackendError) as exc:  # the answer is decided already
+            log.warning("etcd lease not revoked, it will expire by itself", lease=lease_id, error=str(exc))
 
     async def close(self) -> None:
         client, self._client = self._client, None

@@ -119,7 +119,13 @@ async def test_state_through_the_sdk_http_client(sidecar: L8Process, sdk_env: py
     body, _ = await client.send_bytes("GET", f"{api}/metadata", None, headers={})
     metadata = orjson.loads(body)
     assert metadata["id"] == "sdk-app"
-    assert [c["name"] for c in metadata["components"]] == ["statestore", "pubsub"]
+    assert [c["name"] for c in metadata["components"]] == [
+        "statestore",
+        "pubsub",
+        "lockstore",
+        "sequencer",
+        "configstore",
+    ]
 
     _, response = await client.send_bytes(
         "DELETE", f"{api}/state/statestore/sdk-key", None, headers={"If-Match": etag}

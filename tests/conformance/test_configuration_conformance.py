@@ -473,6 +473,20 @@ async def test_a_subscriber_gets_every_change_once_and_in_order(store, names):
     await subscription.close()
 
 
+async def test_back_to_back_saves_each_arrive(store, names):
+    """No pause between the changes: none may be coalesced into a later one or delivered twice."""
+    key = names.key("burst")
+    changes = Changes()
+    subscription = await store.subscribe(GetRequest([key]), changes)
+    for value in range(20):
+        await save(store, item(key, str(value)))
+    await store.delete(DeleteRequest([key]))
+    await changes.wait_for(21)
+    await asyncio.sleep(PAUSE)
+    assert changes.summary() == [(key, str(value), False) for value in range(20)] + [(key, "", True)]
+    await subscription.close()
+
+
 async def test_every_item_of_a_multi_item_save_is_delivered(store, names):
     group = names.group("g")
     a, b = names.key("a"), names.key("b")

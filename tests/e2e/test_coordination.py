@@ -202,3 +202,14 @@ async def test_bigger_than_holds_across_sidecars(l8: L8Launcher, tmp_path: Path,
     assert await next_id(client, first, "orders", "STRONG") == 5001
     assert await next_id(client, second, "orders", "STRONG") == 5002
     assert await next_id(client, second, "orders", "WEAK") > 5002
+
+
+async def test_strong_ids_increase_across_sidecars_in_real_time(
+    l8: L8Launcher, sequencer_folder: Path, client: httpx.AsyncClient
+) -> None:
+    """An id asked for after another sidecar answered is larger: STRONG is one order for all."""
+    first, second = await two_sidecars(l8, sequencer_folder)
+    ids = [await next_id(client, (first, second)[index % 2], "ordered", "STRONG") for index in range(60)]
+    assert ids == sorted(ids) and len(set(ids)) == 60
+    weak = await next_id(client, first, "ordered", "WEAK")  # a block above every STRONG id so far
+    assert weak > ids[-1]

@@ -82,11 +82,17 @@ async def test_errors(sidecar: Sidecar) -> None:
     assert unknown.json() == {
         "message": "failed to unsubscribe to configuration request not-an-id: subscription does not exist"
     }
+    elsewhere = await request("GET", f"{V1}/nope/some-id/unsubscribe")
+    assert elsewhere.status_code == 500
+    assert elsewhere.json() == {
+        "message": "failed to unsubscribe to configuration request some-id: configuration store nope not found"
+    }
 
 
 async def test_no_configuration_store(start_sidecar: StartSidecar) -> None:
     sidecar = await start_sidecar()
-    for method, path in (("GET", f"{V1}/any"), ("GET", f"{V1}/any/subscribe"), ("POST", f"{ALPHA}/any")):
+    for method, path in (("GET", f"{V1}/any"), ("GET", f"{V1}/any/subscribe"), ("POST", f"{ALPHA}/any"),
+                         ("POST", f"{ALPHA}/any/delete")):  # fmt: skip
         response = await sidecar.request(method, path, json={"items": [{"key": "a"}]})
         assert_error(response, 500, "ERR_CONFIGURATION_STORE_NOT_CONFIGURED",
                      message="configuration stores not configured")  # fmt: skip

@@ -76,7 +76,8 @@ async def test_bigger_than(start_sidecar: StartSidecar, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("metadata", "field"),
     [({"segmentStep": "0"}, "segmentStep"), ({"biggerThan.k": "x"}, "biggerThan.k"),
-     ({"segmentCacheEnable": "maybe"}, "segmentCacheEnable")],
+     ({"segmentCacheEnable": "maybe"}, "segmentCacheEnable"), ({"segmentStep": "²"}, "segmentStep"),
+     ({"biggerThan.k": "--5"}, "biggerThan.k"), ({"biggerThan.k": str(2**63)}, "biggerThan.k")],
 )  # fmt: skip
 async def test_bad_sequencer_metadata_fails_start_up(
     start_sidecar: StartSidecar, metadata: dict[str, str], field: str
@@ -120,3 +121,18 @@ async def test_redis_keys(start_sidecar: StartSidecar, redis_server: Any) -> Non
         assert await client.get(f"sequencer||{sidecar.app_id}||k") == b"1"
     finally:
         await client.aclose()
+
+
+async def test_many_keys_evict_blocks_without_failing_a_waiting_caller(
+    start_sidecar: StartSidecar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.services import sequencer
+
+    monkeypatch.setattr(sequencer, "MAX_BUFFERED_KEYS", 2)
+    sidecar = await start_sidecar(component("sequencer", "sequencer.in-memory"))
+    # Every first call of a key waits for its block while others push it out of the buffer.
+    ids = await asyncio.gather(*(next_id(sidecar, f"key-{index % 5}") for index in range(40)))
+    assert all(value >= 1 for value in ids)
+    for key in range(5):
+        mine = [value for index, value in enumerate(ids) if index % 5 == key]
+        assert len(set(mine)) == len(mine)  # evicted blocks are skipped, never reused
