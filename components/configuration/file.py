@@ -3,29 +3,7 @@
 Metadata: ``path`` (required) names the file; it must exist unless ``create`` is true, in which
 case a missing file is created empty (its directory must exist).
 
-The format::
-
-    # The default group and label: `key: value`, or the long form.
-    greeting: hello               # a scalar: the text written is the value
-    retries: {value: "3", version: "12", metadata: {owner: ops}, tags: {team: payments}}
-    groups:                       # reserved: the other groups and labels
-      payments:                   # <group>
-        prod:                     # <label>
-          limit: "100"            # key: value, or the long form
-          fee: {value: "0.5", tags: {reviewed: "yes"}}
-
-Every scalar is read as the text written, without YAML's typing (``yes``, ``0x10``, ``1.50`` and
-``null`` stay as written; an empty value is the empty string). The long form is a mapping with a
-``value`` and optionally ``version``, ``metadata`` and ``tags`` (mappings of text); any other
-field, or a list, is an error. A default item named ``groups`` lives under
-``groups: {default: {default: ...}}``, the one place for it; an item written twice (at the top
-level and there) is the one written last.
-
-An item's version is its ``version`` when one is written, else a short hash of its value,
-metadata and tags: an item nobody touches keeps its version across reloads and restarts, and an
-edited one gets a new one. A save writes an explicit version (the old one plus one when it is a
-number, 1 for a new item, else the clock in nanoseconds), so saving an unchanged item still
-changes its version.
+The format and versions: components/configuration/file_format.py.
 
 Edits are followed with watchfiles on the file's directory (so an editor that replaces the file by
 a rename is seen, and so is the ``..data`` link Kubernetes swaps in a mounted ConfigMap); changes
@@ -44,25 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import os
-import re
 import stat
 import tempfile
-import time
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
-import yaml
 from pydantic import field_validator
 
 from components.configuration.base import (
-    DEFAULT_GROUP,
-    DEFAULT_LABEL,
     ConfigurationItem,
     DeleteRequest,
     Feature,
@@ -70,6 +40,7 @@ from components.configuration.base import (
     SaveRequest,
     SubscribeRequest,
 )
+from components.configuration.file_format import Entry, next_version, parse, render
 from components.configuration.subscriptions import (
     Address,
     ChangeHandler,
@@ -86,9 +57,6 @@ from components.redis_connection import metadata_error
 log = structlog.get_logger(__name__)
 
 NAME = "configuration.file"
-GROUPS = "groups"
-_LONG_FORM_FIELDS = frozenset({"value", "version", "metadata", "tags"})
-_NUMBER = re.compile(r"[0-9]{1,18}\Z")
 _STEP_MS, _DEBOUNCE_MS = 50, 400
 """watchfiles: read after 50 ms without changes, at most 400 ms after the first one."""
 
@@ -106,126 +74,6 @@ class FileMetadata(ComponentMetadata):
 
 
 # -- the format -------------------------------------------------------------------------------------
-
-
-class _TextLoader(yaml.SafeLoader):
-    """Reads every plain scalar as the text written: no bools, numbers, nulls or dates."""
-
-
-_TextLoader.yaml_implicit_resolvers = {}
-
-
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-def _represent_text(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if "\n" in data else None)
-
-
-_Dumper.add_representer(str, _represent_text)
-
-
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    """One item as the file holds it."""
-
-    value: str
-    version: str | None = None
-    """None: not written, derived from the content."""
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    tags: Mapping[str, str] = field(default_factory=dict)
-
-    def item(self, where: Address) -> ConfigurationItem:
-        group, label, key = where
-        version = self.version if self.version is not None else self.content_hash()
-        return ConfigurationItem(key, self.value, version, self.metadata, group, label, self.tags)
-
-    def content_hash(self) -> str:
-        content = json.dumps([self.value, sorted(self.metadata.items()), sorted(self.tags.items())])
-        return hashlib.sha256(content.encode()).hexdigest()[:16]
-
-    def node(self) -> str | dict[str, Any]:
-        """The short form when it says it all, else the long form without its empty fields."""
-        if self.version is None and not self.metadata and not self.tags:
-            return self.value
-        fields = {"version": self.version, "metadata": dict(self.metadata), "tags": dict(self.tags)}
-        return {"value": self.value} | {name: value for name, value in fields.items() if value}
-
-
-def _text_map(node: Any, where: str) -> dict[str, str]:
-    if node == "":
-        return {}  # `tags:` left empty
-    if not isinstance(node, dict) or not all(isinstance(v, str) for v in node.values()):
-        raise ValueError(f"{where}: expected a mapping of text values")
-    return {str(k): v for k, v in node.items()}
-
-
-def _entry(node: Any, where: str) -> _Entry:
-    if isinstance(node, str):
-        return _Entry(node)
-    if not isinstance(node, dict):
-        raise ValueError(f"{where}: expected a text value or a mapping with a `value`")
-    unknown = set(node) - _LONG_FORM_FIELDS
-    if unknown:
-        raise ValueError(f"{where}: unknown field(s) {sorted(map(str, unknown))} (use value, version, "
-                         "metadata, tags)")  # fmt: skip
-    value, version = node.get("value"), node.get("version", "")
-    if not isinstance(value, str) or not isinstance(version, str):
-        raise ValueError(f"{where}.{'version' if isinstance(value, str) else 'value'}: expected a text value")
-    metadata = _text_map(node.get("metadata", {}), f"{where}.metadata")
-    tags = _text_map(node.get("tags", {}), f"{where}.tags")
-    return _Entry(value, version or None, metadata, tags)
-
-
-def _mapping(node: Any, where: str) -> dict[str, Any]:
-    if not isinstance(node, dict):
-        raise ValueError(f"{where}: expected a mapping")
-    return node
-
-
-def parse(text: str) -> dict[Address, _Entry]:
-    """The items of a file, in file order; ValueError saying where the file is wrong."""
-    try:
-        document = yaml.load(text, Loader=_TextLoader)  # a SafeLoader: builds no Python objects
-    except yaml.YAMLError as exc:
-        raise ValueError(" ".join(str(exc).split())) from None
-    if document is None or document == "":
-        return {}
-    entries: dict[Address, _Entry] = {}
-    for key, node in _mapping(document, "the top level").items():
-        if key != GROUPS:
-            entries[(DEFAULT_GROUP, DEFAULT_LABEL, key)] = _entry(node, key)
-            continue
-        for group, labels in _mapping(node, GROUPS).items():
-            for label, items in _mapping(labels, f"{GROUPS}.{group}").items():
-                for item_key, item_node in _mapping(items, f"{GROUPS}.{group}.{label}").items():
-                    where = f"{GROUPS}.{group}.{label}.{item_key}"
-                    entries[(group, label, item_key)] = _entry(item_node, where)
-    return entries
-
-
-def render(entries: Mapping[Address, _Entry]) -> str:
-    document: dict[str, Any] = {}
-    groups: dict[str, dict[str, dict[str, Any]]] = {}
-    for (group, label, key), entry in entries.items():
-        if (group, label) == (DEFAULT_GROUP, DEFAULT_LABEL) and key != GROUPS:
-            document[key] = entry.node()
-        else:
-            groups.setdefault(group, {}).setdefault(label, {})[key] = entry.node()
-    if groups:
-        document[GROUPS] = groups
-    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
-
-
-def next_version(old: ConfigurationItem | None) -> str:
-    """The old version plus one; a new item's is 1. An item whose version is not a number (a hash,
-    or one an editor wrote) gets a number no earlier save of it can have given: the clock's."""
-    if old is None:
-        return "1"
-    if _NUMBER.match(old.version):
-        return str(int(old.version) + 1)
-    return str(time.time_ns())
 
 
 # -- file I/O (run in a thread) ---------------------------------------------------------------------
@@ -250,7 +98,7 @@ _Stamp = tuple[int, int, int]
 """(inode, size, mtime in ns) of the file as last read: unchanged, it is not parsed again."""
 
 
-def _read(path: Path, last: _Stamp | None) -> tuple[_Stamp | None, dict[Address, _Entry] | None, str | None]:
+def _read(path: Path, last: _Stamp | None) -> tuple[_Stamp | None, dict[Address, Entry] | None, str | None]:
     """(stamp, entries, problem), in a thread: entries None when the file is unchanged since
     ``last``, or is missing or does not parse (``problem`` says which)."""
     try:
@@ -290,7 +138,7 @@ def _write_atomically(path: Path, text: str) -> None:
 class FileConfigurationStore:
     def __init__(self) -> None:
         self._path: Path | None = None
-        self._entries: dict[Address, _Entry] = {}
+        self._entries: dict[Address, Entry] = {}
         self._lock = asyncio.Lock()
         self._subscribers: Subscribers[QueuedSubscription] = Subscribers(NAME)
         self._watching: asyncio.Task[None] | None = None
@@ -342,7 +190,7 @@ class FileConfigurationStore:
         if entries is not None:
             self._apply(entries)
 
-    def _apply(self, entries: dict[Address, _Entry]) -> None:
+    def _apply(self, entries: dict[Address, Entry]) -> None:
         old, self._entries = self._entries, entries
         changed = []
         for where, entry in entries.items():
@@ -385,7 +233,7 @@ class FileConfigurationStore:
                 where = (item.group, item.label, item.key)
                 old = entries.get(where)
                 version = next_version(old.item(where) if old else None)
-                entries[where] = _Entry(item.value, version, dict(item.metadata), dict(item.tags))
+                entries[where] = Entry(item.value, version, dict(item.metadata), dict(item.tags))
             await self._write(path, entries)
 
     async def delete(self, request: DeleteRequest) -> None:
@@ -398,7 +246,7 @@ class FileConfigurationStore:
             if len(entries) != len(self._entries):
                 await self._write(path, entries)
 
-    async def _write(self, path: Path, entries: dict[Address, _Entry]) -> None:
+    async def _write(self, path: Path, entries: dict[Address, Entry]) -> None:
         try:
             await asyncio.to_thread(lambda: _write_atomically(path, render(entries)))
         except OSError as exc:
