@@ -271,8 +271,8 @@ def render(results: dict[str, Any], summary: dict[str, Any], results_name: str) 
         f"| cached configuration get >= 0.8x the no-op route's throughput | {ratio[CONFIG[0]]:.2f}x: "
         f"{verdict(ratio[CONFIG[0]] >= 0.8)} |",
         f"| lock adds <= 1.0 ms p90 over the no-op route at {settings['rate']:g} rps | "
-        f"+{added[LOCK[0]]['p90_ms']} ms: {verdict(added[LOCK[0]]['p90_ms'] <= 1.0)} |",
-        f"| STRONG next id adds <= 1.0 ms p90 over the no-op route | +{added[STRONG[0]]['p90_ms']} ms: "
+        f"{added[LOCK[0]]['p90_ms']:+} ms: {verdict(added[LOCK[0]]['p90_ms'] <= 1.0)} |",
+        f"| STRONG next id adds <= 1.0 ms p90 over the no-op route | {added[STRONG[0]]['p90_ms']:+} ms: "
         f"{verdict(added[STRONG[0]]['p90_ms'] <= 1.0)} |",
         "",
         "| API | max throughput | vs no-op | p50 / p90 / p99 at the fixed rate | added p90 "
@@ -286,7 +286,7 @@ def render(results: dict[str, Any], summary: dict[str, Any], results_name: str) 
         ratio_text = f"{ratio[name]:.2f}x" if name in ratio else "-"
         lines.append(
             f"| {name} | {rps_text} | {ratio_text} | {row['p50_ms']} / {row['p90_ms']} / {row['p99_ms']} ms "
-            f"| +{added[name]['p90_ms']} ms | {row['vcpu']} |"
+            f"| {added[name]['p90_ms']:+} ms | {row['vcpu']} |"
         )
     lines += [
         "",
