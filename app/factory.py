@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, _unexpected)
     app.sidecar_middleware = {
         "api_token": settings.api_token.get_secret_value() if settings.api_token else None,
+        "mesh_token": settings.mesh_token.get_secret_value() if settings.mesh_token else None,
         "max_body_size": settings.max_body_size,
         "api_logging": settings.enable_api_logging,
     }

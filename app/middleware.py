@@ -16,10 +16,12 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ApiError
+from mesh.proxy import MESH_TOKEN, VOUCHED
 
 log = structlog.get_logger("l8.api")
 
 HEALTH_PATHS = frozenset({"/v1.0/healthz", "/v1.0/healthz/outbound"})
+_MESH_TOKEN = MESH_TOKEN.encode()
 _UNAUTHORIZED = b"invalid api token\n"
 
 
@@ -55,10 +57,17 @@ def clean_path(path: str) -> str:
 
 class SidecarMiddleware:
     def __init__(
-        self, app: ASGIApp, *, api_token: str | None, max_body_size: int, api_logging: bool = False
+        self,
+        app: ASGIApp,
+        *,
+        api_token: str | None,
+        max_body_size: int,
+        api_logging: bool = False,
+        mesh_token: str | None = None,
     ) -> None:
         self.app = app
         self.api_token = api_token.encode() if api_token else None
+        self.mesh_token = mesh_token.encode() if mesh_token else None
         self.max_body_size = max_body_size
         self.api_logging = api_logging
         self.new_request_id = RequestIds()
@@ -74,7 +83,7 @@ class SidecarMiddleware:
             scope["raw_path"] = cleaned.encode("latin-1")
             scope["path"] = unquote(cleaned)
 
-        request_id = token = length = None
+        request_id = token = length = mesh = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 request_id = value.decode("latin-1")
@@ -82,6 +91,12 @@ class SidecarMiddleware:
                 token = value
             elif name == b"content-length":
                 length = value
+            elif name == _MESH_TOKEN:
+                mesh = value
+        vouched = False
+        if self.mesh_token is not None:  # another sidecar of the fleet, or not
+            vouched = mesh is not None and hmac.compare_digest(mesh, self.mesh_token)
+            scope[VOUCHED] = vouched
         request_id = request_id or self.new_request_id()
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -98,7 +113,7 @@ class SidecarMiddleware:
 
         # Dapr exempts only GET on the health paths (isRouteExcludedFromAPITokenAuth).
         exempt = scope["method"] == "GET" and scope["path"] in HEALTH_PATHS
-        if self.api_token is not None and not exempt:
+        if self.api_token is not None and not exempt and not vouched:
             if token is None or not hmac.compare_digest(token, self.api_token):
                 await _plain(send_with_id, 401, _UNAUTHORIZED)
                 return

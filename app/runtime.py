@@ -33,7 +33,7 @@ from components.errors import ComponentError, ComponentInitError, MetadataError
 from components.metadata import parse_bool
 from components.state.keys import KeyPrefix
 from mesh.errors import SettingsError
-from mesh.proxy import Proxy
+from mesh.proxy import MESH_TOKEN, Proxy
 from mesh.ratelimit import RateLimits, build_rate_limits
 from mesh.resiliency import Resiliency, retry_from_metadata
 from mesh.resolver import Resolver, StaticResolver, build_resolver
@@ -264,6 +264,11 @@ class Runtime:
     def _invocation_service(self, endpoints: dict[str, Any], resolver: Resolver) -> InvocationService:
         settings = self.settings
         token = settings.app_api_token.get_secret_value() if settings.app_api_token else None
+        sidecar_auth = None
+        if settings.mesh_token is not None:
+            sidecar_auth = (MESH_TOKEN, settings.mesh_token.get_secret_value())
+        elif settings.api_token is not None:  # a fleet sharing one API token
+            sidecar_auth = ("dapr-api-token", settings.api_token.get_secret_value())
         return InvocationService(
             settings.app_id,
             self.app_channel.base_url,
@@ -274,6 +279,7 @@ class Runtime:
             settings.invoke_timeout,
             self.resiliency,
             settings.max_body_size,
+            sidecar_auth,
         )
 
     def _configuration_store(self, component: LoadedComponent) -> ConfigurationStoreHandle:

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     app_api_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("app_api_token", "L8_APP_API_TOKEN", "APP_API_TOKEN")
     )
+    mesh_token: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("mesh_token", "L8_MESH_TOKEN"),
+        description="A secret every sidecar of the fleet shares: sent on sidecar-to-sidecar calls, "
+        "which then need no API token, and required before a forwarded caller id is believed.",
+    )
 
     name_resolution: dict[str, Any] = Field(
         default_factory=dict,

@@ -41,12 +41,20 @@ HOP_BY_HOP = frozenset(
         b"proxy-authenticate",
     }
 )
-DROPPED_INBOUND = frozenset({b"dapr-app-id", b"dapr-api-token", b"destination-app-id", b"host"})
+DROPPED_INBOUND = frozenset(
+    {b"dapr-app-id", b"dapr-api-token", b"destination-app-id", b"host", b"l8-mesh-token"}
+)
 _SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 
 FORWARDED_BY = "l8-forwarded-by"
 """Set on a call one l8 forwards to another: the caller app id it carries is the sender's word."""
+MESH_TOKEN = "l8-mesh-token"
+"""The fleet's shared secret (setting ``mesh_token``), sent by a sidecar to another one: it proves
+the call comes from a sidecar, so the caller id it carries is believed and no API token is asked."""
+VOUCHED = "l8.vouched"
+"""Scope key set by the middleware when ``mesh_token`` is configured: whether the request carried it.
+Absent: no mesh token is configured, and a forwarded caller id is believed as sent."""
 
 
 class TargetUnreachable(Exception):

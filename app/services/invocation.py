@@ -7,7 +7,8 @@ found by the resolver (mesh/resolver.py), which then calls its app, so the calle
 apply before its app is reached.
 
 The target gets ``dapr-caller-app-id`` (the app that called; a call arriving from another l8 keeps
-the caller id that sidecar vouched for with ``l8-forwarded-by``), ``dapr-callee-app-id``,
+the caller id that sidecar vouched for with ``l8-forwarded-by``, believed only with the fleet's
+``l8-mesh-token`` when ``mesh_token`` is configured), ``dapr-callee-app-id``,
 ``traceparent`` (continued, or a new trace) and, towards this sidecar's app, ``dapr-api-token``
 with ``APP_API_TOKEN``; HTTPEndpoint and URL targets get neither caller nor callee ids. Its status,
 headers and body come back unchanged, errors included; only a call that cannot be made answers
@@ -33,6 +34,7 @@ from app.services.pubsub.cloudevents import TraceContext
 from mesh.proxy import (
     FORWARDED_BY,
     SMALL_BODY,
+    VOUCHED,
     NotConnected,
     Proxy,
     StreamedResponse,
@@ -111,6 +113,7 @@ class InvocationService:
         timeout: float | None = None,
         resiliency: Resiliency | None = None,
         max_body_size: int | None = None,
+        sidecar_auth: tuple[str, str] | None = None,
     ) -> None:
         self.app_id = app_id
         self.app_base_url = app_base_url
@@ -121,6 +124,9 @@ class InvocationService:
         self.timeout = timeout
         self.resiliency = resiliency or Resiliency()
         self.max_body_size = max_body_size
+        self.sidecar_auth = sidecar_auth
+        """(header, value) that lets this sidecar's calls into other sidecars in: the mesh token, or
+        this sidecar's API token for a fleet that shares one."""
 
     async def invoke(
         self, target_app: str, method_path: str, scope: Mapping[str, Any], receive: Any
@@ -132,7 +138,8 @@ class InvocationService:
             raise errors.no_app_id()
         method_path = _clean_method(target_app, method_path)
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
-        target = await self._target(target_app, method_path, raw_headers)
+        vouched = scope.get(VOUCHED) is not False  # False: a mesh token is configured and was not sent
+        target = await self._target(target_app, method_path, raw_headers, vouched)
         query = scope.get("query_string", b"")
         url = target.url + ("?" + query.decode("latin-1") if query else "")
         headers = outbound_headers(raw_headers, target.headers, target.drop)
@@ -210,7 +217,9 @@ class InvocationService:
                 except NotConnected:
                     continue
 
-    async def _target(self, app: str, method_path: str, raw: list[tuple[bytes, bytes]]) -> Target:
+    async def _target(
+        self, app: str, method_path: str, raw: list[tuple[bytes, bytes]], vouched: bool = True
+    ) -> Target:
         endpoint = self.endpoints.get(app)
         if endpoint is not None:
             return Target(
@@ -223,7 +232,7 @@ class InvocationService:
         app_id = app.partition(".")[0]  # "orders.namespace": l8 has no namespaces
         trace = TraceContext.from_headers(header_value(raw, b"traceparent"), header_value(raw, b"tracestate"))
         caller = self.app_id
-        if header_value(raw, _FORWARDED_BY) is not None:  # a call another l8 forwarded: keep its caller
+        if vouched and header_value(raw, _FORWARDED_BY) is not None:  # another l8's call: keep its caller
             caller = header_value(raw, b"dapr-caller-app-id") or caller
         headers = {
             "dapr-caller-app-id": caller,
@@ -244,6 +253,8 @@ class InvocationService:
         except ResolveError as exc:
             raise invoke_failed(app, str(exc)) from None
         headers[FORWARDED_BY] = self.app_id or "l8"
+        if self.sidecar_auth is not None:
+            headers[self.sidecar_auth[0]] = self.sidecar_auth[1]
         path = f"/v1.0/invoke/{quote(app_id, safe='')}/method/{method_path}"
         policy = self.resiliency.app(app_id)
         return Target(f"http://{address}{path}", headers, policy, resolved=(app_id, address))

@@ -23,7 +23,7 @@ import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mesh.errors import SettingsError
-from mesh.proxy import FORWARDED_BY
+from mesh.proxy import FORWARDED_BY, VOUCHED
 from mesh.ratelimit.buckets import LocalBuckets, RedisBuckets, Verdict
 from mesh.ratelimit.rules import Rule
 from mesh.registry import host_port
@@ -147,7 +147,7 @@ class RateLimits:
         method: str = scope["method"]
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         target = _invocation_target(path, headers) if self._targets else None
-        caller = _caller(headers, self.app_id)
+        caller = _caller(headers, self.app_id, scope.get(VOUCHED) is not False)
         wait = 0.0
         taken: list[tuple[_Entry, str, Verdict]] = []
         for entry in self._entries:
@@ -232,7 +232,9 @@ def _invocation_target(path: str, headers: list[tuple[bytes, bytes]]) -> tuple[s
     return None
 
 
-def _caller(headers: list[tuple[bytes, bytes]], own_app_id: str) -> str:
+def _caller(headers: list[tuple[bytes, bytes]], own_app_id: str, vouched: bool = True) -> str:
+    if not vouched:  # a mesh token is configured and this request did not carry it
+        return own_app_id
     forwarded = caller = None
     for name, value in headers:
         if name == _FORWARDED_BY:

@@ -242,6 +242,55 @@ async def test_another_app_is_called_through_its_own_sidecar(
     assert status.status_code == 418 and status.headers["x-app"] == "yes"
 
 
+async def test_a_fleet_sharing_an_api_token_invokes_across_sidecars(
+    l8: L8Launcher, app_port: int, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    fleet = {"DAPR_API_TOKEN": "fleet-token"}
+    back = await started(l8, app_id="back", args=["--app-port", str(app_port)], env=fleet)
+    config = settings_file(
+        tmp_path, "front.yaml", f"name_resolution: {{type: static, apps: {{back: 127.0.0.1:{back.port}}}}}\n"
+    )
+    front = await started(l8, app_id="front", args=["--config", str(config)], env=fleet)
+    answer = await client.get(
+        f"{front.url}/v1.0/invoke/back/method/x", headers={"dapr-api-token": "fleet-token"}
+    )
+    assert answer.status_code == 200, answer.text  # the calling sidecar shows the callee its token
+    assert headers_of(answer.json())["dapr-caller-app-id"] == ["front"]
+
+
+async def test_with_a_mesh_token_only_sidecars_vouch_for_a_caller(
+    l8: L8Launcher, app_port: int, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    back = await started(
+        l8,
+        app_id="back",
+        args=["--app-port", str(app_port)],
+        env={"L8_MESH_TOKEN": "mesh-secret", "DAPR_API_TOKEN": "back-apps-token"},
+    )
+    config = settings_file(
+        tmp_path, "front.yaml", f"name_resolution: {{type: static, apps: {{back: 127.0.0.1:{back.port}}}}}\n"
+    )
+    front = await started(
+        l8, app_id="front", args=["--config", str(config)], env={"L8_MESH_TOKEN": "mesh-secret"}
+    )
+    through = await client.get(f"{front.url}/v1.0/invoke/back/method/x")
+    assert through.status_code == 200, through.text  # the mesh token stands in for back's API token
+    got = headers_of(through.json())
+    assert got["dapr-caller-app-id"] == ["front"]
+    assert "l8-mesh-token" not in got  # the secret never reaches an app
+    # Anyone else claiming to be a sidecar, even an app holding back's API token, is not believed.
+    forged = {"l8-forwarded-by": "front", "dapr-caller-app-id": "admin", "dapr-api-token": "back-apps-token"}
+    spoofed = await client.get(f"{back.url}/v1.0/invoke/back/method/x", headers=forged)
+    assert spoofed.status_code == 200, spoofed.text
+    assert headers_of(spoofed.json())["dapr-caller-app-id"] == ["back"]
+    wrong = await client.get(
+        f"{back.url}/v1.0/invoke/back/method/x", headers={"l8-mesh-token": "guess", **forged}
+    )
+    assert headers_of(wrong.json())["dapr-caller-app-id"] == ["back"]
+    refused = await client.get(f"{back.url}/v1.0/invoke/back/method/x", headers={"l8-mesh-token": "guess"})
+    assert refused.status_code == 401  # a wrong mesh token is no API token either
+
+
 async def test_http_endpoints_and_urls_are_called_without_a_sidecar(
     l8: L8Launcher, app_port: int, client: httpx.AsyncClient, tmp_path: Path
 ) -> None:

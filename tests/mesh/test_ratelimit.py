@@ -162,3 +162,12 @@ async def test_a_shared_rule_whose_redis_is_gone_lets_requests_through_at_once()
             assert rule["storeErrors"] == 2 and rule["queued"] == 0
         finally:
             await limits.aclose()
+
+
+def test_a_forwarded_caller_counts_only_when_vouched_for() -> None:
+    from mesh.ratelimit.limiter import _caller
+
+    forwarded = [(b"l8-forwarded-by", b"front"), (b"dapr-caller-app-id", b"front")]
+    assert _caller(forwarded, "back") == "front"
+    assert _caller(forwarded, "back", vouched=False) == "back"  # a mesh token was wanted, not sent
+    assert _caller([(b"dapr-caller-app-id", b"front")], "back") == "back"  # not from a sidecar
