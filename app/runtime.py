@@ -16,7 +16,8 @@ from app.component_store import ComponentStore, LoadedComponent
 from app.resources import ComponentResource, ResourceError, Resources, load_resources
 from app.services.configuration import ConfigurationService, ConfigurationStoreHandle
 from app.services.configuration_cache import ConfigurationCache
-from app.services.invocation import InvocationService, http_endpoints
+from app.services.http_endpoints import http_endpoints
+from app.services.invocation import InvocationService
 from app.services.lock import LockService, LockStoreHandle
 from app.services.pubsub.declarative import declarative_subscriptions
 from app.services.pubsub.discovery import SubscriptionDiscovery

@@ -16,6 +16,7 @@ concurrency (../shared/reference/platform-notes.md).
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
@@ -181,14 +182,16 @@ class Proxy:
         headers: list[tuple[str, str]],
         body: AsyncIterator[bytes] | bytes | None,
         timeout: float | None,  # noqa: ASYNC109 - the deadline until the answer's head
+        tls: ssl.SSLContext | None = None,
     ) -> Upstream:
         """Send the request and read the target's status and headers; the body is left to stream
-        (the caller must ``release()`` the answer). Raises :class:`TargetUnreachable`."""
+        (the caller must ``release()`` the answer). ``tls``: the authorities and client
+        certificate for an https target (default: the system's). Raises :class:`TargetUnreachable`."""
         if self._closed:
             raise TargetUnreachable("the sidecar is shutting down")
         if url.startswith("http://") and method != "HEAD" and not isinstance(body, AsyncIterator):
             return await self._open_small(method, url, headers, body, timeout)
-        return await self._open_streamed(method, url, headers, body, timeout)
+        return await self._open_streamed(method, url, headers, body, timeout, tls)
 
     async def _open_small(
         self,
@@ -219,6 +222,7 @@ class Proxy:
         headers: list[tuple[str, str]],
         body: AsyncIterator[bytes] | bytes | None,
         timeout: float | None,  # noqa: ASYNC109
+        tls: ssl.SSLContext | None = None,
     ) -> Upstream:
         import aiohttp
         from multidict import CIMultiDict
@@ -235,6 +239,7 @@ class Proxy:
                 timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=self._connect_timeout),
                 allow_redirects=False,
                 skip_auto_headers=_SKIP_AUTO_HEADERS,
+                ssl=tls if tls is not None else True,
             )
         except aiohttp.ClientConnectorError as exc:
             raise NotConnected(_describe(exc)) from None

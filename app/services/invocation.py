@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass, field
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -29,7 +30,7 @@ import structlog
 from app import errors
 from app.errors import ApiError
 from app.middleware import BodyTooLarge
-from app.resources import ResourceError
+from app.services.http_endpoints import HttpEndpoint
 from app.services.pubsub.cloudevents import TraceContext
 from mesh.proxy import (
     FORWARDED_BY,
@@ -55,49 +56,14 @@ _BAD_METHOD_CHARS = re.compile("[#?\x00-\x1f\x7f]")
 
 
 @dataclass(slots=True, frozen=True)
-class HttpEndpoint:
-    """A Dapr ``HTTPEndpoint`` resource: a non-Dapr service invoked by name."""
-
-    name: str
-    base_url: str
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def http_endpoints(others: Iterable[tuple[str, dict[str, Any], str]], app_id: str) -> dict[str, HttpEndpoint]:
-    """The ``HTTPEndpoint`` resources in scope for ``app_id``; a bad one fails start-up."""
-    found: dict[str, HttpEndpoint] = {}
-    for kind, document, source in others:
-        if kind != "HTTPEndpoint":
-            continue
-        name = str((document.get("metadata") or {}).get("name") or "")
-        if not name:
-            raise ResourceError(source, "HTTPEndpoint has no metadata.name")
-        scopes = document.get("scopes") or []
-        if scopes and app_id not in scopes:
-            continue
-        spec = document.get("spec") or {}
-        base_url = str(spec.get("baseUrl") or "")
-        if not base_url.startswith(("http://", "https://")):
-            raise ResourceError(source, "baseUrl must be an http:// or https:// URL", name, "spec.baseUrl")
-        headers: dict[str, str] = {}
-        for index, header in enumerate(spec.get("headers") or []):
-            where = f"spec.headers[{index}]"
-            if not isinstance(header, dict) or not header.get("name"):
-                raise ResourceError(source, "a header needs a name", name, where)
-            if "secretKeyRef" in header:
-                raise ResourceError(source, "secretKeyRef needs the secrets building block", name, where)
-            headers[str(header["name"])] = str(header.get("value", ""))
-        found[name] = HttpEndpoint(name, base_url.rstrip("/"), headers)
-    return found
-
-
-@dataclass(slots=True, frozen=True)
 class Target:
     url: str
     headers: dict[str, str]
     policy: Policy
     drop: frozenset[bytes] = frozenset()
     resolved: tuple[str, str] | None = None
+    tls: ssl.SSLContext | None = None
+    """An HTTPEndpoint's clientTLS."""
     """(app id, sidecar address) when the target is another app's sidecar found by the resolver."""
 
 
@@ -196,7 +162,7 @@ class InvocationService:
         """One attempt. A sidecar of another app that refuses the connection (it died and its lease
         has not ended yet) is passed over for the app's next instance: nothing was sent to it."""
         try:
-            return await self.proxy.open(method, url, headers, body, self.timeout)
+            return await self.proxy.open(method, url, headers, body, self.timeout, target.tls)
         except NotConnected:
             if target.resolved is None:
                 raise
@@ -223,7 +189,10 @@ class InvocationService:
         endpoint = self.endpoints.get(app)
         if endpoint is not None:
             return Target(
-                f"{endpoint.base_url}/{method_path}", dict(endpoint.headers), self.resiliency.app(app)
+                f"{endpoint.base_url}/{method_path}",
+                dict(endpoint.headers),
+                self.resiliency.app(app),
+                tls=endpoint.tls,
             )
         if app.startswith(("http://", "https://")):
             return Target(f"{app.rstrip('/')}/{method_path}", {}, Policy(app))
