@@ -19,12 +19,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import ApiError
-from routers import configuration, invoke, pubsub, sequencer, state
+from routers import configuration, invoke, lock, pubsub, sequencer, state
 
 STATE_PREFIX = "/v1.0/state/"
 PUBLISH_PREFIX = "/v1.0/publish/"
 INVOKE_PREFIX = invoke.INVOKE_PREFIX
 SEQUENCER_PREFIX = "/v1.0-alpha1/sequencer/"
+LOCK_PREFIX = "/v1.0-alpha1/lock/"
+UNLOCK_PREFIX = "/v1.0-alpha1/unlock/"
 CONFIGURATION_PREFIXES = ("/v1.0/configuration/", "/v1.0-alpha1/configuration/")
 _SAVE_METHODS = ("POST", "PUT")
 
@@ -70,12 +72,19 @@ class FastLane:
 
     async def _coordination(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
         """Next id and configuration get, which serve from memory (a reserved block, a cached copy)
-        and so are cheap enough for routing to matter."""
+        and so are cheap enough for routing to matter, and lock and unlock, a lease's every step."""
         method = scope["method"]
         if method == "POST" and path.startswith(SEQUENCER_PREFIX):
             store = path[len(SEQUENCER_PREFIX) :]
             if store and "/" not in store:  # same match as "/v1.0-alpha1/sequencer/{storeName}"
                 await _answer(sequencer.get_next_id(Request(scope, receive), store), scope, receive, send)
+                return
+        elif method == "POST" and path.startswith((LOCK_PREFIX, UNLOCK_PREFIX)):
+            locking = path.startswith(LOCK_PREFIX)
+            store = path[len(LOCK_PREFIX if locking else UNLOCK_PREFIX) :]
+            if store and "/" not in store:  # same match as ".../lock/{storeName}", ".../unlock/{storeName}"
+                call = (lock.try_lock if locking else lock.unlock)(Request(scope, receive), store)
+                await _answer(call, scope, receive, send)
                 return
         elif method == "GET" and path.startswith(CONFIGURATION_PREFIXES):
             store = path.partition("/configuration/")[2]
