@@ -31,6 +31,19 @@ def _errors(status: int, *names: str) -> dict[int | str, dict[str, Any]]:
     return schemas.errors_doc(codes)
 
 
+def _write_doc(summary: str, description: str, model: type, done: str, failure: str) -> dict[str, Any]:
+    """Layotto's save and delete: a JSON body, 204, the store's errors and the operation's own."""
+    codes = {400: ["ERR_MALFORMED_REQUEST", *_STORE_ERRORS[400]], 500: [*_STORE_ERRORS[500], failure]}
+    return {
+        "summary": summary,
+        "description": description,
+        "openapi_extra": schemas.json_body(schemas.ref(model)),
+        "responses": {204: {"description": done}, **schemas.errors_doc(codes)},
+        "status_code": 204,
+        "response_class": Response,
+    }
+
+
 def _keys(request: Request) -> list[str]:
     return request.query_params.getlist("key")
 
@@ -110,21 +123,14 @@ for _version in _VERSIONS:
 
 @router.post(
     "/v1.0-alpha1/configuration/{storeName}",
-    summary="Save configuration items (Layotto's SaveConfiguration)",
-    description="Creates or replaces each item (key, content, group, label, tags, metadata); each gets "
-    "a new version and subscribers are told. 204 on success.",
-    openapi_extra=schemas.json_body(schemas.ref(schemas.SaveConfigurationRequest)),
-    responses={
-        204: {"description": "Saved"},
-        **schemas.errors_doc(
-            {
-                400: ["ERR_MALFORMED_REQUEST", "ERR_CONFIGURATION_STORE_NOT_FOUND"],
-                500: ["ERR_CONFIGURATION_STORE_NOT_CONFIGURED", "ERR_CONFIGURATION_SAVE"],
-            }
-        ),
-    },
-    status_code=204,
-    response_class=Response,
+    **_write_doc(
+        "Save configuration items (Layotto's SaveConfiguration)",
+        "Creates or replaces each item (key, content, group, label, tags, metadata); each gets "
+        "a new version and subscribers are told. 204 on success.",
+        schemas.SaveConfigurationRequest,
+        "Saved",
+        "ERR_CONFIGURATION_SAVE",
+    ),
 )
 async def save_configuration(request: Request, storeName: str) -> Response:
     await runtime(request).configuration.save(storeName, await read_message(request))
@@ -133,20 +139,13 @@ async def save_configuration(request: Request, storeName: str) -> Response:
 
 @router.post(
     "/v1.0-alpha1/configuration/{storeName}/delete",
-    summary="Delete configuration items (Layotto's DeleteConfiguration)",
-    description="Deletes the keys of one group and label (missing keys are ignored); 204 on success.",
-    openapi_extra=schemas.json_body(schemas.ref(schemas.DeleteConfigurationRequest)),
-    responses={
-        204: {"description": "Deleted"},
-        **schemas.errors_doc(
-            {
-                400: ["ERR_MALFORMED_REQUEST", "ERR_CONFIGURATION_STORE_NOT_FOUND"],
-                500: ["ERR_CONFIGURATION_STORE_NOT_CONFIGURED", "ERR_CONFIGURATION_DELETE"],
-            }
-        ),
-    },
-    status_code=204,
-    response_class=Response,
+    **_write_doc(
+        "Delete configuration items (Layotto's DeleteConfiguration)",
+        "Deletes the keys of one group and label (missing keys are ignored); 204 on success.",
+        schemas.DeleteConfigurationRequest,
+        "Deleted",
+        "ERR_CONFIGURATION_DELETE",
+    ),
 )
 async def delete_configuration(request: Request, storeName: str) -> Response:
     await runtime(request).configuration.delete(storeName, await read_message(request))

@@ -17,7 +17,7 @@ is logged and the subscription goes on.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -71,6 +71,14 @@ def item_json(item: ConfigurationItem) -> dict[str, Any]:
     return shaped
 
 
+def _answer(error: ComponentError, failed: Callable[[ComponentError], errors.ApiError]) -> errors.ApiError:
+    """A store's refusal of a name its layout cannot hold is the caller's error (400); any other
+    failure is the operation's own (500)."""
+    if isinstance(error, InvalidConfigurationRequestError):
+        return errors.malformed(str(error))
+    return failed(error)
+
+
 def _group_label(group: str | None, label: str | None) -> tuple[str, str]:
     return (group or "").strip() or DEFAULT_GROUP, (label or "").strip() or DEFAULT_LABEL
 
@@ -106,10 +114,10 @@ class ConfigurationService:
         request = self._request(keys, metadata, group, label)
         try:
             items = await (handle.cache or handle.store).get(request)
-        except InvalidConfigurationRequestError as exc:
-            raise errors.malformed(str(exc)) from exc
         except ComponentError as exc:
-            raise errors.configuration_get_failed(list(keys), name, exc) from exc
+            raise _answer(
+                exc, lambda error: errors.configuration_get_failed(list(keys), name, error)
+            ) from exc
         return {item.key: item_json(item) for item in items}
 
     async def subscribe(
@@ -130,10 +138,10 @@ class ConfigurationService:
 
         try:
             subscription = await handle.store.subscribe(self._request(keys, metadata, group, label), deliver)
-        except InvalidConfigurationRequestError as exc:
-            raise errors.malformed(str(exc)) from exc
         except ComponentError as exc:
-            raise errors.configuration_subscribe_failed(list(keys), name, exc) from exc
+            raise _answer(
+                exc, lambda error: errors.configuration_subscribe_failed(list(keys), name, error)
+            ) from exc
         self._subscriptions[subscription_id] = _Subscribed(name, list(keys), subscription)
         log.info("configuration subscription started", store=name, id=subscription_id, keys=list(keys))
         return subscription_id
@@ -220,10 +228,8 @@ class ConfigurationService:
             raise errors.malformed(f"no items to save in configuration store {name}")
         try:
             await handle.store.save(SaveRequest(items, metadata))
-        except InvalidConfigurationRequestError as exc:
-            raise errors.malformed(str(exc)) from exc
         except ComponentError as exc:
-            raise errors.configuration_save_failed(name, exc) from exc
+            raise _answer(exc, lambda error: errors.configuration_save_failed(name, error)) from exc
 
     async def delete(self, name: str, body: Any) -> None:
         fields = protojson.message(body)
@@ -235,7 +241,5 @@ class ConfigurationService:
             raise errors.malformed(f"keys must name one key or more, none empty (configuration store {name})")
         try:
             await handle.store.delete(DeleteRequest(keys, group, label, metadata))
-        except InvalidConfigurationRequestError as exc:
-            raise errors.malformed(str(exc)) from exc
         except ComponentError as exc:
-            raise errors.configuration_delete_failed(name, exc) from exc
+            raise _answer(exc, lambda error: errors.configuration_delete_failed(name, error)) from exc
