@@ -14,14 +14,16 @@ from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import __version__, errors
-from app.errors import ApiError
-from app.middleware import BodyTooLarge, SidecarMiddleware
+from app import __version__
+from app import errors as errors_door
+from app.middleware import SidecarMiddleware
 from app.runtime import Runtime
 from app.settings import Settings
 from app.shutdown import ShutdownSwitch
 from routers import configuration, fallback, health, invoke, lock, metadata, pubsub, schemas, sequencer, state
 from routers.fast_lane import FastLane
+from services import errors
+from services.errors import ApiError, BodyTooLarge
 
 DESCRIPTION = (
     "l8 is a sidecar application runtime. Its HTTP API is Dapr's: routes, bodies, status codes and "
@@ -108,12 +110,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return exc.response()
+    return errors_door.answer(exc)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # Answers in Dapr's shape; the exception is then re-raised to SidecarMiddleware, which logs it.
-    return await _api_error(request, ApiError(500, "ERROR", f"internal error: {type(exc).__name__}"))
+    return await _api_error(request, errors_door.internal(exc))
 
 
 async def _body_too_large(request: Request, exc: Exception) -> Response:

@@ -15,8 +15,9 @@ from urllib.parse import unquote
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import ApiError
+from app.errors import internal, send_error
 from mesh.proxy import MESH_TOKEN, VOUCHED
+from services.errors import BodyTooLarge
 
 log = structlog.get_logger("l8.api")
 
@@ -35,15 +36,6 @@ class RequestIds:
 
     def __call__(self) -> str:
         return f"{self._prefix}-{self._next():x}"
-
-
-class BodyTooLarge(Exception):
-    """The request body exceeds --max-body-size. Endpoints answer with their parse error."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            f"stream too large: the request body exceeds the {limit}-byte limit (--max-body-size)"
-        )
 
 
 def clean_path(path: str) -> str:
@@ -131,8 +123,7 @@ class SidecarMiddleware:
         except Exception as exc:
             log.exception("unhandled error", method=scope["method"], path=scope["path"])
             if status == 0:
-                error = ApiError(500, "ERROR", f"internal error: {type(exc).__name__}")
-                await _json(send_with_id, 500, error.body())
+                await send_error(send_with_id, internal(exc))
         if self.api_logging:
             log.info(
                 "api call",
@@ -167,10 +158,6 @@ def _limited(receive: Receive, limit: int) -> Receive:
 
 async def _plain(send: Send, status: int, body: bytes) -> None:
     await _answer(send, status, body, b"text/plain; charset=utf-8")
-
-
-async def _json(send: Send, status: int, body: bytes) -> None:
-    await _answer(send, status, body, b"application/json")
 
 
 async def _answer(send: Send, status: int, body: bytes, content_type: bytes) -> None:

@@ -11,34 +11,34 @@ from typing import Any
 
 import structlog
 
-from app.app_channel import AppChannel
 from app.component_store import ComponentStore, LoadedComponent
-from app.resources import ComponentResource, ResourceError, Resources, load_resources
-from app.services.configuration import ConfigurationService, ConfigurationStoreHandle
-from app.services.configuration_cache import ConfigurationCache
-from app.services.http_endpoints import http_endpoints
-from app.services.invocation import InvocationService
-from app.services.lock import LockService, LockStoreHandle
-from app.services.pubsub.declarative import declarative_subscriptions
-from app.services.pubsub.discovery import SubscriptionDiscovery
-from app.services.pubsub.handles import PubSubHandle
-from app.services.pubsub.publisher import PubSubService
-from app.services.pubsub.scopes import TopicScopes
-from app.services.pubsub.subscriber import Subscriber
-from app.services.pubsub.subscriptions import Subscription
-from app.services.sequencer import SequencerHandle, SequencerOptions, SequencerService
-from app.services.state import StateService, StateStoreHandle
 from app.settings import Settings
 from components import registry
 from components.errors import ComponentError, ComponentInitError, MetadataError
 from components.metadata import parse_bool
+from components.resources import ComponentResource, ResourceError, Resources, load_resources
 from components.state.keys import KeyPrefix
+from mesh.app_channel import AppChannel
 from mesh.errors import SettingsError
 from mesh.proxy import MESH_TOKEN, Proxy
 from mesh.ratelimit import RateLimits, build_rate_limits
 from mesh.resiliency import Resiliency, retry_from_metadata
 from mesh.resolver import Resolver, StaticResolver, build_resolver
 from mesh.tcpcopy import TcpCopy, parse_policy
+from services.configuration import ConfigurationService, ConfigurationStoreHandle
+from services.configuration_cache import ConfigurationCache
+from services.http_endpoints import http_endpoints
+from services.invocation import InvocationService
+from services.lock import LockService, LockStoreHandle
+from services.pubsub.declarative import declarative_subscriptions
+from services.pubsub.discovery import SubscriptionDiscovery
+from services.pubsub.handles import PubSubHandle
+from services.pubsub.publisher import PubSubService
+from services.pubsub.scopes import TopicScopes
+from services.pubsub.subscriber import Subscriber
+from services.pubsub.subscriptions import Subscription
+from services.sequencer import SequencerHandle, SequencerOptions, SequencerService
+from services.state import StateService, StateStoreHandle
 
 log = structlog.get_logger(__name__)
 
@@ -80,7 +80,13 @@ class Runtime:
         self.pubsub = PubSubService({}, settings.app_id)
         self.lock = LockService({})
         self.sequencer = SequencerService({})
-        self.app_channel = AppChannel(settings)
+        self.app_channel = AppChannel(
+            settings.app_id,
+            settings.app_port,
+            protocol=settings.app_protocol,
+            address=settings.app_channel_address,
+            token=settings.app_api_token.get_secret_value() if settings.app_api_token else None,
+        )
         self.configuration = ConfigurationService({}, self.app_channel)
         self.proxy = Proxy()
         self.resiliency = Resiliency()

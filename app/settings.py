@@ -3,7 +3,6 @@ settings file over defaults. Built in create_app()/the CLI, never at import."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -12,31 +11,12 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-_QUANTITY = re.compile(r"^\s*(\d+)\s*(Ki|Mi|Gi|K|M|G|k)?i?B?\s*$")
-_MULTIPLIER = {
-    None: 1,
-    "K": 1000,
-    "k": 1000,
-    "M": 1000**2,
-    "G": 1000**3,
-    "Ki": 1024,
-    "Mi": 1024**2,
-    "Gi": 1024**3,
-}
+from components.metadata import parse_quantity
 
+__all__ = ["Settings", "SettingsError", "parse_quantity"]
 
 class SettingsError(ValueError):
     """The settings file or a setting's value is unusable."""
-
-
-def parse_quantity(value: Any) -> int:
-    """Byte sizes as daprd takes them: ``4Mi``, ``512Ki``, ``10M`` or a plain number of bytes."""
-    if isinstance(value, int):
-        return value
-    match = _QUANTITY.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a size (use e.g. 4Mi, 512Ki or a number of bytes)")
-    return int(match.group(1)) * _MULTIPLIER[match.group(2)]
 
 
 class Settings(BaseSettings):

@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, str], ...] = (
     ("app/middleware.py", "l8 SidecarMiddleware (request id, structlog context, auth, body limit)"),
     ("structlog/", "l8 SidecarMiddleware (request id, structlog context, auth, body limit)"),
     ("routers/", "l8 router, state service, Redis component"),
-    ("app/services/", "l8 router, state service, Redis component"),
+    ("services/", "l8 router, state service, Redis component"),
     ("components/", "l8 router, state service, Redis component"),
     ("app/", "l8 router, state service, Redis component"),
     ("fastapi/", "FastAPI (routing, dependency and parameter resolution, telemetry)"),

@@ -418,7 +418,7 @@ HOT_PATH = (
     "app/middleware.py",
     "routers/http.py",
     "routers/state.py",
-    "app/services/state.py",
+    "services/state.py",
     "components/state/redis.py",
     "app/server.py",
 )

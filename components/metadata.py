@@ -34,6 +34,29 @@ def parse_bool(value: Any) -> bool:
     raise ValueError(f"{value!r} is not a boolean")
 
 
+_QUANTITY = re.compile(r"^\s*(\d+)\s*(Ki|Mi|Gi|K|M|G|k)?i?B?\s*$")
+_MULTIPLIER = {
+    None: 1,
+    "K": 1000,
+    "k": 1000,
+    "M": 1000**2,
+    "G": 1000**3,
+    "Ki": 1024,
+    "Mi": 1024**2,
+    "Gi": 1024**3,
+}
+
+
+def parse_quantity(value: Any) -> int:
+    """Byte sizes as daprd takes them: ``4Mi``, ``512Ki``, ``10M`` or a plain number of bytes."""
+    if isinstance(value, int):
+        return value
+    match = _QUANTITY.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a size (use e.g. 4Mi, 512Ki or a number of bytes)")
+    return int(match.group(1)) * _MULTIPLIER[match.group(2)]
+
+
 def parse_duration(value: Any) -> timedelta:
     """Go duration syntax (``1h2m3s``, ``250ms``) or a bare number of seconds."""
     if isinstance(value, timedelta):

@@ -11,9 +11,9 @@ import binascii
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app import errors
 from routers.http import DirectRoute
 from routers.invoke import METHODS, app_id_from_headers, forward, raw_path
+from services import errors
 
 router = APIRouter(route_class=DirectRoute)
 

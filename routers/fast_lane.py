@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import ApiError
+from app.errors import ApiError, answer
 from routers import configuration, invoke, lock, pubsub, sequencer, state
 
 STATE_PREFIX = "/v1.0/state/"
@@ -101,5 +101,5 @@ async def _answer(call: Coroutine[Any, Any, Response], scope: Scope, receive: Re
     try:
         response = await call
     except ApiError as exc:  # what the framework's exception handler does for these routes
-        response = exc.response()
+        response = answer(exc)
     await response(scope, receive, send)

@@ -6,9 +6,9 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app import errors
 from routers import schemas
 from routers.http import DirectRoute, no_content, runtime
+from services import errors
 
 router = APIRouter(tags=["health"], route_class=DirectRoute)
 log = structlog.get_logger(__name__)

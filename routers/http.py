@@ -13,9 +13,9 @@ from fastapi.routing import APIRoute
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import ClientDisconnect
 
-from app import errors
-from app.middleware import BodyTooLarge
 from app.runtime import Runtime
+from services import errors
+from services.errors import BodyTooLarge
 
 JSON = "application/json"
 

@@ -14,10 +14,10 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app import errors
-from app.services.invocation import InvocationService
 from routers import schemas
 from routers.http import DirectRoute, runtime
+from services import errors
+from services.invocation import InvocationService
 
 router = APIRouter(tags=["invoke"], route_class=DirectRoute)
 

@@ -7,10 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app import DAPR_API_VERSION, __version__, errors
-from app.services.pubsub.subscriptions import Subscription
+from app import DAPR_API_VERSION, __version__
 from routers import schemas
 from routers.http import DirectRoute, json_response, no_content, read_body, runtime
+from services import errors
+from services.pubsub.subscriptions import Subscription
 
 router = APIRouter(tags=["metadata"], route_class=DirectRoute)
 

@@ -15,11 +15,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app import errors
-from app.services.pubsub.cloudevents import TraceContext
-from app.services.pubsub.publisher import BulkPublishFailure
 from routers import schemas
 from routers.http import JSON, DirectRoute, no_content, query_metadata, read_body, runtime
+from services import errors
+from services.pubsub.cloudevents import TraceContext
+from services.pubsub.publisher import BulkPublishFailure
 
 router = APIRouter(tags=["pubsub"], route_class=DirectRoute)
 

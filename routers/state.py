@@ -8,7 +8,6 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app import errors
 from components.state.base import StateItem
 from routers import schemas
 from routers.http import (
@@ -21,6 +20,7 @@ from routers.http import (
     read_json,
     runtime,
 )
+from services import errors
 
 router = APIRouter(tags=["state"], route_class=DirectRoute)
 

@@ -174,11 +174,9 @@ class SubscriberApp:
         self, app_id: str = "subscriber", app_api_token: str | None = None
     ) -> AsyncIterator[Any]:
         """An in-process l8 ``AppChannel`` pointed at this app (started, closed on exit)."""
-        from app.app_channel import AppChannel  # l8's code is only needed by in-process tests
-        from app.settings import Settings
+        from mesh.app_channel import AppChannel  # l8's code is only needed by in-process tests
 
-        settings = Settings(app_id=app_id, app_port=self.port, app_api_token=app_api_token)
-        channel = AppChannel(settings)
+        channel = AppChannel(app_id, self.port, token=app_api_token)
         await channel.start()
         try:
             yield channel

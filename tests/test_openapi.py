@@ -12,9 +12,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from app import errors
 from app.factory import create_app
 from app.settings import Settings
+from services import errors
 
 SPEC_FILE = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"
 FALLBACK = "/{path:path}"

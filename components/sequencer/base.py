@@ -6,7 +6,7 @@ Keys reaching a store are *storage keys*: the runtime has applied the key prefix
 
 One operation serves both of the API's modes: :meth:`Sequencer.allocate` reserves a block of
 ``count`` consecutive ids and returns its last. STRONG ids are blocks of one; WEAK ids are served by
-the runtime from a block reserved ahead of need (app/services/sequencer.py), so the store is off
+the runtime from a block reserved ahead of need (services/sequencer.py), so the store is off
 the hot path.
 
 Edge cases every backend honours (tests/conformance/test_sequencer_conformance.py proves them):

@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from app.resources import ResourceError
+from components.resources import ResourceError
 from mesh.resiliency.breaker import CircuitBreaker, CircuitBreakerSpec, compile_trip
 from mesh.resiliency.durations import parse_duration
 from mesh.resiliency.policy import Policy

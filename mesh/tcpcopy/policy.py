@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.settings import parse_quantity
-from components.metadata import parse_duration
+from components.metadata import parse_duration, parse_quantity
 from mesh.errors import SettingsError
 
 _FIELDS = {

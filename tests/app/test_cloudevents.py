@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
-from app.services.pubsub import cloudevents
-from app.services.pubsub.bulk_requests import InvalidBulkRequest, Problem, parse_entries
-from app.services.pubsub.cloudevents import InvalidCloudEvent, TraceContext
+from services.pubsub import cloudevents
+from services.pubsub.bulk_requests import InvalidBulkRequest, Problem, parse_entries
+from services.pubsub.cloudevents import InvalidCloudEvent, TraceContext
 
 PARENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = f"00-{PARENT_TRACE}-00f067aa0ba902b7-01"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from app.resources import ResourceError, load_resources
-from app.services.pubsub.declarative import declarative_subscriptions
-from app.services.pubsub.subscriptions import BulkSubscribe, Rule, Subscription, SubscriptionType
+from components.resources import ResourceError, load_resources
+from services.pubsub.declarative import declarative_subscriptions
+from services.pubsub.subscriptions import BulkSubscribe, Rule, Subscription, SubscriptionType
 
 V2 = """
 apiVersion: dapr.io/v2alpha1

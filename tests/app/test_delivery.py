@@ -17,8 +17,11 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from app.app_channel import AppChannel
-from app.services.pubsub.delivery import (
+from components.pubsub.base import PublishRequest
+from components.pubsub.in_memory import InMemoryPubSub
+from mesh.app_channel import AppChannel
+from mesh.resiliency import Resiliency
+from services.pubsub.delivery import (
     DeliveryResult,
     Outcome,
     deliver,
@@ -27,14 +30,10 @@ from app.services.pubsub.delivery import (
     is_expired,
     trace_headers,
 )
-from app.services.pubsub.handles import PubSubHandle
-from app.services.pubsub.scopes import TopicScopes
-from app.services.pubsub.subscriber import Subscriber
-from app.services.pubsub.subscriptions import Rule, Subscription, SubscriptionType
-from app.settings import Settings
-from components.pubsub.base import PublishRequest
-from components.pubsub.in_memory import InMemoryPubSub
-from mesh.resiliency import Resiliency
+from services.pubsub.handles import PubSubHandle
+from services.pubsub.scopes import TopicScopes
+from services.pubsub.subscriber import Subscriber
+from services.pubsub.subscriptions import Rule, Subscription, SubscriptionType
 from tests.servers import free_port
 from tests.subscriber_app import Response, SubscriberApp
 
@@ -144,7 +143,7 @@ async def test_response_table(app: SubscriberApp, answer: Any, outcome: Outcome)
 
 
 async def test_no_answer_is_a_retry_without_status() -> None:
-    channel = AppChannel(Settings(app_id="a", app_port=free_port()))  # nothing listens there
+    channel = AppChannel("a", free_port())  # nothing listens there
     await channel.start()
     try:
         result = await deliver(channel, "/orders", b"{}", {})

@@ -8,8 +8,8 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from app.services.pubsub.programmatic import parse_programmatic
-from app.services.pubsub.subscriptions import (
+from services.pubsub.programmatic import parse_programmatic
+from services.pubsub.subscriptions import (
     DEFAULT_BULK_MAX_AWAIT_MS,
     DEFAULT_BULK_MAX_MESSAGES,
     BulkSubscribe,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from app.resources import ResourceError
 from components.errors import MetadataError
+from components.resources import ResourceError
 from mesh.resiliency import (
     CircuitBreaker,
     CircuitBreakerSpec,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.resources import ResourceError, load_resources
+from components.resources import ResourceError, load_resources
 
 
 def write(folder: Path, name: str, text: str) -> Path:

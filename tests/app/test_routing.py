@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from app.services.pubsub.routing import RouteTable, RuleError
-from app.services.pubsub.subscriptions import Rule
+from services.pubsub.routing import RouteTable, RuleError
+from services.pubsub.subscriptions import Rule
 
 WIDGET = {
     "id": "1",

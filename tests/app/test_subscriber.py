@@ -20,14 +20,14 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from app.services.pubsub.handles import PubSubHandle
-from app.services.pubsub.scopes import TopicScopes
-from app.services.pubsub.subscriber import DEFAULT_MAX_IN_FLIGHT, DeliveryFailed, Subscriber
-from app.services.pubsub.subscriptions import BulkSubscribe, Rule, Subscription, SubscriptionType
 from components.errors import BackendError
 from components.pubsub.base import Feature, Handler, Message, PublishRequest, SubscribeRequest
 from components.pubsub.in_memory import InMemoryPubSub
 from mesh.resiliency import Resiliency
+from services.pubsub.handles import PubSubHandle
+from services.pubsub.scopes import TopicScopes
+from services.pubsub.subscriber import DEFAULT_MAX_IN_FLIGHT, DeliveryFailed, Subscriber
+from services.pubsub.subscriptions import BulkSubscribe, Rule, Subscription, SubscriptionType
 from tests.subscriber_app import Delivery, SubscriberApp
 
 APP_ID = "subscriber"

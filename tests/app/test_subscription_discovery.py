@@ -13,10 +13,9 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from app.app_channel import AppChannel
-from app.services.pubsub.discovery import SubscriptionDiscovery
-from app.services.pubsub.subscriptions import Subscription
-from app.settings import Settings
+from mesh.app_channel import AppChannel
+from services.pubsub.discovery import SubscriptionDiscovery
+from services.pubsub.subscriptions import Subscription
 from tests.servers import LOOPBACK, free_port
 
 PROBE = 0.02
@@ -87,8 +86,8 @@ async def app(port: int) -> AsyncIterator[App]:
     await app.stop()
 
 
-async def make_channel(port: int | None, **settings: Any) -> AppChannel:
-    channel = AppChannel(Settings.load({"app_port": port, "app_id": "x", **settings}))
+async def make_channel(port: int | None, app_api_token: str | None = None) -> AppChannel:
+    channel = AppChannel("x", port, token=app_api_token)
     await channel.start()
     return channel
 
@@ -99,9 +98,9 @@ async def discovering(
     on_change: Callable[[list[Subscription]], Awaitable[None]],
     *,
     read_timeout: float = WAIT,
-    **settings: Any,
+    app_api_token: str | None = None,
 ) -> AsyncIterator[tuple[SubscriptionDiscovery, asyncio.Task[None]]]:
-    channel = await make_channel(port, **settings)
+    channel = await make_channel(port, app_api_token)
     discovery = SubscriptionDiscovery(
         channel, "x", on_change, probe_interval=PROBE, read_timeout=read_timeout
     )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.services.pubsub.scopes import TopicScopes
 from components.errors import MetadataError
+from services.pubsub.scopes import TopicScopes
 
 
 def scopes(**metadata: str) -> TopicScopes:

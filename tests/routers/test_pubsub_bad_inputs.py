@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 import pytest
 
-from app.errors import ApiError
 from components.pubsub.base import Message, SubscribeRequest
+from services.errors import ApiError
 from tests.routers.conftest import JSON, StartSidecar, assert_error, component, detail
 
 MAX_BODY = 1024

@@ -126,7 +126,7 @@ async def test_redis_keys(start_sidecar: StartSidecar, redis_server: Any) -> Non
 async def test_many_keys_evict_blocks_without_failing_a_waiting_caller(
     start_sidecar: StartSidecar, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.services import sequencer
+    from services import sequencer
 
     monkeypatch.setattr(sequencer, "MAX_BUFFERED_KEYS", 2)
     sidecar = await start_sidecar(component("sequencer", "sequencer.in-memory"))

@@ -42,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from app.random_ids import random_hex, uuid4
+from services.random_ids import random_hex, uuid4
 
 CLOUDEVENT_CONTENT_TYPE = "application/cloudevents+json"
 JSON_CONTENT_TYPE = "application/json"

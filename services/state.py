@@ -9,8 +9,6 @@ from typing import Any, cast
 
 import orjson
 
-from app import errors
-from app.services import state_requests as decode
 from components.errors import ComponentError, InvalidStateRequestError, QueryError
 from components.state.base import (
     DeleteRequest,
@@ -25,6 +23,8 @@ from components.state.base import (
 )
 from components.state.keys import SEPARATOR, KeyPrefix
 from components.state.query import parse_query
+from services import errors
+from services import state_requests as decode
 
 
 @dataclass(slots=True, frozen=True)

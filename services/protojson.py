@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from app import errors
+from services import errors
 
 _INT = re.compile(r"-?[0-9]+\Z")
 _INT32 = (-(2**31), 2**31 - 1)

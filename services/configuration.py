@@ -6,7 +6,7 @@ Dapr's API has no group or label: it reads the store's default ones, or those na
 parameters ``group``/``label`` (or ``metadata.group``/``metadata.label``). A blank or whitespace-only
 group or label is the default (``default``), as in Layotto; Layotto's ``appId`` is accepted and
 ignored (its proto says so; items are not scoped by app). With ``cacheEnable`` a store's gets are
-answered from the sidecar's copy (app/services/configuration_cache.py).
+answered from the sidecar's copy (services/configuration_cache.py).
 
 A subscription's updates reach the app as Dapr delivers them: for each key of a change,
 ``POST /configuration/<store>/<key>`` with ``{"id", "items": {<key>: {value, version, metadata}}}``,
@@ -25,10 +25,6 @@ from urllib.parse import quote
 import orjson
 import structlog
 
-from app import errors
-from app.app_channel import AppChannel
-from app.services import protojson
-from app.services.configuration_cache import ConfigurationCache
 from components.configuration.base import (
     DEFAULT_GROUP,
     DEFAULT_LABEL,
@@ -40,6 +36,9 @@ from components.configuration.base import (
     Subscription,
 )
 from components.errors import ComponentError, InvalidConfigurationRequestError
+from mesh.app_channel import AppChannel
+from services import errors, protojson
+from services.configuration_cache import ConfigurationCache
 
 log = structlog.get_logger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import structlog
 
-from app.resources import ResourceError
-from app.services.pubsub.subscriptions import (
+from components.resources import ResourceError
+from services.pubsub.subscriptions import (
     DEFAULT_BULK_MAX_AWAIT_MS,
     DEFAULT_BULK_MAX_MESSAGES,
     BulkSubscribe,
@@ -56,7 +56,7 @@ def declarative_subscriptions(
 ) -> list[Subscription]:
     """The Subscription resources among ``Resources.others`` that apply to ``app_id``, in file order.
 
-    Raises :class:`SubscriptionResourceError` (a :class:`~app.resources.ResourceError`) for the first
+    Raises :class:`SubscriptionResourceError` (a :class:`~components.resources.ResourceError`) for the first
     document that cannot be used. A later resource for a (pubsub, topic) already seen is ignored
     with a warning, as Dapr keeps the first.
     """

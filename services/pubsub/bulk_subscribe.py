@@ -30,14 +30,14 @@ from typing import Any
 import orjson
 import structlog
 
-from app.app_channel import AppChannel, AppUnreachable
-from app.services.pubsub.delivery import (
+from mesh.app_channel import AppChannel, AppUnreachable
+from mesh.resiliency import Policy, RetriableFailure
+from services.pubsub.delivery import (
     CLOUDEVENTS_CONTENT_TYPE,
     DeliveryResult,
     Outcome,
     trace_headers,
 )
-from mesh.resiliency import Policy, RetriableFailure
 
 log = structlog.get_logger(__name__)
 

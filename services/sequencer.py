@@ -25,13 +25,12 @@ from typing import Any
 
 import structlog
 
-from app import errors
-from app.services import protojson
-from app.services.lock import api_key
 from components.errors import BackendError, ComponentError, MetadataError
 from components.metadata import parse_bool
 from components.sequencer.base import Sequencer
 from components.state.keys import SEPARATOR, KeyPrefix
+from services import errors, protojson
+from services.lock import api_key
 
 log = structlog.get_logger(__name__)
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import orjson
 
-from app.app_channel import AppChannel, AppUnreachable
 from components.pubsub.base import Message
+from mesh.app_channel import AppChannel, AppUnreachable
 
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
 RAW_PAYLOAD = "rawPayload"

@@ -21,9 +21,9 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from app.app_channel import AppChannel, AppUnreachable
-from app.services.pubsub.programmatic import parse_programmatic
-from app.services.pubsub.subscriptions import Subscription
+from mesh.app_channel import AppChannel, AppUnreachable
+from services.pubsub.programmatic import parse_programmatic
+from services.pubsub.subscriptions import Subscription
 
 log = structlog.get_logger(__name__)
 

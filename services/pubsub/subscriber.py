@@ -31,9 +31,12 @@ from typing import Any
 import orjson
 import structlog
 
-from app.app_channel import AppChannel
-from app.services.pubsub.bulk_subscribe import BulkBatcher, BulkEntry
-from app.services.pubsub.delivery import (
+from components.errors import MetadataError
+from components.pubsub.base import Consumer, Message, PublishRequest, SubscribeRequest
+from mesh.app_channel import AppChannel
+from mesh.resiliency import Policy, Resiliency, RetriableFailure
+from services.pubsub.bulk_subscribe import BulkBatcher, BulkEntry
+from services.pubsub.delivery import (
     CLOUDEVENTS_CONTENT_TYPE,
     DeliveryResult,
     EventError,
@@ -45,12 +48,9 @@ from app.services.pubsub.delivery import (
     raw_envelope,
     raw_payload,
 )
-from app.services.pubsub.handles import PubSubHandle
-from app.services.pubsub.routing import RouteTable, RuleError
-from app.services.pubsub.subscriptions import Subscription, route_path
-from components.errors import MetadataError
-from components.pubsub.base import Consumer, Message, PublishRequest, SubscribeRequest
-from mesh.resiliency import Policy, Resiliency, RetriableFailure
+from services.pubsub.handles import PubSubHandle
+from services.pubsub.routing import RouteTable, RuleError
+from services.pubsub.subscriptions import Subscription, route_path
 
 log = structlog.get_logger(__name__)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.resources import ResourceError
+from components.resources import ResourceError
 
 _RENEGOTIATION = {"RenegotiateNever", "RenegotiateOnceAsClient", "RenegotiateFreelyAsClient"}
 

@@ -27,11 +27,6 @@ from urllib.parse import quote, unquote
 
 import structlog
 
-from app import errors
-from app.errors import ApiError
-from app.middleware import BodyTooLarge
-from app.services.http_endpoints import HttpEndpoint
-from app.services.pubsub.cloudevents import TraceContext
 from mesh.proxy import (
     FORWARDED_BY,
     SMALL_BODY,
@@ -47,6 +42,10 @@ from mesh.proxy import (
 )
 from mesh.resiliency import CircuitOpenError, Policy, Resiliency, RetriableFailure
 from mesh.resolver import ResolveError, Resolver, StaticResolver
+from services import errors
+from services.errors import ApiError, BodyTooLarge
+from services.http_endpoints import HttpEndpoint
+from services.pubsub.cloudevents import TraceContext
 
 log = structlog.get_logger(__name__)
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.services.pubsub.subscriptions import Rule
+from services.pubsub.subscriptions import Rule
 
 
 class RuleError(Exception):

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from app.services.pubsub import cloudevents
+from services.pubsub import cloudevents
 
 _MISMATCH = "error: mismatch between contentType and event"
 

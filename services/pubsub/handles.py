@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from app.services.pubsub.scopes import TopicScopes
 from components.pubsub.base import Feature, PubSub
+from services.pubsub.scopes import TopicScopes
 
 
 @dataclass(slots=True, frozen=True)

@@ -13,11 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app import errors
-from app.services import protojson
 from components.errors import ComponentError
 from components.lock.base import LockStatus, LockStore, RenewRequest, TryLockRequest, UnlockRequest
 from components.state.keys import SEPARATOR, KeyPrefix
+from services import errors, protojson
 
 
 def api_key(api: str, keys: KeyPrefix, key: str) -> str:

@@ -11,7 +11,6 @@ from typing import Any
 
 import orjson
 
-from app import errors
 from components.errors import InvalidStateRequestError
 from components.state.base import (
     Concurrency,
@@ -21,6 +20,7 @@ from components.state.base import (
     TransactionOperation,
 )
 from components.state.ttl import parse_ttl
+from services import errors
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "bool", int: "number", float: "number"}
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from app.settings import Settings
 from mesh.http_client import HttpClient, HttpError
 
 
@@ -30,15 +29,20 @@ class AppResponse:
 
 
 class AppChannel:
-    def __init__(self, settings: Settings, *, max_connections: int = 256) -> None:
-        self.app_id = settings.app_id
-        self.port = settings.app_port
-        self.base_url = (
-            f"{settings.app_protocol}://{settings.app_channel_address}:{settings.app_port}"
-            if settings.app_port is not None
-            else None
-        )
-        self._token = settings.app_api_token.get_secret_value() if settings.app_api_token else None
+    def __init__(
+        self,
+        app_id: str,
+        port: int | None,
+        *,
+        protocol: str = "http",
+        address: str = "127.0.0.1",
+        token: str | None = None,
+        max_connections: int = 256,
+    ) -> None:
+        self.app_id = app_id
+        self.port = port
+        self.base_url = f"{protocol}://{address}:{port}" if port is not None else None
+        self._token = token
         self._max_connections = max_connections
         self._client: HttpClient | None = None
 

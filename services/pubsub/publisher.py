@@ -15,13 +15,13 @@ from typing import cast
 
 import orjson
 
-from app import errors
-from app.services.pubsub import cloudevents
-from app.services.pubsub.bulk_requests import BulkEntry, InvalidBulkRequest, Problem, parse_entries
-from app.services.pubsub.cloudevents import InvalidCloudEvent, TraceContext
-from app.services.pubsub.handles import PubSubHandle
 from components.errors import ComponentError
 from components.pubsub.base import BulkPublisher, Feature, PublishRequest
+from services import errors
+from services.pubsub import cloudevents
+from services.pubsub.bulk_requests import BulkEntry, InvalidBulkRequest, Problem, parse_entries
+from services.pubsub.cloudevents import InvalidCloudEvent, TraceContext
+from services.pubsub.handles import PubSubHandle
 
 RAW_PAYLOAD = "rawPayload"
 BULK_CONCURRENCY = 100

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import structlog
 
-from app.services.pubsub.subscriptions import (
+from services.pubsub.subscriptions import (
     DEFAULT_BULK_MAX_AWAIT_MS,
     DEFAULT_BULK_MAX_MESSAGES,
     BulkSubscribe,

@@ -1,0 +1,395 @@
+"""The error catalogue: every error an API answers with, in Dapr's shape and status.
+
+Routers and services raise :class:`ApiError` (built by the constructors below); the error door
+(app/errors.py) renders it, whatever layer raised it. The catalogue knows Dapr's codes and HTTP
+statuses but nothing of a transport, so a gRPC front door can map the same errors. Component
+(domain) errors are turned into ApiErrors here, per operation, because the same ETag mismatch is
+a 409 on save but a 500 inside a transaction (Dapr's table).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from components.errors import ETagInvalidError, ETagMismatchError
+
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+RESOURCE_INFO = "type.googleapis.com/google.rpc.ResourceInfo"
+BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
+HELP = "type.googleapis.com/google.rpc.Help"
+
+
+class ApiError(Exception):
+    """An answer in Dapr's error shape: ``{"errorCode", "message"[, "details"]}``."""
+
+    def __init__(
+        self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def body(self) -> bytes:
+        payload: dict[str, Any] = {"errorCode": self.code, "message": self.message}
+        if self.details:
+            payload["details"] = self.details
+        return orjson.dumps(payload)
+
+
+def _error_info(reason: str, metadata: dict[str, str] | None) -> dict[str, Any]:
+    return {"@type": ERROR_INFO, "domain": "dapr.io", "reason": reason, "metadata": metadata}
+
+
+def _resource_info(kind: str, name: str, description: str) -> dict[str, Any]:
+    return {
+        "@type": RESOURCE_INFO,
+        "resource_type": kind,
+        "resource_name": name,
+        "owner": "",
+        "description": description,
+    }
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeds --max-body-size. Endpoints answer with their parse error."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"stream too large: the request body exceeds the {limit}-byte limit (--max-body-size)"
+        )
+
+
+# -- generic ---------------------------------------------------------------------------------------
+
+
+def malformed(message: str) -> ApiError:
+    return ApiError(400, "ERR_MALFORMED_REQUEST", message)
+
+
+def body_read(reason: str) -> ApiError:
+    """A body the reader gave up on (e.g. over --max-body-size) in Dapr's universal handlers."""
+    return ApiError(400, "ERR_BODY_READ", f"failed to read request body: {reason}")
+
+
+def no_app_id() -> ApiError:
+    return ApiError(
+        404, "ERR_DIRECT_INVOKE", "failed getting app id either from the URL path or the header dapr-app-id"
+    )
+
+
+def health_not_ready(targets: list[str]) -> ApiError:
+    return ApiError(500, "ERR_HEALTH_NOT_READY", f"dapr is not ready: [{' '.join(targets)}]")
+
+
+def health_app_id_mismatch() -> ApiError:
+    return ApiError(500, "ERR_HEALTH_APPID_NOT_MATCH", "dapr app-id does not match")
+
+
+def outbound_not_ready() -> ApiError:
+    return ApiError(500, "ERR_OUTBOUND_HEALTH_NOT_READY", "dapr outbound is not ready")
+
+
+# -- state -----------------------------------------------------------------------------------------
+
+
+def state_store_not_configured(name: str, app_id: str) -> ApiError:
+    message = f"state store {name} is not configured"
+    details = [_error_info("DAPR_STATE_NOT_CONFIGURED", {"appID": app_id})]
+    return ApiError(500, "ERR_STATE_STORE_NOT_CONFIGURED", message, details)
+
+
+def state_store_not_found(name: str, app_id: str) -> ApiError:
+    details = [_error_info("DAPR_STATE_NOT_FOUND", {"appID": app_id})]
+    return ApiError(400, "ERR_STATE_STORE_NOT_FOUND", f"state store {name} is not found", details)
+
+
+def illegal_key(store: str, key: str) -> ApiError:
+    message = f"input key/keyPrefix '{key}' can't contain '||'"
+    details = [
+        _error_info("DAPR_STATE_ILLEGAL_KEY", None),
+        _resource_info("state", store, message),
+        {"@type": BAD_REQUEST, "field_violations": [{"field": key, "description": message}]},
+    ]
+    return ApiError(400, "ERR_MALFORMED_REQUEST", message, details)
+
+
+def transactions_not_supported(store: str) -> ApiError:
+    message = f"state store {store} doesn't support transactions"
+    details = [
+        _error_info("DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED", None),
+        {
+            "@type": HELP,
+            "links": [
+                {
+                    "description": "Check the list of state stores and the features they support",
+                    "url": "https://docs.dapr.io/reference/components-reference/supported-state-stores/",
+                }
+            ],
+        },
+    ]
+    return ApiError(500, "ERR_STATE_STORE_NOT_SUPPORTED", message, details)
+
+
+def query_not_supported(store: str) -> ApiError:
+    details = [
+        _error_info("DAPR_STATE_QUERYING_NOT_SUPPORTED", None),
+        _resource_info("state", store, "state store does not support querying"),
+    ]
+    return ApiError(500, "ERR_STATE_STORE_NOT_SUPPORTED", "state store does not support querying", details)
+
+
+def query_failed(store: str, error: Exception) -> ApiError:
+    message = f"state store {store} query failed: {error}"
+    details = [_error_info("DAPR_STATE_QUERY_FAILED", None), _resource_info("state", store, message)]
+    return ApiError(500, "ERR_STATE_QUERY", message, details)
+
+
+def unsupported_operation(operation: str) -> ApiError:
+    return ApiError(400, "ERR_NOT_SUPPORTED_STATE_OPERATION", f"operation type {operation} not supported")
+
+
+def _etag_status(error: Exception) -> int:
+    if isinstance(error, ETagMismatchError):
+        return 409
+    if isinstance(error, ETagInvalidError):
+        return 400
+    return 500
+
+
+def state_get_failed(store: str, key: str, error: Exception) -> ApiError:
+    return ApiError(500, "ERR_STATE_GET", f"fail to get {key} from state store {store}: {error}")
+
+
+def state_bulk_get_failed(error: Exception) -> ApiError:
+    return ApiError(500, "ERR_STATE_BULK_GET", str(error))
+
+
+def state_save_failed(store: str, error: Exception) -> ApiError:
+    return ApiError(
+        _etag_status(error), "ERR_STATE_SAVE", f"failed saving state in state store {store}: {error}"
+    )
+
+
+def state_delete_failed(key: str, error: Exception) -> ApiError:
+    return ApiError(_etag_status(error), "ERR_STATE_DELETE", f"failed deleting state with key {key}: {error}")
+
+
+def state_transaction_failed(error: Exception) -> ApiError:
+    return ApiError(500, "ERR_STATE_TRANSACTION", f"error while executing state transaction: {error}")
+
+
+# -- pubsub ----------------------------------------------------------------------------------------
+# Dapr builds these with kit's error builder (pkg/api/errors/pubsub.go): a ResourceInfo detail
+# (type "pubsub", the component's name, owner "", the message) and then an ErrorInfo whose reason is
+# DAPR_PUBSUB_<suffix>; "not found" and "not configured" carry the ErrorInfo only.
+
+
+def _pubsub_error(
+    status: int,
+    code: str,
+    message: str,
+    pubsub: str,
+    reason: str,
+    metadata: dict[str, str] | None,
+    *,
+    resource: bool = True,
+) -> ApiError:
+    info = _error_info(f"DAPR_PUBSUB_{reason}", metadata)
+    details = [_resource_info("pubsub", pubsub, message), info] if resource else [info]
+    return ApiError(status, code, message, details)
+
+
+def pubsub_not_configured(pubsub: str, metadata: dict[str, str]) -> ApiError:
+    """Dapr's answer when the runtime has no pub/sub support at all. A sidecar always has it (with
+    no component loaded a name is "not found"), so this is in the catalogue for completeness."""
+    return _pubsub_error(
+        400,
+        "ERR_PUBSUB_NOT_CONFIGURED",
+        f"pubsub {pubsub} is not configured",
+        pubsub,
+        "NOT_CONFIGURED",
+        metadata,
+        resource=False,
+    )
+
+
+def pubsub_name_empty(metadata: dict[str, str]) -> ApiError:
+    return _pubsub_error(404, "ERR_PUBSUB_EMPTY", "pubsub name is empty", "", "NAME_EMPTY", metadata)
+
+
+def pubsub_not_found(pubsub: str, metadata: dict[str, str]) -> ApiError:
+    message = f"pubsub {pubsub} is not found"
+    return _pubsub_error(404, "ERR_PUBSUB_NOT_FOUND", message, pubsub, "NOT_FOUND", metadata, resource=False)
+
+
+def topic_name_empty(pubsub: str, metadata: dict[str, str]) -> ApiError:
+    message = f"topic is empty in pubsub {pubsub}"
+    return _pubsub_error(404, "ERR_TOPIC_NAME_EMPTY", message, pubsub, "TOPIC_NAME_EMPTY", metadata)
+
+
+def pubsub_request_metadata(pubsub: str, metadata: dict[str, str], reason: str) -> ApiError:
+    message = f"failed deserializing metadata. Error: {reason}"
+    return _pubsub_error(
+        400, "ERR_PUBSUB_REQUEST_METADATA", message, pubsub, "METADATA_DESERIALIZATION", metadata
+    )
+
+
+def pubsub_forbidden(pubsub: str, topic: str, app_id: str) -> ApiError:
+    message = f"topic {topic} is not allowed for app id {app_id}"
+    metadata = {"topic": topic, "error": message}
+    return _pubsub_error(403, "ERR_PUBSUB_FORBIDDEN", message, pubsub, "FORBIDDEN", metadata)
+
+
+def pubsub_publish_failed(pubsub: str, topic: str, error: Exception | str) -> ApiError:
+    message = f"error when publishing to topic {topic} in pubsub {pubsub}: {error}"
+    metadata = {"topic": topic, "error": str(error)}
+    return _pubsub_error(500, "ERR_PUBSUB_PUBLISH_MESSAGE", message, pubsub, "PUBLISH_MESSAGE", metadata)
+
+
+def pubsub_cloud_event_creation(pubsub: str, app_id: str, error: str) -> ApiError:
+    """An ``application/cloudevents+json`` body that is not a JSON object."""
+    message = "cannot create cloudevent"
+    metadata = {"appID": app_id, "error": error}
+    return _pubsub_error(
+        500, "ERR_PUBSUB_CLOUD_EVENTS_SER", message, pubsub, "CLOUD_EVENT_CREATION", metadata
+    )
+
+
+def pubsub_marshal_envelope(pubsub: str, topic: str, app_id: str, error: str) -> ApiError:
+    """A bulk entry whose event does not fit its contentType."""
+    message = f"error when marshalling cloud event envelope for topic {topic} pubsub {pubsub}: {error}"
+    metadata = {"appID": app_id, "error": error}
+    return _pubsub_error(400, "ERR_PUBSUB_EVENTS_SER", message, pubsub, "MARSHAL_ENVELOPE", metadata)
+
+
+def pubsub_marshal_events(pubsub: str, topic: str, app_id: str, error: str) -> ApiError:
+    """A bulk entry without an entryId, or with one another entry already has."""
+    message = f"error marshaling events to bytes for topic {topic} pubsub {pubsub}. error: {error}"
+    metadata = {"appID": app_id, "error": error}
+    return _pubsub_error(400, "ERR_PUBSUB_EVENTS_SER", message, pubsub, "MARSHAL_EVENTS", metadata)
+
+
+def pubsub_unmarshal_events(pubsub: str, topic: str, app_id: str, error: str) -> ApiError:
+    """A bulk body that is not a JSON array of entry objects."""
+    message = f"error when unmarshaling the request for topic {topic} pubsub {pubsub}: {error}"
+    return _pubsub_error(400, "ERR_PUBSUB_EVENTS_SER", message, pubsub, "UNMARSHAL_EVENTS", {"appID": app_id})
+
+
+# -- distributed lock (Dapr's messages) ------------------------------------------------------------
+
+
+def lock_store_not_configured() -> ApiError:
+    return ApiError(500, "ERR_LOCK_STORE_NOT_CONFIGURED", "lock store is not configured")
+
+
+def lock_store_not_found(store: str) -> ApiError:
+    return ApiError(400, "ERR_LOCK_STORE_NOT_FOUND", f"lock store {store} not found")
+
+
+def lock_expiry_not_positive(store: str) -> ApiError:
+    return malformed(f"ExpiryInSeconds is not positive in lock store {store}")
+
+
+def lock_resource_empty(store: str) -> ApiError:
+    return malformed(f"ResourceId is empty in lock store {store}")
+
+
+def lock_owner_empty(store: str) -> ApiError:
+    return malformed(f"LockOwner is empty in lock store {store}")
+
+
+def try_lock_failed(error: Exception | str) -> ApiError:
+    return ApiError(500, "ERR_TRY_LOCK", f"failed to try acquiring lock: {error}")
+
+
+def unlock_failed(error: Exception | str) -> ApiError:
+    return ApiError(500, "ERR_UNLOCK", f"failed to release lock: {error}")
+
+
+def renew_lock_failed(error: Exception | str) -> ApiError:
+    """l8's own (Dapr has no renewal), in the style of the two above."""
+    return ApiError(500, "ERR_RENEW_LOCK", f"failed to renew lock: {error}")
+
+
+# -- sequencer (Layotto's API; l8's codes in Dapr's style) -----------------------------------------
+
+
+def sequencer_store_not_configured() -> ApiError:
+    return ApiError(500, "ERR_SEQUENCER_STORE_NOT_CONFIGURED", "sequencer store is not configured")
+
+
+def sequencer_store_not_found(store: str) -> ApiError:
+    return ApiError(400, "ERR_SEQUENCER_STORE_NOT_FOUND", f"sequencer store {store} not found")
+
+
+def sequencer_key_empty(store: str) -> ApiError:
+    return malformed(f"Key is empty in sequencer store {store}")
+
+
+def illegal_separator(key: str) -> ApiError:
+    return malformed(f"input key/keyPrefix '{key}' can't contain '||'")
+
+
+def next_id_failed(store: str, error: Exception | str) -> ApiError:
+    return ApiError(
+        500, "ERR_SEQUENCER_GET_NEXT_ID", f"failed to get next id from sequencer store {store}: {error}"
+    )
+
+
+# -- configuration (Dapr's messages; save and delete are Layotto's operations) ---------------------
+
+
+class MessageOnlyError(ApiError):
+    """Dapr's configuration unsubscribe failure: ``{"message"}`` with no errorCode."""
+
+    def body(self) -> bytes:
+        return orjson.dumps({"message": self.message})
+
+
+def configuration_store_not_configured() -> ApiError:
+    return ApiError(500, "ERR_CONFIGURATION_STORE_NOT_CONFIGURED", "configuration stores not configured")
+
+
+def configuration_store_not_found(store: str) -> ApiError:
+    return ApiError(400, "ERR_CONFIGURATION_STORE_NOT_FOUND", f"configuration store {store} not found")
+
+
+def _go_list(keys: list[str]) -> str:
+    return "[" + " ".join(keys) + "]"  # how Dapr's messages print a slice of keys
+
+
+def configuration_get_failed(keys: list[str], store: str, error: Exception | str) -> ApiError:
+    message = f"failed to get {_go_list(keys)} from Configuration store {store}: {error}"
+    return ApiError(500, "ERR_CONFIGURATION_GET", message)
+
+
+def configuration_subscribe_failed(keys: list[str], store: str, error: Exception | str) -> ApiError:
+    message = f"failed to subscribe {_go_list(keys)} from Configuration store {store}: {error}"
+    return ApiError(500, "ERR_CONFIGURATION_SUBSCRIBE", message)
+
+
+def configuration_app_channel_nil() -> ApiError:
+    message = "app channel is not initialized. cannot subscribe to configuration updates"
+    return ApiError(500, "ERR_APP_CHANNEL_NIL", message)
+
+
+def configuration_unsubscribe_failed(subscription_id: str, error: Exception | str) -> ApiError:
+    return MessageOnlyError(
+        500,
+        "ERR_CONFIGURATION_UNSUBSCRIBE",
+        f"failed to unsubscribe to configuration request {subscription_id}: {error}",
+    )
+
+
+def configuration_save_failed(store: str, error: Exception | str) -> ApiError:
+    return ApiError(500, "ERR_CONFIGURATION_SAVE", f"failed to save configuration in store {store}: {error}")
+
+
+def configuration_delete_failed(store: str, error: Exception | str) -> ApiError:
+    return ApiError(
+        500, "ERR_CONFIGURATION_DELETE", f"failed to delete configuration from store {store}: {error}"
+    )
