@@ -15,6 +15,7 @@ from components.metadata import parse_quantity
 
 __all__ = ["Settings", "SettingsError", "parse_quantity"]
 
+
 class SettingsError(ValueError):
     """The settings file or a setting's value is unusable."""
 
