@@ -10,18 +10,22 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
+from starlette.routing import Route as PageRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import __version__
 from app import errors as errors_door
+from app.dispatcher import Dispatcher
 from app.middleware import SidecarMiddleware
 from app.runtime import Runtime
 from app.settings import Settings
 from app.shutdown import ShutdownSwitch
-from routers import configuration, fallback, health, invoke, lock, metadata, pubsub, schemas, sequencer, state
-from routers.fast_lane import FastLane
+from routers import schemas
+from routers.api import FALLBACK, ROUTES
+from routers.table import Route
 from services import errors
 from services.errors import ApiError, BodyTooLarge
 
@@ -33,28 +37,21 @@ DESCRIPTION = (
 
 
 class SidecarApp(FastAPI):
-    """FastAPI behind l8's own entry: uvicorn's HTTP requests go straight to l8's middleware and
-    fast lane, and only what the fast lane does not take reaches FastAPI's ``__call__`` (its
-    telemetry check, Starlette's error and exception layers, routing). Those outer layers cost
-    about 20 us of a ~140 us publish (docs/performance.md), and l8 does their work itself."""
+    """FastAPI behind l8's own entry: uvicorn's HTTP requests go to l8's middleware and the
+    dispatcher built from the route table; FastAPI's cycle (its telemetry check, Starlette's error
+    and exception layers, routing, dependency injection) runs only for the routes declared
+    ``framework=True`` and for its own documentation pages (``/docs``, ``/openapi.json``)."""
 
     sidecar_middleware: dict[str, Any]
-    _entry: ASGIApp | None = None
+    dispatcher: Dispatcher
+    _entry: ASGIApp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        entry = self._entry
-        if entry is None:
-            # Built on the first request, once the runtime has started and its rules are known.
-            inner: ASGIApp = FastLane(super().__call__)
-            limits = self.state.runtime.rate_limits
-            if limits:
-                inner = limits.layer(inner)
-            entry = self._entry = SidecarMiddleware(inner, **self.sidecar_middleware)
         scope["app"] = self  # what Starlette.__call__ sets: handlers reach the runtime through it
-        await entry(scope, receive, send)
+        await self._entry(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -64,7 +61,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with Runtime(settings) as runtime:
             app.state.runtime = runtime
-            yield
+            dispatcher.limits = runtime.rate_limits or None
+            try:
+                yield
+            finally:
+                dispatcher.limits = None
 
     app = SidecarApp(
         title="l8",
@@ -77,21 +78,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = Runtime(settings)  # not started: health answers "not ready" until the lifespan runs
     app.state.shutdown = ShutdownSwitch()
 
-    routers = (
-        state.router,
-        pubsub.router,
-        invoke.router,
-        lock.router,
-        sequencer.router,
-        configuration.router,
-        metadata.router,
-        health.router,
-        fallback.router,
-    )
-    for router in routers:
-        # Flat routes: FastAPI 0.16x's include_router() nests routers and re-matches every
-        # included route on each request, about 100 us per request (docs/performance.md).
-        app.router.routes.extend(router.routes)
+    own_pages = [route.path for route in app.router.routes if isinstance(route, PageRoute)]
+    for route in (*ROUTES, FALLBACK):
+        if route.framework:
+            app.router.routes.append(_api_route(route))
+    dispatcher = Dispatcher(ROUTES, FALLBACK, super(SidecarApp, app).__call__, own_pages)
+    app.dispatcher = dispatcher
 
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(BodyTooLarge, _body_too_large)
@@ -104,8 +96,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "max_body_size": settings.max_body_size,
         "api_logging": settings.enable_api_logging,
     }
+    app._entry = SidecarMiddleware(dispatcher, **app.sidecar_middleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _api_route(route: Route) -> APIRoute:
+    return APIRoute(route.path, route.handler, methods=list(route.methods), **route.doc)
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -138,12 +135,13 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document, plus the request-body models the handlers parse themselves, minus the
-    422 answers FastAPI assumes (l8 never sends one)."""
+    """FastAPI's document of the route table, plus the request-body models the handlers parse
+    themselves, minus the 422 answers FastAPI assumes (l8 never sends one)."""
     if app.openapi_schema:
         return app.openapi_schema
+    documented = [_api_route(route) for route in ROUTES if route.documented]
     document = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=app.routes
+        title=app.title, version=app.version, description=app.description, routes=documented
     )
     _, definitions = models_json_schema(
         [(model, "validation") for model in schemas.REQUEST_MODELS],

@@ -1,1 +1,2 @@
-"""One APIRouter per building block, on Dapr's URLs: parse -> service -> shape."""
+"""The HTTP transport: one route table per building block on Dapr's URLs (parse -> service ->
+shape), gathered in match order by routers/api.py."""

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from starlette.requests import Request
+from starlette.responses import Response
 
 from routers import schemas
-from routers.http import DirectRoute, json_response, no_content, query_metadata, read_message, runtime
+from routers.http import json_response, no_content, query_metadata, read_message, runtime
+from routers.table import RouteTable
 
-router = APIRouter(tags=["configuration"], route_class=DirectRoute)
+routes = RouteTable(tags=["configuration"])
 
 _VERSIONS = ("v1.0", "v1.0-alpha1")
 _STORE_ERRORS = {400: ["ERR_CONFIGURATION_STORE_NOT_FOUND"], 500: ["ERR_CONFIGURATION_STORE_NOT_CONFIGURED"]}
@@ -72,10 +73,10 @@ async def unsubscribe_configuration(request: Request, storeName: str, subscripti
 
 for _version in _VERSIONS:
     _suffix = "" if _version == "v1.0" else "_alpha1"
-    router.add_api_route(
+    routes.add(
         f"/{_version}/configuration/{{storeName}}",
         get_configuration,
-        methods=["GET"],
+        ["GET"],
         operation_id=f"get_configuration{_suffix}",
         summary="Get configuration items",
         description="Answers {key: {value, version, metadata}} (empty fields omitted); 204 when no "
@@ -87,10 +88,10 @@ for _version in _VERSIONS:
         },
         response_class=Response,
     )
-    router.add_api_route(
+    routes.add(
         f"/{_version}/configuration/{{storeName}}/subscribe",
         subscribe_configuration,
-        methods=["GET"],
+        ["GET"],
         operation_id=f"subscribe_configuration{_suffix}",
         summary="Subscribe to configuration changes",
         description="Each later change of a selected key (made by any l8 or directly in the store) is "
@@ -102,10 +103,10 @@ for _version in _VERSIONS:
         },
         response_class=Response,
     )
-    router.add_api_route(
+    routes.add(
         f"/{_version}/configuration/{{storeName}}/{{subscriptionId}}/unsubscribe",
         unsubscribe_configuration,
-        methods=["GET"],
+        ["GET"],
         operation_id=f"unsubscribe_configuration{_suffix}",
         summary="Stop a configuration subscription",
         description="Any failure (an unknown id or store, a failed stop) answers 500 with a body of "
@@ -121,7 +122,7 @@ for _version in _VERSIONS:
     )
 
 
-@router.post(
+@routes.post(
     "/v1.0-alpha1/configuration/{storeName}",
     **_write_doc(
         "Save configuration items (Layotto's SaveConfiguration)",
@@ -137,7 +138,7 @@ async def save_configuration(request: Request, storeName: str) -> Response:
     return no_content()
 
 
-@router.post(
+@routes.post(
     "/v1.0-alpha1/configuration/{storeName}/delete",
     **_write_doc(
         "Delete configuration items (Layotto's DeleteConfiguration)",

@@ -8,14 +8,14 @@ from __future__ import annotations
 import base64
 import binascii
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from starlette.requests import Request
+from starlette.responses import Response
 
-from routers.http import DirectRoute
-from routers.invoke import METHODS, app_id_from_headers, forward, raw_path
+from routers.invoke import app_id_from_headers, forward, raw_path
+from routers.table import METHODS, RouteTable
 from services import errors
 
-router = APIRouter(route_class=DirectRoute)
+routes = RouteTable()
 
 _BASIC_USER = "dapr-app-id"
 
@@ -31,7 +31,7 @@ def _app_id_from_basic_auth(request: Request) -> str | None:
     return None
 
 
-@router.api_route("/{path:path}", methods=METHODS, include_in_schema=False)
+@routes.route("/{path:path}", METHODS, include_in_schema=False)
 async def unmatched(request: Request, path: str) -> Response:
     app_id = app_id_from_headers(request) or _app_id_from_basic_auth(request)
     if not app_id:

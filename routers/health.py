@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import structlog
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from starlette.requests import Request
+from starlette.responses import Response
 
 from routers import schemas
-from routers.http import DirectRoute, no_content, runtime
+from routers.http import no_content, runtime
+from routers.table import RouteTable
 from services import errors
 
-router = APIRouter(tags=["health"], route_class=DirectRoute)
+routes = RouteTable(tags=["health"])
 log = structlog.get_logger(__name__)
 
 
-@router.get(
+@routes.get(
     "/v1.0/healthz",
     summary="Is the sidecar ready",
     responses={
@@ -33,7 +34,7 @@ async def healthz(request: Request, appid: str | None = None) -> Response:
     return no_content()
 
 
-@router.get(
+@routes.get(
     "/v1.0/healthz/outbound",
     summary="Can the app call the sidecar",
     responses={
@@ -49,7 +50,7 @@ async def healthz_outbound(request: Request) -> Response:
     return no_content()
 
 
-@router.post(
+@routes.post(
     "/v1.0/shutdown",
     summary="Shut the sidecar down gracefully",
     description="Answers 204, then stops accepting, finishes in-flight requests and closes components. "

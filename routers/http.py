@@ -7,59 +7,14 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from fastapi import Request
-from fastapi.responses import Response
-from fastapi.routing import APIRoute
-from starlette.convertors import Convertor, register_url_convertor
-from starlette.requests import ClientDisconnect
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 
 from app.runtime import Runtime
 from services import errors
 from services.errors import BodyTooLarge
 
 JSON = "application/json"
-
-
-class AnyKeyConvertor(Convertor[str]):
-    """The rest of the path, newlines included (``{key:anykey}``). Dapr matches routes on the
-    escaped path, so a decoded key may hold any character; Starlette matches the decoded path, where
-    ``{key:path}`` (``.*``) stops at a newline and ``/v1.0/state/s/a%0Ab`` would fall through to
-    the 404 fallback."""
-
-    regex = "(?s:.*)"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return str(value)
-
-
-# Starlette resolves a convertor when a route is declared, so it is registered with this module.
-register_url_convertor("anykey", AnyKeyConvertor())
-
-
-class DirectRoute(APIRoute):
-    """A route FastAPI documents but does not drive: the handler is called with the Request, the
-    path parameters and the raw string values of the query parameters it declares.
-
-    Handlers parse and validate bodies themselves (Dapr's lenient rules and error codes), so
-    FastAPI's dependency resolution and validation did nothing for them but cost about 65 us per
-    request, a quarter of a state GET (docs/performance.md). Declared query parameters must be
-    ``str | None``.
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Any]:
-        endpoint = self.endpoint
-        query = [(field.alias, field.name) for field in self.dependant.query_params]
-
-        async def handle(request: Request) -> Any:
-            if query and request.scope["query_string"]:
-                values = request.query_params
-                return await endpoint(request, **request.path_params, **{n: values.get(a) for a, n in query})
-            return await endpoint(request, **request.path_params)
-
-        return handle
 
 
 def runtime(request: Request) -> Runtime:

@@ -11,17 +11,17 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from starlette.requests import Request
+from starlette.responses import Response
 
 from routers import schemas
-from routers.http import DirectRoute, runtime
+from routers.http import runtime
+from routers.table import METHODS, RouteTable
 from services import errors
 from services.invocation import InvocationService
 
-router = APIRouter(tags=["invoke"], route_class=DirectRoute)
+routes = RouteTable(tags=["invoke"])
 
-METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 INVOKE_PREFIX = "/v1.0/invoke/"
 _METHOD_MARK = "/method/"
 APP_ID_HEADER = b"dapr-app-id"
@@ -81,10 +81,10 @@ async def invoke(request: Request, target: str) -> Response:
 
 
 for _verb in METHODS:  # one route per verb: OpenAPI wants an operation id of its own for each
-    router.add_api_route(
+    routes.add(
         "/v1.0/invoke/{target:anykey}",
         invoke,
-        methods=[_verb],
+        [_verb],
         operation_id=f"invoke_{_verb.lower()}",
         **_INVOKE_DOC,
     )

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from starlette.requests import Request
+from starlette.responses import Response
 
 from routers import schemas
-from routers.http import DirectRoute, json_response, read_message, runtime
+from routers.http import json_response, read_message, runtime
+from routers.table import RouteTable
 
-router = APIRouter(tags=["lock"], route_class=DirectRoute)
+routes = RouteTable(tags=["lock"])
 
 _VALIDATION = {
     400: ["ERR_MALFORMED_REQUEST", "ERR_LOCK_STORE_NOT_FOUND"],
@@ -31,7 +32,7 @@ def _doc(model: type, answer: type, failure: str, description: str, summary: str
     }
 
 
-@router.post(
+@routes.post(
     "/v1.0-alpha1/lock/{storeName}",
     **_doc(
         schemas.TryLockRequest,
@@ -47,7 +48,7 @@ async def try_lock(request: Request, storeName: str) -> Response:
     return json_response({"success": acquired})
 
 
-@router.post(
+@routes.post(
     "/v1.0-alpha1/unlock/{storeName}",
     **_doc(
         schemas.UnlockRequest,
@@ -63,7 +64,7 @@ async def unlock(request: Request, storeName: str) -> Response:
     return json_response({"status": int(status)})
 
 
-@router.post(
+@routes.post(
     "/v1.0-alpha1/lock/{storeName}/renew",
     **_doc(
         schemas.TryLockRequest,

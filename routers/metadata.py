@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from starlette.requests import Request
+from starlette.responses import Response
 
 from app import DAPR_API_VERSION, __version__
 from routers import schemas
-from routers.http import DirectRoute, json_response, no_content, read_body, runtime
+from routers.http import json_response, no_content, read_body, runtime
+from routers.table import RouteTable
 from services import errors
 from services.pubsub.subscriptions import Subscription
 
-router = APIRouter(tags=["metadata"], route_class=DirectRoute)
+routes = RouteTable(tags=["metadata"])
 
 # Dapr reports ACTOR for stores that can hold actor state (ETag and transactions).
 _ACTOR_CAPABLE = {"ETAG", "TRANSACTIONAL"}
@@ -27,7 +28,7 @@ def _capabilities(instance: Any) -> list[str]:
     return names
 
 
-@router.get(
+@routes.get(
     "/v1.0/metadata",
     summary="Describe this sidecar",
     responses={200: {"model": schemas.MetadataResponse, "description": "Sidecar metadata"}},
@@ -84,7 +85,7 @@ def _subscription(subscription: Subscription) -> dict[str, Any]:
     return found
 
 
-@router.put(
+@routes.put(
     "/v1.0/metadata/{key}",
     summary="Attach an attribute to this sidecar",
     description="The body (any content type) becomes extended[key]; kept in memory only.",

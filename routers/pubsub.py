@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from starlette.requests import Request
+from starlette.responses import Response
 
 from routers import schemas
-from routers.http import JSON, DirectRoute, no_content, query_metadata, read_body, runtime
+from routers.http import JSON, no_content, query_metadata, read_body, runtime
+from routers.table import RouteTable
 from services import errors
 from services.pubsub.cloudevents import TraceContext
 from services.pubsub.publisher import BulkPublishFailure
 
-router = APIRouter(tags=["pubsub"], route_class=DirectRoute)
+routes = RouteTable(tags=["pubsub"])
 
 _LOOKUP = {
     400: ["ERR_PUBSUB_NOT_CONFIGURED", "ERR_PUBSUB_REQUEST_METADATA"],
@@ -83,16 +84,16 @@ _BULK_DOC["responses"][500]["description"] += (
 )
 
 
-@router.post(
+@routes.post(
     "/v1.0-alpha1/publish/bulk/{pubsubname}/{topic:anykey}", operation_id="bulk_publish_alpha", **_BULK_DOC
 )
-@router.put(
+@routes.put(
     "/v1.0-alpha1/publish/bulk/{pubsubname}/{topic:anykey}",
     operation_id="bulk_publish_alpha_put",
     **_BULK_DOC,
 )
-@router.post("/v1.0/publish/bulk/{pubsubname}/{topic:anykey}", operation_id="bulk_publish", **_BULK_DOC)
-@router.put("/v1.0/publish/bulk/{pubsubname}/{topic:anykey}", operation_id="bulk_publish_put", **_BULK_DOC)
+@routes.post("/v1.0/publish/bulk/{pubsubname}/{topic:anykey}", operation_id="bulk_publish", **_BULK_DOC)
+@routes.put("/v1.0/publish/bulk/{pubsubname}/{topic:anykey}", operation_id="bulk_publish_put", **_BULK_DOC)
 async def bulk_publish(request: Request, pubsubname: str, topic: str) -> Response:
     service = runtime(request).pubsub
     metadata = query_metadata(request)
@@ -118,13 +119,13 @@ def _bulk_failure(failure: BulkPublishFailure) -> Response:
 
 # /v1.0/publish/bulk/<x> is a publish to a component named "bulk" (topic <x>), as in Dapr, so only
 # the alpha path has a topic-less bulk route.
-@router.post(
+@routes.post(
     "/v1.0-alpha1/publish/bulk/{pubsubname}",
     operation_id="bulk_publish_no_topic",
     summary="Bulk publish without a topic",
     **_NO_TOPIC_DOC,
 )
-@router.put(
+@routes.put(
     "/v1.0-alpha1/publish/bulk/{pubsubname}",
     operation_id="bulk_publish_no_topic_put",
     summary="Bulk publish without a topic",
@@ -152,8 +153,8 @@ _PUBLISH_DOC: dict[str, Any] = {
 }
 
 
-@router.post("/v1.0/publish/{pubsubname}/{topic:anykey}", operation_id="publish", **_PUBLISH_DOC)
-@router.put("/v1.0/publish/{pubsubname}/{topic:anykey}", operation_id="publish_put", **_PUBLISH_DOC)
+@routes.post("/v1.0/publish/{pubsubname}/{topic:anykey}", operation_id="publish", **_PUBLISH_DOC)
+@routes.put("/v1.0/publish/{pubsubname}/{topic:anykey}", operation_id="publish_put", **_PUBLISH_DOC)
 async def publish(request: Request, pubsubname: str, topic: str) -> Response:
     service = runtime(request).pubsub
     metadata = query_metadata(request)
@@ -166,13 +167,13 @@ async def publish(request: Request, pubsubname: str, topic: str) -> Response:
     return no_content()
 
 
-@router.post(
+@routes.post(
     "/v1.0/publish/{pubsubname}",
     operation_id="publish_no_topic",
     summary="Publish without a topic",
     **_NO_TOPIC_DOC,
 )
-@router.put(
+@routes.put(
     "/v1.0/publish/{pubsubname}",
     operation_id="publish_no_topic_put",
     summary="Publish without a topic",

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from starlette.requests import Request
+from starlette.responses import Response
 
 from routers import schemas
-from routers.http import DirectRoute, json_response, read_message, runtime
+from routers.http import json_response, read_message, runtime
+from routers.table import RouteTable
 
-router = APIRouter(tags=["sequencer"], route_class=DirectRoute)
+routes = RouteTable(tags=["sequencer"])
 
 
-@router.post(
+@routes.post(
     "/v1.0-alpha1/sequencer/{storeName}",
     summary="Get the next id of a sequence",
     description="Ids are unique per key across every sidecar sharing the store. WEAK (the default): "

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from starlette.requests import Request
+from starlette.responses import Response
 
 from components.state.base import StateItem
 from routers import schemas
 from routers.http import (
     JSON,
-    DirectRoute,
     json_response,
     no_content,
     query_metadata,
@@ -20,9 +19,10 @@ from routers.http import (
     read_json,
     runtime,
 )
+from routers.table import RouteTable
 from services import errors
 
-router = APIRouter(tags=["state"], route_class=DirectRoute)
+routes = RouteTable(tags=["state"])
 
 _STORE = {
     400: ["ERR_STATE_STORE_NOT_FOUND", "ERR_MALFORMED_REQUEST"],
@@ -41,7 +41,7 @@ def _expiry_header(item: StateItem) -> str | None:
     return None if item.expires_at is None else item.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@router.get(
+@routes.get(
     "/v1.0/state/{storeName}/{key:anykey}",
     summary="Get a state value",
     description="Answers the stored JSON as-is with its ETag; 204 when the key is missing. "
@@ -80,8 +80,8 @@ _SAVE_DOC: dict[str, Any] = {
 }
 
 
-@router.post("/v1.0/state/{storeName}", operation_id="save_state", **_SAVE_DOC)
-@router.put("/v1.0/state/{storeName}", operation_id="save_state_put", **_SAVE_DOC)
+@routes.post("/v1.0/state/{storeName}", operation_id="save_state", **_SAVE_DOC)
+@routes.put("/v1.0/state/{storeName}", operation_id="save_state_put", **_SAVE_DOC)
 async def save_state(request: Request, storeName: str) -> Response:
     service = runtime(request).state
     handle = service.resolve(storeName)
@@ -89,7 +89,7 @@ async def save_state(request: Request, storeName: str) -> Response:
     return no_content()
 
 
-@router.delete(
+@routes.delete(
     "/v1.0/state/{storeName}/{key:anykey}",
     summary="Delete a state value",
     description="If-Match carries the expected ETag. Deleting a missing key succeeds. "
@@ -150,8 +150,8 @@ _BULK_DOC: dict[str, Any] = {
 }
 
 
-@router.post("/v1.0/state/{storeName}/bulk", operation_id="bulk_get_state", **_BULK_DOC)
-@router.put("/v1.0/state/{storeName}/bulk", operation_id="bulk_get_state_put", **_BULK_DOC)
+@routes.post("/v1.0/state/{storeName}/bulk", operation_id="bulk_get_state", **_BULK_DOC)
+@routes.put("/v1.0/state/{storeName}/bulk", operation_id="bulk_get_state_put", **_BULK_DOC)
 async def bulk_get_state(request: Request, storeName: str) -> Response:
     service = runtime(request).state
     handle = service.resolve(storeName)
@@ -178,8 +178,8 @@ _TRANSACTION_DOC: dict[str, Any] = {
 }
 
 
-@router.post("/v1.0/state/{storeName}/transaction", operation_id="state_transaction", **_TRANSACTION_DOC)
-@router.put("/v1.0/state/{storeName}/transaction", operation_id="state_transaction_put", **_TRANSACTION_DOC)
+@routes.post("/v1.0/state/{storeName}/transaction", operation_id="state_transaction", **_TRANSACTION_DOC)
+@routes.put("/v1.0/state/{storeName}/transaction", operation_id="state_transaction_put", **_TRANSACTION_DOC)
 async def state_transaction(request: Request, storeName: str) -> Response:
     service = runtime(request).state
     handle = service.resolve(storeName)
@@ -203,8 +203,8 @@ _QUERY_DOC: dict[str, Any] = {
 }
 
 
-@router.post("/v1.0-alpha1/state/{storeName}/query", operation_id="query_state", **_QUERY_DOC)
-@router.put("/v1.0-alpha1/state/{storeName}/query", operation_id="query_state_put", **_QUERY_DOC)
+@routes.post("/v1.0-alpha1/state/{storeName}/query", operation_id="query_state", **_QUERY_DOC)
+@routes.put("/v1.0-alpha1/state/{storeName}/query", operation_id="query_state_put", **_QUERY_DOC)
 async def query_state(request: Request, storeName: str) -> Response:
     service = runtime(request).state
     handle = service.resolve(storeName)

@@ -18,9 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import structlog
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 from mesh.errors import SettingsError
 from mesh.proxy import FORWARDED_BY, VOUCHED
@@ -125,22 +124,9 @@ class RateLimits:
     def describe(self) -> list[dict[str, Any]]:
         return [{**entry.rule.describe(), **entry.counters.describe()} for entry in self._entries]
 
-    def layer(self, app: ASGIApp) -> ASGIApp:
-        """``app`` behind the limiter."""
-        limits = self
-
-        async def limited(scope: Scope, receive: Receive, send: Send) -> None:
-            refusal = await limits.check(scope)
-            if refusal is not None:
-                await refusal(send)
-                return
-            await app(scope, receive, send)
-
-        return limited
-
-    async def check(self, scope: Scope) -> _Refusal | None:
-        """Take a token of every rule the request matches (waiting for queued ones); the answer to
-        send instead when a rule refuses it."""
+    async def check(self, scope: Scope) -> Refusal | None:
+        """Take a token of every rule the request matches (waiting for queued ones); the refusal
+        to answer with when a rule refuses it."""
         path: str = scope["path"]
         if path in EXEMPT_PATHS:
             return None
@@ -160,7 +146,7 @@ class RateLimits:
                 entry.counters.rejected += 1
                 for earlier, earlier_key, _ in taken:  # a refused request costs no other rule a token
                     await self._give_back(earlier, earlier_key)
-                return _Refusal(rule, verdict.wait)
+                return Refusal(rule, verdict.wait)
             taken.append((entry, key, verdict))
         for entry, _, verdict in taken:
             if verdict.wait:
@@ -198,25 +184,29 @@ class RateLimits:
 
 
 @dataclass(frozen=True, slots=True)
-class _Refusal:
-    rule: Rule
-    retry_after: float
+class Refusal:
+    """A request a rule refused: answered with ``status``, ``ERR_TOO_MANY_REQUESTS`` and
+    ``Retry-After`` (rendered by the app's error door)."""
 
-    async def __call__(self, send: Send) -> None:
+    rule: Rule
+    wait: float
+
+    @property
+    def status(self) -> int:
+        return self.rule.status
+
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds, at least one."""
+        return max(1, math.ceil(self.wait))
+
+    @property
+    def message(self) -> str:
         rule = self.rule
-        seconds = max(1, math.ceil(self.retry_after))
-        body = orjson.dumps({
-            "errorCode": "ERR_TOO_MANY_REQUESTS",
-            "message": f"too many requests: rate limit {rule.name!r} allows {rule.threshold} "
-            f"per {rule.interval:g}s; retry after {seconds}s",
-        })  # fmt: skip
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"retry-after", str(seconds).encode()),
-        ]
-        await send({"type": "http.response.start", "status": rule.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        return (
+            f"too many requests: rate limit {rule.name!r} allows {rule.threshold} "
+            f"per {rule.interval:g}s; retry after {self.retry_after}s"
+        )
 
 
 def _invocation_target(path: str, headers: list[tuple[bytes, bytes]]) -> tuple[str, str] | None:

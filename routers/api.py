@@ -1,0 +1,21 @@
+"""The route table: every route of l8's HTTP API, in the order requests are matched against them.
+
+The first route whose path and verb fit takes a request; the fallback (any other path or verb:
+invocation by the ``dapr-app-id`` header) comes last."""
+
+from __future__ import annotations
+
+from routers import configuration, fallback, health, invoke, lock, metadata, pubsub, sequencer, state
+from routers.table import Route
+
+ROUTES: tuple[Route, ...] = (
+    *state.routes.routes,
+    *pubsub.routes.routes,
+    *invoke.routes.routes,
+    *lock.routes.routes,
+    *sequencer.routes.routes,
+    *configuration.routes.routes,
+    *metadata.routes.routes,
+    *health.routes.routes,
+)
+FALLBACK: Route = fallback.routes.routes[0]
