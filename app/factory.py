@@ -22,12 +22,14 @@ from app.dispatcher import Dispatcher
 from app.middleware import SidecarMiddleware
 from app.runtime import Runtime
 from app.settings import Settings
-from app.shutdown import ShutdownSwitch
+from mesh.tcpcopy import TcpCopy
 from routers import schemas
 from routers.api import FALLBACK, ROUTES
+from routers.http import SIDECAR, Sidecar
 from routers.table import Route
 from services import errors
 from services.errors import ApiError, BodyTooLarge
+from services.lifecycle import Readiness, ShutdownSwitch
 
 DESCRIPTION = (
     "l8 is a sidecar application runtime. Its HTTP API is Dapr's: routes, bodies, status codes and "
@@ -43,6 +45,7 @@ class SidecarApp(FastAPI):
     ``framework=True`` and for its own documentation pages (``/docs``, ``/openapi.json``)."""
 
     sidecar_middleware: dict[str, Any]
+    sidecar: Sidecar
     dispatcher: Dispatcher
     _entry: ASGIApp
 
@@ -50,22 +53,29 @@ class SidecarApp(FastAPI):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        scope["app"] = self  # what Starlette.__call__ sets: handlers reach the runtime through it
+        scope["app"] = self  # what Starlette.__call__ sets, for FastAPI's own pages
+        scope[SIDECAR] = self.sidecar
         await self._entry(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, tcp_copy: TcpCopy | None = None) -> SidecarApp:
+    """The app for ``settings``; nothing starts until its lifespan runs, which builds the runtime
+    once and hands its services to every request (``routers.http.Sidecar``). ``tcp_copy`` is the
+    copier the server's protocol feeds, when TCP copy is on."""
     settings = settings or Settings.load()
+    sidecar = Sidecar(Readiness(settings.app_id), ShutdownSwitch())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with Runtime(settings) as runtime:
-            app.state.runtime = runtime
+        async with Runtime(settings, tcp_copy=tcp_copy) as runtime:
+            app.state.runtime = runtime  # for tests and tools that look inside a running sidecar
+            sidecar.services = runtime.services
             dispatcher.limits = runtime.rate_limits or None
+            sidecar.readiness.ready = True
             try:
                 yield
             finally:
-                dispatcher.limits = None
+                sidecar.readiness.ready = False
 
     app = SidecarApp(
         title="l8",
@@ -75,8 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     app.state.settings = settings
-    app.state.runtime = Runtime(settings)  # not started: health answers "not ready" until the lifespan runs
-    app.state.shutdown = ShutdownSwitch()
+    app.sidecar = sidecar
 
     own_pages = [route.path for route in app.router.routes if isinstance(route, PageRoute)]
     for route in (*ROUTES, FALLBACK):

@@ -1,5 +1,4 @@
-"""The runtime: loads the resources, starts every component, builds the building blocks' services
-and, on exit, closes everything in reverse. It is the resource the app's lifespan owns."""
+"""The runtime: the assembly of one sidecar, owned by the app's lifespan (app/factory.py)."""
 
 from __future__ import annotations
 
@@ -11,34 +10,32 @@ from typing import Any
 
 import structlog
 
-from app.component_store import ComponentStore, LoadedComponent
+from app import DAPR_API_VERSION, __version__
 from app.settings import Settings
 from components import registry
-from components.errors import ComponentError, ComponentInitError, MetadataError
-from components.metadata import parse_bool
+from components.errors import ComponentInitError, MetadataError
+from components.loaded import ComponentStore, LoadedComponent
 from components.resources import ComponentResource, ResourceError, Resources, load_resources
-from components.state.keys import KeyPrefix
 from mesh.app_channel import AppChannel
 from mesh.errors import SettingsError
 from mesh.proxy import MESH_TOKEN, Proxy
 from mesh.ratelimit import RateLimits, build_rate_limits
-from mesh.resiliency import Resiliency, retry_from_metadata
-from mesh.resolver import Resolver, StaticResolver, build_resolver
+from mesh.resiliency import Resiliency
+from mesh.resolver import Resolver, build_resolver
 from mesh.tcpcopy import TcpCopy, parse_policy
-from services.configuration import ConfigurationService, ConfigurationStoreHandle
-from services.configuration_cache import ConfigurationCache
+from services.configuration import ConfigurationService
 from services.http_endpoints import http_endpoints
 from services.invocation import InvocationService
-from services.lock import LockService, LockStoreHandle
+from services.lock import LockService
+from services.metadata import MetadataService, Versions
 from services.pubsub.declarative import declarative_subscriptions
 from services.pubsub.discovery import SubscriptionDiscovery
-from services.pubsub.handles import PubSubHandle
 from services.pubsub.publisher import PubSubService
-from services.pubsub.scopes import TopicScopes
 from services.pubsub.subscriber import Subscriber
 from services.pubsub.subscriptions import Subscription
-from services.sequencer import SequencerHandle, SequencerOptions, SequencerService
-from services.state import StateService, StateStoreHandle
+from services.sequencer import SequencerService
+from services.sidecar import Services
+from services.state import StateService
 
 log = structlog.get_logger(__name__)
 
@@ -72,69 +69,61 @@ def embedded_defaults(settings: Settings) -> Resources:
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    """Everything the lifespan owns. Entering it loads the resources, starts every component, builds
+    each building block's service from its factory (which owns the block's metadata rules) and the
+    mesh around invocation; leaving it closes all of it in reverse. Built once: nothing in it is
+    replaced after start-up."""
+
+    def __init__(self, settings: Settings, *, tcp_copy: TcpCopy | None = None) -> None:
         self.settings = settings
         self.components = ComponentStore()
-        self.resources = Resources()
-        self.state = StateService({}, settings.app_id)
-        self.pubsub = PubSubService({}, settings.app_id)
-        self.lock = LockService({})
-        self.sequencer = SequencerService({})
-        self.app_channel = AppChannel(
-            settings.app_id,
-            settings.app_port,
-            protocol=settings.app_protocol,
-            address=settings.app_channel_address,
-            token=settings.app_api_token.get_secret_value() if settings.app_api_token else None,
-        )
-        self.configuration = ConfigurationService({}, self.app_channel)
-        self.proxy = Proxy()
+        self.tcp_copy = tcp_copy if tcp_copy is not None else TcpCopy()
         self.resiliency = Resiliency()
-        self.invocation = self._invocation_service({}, StaticResolver({}))
-        self.rate_limits = RateLimits([], settings.app_id)
-        self.tcp_copy = TcpCopy()
         self.subscriber: Subscriber | None = None
         self.subscriptions: list[Subscription] = []
         """Every subscription this sidecar knows (declarative and the app's), for the metadata API."""
         self._declarative: list[Subscription] = []
-        self.extended_metadata: dict[str, str] = {}
-        self.ready = False
         self._stack = contextlib.AsyncExitStack()
+
+    services: Services
+    """Built on entry."""
+    rate_limits: RateLimits
+    app_channel: AppChannel
 
     async def __aenter__(self) -> Runtime:
         try:
             await self._start()
+        except ResourceError as exc:
+            await self.aclose()
+            raise StartupError(str(exc)) from None
         except BaseException:
             await self.aclose()
             raise
-        self.ready = True
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
-        self.ready = False
         await self._stack.aclose()
 
     async def _start(self) -> None:
         settings = self.settings
+        app_id = settings.app_id
         try:
             if settings.resources_paths:
-                self.resources = await asyncio.to_thread(
-                    load_resources, settings.resources_paths, settings.app_id
-                )
+                resources = await asyncio.to_thread(load_resources, settings.resources_paths, app_id)
             else:
-                self.resources = embedded_defaults(settings)
-            self.resiliency = Resiliency.from_resources(self.resources.others, settings.app_id)
-            self._declarative = declarative_subscriptions(self.resources.others, settings.app_id)
-            endpoints = http_endpoints(self.resources.others, settings.app_id)
-            self.invocation = self._invocation_service(endpoints, build_resolver(settings.name_resolution))
-            self.rate_limits = self._rate_limits()
+                resources = embedded_defaults(settings)
+            self.resiliency = Resiliency.from_resources(resources.others, app_id)
+            self._declarative = declarative_subscriptions(resources.others, app_id)
+            endpoints = http_endpoints(resources.others, app_id)
+            resolver = build_resolver(settings.name_resolution)
+            self.rate_limits = _rate_limits(settings, resources)
             self._stack.push_async_callback(self.rate_limits.aclose)
             await self.rate_limits.start()
             self.tcp_copy.configure(parse_policy(settings.tcp_copy, settings.data_dir))
-        except (ResourceError, SettingsError) as exc:
+        except SettingsError as exc:
             raise StartupError(str(exc)) from None
         self.tcp_copy.port = settings.http_port
         try:
@@ -143,27 +132,51 @@ class Runtime:
             raise StartupError(f"tcp_copy.dir: cannot create {self.tcp_copy.policy.folder}: {exc}") from None
         self._stack.push_async_callback(self.tcp_copy.aclose)
         self.subscriptions = list(self._declarative)
-        for resource in self.resources.components:
+        for resource in resources.components:
             if registry.category(resource.type) == "middleware":
                 continue  # applied by the pipelines that name them (mesh/ratelimit)
             component = await self._start_component(resource)
             if component is not None:
                 self.components.add(component)
-        self.state = self._state_service()
-        self.pubsub = self._pubsub_service()
-        self.lock = LockService(
-            {c.name: LockStoreHandle(c.name, c.instance, self._key_prefix(c)) for c in self._of("lock")}
+
+        self.app_channel = AppChannel(
+            app_id,
+            settings.app_port,
+            protocol=settings.app_protocol,
+            address=settings.app_channel_address,
+            token=settings.app_api_token.get_secret_value() if settings.app_api_token else None,
         )
-        await self._start_sequencers()
         await self.app_channel.start()
         self._stack.push_async_callback(self.app_channel.aclose)
+        sequencer = await SequencerService.start(self._of("sequencer"), app_id)
+        self._stack.push_async_callback(sequencer.aclose)
         # Closed before the app channel and the stores: no update is delivered past shutdown.
-        self.configuration = ConfigurationService(
-            {c.name: self._configuration_store(c) for c in self._of("configuration")}, self.app_channel
+        configuration = ConfigurationService.from_components(self._of("configuration"), self.app_channel)
+        self._stack.push_async_callback(configuration.aclose)
+        proxy = Proxy()
+        self._stack.push_async_callback(proxy.aclose)
+        invocation = _invocation_service(
+            settings, self.app_channel, proxy, resolver, endpoints, self.resiliency
         )
-        self._stack.push_async_callback(self.configuration.aclose)
-        self._stack.push_async_callback(self.proxy.aclose)
-        await self._start_name_resolution()
+        await self._start_name_resolution(resolver)
+        self.services = Services(
+            state=StateService.from_components(self._of("state"), app_id),
+            pubsub=PubSubService.from_components(self._of("pubsub"), app_id),
+            invocation=invocation,
+            lock=LockService.from_components(self._of("lock"), app_id),
+            sequencer=sequencer,
+            configuration=configuration,
+            metadata=MetadataService(
+                app_id,
+                Versions(dapr=DAPR_API_VERSION, l8=__version__),
+                self.components,
+                invocation,
+                lambda: self.subscriptions,
+                _app_connection(settings),
+                tcp_copy=self.tcp_copy,
+                rate_limits=self.rate_limits,
+            ),
+        )
         await self._start_subscriptions()
         log.info(
             "components ready",
@@ -219,7 +232,9 @@ class Runtime:
                     "subscriptions are not delivered without --app-port", count=len(self._declarative)
                 )
             return
-        subscriber = Subscriber(self.pubsub.handles, self.app_channel, self.settings.app_id, self.resiliency)
+        subscriber = Subscriber(
+            self.services.pubsub.handles, self.app_channel, self.settings.app_id, self.resiliency
+        )
         self.subscriber = subscriber
         self._stack.push_async_callback(subscriber.aclose)
         discovery = SubscriptionDiscovery(self.app_channel, self.settings.app_id, self._app_subscriptions)
@@ -243,8 +258,7 @@ class Runtime:
         assert self.subscriber is not None
         await self.subscriber.apply(subscriptions)
 
-    async def _start_name_resolution(self) -> None:
-        resolver = self.invocation.resolver
+    async def _start_name_resolution(self, resolver: Resolver) -> None:
         # A registry's default address for this sidecar (advertiseAddress overrides it).
         host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "::", "") else self.settings.host
         address = f"{host}:{self.settings.http_port}"
@@ -254,110 +268,60 @@ class Runtime:
             raise StartupError(str(exc)) from None
         self._stack.push_async_callback(resolver.aclose)
 
-    def _rate_limits(self) -> RateLimits:
-        settings = self.settings
-        configurations = [(settings.dapr_configuration, "--config")] if settings.dapr_configuration else []
-        for kind, document, source in self.resources.others:
-            spec = document.get("spec") or {}
-            if kind == "Configuration" and spec != settings.dapr_configuration:  # the same file once
-                configurations.append((spec, source))
-        middleware = {
-            resource.name: (resource.type, resource.metadata, resource.source)
-            for resource in self.resources.components
-            if registry.category(resource.type) == "middleware"
-        }
-        return build_rate_limits(settings.rate_limits, configurations, middleware, settings.app_id)
-
-    def _invocation_service(self, endpoints: dict[str, Any], resolver: Resolver) -> InvocationService:
-        settings = self.settings
-        token = settings.app_api_token.get_secret_value() if settings.app_api_token else None
-        sidecar_auth = None
-        if settings.mesh_token is not None:
-            sidecar_auth = (MESH_TOKEN, settings.mesh_token.get_secret_value())
-        elif settings.api_token is not None:  # a fleet sharing one API token
-            sidecar_auth = ("dapr-api-token", settings.api_token.get_secret_value())
-        return InvocationService(
-            settings.app_id,
-            self.app_channel.base_url,
-            token,
-            self.proxy,
-            resolver,
-            endpoints,
-            settings.invoke_timeout,
-            self.resiliency,
-            settings.max_body_size,
-            sidecar_auth,
-        )
-
-    def _configuration_store(self, component: LoadedComponent) -> ConfigurationStoreHandle:
-        try:
-            cached = parse_bool(_lookup(component.metadata, "cacheEnable") or "false")
-        except ValueError as exc:
-            raise _component_error(component, str(exc), "cacheEnable") from None
-        cache = ConfigurationCache(component.instance) if cached else None
-        return ConfigurationStoreHandle(component.name, component.instance, cache)
-
     def _of(self, block: str) -> list[LoadedComponent]:
         return list(self.components.of(block).values())
 
-    def _key_prefix(self, component: LoadedComponent) -> KeyPrefix:
-        try:
-            strategy = _lookup(component.metadata, "keyPrefix")
-            return KeyPrefix.from_metadata(strategy, app_id=self.settings.app_id, store_name=component.name)
-        except MetadataError as exc:
-            raise _component_error(component, exc.message, exc.field) from None
 
-    async def _start_sequencers(self) -> None:
-        handles = {}
-        for component in self._of("sequencer"):
-            try:
-                options = SequencerOptions.from_metadata(component.metadata)
-            except MetadataError as exc:
-                raise _component_error(component, exc.message, exc.field) from None
-            handles[component.name] = SequencerHandle(
-                component.name, component.instance, self._key_prefix(component), options
-            )
-            for key, floor in options.bigger_than.items():
-                try:
-                    await component.instance.ensure_above(handles[component.name].storage_key(key), floor)
-                except ComponentError as exc:
-                    raise _component_error(component, f"biggerThan.{key} not applied: {exc}") from None
-        self.sequencer = SequencerService(handles)
-        self._stack.push_async_callback(self.sequencer.aclose)
-
-    def _state_service(self) -> StateService:
-        handles = {}
-        for component in self._of("state"):
-            handles[component.name] = StateStoreHandle(
-                component.name,
-                component.instance,
-                self._key_prefix(component),
-                frozenset(component.instance.features()),
-            )
-        return StateService(handles, self.settings.app_id)
-
-    def _pubsub_service(self) -> PubSubService:
-        handles = {}
-        for component in self.components.of("pubsub").values():
-            try:
-                scopes = TopicScopes.from_metadata(component.metadata)
-                retry_from_metadata(component.metadata)  # a bad backOff* value fails start-up
-            except MetadataError as exc:
-                raise StartupError(
-                    str(ResourceError(component.source, exc.message, component.name, exc.field))
-                ) from None
-            handles[component.name] = PubSubHandle(
-                component.name,
-                component.instance,
-                frozenset(component.instance.features()),
-                scopes,
-                component.metadata,
-            )
-        return PubSubService(handles, self.settings.app_id)
+def _rate_limits(settings: Settings, resources: Resources) -> RateLimits:
+    configurations = [(settings.dapr_configuration, "--config")] if settings.dapr_configuration else []
+    for kind, document, source in resources.others:
+        spec = document.get("spec") or {}
+        if kind == "Configuration" and spec != settings.dapr_configuration:  # the same file once
+            configurations.append((spec, source))
+    middleware = {
+        resource.name: (resource.type, resource.metadata, resource.source)
+        for resource in resources.components
+        if registry.category(resource.type) == "middleware"
+    }
+    return build_rate_limits(settings.rate_limits, configurations, middleware, settings.app_id)
 
 
-def _component_error(component: LoadedComponent, message: str, field: str | None = None) -> StartupError:
-    return StartupError(str(ResourceError(component.source, message, component.name, field)))
+def _invocation_service(
+    settings: Settings,
+    app_channel: AppChannel,
+    proxy: Proxy,
+    resolver: Resolver,
+    endpoints: dict[str, Any],
+    resiliency: Resiliency,
+) -> InvocationService:
+    token = settings.app_api_token.get_secret_value() if settings.app_api_token else None
+    sidecar_auth = None
+    if settings.mesh_token is not None:
+        sidecar_auth = (MESH_TOKEN, settings.mesh_token.get_secret_value())
+    elif settings.api_token is not None:  # a fleet sharing one API token
+        sidecar_auth = ("dapr-api-token", settings.api_token.get_secret_value())
+    return InvocationService(
+        settings.app_id,
+        app_channel.base_url,
+        token,
+        proxy,
+        resolver,
+        endpoints,
+        settings.invoke_timeout,
+        resiliency,
+        settings.max_body_size,
+        sidecar_auth,
+    )
+
+
+def _app_connection(settings: Settings) -> dict[str, Any]:
+    connection: dict[str, Any] = {
+        "protocol": settings.app_protocol,
+        "channelAddress": settings.app_channel_address,
+    }
+    if settings.app_port is not None:
+        connection["port"] = settings.app_port
+    return connection
 
 
 def _lookup(metadata: dict[str, str], name: str) -> str | None:

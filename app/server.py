@@ -18,7 +18,7 @@ from app.factory import create_app
 from app.logging import configure_logging
 from app.runtime import StartupError
 from app.settings import Settings
-from mesh.tcpcopy import copy_requested
+from mesh.tcpcopy import TcpCopy, copy_requested
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +55,8 @@ def _tune_gc() -> None:
 
 
 async def serve(settings: Settings) -> int:
-    app = create_app(settings)
+    copier = TcpCopy() if copy_requested(settings.tcp_copy) else None
+    app = create_app(settings, tcp_copy=copier)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -69,17 +70,14 @@ async def serve(settings: Settings) -> int:
         proxy_headers=False,  # a sidecar is reached on loopback by its app: no proxy to trust
         timeout_graceful_shutdown=round(settings.graceful_shutdown_seconds),
     )
-    copying = None
-    if copy_requested(settings.tcp_copy):
+    if copier is not None:
         from mesh.tcpcopy.protocol import copying_protocol
 
-        copying = config.http = copying_protocol(app.state.runtime.tcp_copy)
+        config.http = copying_protocol(copier)
     server = _Server(config)
-    app.state.shutdown.connect(lambda: setattr(server, "should_exit", True))
+    app.sidecar.shutdown.connect(lambda: setattr(server, "should_exit", True))
     try:
         async with app.router.lifespan_context(app):
-            if copying is not None:
-                copying.copier = app.state.runtime.tcp_copy  # the started runtime's
             _tune_gc()
             log.info(
                 "l8 listening",

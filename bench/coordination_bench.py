@@ -1,7 +1,8 @@
 """The coordination benchmark (``make bench-coordination``): lock, unlock, next id (WEAK and STRONG)
 and configuration get through l8 over Redis, against l8's no-op route (``GET /v1.0/healthz``) and a
-direct redis-py client doing the same Redis work, in one run; written into docs/performance.md
-between the coordination-bench markers.
+direct redis-py client doing the same Redis work, in one run, with the metadata route, a state bulk
+get and a state transaction beside them; written into docs/performance.md between the
+coordination-bench markers.
 
 Placement: l8 on core 0; Redis, the load tools and the direct client on core 1. Components:
 ``lock.redis``, ``sequencer.redis`` (segmentStep 50, the default) and ``configuration.redis`` with
@@ -77,6 +78,14 @@ spec:
   type: configuration.redis
   version: v1
   metadata: [{{name: redisHost, value: "127.0.0.1:{port}"}}, {{name: cacheEnable, value: "true"}}]
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {{name: orders}}
+spec:
+  type: state.redis
+  version: v1
+  metadata: [{{name: redisHost, value: "127.0.0.1:{port}"}}]
 """
 
 # (name, method, path, body): what each measurement sends.
@@ -93,7 +102,18 @@ LOCK = (
 )
 UNLOCK = ("unlock (not held: status 1)", "POST", "/v1.0-alpha1/unlock/locks",
           '{"resourceId":"free-{n}","lockOwner":"o"}')  # fmt: skip
-THROUGHPUT = (NOOP, WEAK, CONFIG, STRONG, LOCK)
+# Routes beside the hot ones, to show what routing costs everywhere (issue #13): the metadata
+# answer, a two-key bulk get and a two-operation transaction on state.redis.
+METADATA = ("metadata", "GET", "/v1.0/metadata", "")
+BULK = ("state bulk get (2 keys)", "POST", "/v1.0/state/orders/bulk", '{"keys":["a","b"]}')
+TRANSACTION = (
+    "state transaction (2 operations)",
+    "POST",
+    "/v1.0/state/orders/transaction",
+    '{"operations":[{"operation":"upsert","request":{"key":"a","value":1}},'
+    '{"operation":"delete","request":{"key":"b"}}]}',
+)
+THROUGHPUT = (NOOP, WEAK, CONFIG, STRONG, LOCK, METADATA, BULK, TRANSACTION)
 LATENCY = (NOOP, LOCK, STRONG, WEAK, CONFIG, UNLOCK)
 
 
@@ -288,6 +308,9 @@ def render(results: dict[str, Any], summary: dict[str, Any], results_name: str) 
             f"| {name} | {rps_text} | {ratio_text} | {row['p50_ms']} / {row['p90_ms']} / {row['p99_ms']} ms "
             f"| {added[name]['p90_ms']:+} ms | {row['vcpu']} |"
         )
+    others = [name for name, *_ in THROUGHPUT if name not in summary["latency"]]
+    lines += ["", "Routes beside the hot ones (maximum throughput, and against the no-op route):", ""]
+    lines += [f"- {name}: {summary['rps'][name]['median']:,.0f} rps ({ratio[name]:.2f}x)" for name in others]
     lines += [
         "",
         "The same Redis work by a direct redis-py client, one command at a time (p50 / p90 / p99):",

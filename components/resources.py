@@ -14,7 +14,7 @@ import os
 import re
 import socket
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,7 +204,7 @@ def _substitute(value: str, source: str, component: str, name: str, app_id: str)
 
     value = _ENV_PLACEHOLDER.sub(env, value)
     namespace = os.environ.get("NAMESPACE", "default")
-    replacements = {
+    replacements: dict[str, Callable[[], str]] = {
         "{uuid}": lambda: str(uuid.uuid4()),
         "{appID}": lambda: app_id,
         "{podName}": lambda: os.environ.get("POD_NAME", socket.gethostname()),

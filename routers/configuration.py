@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from routers import schemas
-from routers.http import json_response, no_content, query_metadata, read_message, runtime
+from routers.http import json_response, no_content, query_metadata, read_message, services
 from routers.table import RouteTable
 
 routes = RouteTable(tags=["configuration"])
@@ -52,7 +52,7 @@ def _keys(request: Request) -> list[str]:
 async def get_configuration(
     request: Request, storeName: str, group: str | None = None, label: str | None = None
 ) -> Response:
-    service = runtime(request).configuration
+    service = services(request).configuration
     items = await service.get(storeName, _keys(request), query_metadata(request), group, label)
     return json_response(items) if items else Response(status_code=204)
 
@@ -60,14 +60,14 @@ async def get_configuration(
 async def subscribe_configuration(
     request: Request, storeName: str, group: str | None = None, label: str | None = None
 ) -> Response:
-    service = runtime(request).configuration
+    service = services(request).configuration
     keys, metadata = _keys(request), query_metadata(request)
     subscription_id = await service.subscribe(storeName, keys, metadata, group, label)
     return json_response({"id": subscription_id})
 
 
 async def unsubscribe_configuration(request: Request, storeName: str, subscriptionId: str) -> Response:
-    await runtime(request).configuration.unsubscribe(storeName, subscriptionId)
+    await services(request).configuration.unsubscribe(storeName, subscriptionId)
     return json_response({"ok": True})
 
 
@@ -134,7 +134,7 @@ for _version in _VERSIONS:
     ),
 )
 async def save_configuration(request: Request, storeName: str) -> Response:
-    await runtime(request).configuration.save(storeName, await read_message(request))
+    await services(request).configuration.save(storeName, await read_message(request))
     return no_content()
 
 
@@ -149,5 +149,5 @@ async def save_configuration(request: Request, storeName: str) -> Response:
     ),
 )
 async def delete_configuration(request: Request, storeName: str) -> Response:
-    await runtime(request).configuration.delete(storeName, await read_message(request))
+    await services(request).configuration.delete(storeName, await read_message(request))
     return no_content()

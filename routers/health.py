@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from routers import schemas
-from routers.http import no_content, runtime
+from routers.http import no_content, sidecar
 from routers.table import RouteTable
 from services import errors
 
@@ -26,10 +26,10 @@ log = structlog.get_logger(__name__)
     response_class=Response,
 )
 async def healthz(request: Request, appid: str | None = None) -> Response:
-    current = runtime(request)
-    if appid is not None and appid != current.settings.app_id:
+    readiness = sidecar(request).readiness
+    if appid is not None and appid != readiness.app_id:
         raise errors.health_app_id_mismatch()
-    if not current.ready:
+    if not readiness.ready:
         raise errors.health_not_ready(["components"])
     return no_content()
 
@@ -45,7 +45,7 @@ async def healthz(request: Request, appid: str | None = None) -> Response:
     response_class=Response,
 )
 async def healthz_outbound(request: Request) -> Response:
-    if not runtime(request).ready:
+    if not sidecar(request).readiness.ready:
         raise errors.outbound_not_ready()
     return no_content()
 
@@ -62,5 +62,5 @@ async def healthz_outbound(request: Request) -> Response:
 async def shutdown(request: Request) -> Response:
     force = request.headers.get("dapr-force-shutdown", "").lower() == "true"
     log.info("shutdown requested through the API", force=force)
-    request.app.state.shutdown.request(force=force)
+    sidecar(request).shutdown.request(force=force)
     return no_content()

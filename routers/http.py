@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -10,16 +11,39 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from app.runtime import Runtime
 from services import errors
 from services.errors import BodyTooLarge
+from services.lifecycle import Readiness, ShutdownSwitch
+from services.sidecar import Services
 
 JSON = "application/json"
 
 
-def runtime(request: Request) -> Runtime:
-    current: Runtime = request.app.state.runtime
-    return current
+SIDECAR = "l8.sidecar"
+"""The scope key under which every request carries the :class:`Sidecar`."""
+
+
+@dataclass(slots=True)
+class Sidecar:
+    """What every request reaches: made by create_app; the lifespan hands it the services once it
+    has built them and takes them back when shutdown begins."""
+
+    readiness: Readiness
+    shutdown: ShutdownSwitch
+    services: Services | None = None
+
+
+def sidecar(request: Request) -> Sidecar:
+    found: Sidecar = request.scope[SIDECAR]
+    return found
+
+
+def services(request: Request) -> Services:
+    """The building blocks' services; before start-up (or after shutdown began), not ready."""
+    found = sidecar(request).services
+    if found is None:
+        raise errors.health_not_ready(["components"])
+    return found
 
 
 def query_metadata(request: Request) -> dict[str, str]:

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from routers import schemas
-from routers.http import runtime
+from routers.http import services
 from routers.table import METHODS, RouteTable
 from services import errors
 from services.invocation import InvocationService
@@ -52,7 +52,7 @@ def split_invoke_path(raw_path: str) -> tuple[str, str] | None:
 
 
 async def forward(request: Request, app_id: str, method: str) -> Response:
-    service: InvocationService = runtime(request).invocation
+    service: InvocationService = services(request).invocation
     return await service.invoke(app_id, method, request.scope, request.receive)
 
 
@@ -65,7 +65,8 @@ def raw_path(request: Request) -> str:
 def app_id_from_headers(request: Request) -> str | None:
     for name, value in request.scope["headers"]:
         if name == APP_ID_HEADER:
-            return value.decode("latin-1")
+            found: str = value.decode("latin-1")
+            return found
     return None
 
 

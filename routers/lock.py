@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from routers import schemas
-from routers.http import json_response, read_message, runtime
+from routers.http import json_response, read_message, services
 from routers.table import RouteTable
 
 routes = RouteTable(tags=["lock"])
@@ -44,7 +44,7 @@ def _doc(model: type, answer: type, failure: str, description: str, summary: str
     ),
 )
 async def try_lock(request: Request, storeName: str) -> Response:
-    acquired = await runtime(request).lock.try_lock(storeName, await read_message(request))
+    acquired = await services(request).lock.try_lock(storeName, await read_message(request))
     return json_response({"success": acquired})
 
 
@@ -60,7 +60,7 @@ async def try_lock(request: Request, storeName: str) -> Response:
     ),
 )
 async def unlock(request: Request, storeName: str) -> Response:
-    status = await runtime(request).lock.unlock(storeName, await read_message(request))
+    status = await services(request).lock.unlock(storeName, await read_message(request))
     return json_response({"status": int(status)})
 
 
@@ -76,5 +76,5 @@ async def unlock(request: Request, storeName: str) -> Response:
     ),
 )
 async def renew_lock(request: Request, storeName: str) -> Response:
-    status = await runtime(request).lock.renew(storeName, await read_message(request))
+    status = await services(request).lock.renew(storeName, await read_message(request))
     return json_response({"status": int(status)})

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from routers import schemas
-from routers.http import JSON, no_content, query_metadata, read_body, runtime
+from routers.http import JSON, no_content, query_metadata, read_body, services
 from routers.table import RouteTable
 from services import errors
 from services.pubsub.cloudevents import TraceContext
@@ -95,7 +95,7 @@ _BULK_DOC["responses"][500]["description"] += (
 @routes.post("/v1.0/publish/bulk/{pubsubname}/{topic:anykey}", operation_id="bulk_publish", **_BULK_DOC)
 @routes.put("/v1.0/publish/bulk/{pubsubname}/{topic:anykey}", operation_id="bulk_publish_put", **_BULK_DOC)
 async def bulk_publish(request: Request, pubsubname: str, topic: str) -> Response:
-    service = runtime(request).pubsub
+    service = services(request).pubsub
     metadata = query_metadata(request)
     handle = service.resolve(pubsubname, metadata, topic)
     app_id = service.app_id
@@ -156,7 +156,7 @@ _PUBLISH_DOC: dict[str, Any] = {
 @routes.post("/v1.0/publish/{pubsubname}/{topic:anykey}", operation_id="publish", **_PUBLISH_DOC)
 @routes.put("/v1.0/publish/{pubsubname}/{topic:anykey}", operation_id="publish_put", **_PUBLISH_DOC)
 async def publish(request: Request, pubsubname: str, topic: str) -> Response:
-    service = runtime(request).pubsub
+    service = services(request).pubsub
     metadata = query_metadata(request)
     handle = service.resolve(pubsubname, metadata, topic)
     body = await read_body(

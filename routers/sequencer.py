@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from routers import schemas
-from routers.http import json_response, read_message, runtime
+from routers.http import json_response, read_message, services
 from routers.table import RouteTable
 
 routes = RouteTable(tags=["sequencer"])
@@ -31,5 +31,5 @@ routes = RouteTable(tags=["sequencer"])
     response_class=Response,
 )
 async def get_next_id(request: Request, storeName: str) -> Response:
-    next_id = await runtime(request).sequencer.next_id(storeName, await read_message(request))
+    next_id = await services(request).sequencer.next_id(storeName, await read_message(request))
     return json_response({"nextId": str(next_id)})

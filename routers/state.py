@@ -17,7 +17,7 @@ from routers.http import (
     query_metadata,
     read_body,
     read_json,
-    runtime,
+    services,
 )
 from routers.table import RouteTable
 from services import errors
@@ -54,7 +54,7 @@ def _expiry_header(item: StateItem) -> str | None:
     response_class=Response,
 )
 async def get_state(request: Request, storeName: str, key: str, consistency: str | None = None) -> Response:
-    service = runtime(request).state
+    service = services(request).state
     handle = service.resolve(storeName)
     item = await service.get(handle, key, consistency, query_metadata(request))
     if item is None:
@@ -83,7 +83,7 @@ _SAVE_DOC: dict[str, Any] = {
 @routes.post("/v1.0/state/{storeName}", operation_id="save_state", **_SAVE_DOC)
 @routes.put("/v1.0/state/{storeName}", operation_id="save_state_put", **_SAVE_DOC)
 async def save_state(request: Request, storeName: str) -> Response:
-    service = runtime(request).state
+    service = services(request).state
     handle = service.resolve(storeName)
     await service.save(handle, await read_json(request), query_metadata(request))
     return no_content()
@@ -108,7 +108,7 @@ async def delete_state(
     concurrency: str | None = None,
     consistency: str | None = None,
 ) -> Response:
-    service = runtime(request).state
+    service = services(request).state
     handle = service.resolve(storeName)
     etag = request.headers.get("if-match")
     options = {"concurrency": concurrency, "consistency": consistency}
@@ -153,7 +153,7 @@ _BULK_DOC: dict[str, Any] = {
 @routes.post("/v1.0/state/{storeName}/bulk", operation_id="bulk_get_state", **_BULK_DOC)
 @routes.put("/v1.0/state/{storeName}/bulk", operation_id="bulk_get_state_put", **_BULK_DOC)
 async def bulk_get_state(request: Request, storeName: str) -> Response:
-    service = runtime(request).state
+    service = services(request).state
     handle = service.resolve(storeName)
     body = await read_json(request, prefix="failed deserializing HTTP body: ")
     found = await service.bulk_get(handle, body, query_metadata(request))
@@ -181,7 +181,7 @@ _TRANSACTION_DOC: dict[str, Any] = {
 @routes.post("/v1.0/state/{storeName}/transaction", operation_id="state_transaction", **_TRANSACTION_DOC)
 @routes.put("/v1.0/state/{storeName}/transaction", operation_id="state_transaction_put", **_TRANSACTION_DOC)
 async def state_transaction(request: Request, storeName: str) -> Response:
-    service = runtime(request).state
+    service = services(request).state
     handle = service.resolve(storeName)
     service.require_transactions(handle)
     body = await read_json(request, prefix="failed deserializing HTTP body: ")
@@ -206,7 +206,7 @@ _QUERY_DOC: dict[str, Any] = {
 @routes.post("/v1.0-alpha1/state/{storeName}/query", operation_id="query_state", **_QUERY_DOC)
 @routes.put("/v1.0-alpha1/state/{storeName}/query", operation_id="query_state_put", **_QUERY_DOC)
 async def query_state(request: Request, storeName: str) -> Response:
-    service = runtime(request).state
+    service = services(request).state
     handle = service.resolve(storeName)
     service.require_query(handle)
     body = await read_body(request, unreadable=errors.body_read)

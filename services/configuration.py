@@ -17,7 +17,7 @@ is logged and the subscription goes on.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -36,6 +36,8 @@ from components.configuration.base import (
     Subscription,
 )
 from components.errors import ComponentError, InvalidConfigurationRequestError
+from components.loaded import LoadedComponent
+from components.metadata import parse_bool
 from mesh.app_channel import AppChannel
 from services import errors, protojson
 from services.configuration_cache import ConfigurationCache
@@ -87,6 +89,21 @@ class ConfigurationService:
         self._stores = dict(stores)
         self._app = app_channel
         self._subscriptions: dict[str, _Subscribed] = {}
+
+    @classmethod
+    def from_components(
+        cls, components: Iterable[LoadedComponent], app_channel: AppChannel
+    ) -> ConfigurationService:
+        """The service over the started stores; ``cacheEnable: "true"`` gives a store a cached copy."""
+        handles = {}
+        for component in components:
+            try:
+                cached = parse_bool(component.setting("cacheEnable") or "false")
+            except ValueError as exc:
+                raise component.error(str(exc), "cacheEnable") from None
+            cache = ConfigurationCache(component.instance) if cached else None
+            handles[component.name] = ConfigurationStoreHandle(component.name, component.instance, cache)
+        return cls(handles, app_channel)
 
     def resolve(self, name: str) -> ConfigurationStoreHandle:
         if not self._stores:

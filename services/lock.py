@@ -9,11 +9,12 @@ sharing a Redis exclude each other.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from components.errors import ComponentError
+from components.loaded import LoadedComponent
 from components.lock.base import LockStatus, LockStore, RenewRequest, TryLockRequest, UnlockRequest
 from components.state.keys import SEPARATOR, KeyPrefix
 from services import errors, protojson
@@ -37,6 +38,10 @@ class LockStoreHandle:
 class LockService:
     def __init__(self, stores: Mapping[str, LockStoreHandle]) -> None:
         self._stores = dict(stores)
+
+    @classmethod
+    def from_components(cls, components: Iterable[LoadedComponent], app_id: str) -> LockService:
+        return cls({c.name: LockStoreHandle(c.name, c.instance, c.key_prefix(app_id)) for c in components})
 
     @property
     def names(self) -> list[str]:

@@ -19,13 +19,14 @@ import asyncio
 import contextlib
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from components.errors import BackendError, ComponentError, MetadataError
+from components.loaded import LoadedComponent
 from components.metadata import parse_bool
 from components.sequencer.base import Sequencer
 from components.state.keys import SEPARATOR, KeyPrefix
@@ -230,6 +231,26 @@ class SequencerHandle:
 class SequencerService:
     def __init__(self, stores: Mapping[str, SequencerHandle]) -> None:
         self._stores = dict(stores)
+
+    @classmethod
+    async def start(cls, components: Iterable[LoadedComponent], app_id: str) -> SequencerService:
+        """The service over the started sequencers, each key's ``biggerThan`` floor applied."""
+        handles = {}
+        for component in components:
+            try:
+                options = SequencerOptions.from_metadata(component.metadata)
+            except MetadataError as exc:
+                raise component.error(exc.message, exc.field) from None
+            handle = SequencerHandle(
+                component.name, component.instance, component.key_prefix(app_id), options
+            )
+            handles[component.name] = handle
+            for key, floor in options.bigger_than.items():
+                try:
+                    await component.instance.ensure_above(handle.storage_key(key), floor)
+                except ComponentError as exc:
+                    raise component.error(f"biggerThan.{key} not applied: {exc}") from None
+        return cls(handles)
 
     async def aclose(self) -> None:
         for handle in self._stores.values():

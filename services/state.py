@@ -3,13 +3,14 @@ outcomes into Dapr's answers. Routers call this with parsed JSON and shape what 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
 
 from components.errors import ComponentError, InvalidStateRequestError, QueryError
+from components.loaded import LoadedComponent
 from components.state.base import (
     DeleteRequest,
     Feature,
@@ -46,6 +47,17 @@ class StateService:
     def __init__(self, stores: Mapping[str, StateStoreHandle], app_id: str) -> None:
         self._stores = dict(stores)
         self.app_id = app_id
+
+    @classmethod
+    def from_components(cls, components: Iterable[LoadedComponent], app_id: str) -> StateService:
+        """The service over the started state stores; a bad ``keyPrefix`` fails start-up."""
+        handles = {
+            c.name: StateStoreHandle(
+                c.name, c.instance, c.key_prefix(app_id), frozenset(c.instance.features())
+            )
+            for c in components
+        }
+        return cls(handles, app_id)
 
     def resolve(self, name: str) -> StateStoreHandle:
         handle = self._stores.get(name)

@@ -33,6 +33,7 @@ import structlog
 from pydantic import field_validator
 
 from components.configuration.base import (
+    ChangeHandler,
     ConfigurationItem,
     DeleteRequest,
     Feature,
@@ -43,7 +44,6 @@ from components.configuration.base import (
 from components.configuration.file_format import Entry, next_version, parse, render
 from components.configuration.subscriptions import (
     Address,
-    ChangeHandler,
     QueuedSubscription,
     Subscribers,
     cancel_and_wait,

@@ -190,7 +190,7 @@ class KafkaMetadata(ComponentMetadata):
         return options
 
     def _ssl_context(self) -> ssl.SSLContext:
-        context = create_ssl_context(cadata=self.caCert or None)
+        context: ssl.SSLContext = create_ssl_context(cadata=self.caCert or None)
         if self.skipVerify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE

@@ -146,7 +146,7 @@ def _message(record: ConsumerRecord[Any, Any]) -> Message:
     )
 
 
-class KafkaSubscription(ConsumerRebalanceListener):
+class KafkaSubscription(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no types
     """A running subscription (the :class:`~components.pubsub.base.Consumer` of ``pubsub.kafka``)."""
 
     stop_timeout: ClassVar[float] = 5.0

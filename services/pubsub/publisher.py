@@ -9,19 +9,22 @@ missing component but wins over a bad ``rawPayload``, as in Dapr.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
 import orjson
 
-from components.errors import ComponentError
+from components.errors import ComponentError, MetadataError
+from components.loaded import LoadedComponent
 from components.pubsub.base import BulkPublisher, Feature, PublishRequest
+from mesh.resiliency import retry_from_metadata
 from services import errors
 from services.pubsub import cloudevents
 from services.pubsub.bulk_requests import BulkEntry, InvalidBulkRequest, Problem, parse_entries
 from services.pubsub.cloudevents import InvalidCloudEvent, TraceContext
 from services.pubsub.handles import PubSubHandle
+from services.pubsub.scopes import TopicScopes
 
 RAW_PAYLOAD = "rawPayload"
 BULK_CONCURRENCY = 100
@@ -58,6 +61,23 @@ class PubSubService:
     def __init__(self, handles: dict[str, PubSubHandle], app_id: str) -> None:
         self.handles = handles
         self.app_id = app_id
+
+    @classmethod
+    def from_components(cls, components: Iterable[LoadedComponent], app_id: str) -> PubSubService:
+        """The service over the started pub/sub components, with each one's topic scopes; a bad
+        scope or ``backOff*`` value fails start-up."""
+        handles = {}
+        for component in components:
+            try:
+                scopes = TopicScopes.from_metadata(component.metadata)
+                retry_from_metadata(component.metadata)
+            except MetadataError as exc:
+                raise component.error(exc.message, exc.field) from None
+            features = frozenset(component.instance.features())
+            handles[component.name] = PubSubHandle(
+                component.name, component.instance, features, scopes, component.metadata
+            )
+        return cls(handles, app_id)
 
     def resolve(self, name: str, metadata: Mapping[str, str], topic: str | None = None) -> PubSubHandle:
         """The component called ``name``, checked as Dapr does before it reads the body: empty

@@ -53,12 +53,13 @@ class RouteTable:
                 compiled.append(_CompiledRule(rule.match, rule.path, None))
                 continue
             import celpy  # 50 ms of import: only subscriptions with rules pay it
+            import celpy.celparser
 
             if environment is None:
                 environment = celpy.Environment()
             try:
                 program = environment.program(environment.compile(rule.match))
-            except celpy.CELParseError as exc:
+            except celpy.celparser.CELParseError as exc:
                 where = f" at column {exc.column}" if exc.column is not None else ""
                 raise RuleError(f"invalid CEL expression {rule.match!r}: syntax error{where}") from None
             except Exception as exc:  # cel-python raises assorted errors for semantic problems
@@ -82,19 +83,21 @@ class RouteTable:
             if rule.program is None:
                 return rule.path
             import celpy
+            import celpy.adapter
+            import celpy.evaluation
 
             if activation is None:
                 try:
-                    activation = {"event": celpy.json_to_cel(dict(event))}
+                    activation = {"event": celpy.adapter.json_to_cel(dict(event))}
                 except Exception as exc:
                     raise RuleError(f"the event cannot be given to CEL: {exc}") from None
             try:
                 result = rule.program.evaluate(activation)
-            except celpy.CELEvalError as exc:
+            except celpy.evaluation.CELEvalError as exc:
                 raise RuleError(f"match expression {rule.match!r} failed: {_reason(exc)}") from None
             except Exception as exc:
                 raise RuleError(f"match expression {rule.match!r} failed: {exc!r}") from None
-            if isinstance(result, celpy.CELEvalError):
+            if isinstance(result, celpy.evaluation.CELEvalError):
                 raise RuleError(f"match expression {rule.match!r} failed: {_reason(result)}")
             if not isinstance(result, celpy.celtypes.BoolType):
                 raise RuleError(f"the result of match expression {rule.match!r} was not a boolean")

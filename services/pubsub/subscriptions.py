@@ -67,10 +67,11 @@ def match_error(expression: str) -> str | None:
     if not expression.strip():
         return None
     import celpy  # 50 ms of import: only apps with routing rules pay it
+    import celpy.celparser
 
     try:
         celpy.Environment().compile(expression)
-    except celpy.CELParseError as exc:
+    except celpy.celparser.CELParseError as exc:
         # cel-python's message is the expression with a caret under it: report the position instead.
         where = f" at column {exc.column}" if exc.column is not None else ""
         return f"invalid CEL expression {expression!r}: syntax error{where}"

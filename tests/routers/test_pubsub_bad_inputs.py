@@ -277,7 +277,7 @@ async def test_no_pubsub_component_is_not_found(start_sidecar: StartSidecar) -> 
 async def test_an_empty_component_name_is_refused_first(start_sidecar: StartSidecar) -> None:
     """Unreachable over HTTP (the path is cleaned first), but the service keeps Dapr's order."""
     sidecar = await start_sidecar(component("pubsub", "pubsub.in-memory"))
-    service = sidecar.app.state.runtime.pubsub
+    service = sidecar.app.state.runtime.services.pubsub
     with pytest.raises(ApiError) as raised:
         service.resolve("", {"k": "v"}, "")
     assert (raised.value.status, raised.value.code) == (404, "ERR_PUBSUB_EMPTY")

@@ -115,7 +115,7 @@ async def test_shutdown_is_204(sidecar: Sidecar) -> None:
     response = await sidecar.request("POST", "/v1.0/shutdown")
     assert response.status_code == 204
     assert response.content == b""
-    assert sidecar.app.state.shutdown.requested
+    assert sidecar.app.sidecar.shutdown.requested
 
 
 # -- unknown routes and paths ------------------------------------------------------------------------
@@ -207,7 +207,7 @@ async def test_a_missing_or_wrong_token_is_401(
     headers = {} if token is None else {"dapr-api-token": token}
     response = await guarded.request(method, path, headers=headers, json=[{"key": "k", "value": 1}])
     assert_unauthorized(response)
-    assert not guarded.app.state.shutdown.requested
+    assert not guarded.app.sidecar.shutdown.requested
     response = await guarded.request("GET", "/v1.0/state/statestore/k", headers={"dapr-api-token": TOKEN})
     assert response.status_code == 204
 

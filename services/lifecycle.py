@@ -1,4 +1,5 @@
-"""How the API asks the server to stop (POST /v1.0/shutdown): the server plugs in the stop."""
+"""The sidecar's life as the API sees it: whether it is ready (health answers from this before and
+during start-up, when no service exists yet) and how the API asks it to stop."""
 
 from __future__ import annotations
 
@@ -11,7 +12,18 @@ import structlog
 log = structlog.get_logger(__name__)
 
 
+class Readiness:
+    """Ready once every component has started and the services are built; not ready again from the
+    moment shutdown begins."""
+
+    def __init__(self, app_id: str) -> None:
+        self.app_id = app_id
+        self.ready = False
+
+
 class ShutdownSwitch:
+    """How the API asks the server to stop (``POST /v1.0/shutdown``): the server plugs in the stop."""
+
     def __init__(self) -> None:
         self._stop: Callable[[], None] | None = None
         self.requested = False

@@ -1,0 +1,25 @@
+"""Every building block's service, as the lifespan builds them once at start-up: what the
+transports (the HTTP routes, later gRPC) call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.configuration import ConfigurationService
+from services.invocation import InvocationService
+from services.lock import LockService
+from services.metadata import MetadataService
+from services.pubsub.publisher import PubSubService
+from services.sequencer import SequencerService
+from services.state import StateService
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    state: StateService
+    pubsub: PubSubService
+    invocation: InvocationService
+    lock: LockService
+    sequencer: SequencerService
+    configuration: ConfigurationService
+    metadata: MetadataService
