@@ -18,8 +18,8 @@ from fastapi.responses import Response
 from routers import schemas
 from routers.http import JSON, DirectRoute, no_content, query_metadata, read_body, runtime
 from services import errors
-from services.pubsub.cloudevents import TraceContext
 from services.pubsub.publisher import BulkPublishFailure
+from services.trace_context import TraceContext
 
 router = APIRouter(tags=["pubsub"], route_class=DirectRoute)
 

@@ -45,7 +45,7 @@ from mesh.resolver import ResolveError, Resolver, StaticResolver
 from services import errors
 from services.errors import ApiError, BodyTooLarge
 from services.http_endpoints import HttpEndpoint
-from services.pubsub.cloudevents import TraceContext
+from services.trace_context import TraceContext
 
 log = structlog.get_logger(__name__)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import enum
-import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import orjson
 
 from components.pubsub.base import Message
 from mesh.app_channel import AppChannel, AppUnreachable
+from services.trace_context import TraceContext
 
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
 RAW_PAYLOAD = "rawPayload"
@@ -50,7 +50,6 @@ _RESERVED_HEADERS = frozenset(
     }
 )
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_HEX = frozenset("0123456789abcdef")
 
 
 class Outcome(enum.Enum):
@@ -131,40 +130,14 @@ def is_expired(event: Mapping[str, Any], now: datetime | None = None) -> bool:
     return moment < (now or datetime.now(UTC))
 
 
-def _valid_traceparent(value: Any) -> tuple[str, str] | None:
-    """(trace id, flags) of a W3C ``traceparent``, or None when it is not one."""
-    if not isinstance(value, str):
-        return None
-    parts = value.strip().lower().split("-")
-    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
-        return None
-    version, trace_id, span_id, flags = parts[0], parts[1], parts[2], parts[3]
-    if version == "00" and len(parts) != 4:
-        return None
-    if len(trace_id) != 32 or len(span_id) != 16 or len(flags) != 2:
-        return None
-    if not set(version + trace_id + span_id + flags) <= _HEX:
-        return None
-    if trace_id == "0" * 32 or span_id == "0" * 16:
-        return None
-    return trace_id, flags
-
-
 def trace_headers(event: Mapping[str, Any]) -> dict[str, str]:
-    """``traceparent`` for a span that is a child of the event's ``traceparent`` (or ``traceid``),
-    keeping its trace id and flags; a new trace when the event carries none. ``tracestate`` is
-    passed on when the parent was valid."""
-    parent = _valid_traceparent(event.get("traceparent")) or _valid_traceparent(event.get("traceid"))
-    span_id = secrets.token_hex(8)
-    if parent is None:
-        # l8 records no spans, so a trace it starts is not marked as sampled.
-        return {"traceparent": f"00-{secrets.token_hex(16)}-{span_id}-00"}
-    trace_id, flags = parent
-    headers = {"traceparent": f"00-{trace_id}-{span_id}-{flags}"}
+    """``traceparent`` (and ``tracestate``) of a span under the event's ``traceparent``, else its
+    ``traceid``; a new trace when it carries neither."""
     state = event.get("tracestate")
-    if isinstance(state, str) and state and _header_value_ok(state):
-        headers["tracestate"] = state
-    return headers
+    trace = TraceContext.under(event.get("traceparent"), state) or TraceContext.under(
+        event.get("traceid"), state
+    )
+    return (trace or TraceContext.start()).headers()
 
 
 def _header_name_ok(name: str) -> bool:

@@ -20,8 +20,9 @@ from components.pubsub.base import BulkPublisher, Feature, PublishRequest
 from services import errors
 from services.pubsub import cloudevents
 from services.pubsub.bulk_requests import BulkEntry, InvalidBulkRequest, Problem, parse_entries
-from services.pubsub.cloudevents import InvalidCloudEvent, TraceContext
+from services.pubsub.cloudevents import InvalidCloudEvent
 from services.pubsub.handles import PubSubHandle
+from services.trace_context import TraceContext
 
 RAW_PAYLOAD = "rawPayload"
 BULK_CONCURRENCY = 100
