@@ -12,7 +12,8 @@ import orjson
 from pydantic import ValidationError
 
 from app import __version__
-from app.settings import Settings, SettingsError
+from app.settings import Settings
+from mesh.errors import SettingsError
 
 
 def _parser() -> argparse.ArgumentParser:

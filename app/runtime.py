@@ -15,9 +15,9 @@ from app.component_store import ComponentStore, LoadedComponent
 from app.settings import Settings
 from components import registry
 from components.errors import ComponentError, ComponentInitError, MetadataError
-from components.metadata import parse_bool
+from components.key_prefix import KeyPrefix
+from components.metadata import lookup, parse_bool
 from components.resources import ComponentResource, ResourceError, Resources, load_resources
-from components.state.keys import KeyPrefix
 from mesh.app_channel import AppChannel
 from mesh.errors import SettingsError
 from mesh.proxy import MESH_TOKEN, Proxy
@@ -180,7 +180,7 @@ class Runtime:
         except registry.UnknownComponentType as exc:
             raise fail(str(exc), "spec.type") from None
         metadata = dict(resource.metadata)
-        if registry.category(resource.type) == "pubsub" and not _lookup(metadata, "consumerID"):
+        if registry.category(resource.type) == "pubsub" and not lookup(metadata, "consumerID"):
             # Dapr's default: consumers of one app id share one consumer group. Sidecars started
             # without an app id share the group "l8".
             metadata["consumerID"] = self.settings.app_id or "l8"
@@ -291,7 +291,7 @@ class Runtime:
 
     def _configuration_store(self, component: LoadedComponent) -> ConfigurationStoreHandle:
         try:
-            cached = parse_bool(_lookup(component.metadata, "cacheEnable") or "false")
+            cached = parse_bool(lookup(component.metadata, "cacheEnable") or "false")
         except ValueError as exc:
             raise _component_error(component, str(exc), "cacheEnable") from None
         cache = ConfigurationCache(component.instance) if cached else None
@@ -302,7 +302,7 @@ class Runtime:
 
     def _key_prefix(self, component: LoadedComponent) -> KeyPrefix:
         try:
-            strategy = _lookup(component.metadata, "keyPrefix")
+            strategy = lookup(component.metadata, "keyPrefix")
             return KeyPrefix.from_metadata(strategy, app_id=self.settings.app_id, store_name=component.name)
         except MetadataError as exc:
             raise _component_error(component, exc.message, exc.field) from None
@@ -358,11 +358,6 @@ class Runtime:
 
 def _component_error(component: LoadedComponent, message: str, field: str | None = None) -> StartupError:
     return StartupError(str(ResourceError(component.source, message, component.name, field)))
-
-
-def _lookup(metadata: dict[str, str], name: str) -> str | None:
-    lowered = name.lower()
-    return next((value for key, value in metadata.items() if key.lower() == lowered), None)
 
 
 async def _cancel(task: asyncio.Task[None], deadline: float = 5.0) -> None:

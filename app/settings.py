@@ -12,12 +12,9 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from components.metadata import parse_quantity
+from mesh.errors import SettingsError
 
-__all__ = ["Settings", "SettingsError", "parse_quantity"]
-
-
-class SettingsError(ValueError):
-    """The settings file or a setting's value is unusable."""
+__all__ = ["Settings", "parse_quantity"]
 
 
 class Settings(BaseSettings):

@@ -9,7 +9,6 @@ from types import TracebackType
 from typing import Any
 
 from pydantic import Field, field_validator
-from pydantic_core import PydanticCustomError
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.connection import Connection, SSLConnection
@@ -17,16 +16,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from components.errors import BackendError, ComponentInitError
-from components.metadata import ComponentMetadata, Duration, GoBool
+from components.metadata import ComponentMetadata, Duration, GoBool, metadata_error
 
 REDIS_MAX_CLIENTS = 10_000
 """Redis's default ``maxclients``: the ceiling of an unbounded pool (redis-py's own default stops
 at 100 connections and then fails commands with "Too many connections")."""
-
-
-def metadata_error(reason: str) -> PydanticCustomError:
-    # A custom error keeps pydantic's "Value error, " prefix out of the MetadataError message.
-    return PydanticCustomError("value_error", "{reason}", {"reason": reason})
 
 
 class RedisConnectionMetadata(ComponentMetadata):

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.errors import ComponentError
+from components.key_prefix import SEPARATOR, KeyPrefix
 from components.lock.base import LockStatus, LockStore, RenewRequest, TryLockRequest, UnlockRequest
-from components.state.keys import SEPARATOR, KeyPrefix
 from services import errors, protojson
 
 

@@ -41,6 +41,7 @@ from typing import Any
 
 import orjson
 
+from components.metadata import lookup
 from services.random_ids import uuid4
 from services.trace_context import TraceContext
 
@@ -122,11 +123,7 @@ def ttl_seconds(metadata: Mapping[str, str]) -> float | None:
     seconds above zero. ``None`` when absent or unreadable: Dapr then adds no expiration."""
     if not metadata:
         return None
-    value = None
-    for wanted in ("ttl", "ttlinseconds"):
-        value = next((v for k, v in metadata.items() if k.lower() == wanted), None)
-        if value is not None:
-            break
+    value = lookup(metadata, "ttl", "ttlInSeconds")
     if not value:
         return None
     if value == "0" or _GO_DURATION.fullmatch(value):

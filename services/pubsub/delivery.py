@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from components.metadata import is_truthy, lookup
 from components.pubsub.base import Message
 from mesh.app_channel import AppChannel, AppUnreachable
 from services.trace_context import TraceContext
@@ -76,10 +77,7 @@ class EventError(Exception):
 
 def raw_payload(metadata: Mapping[str, str]) -> bool:
     """Subscription metadata ``rawPayload`` (Go's bool spellings, name case-insensitive)."""
-    for key, value in metadata.items():
-        if key.lower() == RAW_PAYLOAD.lower():
-            return value.strip().lower() in ("1", "t", "true", "y", "yes", "on")
-    return False
+    return is_truthy(lookup(metadata, RAW_PAYLOAD) or "")
 
 
 def parse_cloud_event(data: bytes) -> dict[str, Any]:

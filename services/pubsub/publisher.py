@@ -16,6 +16,7 @@ from typing import cast
 import orjson
 
 from components.errors import ComponentError
+from components.metadata import parse_go_bool
 from components.pubsub.base import BulkPublisher, Feature, PublishRequest
 from services import errors
 from services.pubsub import cloudevents
@@ -27,9 +28,6 @@ from services.trace_context import TraceContext
 RAW_PAYLOAD = "rawPayload"
 BULK_CONCURRENCY = 100
 """Entries published at once by the per-entry fallback (Dapr's defaultBulkPublishMaxConcurrency)."""
-
-_GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
-_GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 
 @dataclass(slots=True, frozen=True)
@@ -214,12 +212,11 @@ class PubSubService:
         value = metadata.get(RAW_PAYLOAD) if metadata else None
         if not value:
             return False
-        if value in _GO_TRUE:
-            return True
-        if value in _GO_FALSE:
-            return False
-        reason = f"{RAW_PAYLOAD} value must be a valid boolean: actual is '{value}'"
-        raise errors.pubsub_request_metadata(handle.name, dict(metadata), reason)
+        try:
+            return parse_go_bool(value)
+        except ValueError:
+            reason = f"{RAW_PAYLOAD} value must be a valid boolean: actual is '{value}'"
+            raise errors.pubsub_request_metadata(handle.name, dict(metadata), reason) from None
 
     def _require_scope(self, handle: PubSubHandle, topic: str) -> None:
         if not handle.scopes.can_publish(self.app_id, topic):

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.settings import Settings, SettingsError, parse_quantity
+from app.settings import Settings, parse_quantity
+from mesh.errors import SettingsError
 
 
 @pytest.mark.parametrize(
