@@ -20,10 +20,11 @@ from components.metadata import lookup, parse_bool
 from components.resources import ComponentResource, ResourceError, Resources, load_resources
 from mesh.app_channel import AppChannel
 from mesh.errors import SettingsError
+from mesh.name_resolution import build_resolver
 from mesh.proxy import MESH_TOKEN, Proxy
 from mesh.ratelimit import RateLimits, build_rate_limits
 from mesh.resiliency import Resiliency, retry_from_metadata
-from mesh.resolver import Resolver, StaticResolver, build_resolver
+from mesh.resolver import Resolver, StaticResolver
 from mesh.tcpcopy import TcpCopy, parse_policy
 from services.configuration import ConfigurationService, ConfigurationStoreHandle
 from services.configuration_cache import ConfigurationCache
