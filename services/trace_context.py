@@ -36,11 +36,6 @@ def parse_traceparent(value: object) -> tuple[str, str] | None:
     return trace_id, "01" if int(flags, 16) & 1 else "00"
 
 
-def _header_safe(value: str) -> bool:
-    # Visible ASCII, space and tab: a tracestate read from a stored event may hold anything.
-    return all(char == "\t" or " " <= char <= "~" for char in value)
-
-
 @dataclass(slots=True, frozen=True)
 class TraceContext:
     """The span l8 works in for one call: its ids and what it sends on."""
@@ -65,8 +60,7 @@ class TraceContext:
         parent = parse_traceparent(traceparent)
         if parent is None:
             return None
-        state = tracestate if isinstance(tracestate, str) and _header_safe(tracestate) else ""
-        return cls(parent[0], random_hex(8), parent[1], state)
+        return cls(parent[0], random_hex(8), parent[1], tracestate if isinstance(tracestate, str) else "")
 
     @classmethod
     def from_headers(cls, traceparent: str | None, tracestate: str | None) -> TraceContext:

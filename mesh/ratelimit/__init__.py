@@ -41,5 +41,6 @@ def build_rate_limits(
     app_id: str,
 ) -> RateLimits:
     """The limiter of the ``rate_limits`` settings and the Dapr pipelines' rate-limit handlers."""
-    rules = [*settings.rules, *pipeline_rules(configurations, middleware, app_id)]
+    rules = [rule.rule(i) for i, rule in enumerate(settings.rules)]
+    rules += pipeline_rules(configurations, middleware, app_id)
     return RateLimits(rules, app_id, settings.redis, fail_open=settings.onRedisError == "allow")

@@ -5,12 +5,12 @@ rules cannot answer, and that Redis, given with Dapr's Redis component fields (`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import SkipValidation, field_validator, model_validator
+from pydantic import field_validator, model_validator
 
 from components.redis_metadata import RedisConnectionMetadata
-from mesh.ratelimit.rules import Rule, parse_rule
+from mesh.ratelimit.rules import RuleSettings
 from mesh.settings import REDIS_FIELDS, SettingsModel, parse_settings, redis_connection, settings_error
 
 REDIS_DEFAULTS = {"dialTimeout": "500ms", "readTimeout": "500ms"}
@@ -21,7 +21,7 @@ class RateLimitSettings(SettingsModel):
     known_extra: ClassVar[frozenset[str]] = REDIS_FIELDS
     derived: ClassVar[frozenset[str]] = frozenset({"redis"})
 
-    rules: Annotated[tuple[Rule, ...], SkipValidation] = ()
+    rules: tuple[RuleSettings, ...] = ()
     onRedisError: Literal["allow", "reject"] = "allow"
     redis: RedisConnectionMetadata | None = None
     """Where shared rules keep their buckets (from the Redis fields)."""
@@ -34,12 +34,12 @@ class RateLimitSettings(SettingsModel):
 
     @field_validator("rules", mode="before")
     @classmethod
-    def _rules(cls, value: Any) -> tuple[Rule, ...]:
+    def _rules(cls, value: Any) -> Any:
         if value is None:
             return ()
         if not isinstance(value, list):
             raise settings_error("a list of rules")
-        return tuple(parse_rule(raw, f"rate_limits.rules[{i}]", i) for i, raw in enumerate(value))
+        return value
 
     @field_validator("onRedisError", mode="before")
     @classmethod

@@ -132,6 +132,8 @@ def trace_headers(event: Mapping[str, Any]) -> dict[str, str]:
     """``traceparent`` (and ``tracestate``) of a span under the event's ``traceparent``, else its
     ``traceid``; a new trace when it carries neither."""
     state = event.get("tracestate")
+    if not isinstance(state, str) or not _header_value_ok(state):  # a stored event may hold anything
+        state = None
     trace = TraceContext.under(event.get("traceparent"), state) or TraceContext.under(
         event.get("traceid"), state
     )

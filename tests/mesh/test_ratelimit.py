@@ -14,8 +14,13 @@ from mesh.errors import SettingsError
 from mesh.ratelimit import RateLimits, parse_rate_limits
 from mesh.ratelimit import build_rate_limits as build_from
 from mesh.ratelimit.buckets import LocalBuckets, RedisBuckets
-from mesh.ratelimit.rules import parse_rule
+from mesh.ratelimit.rules import Rule, RuleSettings
 from tests.servers import RedisServer
+
+
+def parse_rule(raw: dict[str, Any], where: str, index: int) -> Rule:
+    """The rule of one entry of ``rate_limits.rules``."""
+    return RuleSettings.model_validate(raw).rule(index)
 
 
 def build_rate_limits(
