@@ -12,7 +12,8 @@ import orjson
 from pydantic import ValidationError
 
 from app import __version__
-from app.settings import Settings, SettingsError
+from app.settings import Settings
+from mesh.errors import SettingsError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,12 +104,13 @@ def main(argv: list[str] | None = None) -> int:
         return tcpcopy(arguments)
     try:
         settings = _settings(arguments)
+    # Exit status 1, as for every start-up problem (README), unusable settings included.
     except SettingsError as exc:
         print(f"l8: {exc}", file=sys.stderr)
-        return 2
+        return 1
     except ValidationError as exc:
         print(f"l8: {_explain(exc, _flags(parser))}", file=sys.stderr)
-        return 2
+        return 1
     from app.server import run
 
     return run(settings)

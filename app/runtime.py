@@ -15,13 +15,15 @@ from app.settings import Settings
 from components import registry
 from components.errors import ComponentInitError, MetadataError
 from components.loaded import ComponentStore, LoadedComponent
+from components.metadata import lookup
 from components.resources import ComponentResource, ResourceError, Resources, load_resources
 from mesh.app_channel import AppChannel
 from mesh.errors import SettingsError
+from mesh.name_resolution import build_resolver
 from mesh.proxy import MESH_TOKEN, Proxy
 from mesh.ratelimit import RateLimits, build_rate_limits
 from mesh.resiliency import Resiliency
-from mesh.resolver import Resolver, build_resolver
+from mesh.resolver import Resolver
 from mesh.tcpcopy import TcpCopy, parse_policy
 from services.configuration import ConfigurationService
 from services.http_endpoints import http_endpoints
@@ -193,7 +195,7 @@ class Runtime:
         except registry.UnknownComponentType as exc:
             raise fail(str(exc), "spec.type") from None
         metadata = dict(resource.metadata)
-        if registry.category(resource.type) == "pubsub" and not _lookup(metadata, "consumerID"):
+        if registry.category(resource.type) == "pubsub" and not lookup(metadata, "consumerID"):
             # Dapr's default: consumers of one app id share one consumer group. Sidecars started
             # without an app id share the group "l8".
             metadata["consumerID"] = self.settings.app_id or "l8"
@@ -322,11 +324,6 @@ def _app_connection(settings: Settings) -> dict[str, Any]:
     if settings.app_port is not None:
         connection["port"] = settings.app_port
     return connection
-
-
-def _lookup(metadata: dict[str, str], name: str) -> str | None:
-    lowered = name.lower()
-    return next((value for key, value in metadata.items() if key.lower() == lowered), None)
 
 
 async def _cancel(task: asyncio.Task[None], deadline: float = 5.0) -> None:

@@ -7,17 +7,19 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from components.metadata import parse_quantity
+from mesh.errors import SettingsError
+from mesh.name_resolution import NameResolution, parse_name_resolution
+from mesh.ratelimit.settings import RateLimitSettings, parse_rate_limits
+from mesh.resolver import StaticResolverSettings
+from mesh.settings import parse_settings
+from mesh.tcpcopy.policy import TcpCopySettings
 
-__all__ = ["Settings", "SettingsError", "parse_quantity"]
-
-
-class SettingsError(ValueError):
-    """The settings file or a setting's value is unusable."""
+__all__ = ["Settings", "parse_quantity"]
 
 
 class Settings(BaseSettings):
@@ -50,17 +52,17 @@ class Settings(BaseSettings):
         "which then need no API token, and required before a forwarded caller id is believed.",
     )
 
-    name_resolution: dict[str, Any] = Field(
-        default_factory=dict,
-        description="How other app ids' sidecars are found (mesh/resolver.py): "
-        "{type: static, apps: {app-id: host:port or a list}}.",
+    name_resolution: NameResolution = Field(
+        default_factory=StaticResolverSettings,
+        description="How other app ids' sidecars are found (mesh/name_resolution.py): "
+        "{type: static, apps: {app-id: host:port or a list}}, or a redis or etcd registry.",
     )
-    rate_limits: dict[str, Any] = Field(
-        default_factory=dict,
+    rate_limits: RateLimitSettings = Field(
+        default_factory=RateLimitSettings,
         description="Rate-limit rules (mesh/ratelimit): {rules: [...], redisHost: for shared rules}.",
     )
-    tcp_copy: dict[str, Any] = Field(
-        default_factory=dict,
+    tcp_copy: TcpCopySettings = Field(
+        default_factory=TcpCopySettings,
         description="Traffic dump (mesh/tcpcopy): {switch: ON, interval, duration, cpu_max_rate, ...}.",
     )
     dapr_configuration: dict[str, Any] = Field(
@@ -75,6 +77,21 @@ class Settings(BaseSettings):
     @classmethod
     def _size(cls, value: Any) -> int:
         return parse_quantity(value)
+
+    @field_validator("name_resolution", mode="before")
+    @classmethod
+    def _name_resolution(cls, value: Any) -> NameResolution:
+        return parse_name_resolution(value)
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _rate_limits(cls, value: Any) -> RateLimitSettings:
+        return parse_rate_limits(value)
+
+    @field_validator("tcp_copy", mode="before")
+    @classmethod
+    def _tcp_copy(cls, value: Any) -> TcpCopySettings:
+        return parse_settings(TcpCopySettings, value, "tcp_copy")
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -98,8 +115,14 @@ class Settings(BaseSettings):
         """Settings from flags (``overrides``), the environment and an optional settings file."""
         values = read_settings_file(config_file) if config_file else {}
         source_cls = type("FileSettings", (cls,), {"config_file_values": values})
-        built = source_cls(**{k: v for k, v in (overrides or {}).items() if v is not None})
-        return cls.model_validate(built.model_dump())
+        try:
+            built = source_cls(**{k: v for k, v in (overrides or {}).items() if v is not None})
+            return cls.model_validate(dict(built))  # the fields as built: the mesh's models stay
+        except ValidationError as exc:
+            cause = (exc.errors()[0].get("ctx") or {}).get("error")
+            if isinstance(cause, SettingsError):  # a mesh setting, whose message names its field
+                raise cause from None
+            raise
 
 
 class _MappingSource(PydanticBaseSettingsSource):

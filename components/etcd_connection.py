@@ -11,8 +11,7 @@ from typing import Any
 from pydantic import field_validator
 
 from components.errors import BackendError, ComponentInitError
-from components.metadata import ComponentMetadata, Duration
-from components.redis_connection import metadata_error
+from components.metadata import ComponentMetadata, Duration, metadata_error
 
 
 class EtcdConnectionMetadata(ComponentMetadata):

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.errors import MetadataError
+from components.key_prefix import KeyPrefix
 from components.registry import category
 from components.resources import ResourceError
-from components.state.keys import KeyPrefix
 
 
 @dataclass(slots=True, frozen=True)

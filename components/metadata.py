@@ -1,4 +1,6 @@
-"""Decoding a component's Dapr metadata (a string map) into a typed model, once, at start-up.
+"""Dapr's metadata (a string map): decoding it into a typed model, once, at start-up, and the
+readings every building block shares (a value by case-insensitive name, Go's booleans, durations
+and sizes).
 
 Field names match case-insensitively, as Dapr's decoder does. Booleans accept Go's spellings
 (``true``, ``1``, ``t``...), durations Go's form (``1h30m``, ``500ms``) or plain seconds. A value of
@@ -14,6 +16,7 @@ from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic_core import PydanticCustomError
 
 from components.errors import MetadataError
 
@@ -23,7 +26,26 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+_GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+def lookup(metadata: Mapping[str, str], *names: str) -> str | None:
+    """The value of the first of ``names`` present, matched case-insensitively as Dapr matches
+    metadata keys (an exact match first); None when none is."""
+    for name in names:
+        if name in metadata:
+            return metadata[name]
+        lowered = name.lower()
+        for key, value in metadata.items():
+            if key.lower() == lowered:
+                return value
+    return None
+
+
 def parse_bool(value: Any) -> bool:
+    """components-contrib's truthy spellings (``true``, ``1``, ``t``, ``yes``, ``on``, any case)
+    and their opposites; anything else raises ValueError, so a typo fails start-up."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -32,6 +54,27 @@ def parse_bool(value: Any) -> bool:
     if text in _FALSE:
         return False
     raise ValueError(f"{value!r} is not a boolean")
+
+
+def is_truthy(value: Any) -> bool:
+    """components-contrib's ``utils.IsTruthy``: the truthy spellings are true, anything else false."""
+    return value is True or (not isinstance(value, bool) and str(value).strip().lower() in _TRUE)
+
+
+def parse_go_bool(value: str) -> bool:
+    """Go's ``strconv.ParseBool``, exactly: what daprd applies to request metadata such as
+    ``rawPayload`` (``yes`` is not a boolean there); raises ValueError."""
+    if value in _GO_TRUE:
+        return True
+    if value in _GO_FALSE:
+        return False
+    raise ValueError(f"{value!r} is not a boolean")
+
+
+def metadata_error(reason: str) -> PydanticCustomError:
+    """What a metadata model's validator raises: ``reason`` becomes the MetadataError's message."""
+    # A custom error keeps pydantic's "Value error, " prefix out of the MetadataError message.
+    return PydanticCustomError("value_error", "{reason}", {"reason": reason})
 
 
 _QUANTITY = re.compile(r"^\s*(\d+)\s*(Ki|Mi|Gi|K|M|G|k)?i?B?\s*$")

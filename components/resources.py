@@ -23,7 +23,7 @@ import orjson
 import structlog
 import yaml
 
-from components.metadata import parse_duration
+from components.metadata import is_truthy, parse_duration
 
 log = structlog.get_logger(__name__)
 
@@ -147,7 +147,7 @@ def _component(document: dict[str, Any], source: str, app_id: str) -> ComponentR
         metadata=_metadata(spec.get("metadata"), source, name, app_id),
         source=source,
         scopes=tuple(str(scope) for scope in scopes),
-        ignore_errors=str(spec.get("ignoreErrors", False)).lower() == "true",
+        ignore_errors=is_truthy(spec.get("ignoreErrors", False)),
         init_timeout=init_timeout,
     )
 

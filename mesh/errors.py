@@ -1,8 +1,9 @@
-"""Errors the traffic-governance layer shares."""
+"""Errors the traffic-governance layer shares, and the settings error l8 shares with it."""
 
 from __future__ import annotations
 
 
 class SettingsError(ValueError):
-    """Settings of the mesh (``name_resolution``, ``rate_limits``, ``tcp_copy``) are unusable; the
-    message names the field. Start-up fails with it in one line."""
+    """l8's settings are unusable: the settings file, or a setting of the mesh (``name_resolution``,
+    ``rate_limits``, ``tcp_copy``); the message names the file or the field. Start-up fails with it
+    in one line. It lives here, the lowest floor that raises it; app/settings.py raises it too."""

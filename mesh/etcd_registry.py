@@ -5,39 +5,61 @@ A sidecar's registration is the key ``<keyPrefix><app-id>/<host:port>`` (``keyPr
 ``l8/nr/``), attached to a lease of ``ttl`` whole seconds (etcd grants at least 2): etcd itself
 deletes the key when the lease is not kept alive, so a sidecar that dies drops out within its ttl,
 and a graceful stop revokes the lease at once. A lease that lapsed while etcd was unreachable is
-granted anew at the next renewal. Settings: ``endpoints`` (the first that answers is used),
-``username``/``password``, ``dialTimeout``, ``keyPrefix``, and the registry ones (mesh/registry.py):
-``ttl``, ``cacheSeconds``, ``advertiseAddress``.
+granted anew at the next renewal. Settings: the etcd connection as the etcd components take it
+(components/etcd_connection.py: ``endpoints``, a list or comma-separated, the first that answers is
+used; ``username``/``password``, ``dialTimeout``), ``keyPrefix``, and the registry ones
+(mesh/registry.py): ``ttl``, ``cacheSeconds``, ``advertiseAddress``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from components.etcd_connection import first_answering
+from components.errors import MetadataError
+from components.etcd_connection import EtcdConnectionMetadata, first_answering
+from components.metadata import decode
 from mesh.errors import SettingsError
-from mesh.registry import LeasedRegistry, host_port, seconds_setting
+from mesh.registry import LeasedRegistry, RegistrySettings
+from mesh.settings import settings_error
+
+_ETCD_FIELDS = frozenset(EtcdConnectionMetadata.model_fields)
+
+
+class EtcdRegistrySettings(RegistrySettings):
+    known_extra: ClassVar[frozenset[str]] = _ETCD_FIELDS
+    derived: ClassVar[frozenset[str]] = frozenset({"etcd"})
+
+    type: Literal["etcd"] = "etcd"
+    keyPrefix: str = "l8/nr/"
+    etcd: EtcdConnectionMetadata
+
+    @classmethod
+    def prepare(cls, data: Mapping[Any, Any]) -> Any:
+        found = {key: value for key, value in data.items() if key not in _ETCD_FIELDS}
+        raw = {str(key): value for key, value in data.items() if key in _ETCD_FIELDS and value is not None}
+        endpoints = raw.get("endpoints")
+        if isinstance(endpoints, list):
+            raw["endpoints"] = ",".join(str(endpoint) for endpoint in endpoints)
+        if not raw.get("endpoints") or not isinstance(raw["endpoints"], str):
+            raise settings_error("give etcd's client address(es) as host:port", "endpoints")
+        try:
+            found["etcd"] = decode(EtcdConnectionMetadata, {"dialTimeout": "3s", **raw})
+        except MetadataError as exc:
+            raise settings_error(exc.message, exc.field) from None
+        return found
 
 
 class EtcdRegistry(LeasedRegistry):
     kind = "etcd"
     server_field = "endpoints"
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        super().__init__(config)
-        endpoints = config.get("endpoints")
-        if isinstance(endpoints, str):
-            endpoints = [part for part in endpoints.split(",") if part.strip()]
-        if not isinstance(endpoints, list) or not endpoints:
-            raise SettingsError("name_resolution.endpoints: give etcd's client address(es) as host:port")
-        what = "etcd's client address"
-        self._endpoints = [host_port({"endpoints": e}, "endpoints", what) for e in endpoints]
-        self._username = config.get("username") or None
-        self._password = config.get("password") or None
-        self._dial_timeout = seconds_setting(config, "dialTimeout", 3.0)
-        self._prefix = str(config.get("keyPrefix", "l8/nr/"))
+    def __init__(self, settings: EtcdRegistrySettings) -> None:
+        super().__init__(settings)
+        self._etcd = settings.etcd
+        self._endpoints = settings.etcd.addresses
+        self._prefix = settings.keyPrefix
         self._lease_ttl = max(1, math.ceil(self.ttl))
         self._client: Any = None
         self._server = ",".join(f"{host}:{port}" for host, port in self._endpoints)
@@ -53,7 +75,10 @@ class EtcdRegistry(LeasedRegistry):
     async def _connect(self) -> None:
         try:
             self._client, self._server = await first_answering(
-                self._endpoints, self._username, self._password, self._dial_timeout
+                self._endpoints,
+                self._etcd.username,
+                self._etcd.password,
+                self._etcd.dialTimeout.total_seconds(),
             )
         except ConnectionError as exc:
             raise SettingsError(f"name_resolution.endpoints: {exc}") from None

@@ -20,9 +20,7 @@ import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
-
+from mesh.asgi import Receive
 from mesh.http_client import ConnectError, HttpClient, HttpError
 
 if TYPE_CHECKING:
@@ -252,29 +250,6 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "context deadline exceeded"
     return str(exc) or type(exc).__name__
-
-
-class StreamedResponse(Response):
-    """A response streaming the target's answer through, released when done (a Starlette
-    Response, so every route and exception handler treats it as an answer)."""
-
-    def __init__(self, upstream: Upstream) -> None:  # no super(): nothing to render
-        self.upstream = upstream
-        self.status_code = upstream.status
-        self.raw_headers = response_headers(upstream.headers)
-        self.background = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        upstream = self.upstream
-        try:
-            start = {"type": "http.response.start", "status": upstream.status, "headers": self.raw_headers}
-            await send(start)
-            if scope["method"] != "HEAD":
-                async for chunk in upstream.chunks():
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-        finally:
-            upstream.release()
 
 
 def header_value(raw: Iterable[tuple[bytes, bytes]], wanted: bytes) -> str | None:

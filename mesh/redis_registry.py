@@ -4,17 +4,19 @@ callers read the live ones (``name_resolution: {type: redis, redisHost: host:por
 Each app id is one sorted set, ``l8||nr||<app-id>``: a member is a sidecar's ``host:port``, its
 score the moment its lease ends, in Redis's own clock (``TIME``), so sidecars on hosts whose clocks
 disagree still agree on who is alive. Renewing a lease also sweeps the expired members. Settings:
-``redisHost``, ``redisPassword``, ``redisDB``, and the registry ones (mesh/registry.py): ``ttl``,
-``cacheSeconds``, ``advertiseAddress``.
+the Redis, with Dapr's Redis component fields (``redisHost``, ``redisUsername``, ``redisPassword``,
+``redisDB``, ``enableTLS``, ``dialTimeout``, ``readTimeout``...), and the registry ones
+(mesh/registry.py): ``ttl``, ``cacheSeconds``, ``advertiseAddress``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from mesh.errors import SettingsError
-from mesh.registry import LeasedRegistry, host_port
+from components.redis_metadata import RedisConnectionMetadata
+from mesh.registry import LeasedRegistry, RegistrySettings
+from mesh.settings import REDIS_FIELDS, redis_connection, settings_error
 
 KEY_PREFIX = "l8||nr||"
 _REGISTER = """
@@ -32,29 +34,43 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ms, '+inf')
 """
 
 
+class RedisRegistrySettings(RegistrySettings):
+    known_extra: ClassVar[frozenset[str]] = REDIS_FIELDS
+    derived: ClassVar[frozenset[str]] = frozenset({"redis"})
+
+    type: Literal["redis"] = "redis"
+    redis: RedisConnectionMetadata
+
+    @classmethod
+    def prepare(cls, data: Mapping[Any, Any]) -> Any:
+        found = {key: value for key, value in data.items() if key not in REDIS_FIELDS}
+        found["redis"] = redis_connection(data, {"dialTimeout": "3s"})
+        if found["redis"] is None:
+            raise settings_error("give the registry's Redis as host:port", "redisHost")
+        return found
+
+
 class RedisRegistry(LeasedRegistry):
     kind = "redis"
     server_field = "redisHost"
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        super().__init__(config)
-        self._host, self._port = host_port(config, "redisHost", "the registry's Redis")
-        self._password = config.get("redisPassword") or None
-        db = str(config.get("redisDB", 0))
-        if not db.isdigit():
-            raise SettingsError("name_resolution.redisDB: a database number")
-        self._db = int(db)
+    def __init__(self, settings: RedisRegistrySettings) -> None:
+        super().__init__(settings)
+        self._redis = settings.redis
         self._client: Any = None
 
     @property
     def server(self) -> str:
-        return f"{self._host}:{self._port}"
+        return self._redis.redisHost
 
     async def _connect(self) -> None:
-        from redis.asyncio import Redis
+        from components.redis_connection import client_options, make_client
 
-        self._client = Redis(host=self._host, port=self._port, password=self._password, db=self._db,
-                             socket_connect_timeout=3, socket_timeout=3)  # fmt: skip
+        read_timeout = self._redis.readTimeout.total_seconds()
+        options = client_options(
+            self._redis, max_retries=0, socket_timeout=read_timeout if read_timeout > 0 else None
+        )
+        self._client = make_client(self._redis, options)
 
     async def _register(self, app_id: str, member: str) -> None:
         await self._client.eval(_REGISTER, 1, KEY_PREFIX + app_id, member, int(self.ttl * 1000))

@@ -14,43 +14,43 @@ import abc
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import structlog
+from pydantic import field_validator
 
 from components.metadata import parse_duration
 from mesh.errors import SettingsError
 from mesh.resolver import ResolveError
+from mesh.settings import SettingsModel, settings_error
 
 log = structlog.get_logger(__name__)
 
 _MAX_CACHED = 4096
 
 
-def seconds_setting(config: Mapping[str, Any], name: str, default: float) -> float:
-    """A duration from the ``name_resolution`` settings: ``10``, ``10s``, ``1.5s`` or ``500ms``."""
-    value = config.get(name, default)
+def seconds(value: Any) -> float:
+    """A duration of the ``name_resolution`` settings: ``10``, ``10s``, ``1.5s`` or ``500ms``."""
     try:
-        seconds = parse_duration(value).total_seconds()
+        found = parse_duration(value).total_seconds()
     except ValueError:
-        raise SettingsError(f"name_resolution.{name}: {value!r} is not a number of seconds") from None
-    if seconds <= 0:
-        raise SettingsError(f"name_resolution.{name}: must be above zero")
-    return seconds
+        raise settings_error(f"{value!r} is not a number of seconds") from None
+    if found <= 0:
+        raise settings_error("must be above zero")
+    return found
 
 
-def host_port(
-    config: Mapping[str, Any], name: str, what: str, section: str = "name_resolution"
-) -> tuple[str, int]:
-    """``host:port`` from the settings, or the one-line error naming the field."""
-    text = str(config.get(name) or "").strip()
-    for prefix in ("http://", "https://", "redis://"):
-        text = text.removeprefix(prefix)
-    host, _, port = text.rstrip("/").rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise SettingsError(f"{section}.{name}: give {what} as host:port")
-    return host, int(port)
+class RegistrySettings(SettingsModel):
+    """What every registry's ``name_resolution`` settings hold."""
+
+    ttl: float = 10.0
+    cacheSeconds: float = 1.0
+    advertiseAddress: str | None = None
+
+    @field_validator("ttl", "cacheSeconds", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> float:
+        return seconds(value)
 
 
 class LeasedRegistry(abc.ABC):
@@ -60,10 +60,10 @@ class LeasedRegistry(abc.ABC):
     server_field: str
     """The setting naming the registry's server, for error messages."""
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        self.ttl = seconds_setting(config, "ttl", 10.0)
-        self._cache_seconds = seconds_setting(config, "cacheSeconds", 1.0)
-        self._advertise = str(config["advertiseAddress"]) if config.get("advertiseAddress") else None
+    def __init__(self, settings: RegistrySettings) -> None:
+        self.ttl = settings.ttl
+        self._cache_seconds = settings.cacheSeconds
+        self._advertise = settings.advertiseAddress or None
         self._heartbeat: asyncio.Task[None] | None = None
         self._registered: tuple[str, str] | None = None
         self._cache: dict[str, tuple[float, list[str]]] = {}

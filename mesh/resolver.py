@@ -13,17 +13,20 @@ chosen in the l8 settings file under ``name_resolution``:
         billing: 127.0.0.1:3600
 
 or a registry every sidecar registers in with a lease: ``type: redis`` (mesh/redis_registry.py) or
-``type: etcd`` (mesh/etcd_registry.py), both built on mesh/registry.py.
+``type: etcd`` (mesh/etcd_registry.py), both built on mesh/registry.py; mesh/name_resolution.py
+picks one from the settings.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+from pydantic import field_validator
 
 from components.errors import ComponentError
-from mesh.errors import SettingsError
+from mesh.settings import SettingsModel, settings_error
 
 
 class ResolveError(ComponentError):
@@ -78,30 +81,26 @@ class StaticResolver:
         return {"type": self.kind, "apps": {app_id: list(a) for app_id, a in self._apps.items()}}
 
 
-def build_resolver(config: Mapping[str, Any]) -> Resolver:
-    """The resolver the ``name_resolution`` settings describe (static and empty when unset)."""
-    kind = config.get("type", "static")
-    if kind == "redis":
-        from mesh.redis_registry import RedisRegistry
+class StaticResolverSettings(SettingsModel):
+    type: Literal["static"] = "static"
+    apps: dict[str, list[str]] = {}
+    """App id -> the ``host:port`` of its sidecars (one, or a list used in turn)."""
 
-        return RedisRegistry(config)
-    if kind == "etcd":
-        from mesh.etcd_registry import EtcdRegistry
-
-        return EtcdRegistry(config)
-    if kind != "static":
-        raise SettingsError(f"name_resolution.type: unknown resolver {kind!r} (known: static, redis, etcd)")
-    apps = config.get("apps", {}) or {}
-    if not isinstance(apps, Mapping):
-        raise SettingsError("name_resolution.apps: must map app ids to host:port addresses")
-    parsed: dict[str, list[str]] = {}
-    for app_id, value in apps.items():
-        addresses = [value] if isinstance(value, str) else value
-        if not isinstance(addresses, list) or not addresses:
-            raise SettingsError(f"name_resolution.apps.{app_id}: give a host:port or a list of them")
-        for address in addresses:
-            host, _, port = str(address).rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise SettingsError(f"name_resolution.apps.{app_id}: {address!r} is not host:port")
-        parsed[str(app_id)] = [str(address) for address in addresses]
-    return StaticResolver(parsed)
+    @field_validator("apps", mode="before")
+    @classmethod
+    def _apps(cls, value: Any) -> dict[str, list[str]]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise settings_error("must map app ids to host:port addresses")
+        parsed: dict[str, list[str]] = {}
+        for app_id, given in value.items():
+            addresses = [given] if isinstance(given, str) else given
+            if not isinstance(addresses, list) or not addresses:
+                raise settings_error("give a host:port or a list of them", str(app_id))
+            for address in addresses:
+                host, _, port = str(address).rpartition(":")
+                if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                    raise settings_error(f"{address!r} is not host:port", str(app_id))
+            parsed[str(app_id)] = [str(address) for address in addresses]
+        return parsed

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from routers import schemas
 from routers.http import services
+from routers.streaming import StreamedResponse
 from routers.table import METHODS, RouteTable
 from services import errors
 from services.invocation import InvocationService
@@ -53,7 +54,7 @@ def split_invoke_path(raw_path: str) -> tuple[str, str] | None:
 
 async def forward(request: Request, app_id: str, method: str) -> Response:
     service: InvocationService = services(request).invocation
-    return await service.invoke(app_id, method, request.scope, request.receive)
+    return StreamedResponse(await service.invoke(app_id, method, request.scope, request.receive))
 
 
 def raw_path(request: Request) -> str:

@@ -19,8 +19,8 @@ from routers import schemas
 from routers.http import JSON, no_content, query_metadata, read_body, services
 from routers.table import RouteTable
 from services import errors
-from services.pubsub.cloudevents import TraceContext
 from services.pubsub.publisher import BulkPublishFailure
+from services.trace_context import TraceContext
 
 routes = RouteTable(tags=["pubsub"])
 

@@ -33,7 +33,6 @@ from mesh.proxy import (
     VOUCHED,
     NotConnected,
     Proxy,
-    StreamedResponse,
     TargetUnreachable,
     Upstream,
     header_value,
@@ -45,7 +44,7 @@ from mesh.resolver import ResolveError, Resolver, StaticResolver
 from services import errors
 from services.errors import ApiError, BodyTooLarge
 from services.http_endpoints import HttpEndpoint
-from services.pubsub.cloudevents import TraceContext
+from services.trace_context import TraceContext
 
 log = structlog.get_logger(__name__)
 
@@ -95,10 +94,11 @@ class InvocationService:
 
     async def invoke(
         self, target_app: str, method_path: str, scope: Mapping[str, Any], receive: Any
-    ) -> StreamedResponse:
+    ) -> Upstream:
         """Forward the request of ``scope`` to ``method_path`` (as escaped in the request's path) of
         ``target_app``, under the target's resiliency policy; the target's answer, to be streamed
-        back. Raises :class:`ApiError` (ERR_DIRECT_INVOKE) when the call cannot be made."""
+        back and released by the caller. Raises :class:`ApiError` (ERR_DIRECT_INVOKE) when the call
+        cannot be made."""
         if not target_app:
             raise errors.no_app_id()
         method_path = _clean_method(target_app, method_path)
@@ -148,7 +148,7 @@ class InvocationService:
             raise invoke_failed(target_app, "circuit breaker is open") from None
         except TimeoutError:
             raise invoke_failed(target_app, "context deadline exceeded") from None
-        return StreamedResponse(upstream)
+        return upstream
 
     async def _open(
         self,

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.errors import ComponentError
+from components.key_prefix import SEPARATOR, KeyPrefix
 from components.loaded import LoadedComponent
 from components.lock.base import LockStatus, LockStore, RenewRequest, TryLockRequest, UnlockRequest
-from components.state.keys import SEPARATOR, KeyPrefix
 from services import errors, protojson
 
 

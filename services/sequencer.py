@@ -26,10 +26,10 @@ from typing import Any
 import structlog
 
 from components.errors import BackendError, ComponentError, MetadataError
+from components.key_prefix import SEPARATOR, KeyPrefix
 from components.loaded import LoadedComponent
 from components.metadata import parse_bool
 from components.sequencer.base import Sequencer
-from components.state.keys import SEPARATOR, KeyPrefix
 from services import errors, protojson
 from services.lock import api_key
 

@@ -10,6 +10,7 @@ from typing import Any, cast
 import orjson
 
 from components.errors import ComponentError, InvalidStateRequestError, QueryError
+from components.key_prefix import SEPARATOR, KeyPrefix
 from components.loaded import LoadedComponent
 from components.state.base import (
     DeleteRequest,
@@ -22,7 +23,6 @@ from components.state.base import (
     StateStore,
     TransactionalStore,
 )
-from components.state.keys import SEPARATOR, KeyPrefix
 from components.state.query import parse_query
 from services import errors
 from services import state_requests as decode

@@ -50,8 +50,7 @@ from components.configuration.subscriptions import (
 from components.errors import BackendError
 from components.errors import InvalidConfigurationRequestError as Invalid
 from components.etcd_connection import ETCD_ERRORS, EtcdConnectionMetadata, connect
-from components.metadata import decode
-from components.redis_connection import metadata_error
+from components.metadata import decode, metadata_error
 
 log = structlog.get_logger(__name__)
 

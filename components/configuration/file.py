@@ -51,8 +51,7 @@ from components.configuration.subscriptions import (
     unique,
 )
 from components.errors import BackendError, ComponentInitError
-from components.metadata import ComponentMetadata, GoBool, decode
-from components.redis_connection import metadata_error
+from components.metadata import ComponentMetadata, GoBool, decode, metadata_error
 
 log = structlog.get_logger(__name__)
 

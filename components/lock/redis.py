@@ -36,8 +36,8 @@ from redis.asyncio import Redis
 
 from components.errors import BackendError, ComponentInitError, MetadataError
 from components.lock.base import Feature, LockStatus, RenewRequest, TryLockRequest, UnlockRequest
-from components.metadata import decode
-from components.redis_connection import REDIS_ERRORS, RedisConnectionMetadata, connect, metadata_error
+from components.metadata import decode, metadata_error
+from components.redis_connection import REDIS_ERRORS, RedisConnectionMetadata, connect
 
 T = TypeVar("T")
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 import structlog
 
 from components.errors import BackendError
-from components.metadata import ComponentMetadata, decode
+from components.metadata import ComponentMetadata, decode, lookup
 from components.pubsub.base import Feature, Handler, Message, PublishRequest, SubscribeRequest
 
 log = structlog.get_logger(__name__)
@@ -150,7 +150,7 @@ class InMemoryPubSub:
 
     async def subscribe(self, request: SubscribeRequest, handler: Handler) -> InMemorySubscription:
         self._live()
-        name = _lookup(request.metadata, CONSUMER_ID) or self._consumer_id
+        name = lookup(request.metadata, CONSUMER_ID) or self._consumer_id
         group = self._groups.setdefault(request.topic, {}).setdefault(name, _Group())
         subscription = InMemorySubscription(request.topic, group, handler, request.max_in_flight)
         group.members.append(subscription)
@@ -163,9 +163,3 @@ class InMemoryPubSub:
         # Stopped together: each one's grace period runs at the same time as the others'.
         await asyncio.gather(*(subscription.stop() for subscription in subscriptions))
         self._groups.clear()
-
-
-def _lookup(metadata: Mapping[str, str], name: str) -> str:
-    """A metadata value by case-insensitive name, as Dapr matches metadata keys."""
-    lowered = name.lower()
-    return next((value for key, value in metadata.items() if key.lower() == lowered), "")

@@ -60,7 +60,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import ConnectionPool, Redis
 
 from components.errors import BackendError, ComponentInitError
-from components.metadata import Duration, decode, parse_duration
+from components.metadata import Duration, decode, metadata_error, parse_duration
 from components.pubsub.base import Feature, Handler, PublishRequest, SubscribeRequest
 from components.pubsub.batching import Coalescer
 from components.pubsub.redis_consumer import RedisSubscription, create_group
@@ -70,7 +70,6 @@ from components.redis_connection import (
     client_options,
     init_error,
     make_client,
-    metadata_error,
 )
 
 PIPELINES_IN_FLIGHT = 4

@@ -12,7 +12,8 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -22,14 +23,30 @@ from redis.asyncio import Redis
 from components.pubsub.base import Handler, Message
 from components.pubsub.batching import Coalescer
 
-if TYPE_CHECKING:
-    from components.pubsub.redis import RedisPubSubMetadata
-
 log = structlog.get_logger(__name__)
 
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 5.0
 """Waits between attempts of a subscription whose reads fail (Redis down, restarting)."""
 _CLEANUP_TIMEOUT = 2.0
+
+
+class ConsumerSettings(Protocol):
+    """What a consumer reads of the component's metadata (RedisPubSubMetadata is one)."""
+
+    @property
+    def consumerID(self) -> str: ...
+    @property
+    def concurrency(self) -> int: ...
+    @property
+    def queueDepth(self) -> int: ...
+    @property
+    def readTimeout(self) -> timedelta: ...
+    @property
+    def processingTimeout(self) -> timedelta: ...
+    @property
+    def redeliverInterval(self) -> timedelta: ...
+    @property
+    def redelivers(self) -> bool: ...
 
 
 async def create_group(client: Redis, topic: str, group: str, start: str) -> None:
@@ -65,7 +82,7 @@ class RedisSubscription:
         self,
         client: Redis,
         reader: Redis,
-        settings: RedisPubSubMetadata,
+        settings: ConsumerSettings,
         topic: str,
         handler: Handler,
         max_in_flight: int,

@@ -28,8 +28,7 @@ from pydantic import field_validator
 
 from components.errors import BackendError
 from components.etcd_connection import ETCD_ERRORS, EtcdConnectionMetadata, connect
-from components.metadata import decode
-from components.redis_connection import metadata_error
+from components.metadata import decode, metadata_error
 from components.sequencer.base import Feature
 
 MAX_ID = 2**63 - 1

@@ -25,9 +25,9 @@ from components.errors import (
     ETagMismatchError,
     InvalidStateRequestError,
 )
-from components.metadata import decode
+from components.metadata import decode, metadata_error
 from components.redis_connection import REDIS_ERRORS as _REDIS_ERRORS
-from components.redis_connection import RedisConnectionMetadata, connect, metadata_error
+from components.redis_connection import RedisConnectionMetadata, connect
 from components.state.base import (
     Concurrency,
     DeleteRequest,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from components.metadata import lookup
 from mesh.errors import SettingsError
 from mesh.ratelimit.rules import Rule
 
@@ -53,7 +54,7 @@ def pipeline_rules(
 
 
 def _rule(name: str, metadata: Mapping[str, str], source: str, target_app: str | None) -> Rule:
-    value = next((v for k, v in metadata.items() if k.lower() == "maxrequestspersecond"), None)
+    value = lookup(metadata, "maxRequestsPerSecond")
     try:
         rate = float(value) if value is not None else 100.0  # components-contrib's default
     except ValueError:

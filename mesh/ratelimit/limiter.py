@@ -3,7 +3,8 @@ matches (mesh/ratelimit/rules.py) before anything else works on it; a refused on
 status (429 by default) with ``Retry-After`` and a Dapr-style error body, a queued one waits for its
 token. What each rule let through, queued and refused shows in ``GET /v1.0/metadata``.
 
-Shared rules keep their buckets in Redis (``rate_limits.redisHost``); when Redis cannot answer a
+Shared rules keep their buckets in Redis (``rate_limits.redisHost`` and Dapr's other Redis fields:
+``redisUsername``, ``redisPassword``, ``redisDB``, ``enableTLS``...); when Redis cannot answer a
 check, the request is let through (``onRedisError: allow``, the default, so an outage of the
 limiter's store is not an outage of the mesh) or refused (``onRedisError: reject``), and counted.
 """
@@ -14,18 +15,18 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from starlette.types import Scope
 
+from components.redis_metadata import RedisConnectionMetadata
+from mesh.asgi import Scope
 from mesh.errors import SettingsError
 from mesh.proxy import FORWARDED_BY, VOUCHED
 from mesh.ratelimit.buckets import LocalBuckets, RedisBuckets, Verdict
 from mesh.ratelimit.rules import Rule
-from mesh.registry import host_port
 
 log = structlog.get_logger(__name__)
 
@@ -60,14 +61,21 @@ class _Entry:
 class RateLimits:
     """The rules of this sidecar, their buckets and counters."""
 
-    def __init__(self, rules: Sequence[Rule], app_id: str, store: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        app_id: str,
+        redis: RedisConnectionMetadata | None = None,
+        *,
+        fail_open: bool = True,
+    ) -> None:
         names = [rule.name for rule in rules]
         duplicate = next((name for name in names if names.count(name) > 1), None)
         if duplicate is not None:
             raise SettingsError(f"rate_limits.rules: two rules are named {duplicate!r}")
         self.app_id = app_id
-        self._store = dict(store or {})
-        self._fail_open = str(self._store.get("onRedisError", "allow")).lower() != "reject"
+        self._redis = redis
+        self._fail_open = fail_open
         self._client: Any = None
         self._store_down_until = 0.0
         self._entries = [
@@ -75,7 +83,7 @@ class RateLimits:
             for rule in rules
         ]
         self._targets = any(rule.target_app is not None for rule in rules)
-        if any(rule.shared for rule in rules) and not self._store.get("redisHost"):
+        if any(rule.shared for rule in rules) and redis is None:
             raise SettingsError(
                 "rate_limits.redisHost: shared rules keep their buckets in Redis; give host:port"
             )
@@ -84,31 +92,23 @@ class RateLimits:
         return bool(self._entries)
 
     async def start(self) -> None:
-        if not any(entry.rule.shared for entry in self._entries):
+        if self._redis is None or not any(entry.rule.shared for entry in self._entries):
             return
-        from redis.asyncio import Redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
+        from components.redis_connection import client_options, make_client
 
-        host, port = host_port(self._store, "redisHost", "the Redis of shared rules", "rate_limits")
-        db = str(self._store.get("redisDB", 0))
-        if not db.isdigit():
-            raise SettingsError("rate_limits.redisDB: a database number")
-        self._client = Redis(
-            host=host,
-            port=port,
-            password=self._store.get("redisPassword") or None,
-            db=int(db),
-            socket_connect_timeout=0.5,
-            socket_timeout=0.5,
-            retry=Retry(NoBackoff(), 0),  # a check waits for no retries: the fallback answers instead
+        redis = self._redis
+        read_timeout = redis.readTimeout.total_seconds()
+        # No retries: a check that fails is answered by the fallback at once.
+        options = client_options(
+            redis, max_retries=0, socket_timeout=read_timeout if read_timeout > 0 else None
         )
+        self._client = make_client(redis, options)
         try:
             await self._client.ping()
         except Exception as exc:
             await self.aclose()
             raise SettingsError(
-                f"rate_limits.redisHost: cannot reach Redis at {host}:{port}: {exc}"
+                f"rate_limits.redisHost: cannot reach Redis at {redis.redisHost}: {exc}"
             ) from None
         for entry in self._entries:
             rule = entry.rule

@@ -27,16 +27,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components.metadata import parse_duration
-from mesh.errors import SettingsError
+from pydantic import field_validator, model_validator
+
+from components.metadata import is_truthy, parse_duration
+from mesh.settings import SettingsModel, settings_error
 
 BEHAVIORS = {"reject": "reject", "queue": "queue", "0": "reject", "1": "queue", "throttle": "queue"}
 PER_KEYS = ("ip", "caller", "path")
-_RULE_FIELDS = {
-    "name", "resource", "methods", "target", "caller", "threshold", "interval", "statIntervalInMs",
-    "burst", "behavior", "controlBehavior", "maxQueueingTime", "maxQueueingTimeMs", "per", "shared",
-    "status",
-}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +102,7 @@ def glob(pattern: str) -> re.Pattern[str]:
     return re.compile(fnmatch.translate(pattern))
 
 
-def duration(value: Any, where: str, *, milliseconds: bool = False) -> float:
+def _seconds(value: Any, *, milliseconds: bool = False) -> float:
     """Seconds from ``1s``, ``500ms``, ``2m``, a number (seconds, or milliseconds for the
     Sentinel ``...Ms`` fields)."""
     try:
@@ -113,86 +110,147 @@ def duration(value: Any, where: str, *, milliseconds: bool = False) -> float:
             return float(value) / 1000
         return parse_duration(value).total_seconds()
     except ValueError:
-        raise SettingsError(f"{where}: {value!r} is not a duration (e.g. 1s, 500ms)") from None
+        raise settings_error(f"{value!r} is not a duration (e.g. 1s, 500ms)") from None
 
 
-def parse_rule(raw: Any, where: str, index: int) -> Rule:
-    if not isinstance(raw, Mapping):
-        raise SettingsError(f"{where}: a rule is a mapping")
-    unknown = sorted(set(map(str, raw)) - _RULE_FIELDS)
-    if unknown:
-        raise SettingsError(f"{where}.{unknown[0]}: unknown field (known: {', '.join(sorted(_RULE_FIELDS))})")
-    threshold = _positive_int(raw.get("threshold"), f"{where}.threshold")
-    if "statIntervalInMs" in raw:
-        interval = duration(raw["statIntervalInMs"], f"{where}.statIntervalInMs", milliseconds=True)
-    else:
-        interval = duration(raw.get("interval", "1s"), f"{where}.interval")
-    if interval <= 0:
-        raise SettingsError(f"{where}.interval: must be above zero")
-    burst = _positive_int(raw.get("burst", threshold), f"{where}.burst")
-    behavior_raw = str(raw.get("behavior", raw.get("controlBehavior", "reject"))).lower()
-    behavior = BEHAVIORS.get(behavior_raw)
-    if behavior is None:
-        raise SettingsError(f"{where}.behavior: {behavior_raw!r} is not reject or queue")
-    if "maxQueueingTimeMs" in raw:
-        max_wait = duration(raw["maxQueueingTimeMs"], f"{where}.maxQueueingTimeMs", milliseconds=True)
-    else:
-        max_wait = duration(raw.get("maxQueueingTime", "500ms"), f"{where}.maxQueueingTime")
-    if max_wait < 0:
-        raise SettingsError(f"{where}.maxQueueingTime: must not be negative")
-    resource = raw.get("resource")
-    if resource is not None and (not isinstance(resource, str) or not resource.startswith("/")):
-        raise SettingsError(f"{where}.resource: a path pattern starting with / (e.g. /v1.0/state/*)")
-    methods = raw.get("methods") or []
-    if isinstance(methods, str):
-        methods = [methods]
-    if not isinstance(methods, list):
-        raise SettingsError(f"{where}.methods: a list of HTTP verbs")
-    target = raw.get("target")
-    target_app = target_method = target_text = None
-    if target is not None:
-        if isinstance(target, str):
-            target = {"app": target}
+class RuleSettings(SettingsModel):
+    """One rule as the settings file gives it (Sentinel's field names accepted too)."""
+
+    name: str | None = None
+    resource: str | None = None
+    methods: list[str] = []
+    target: dict[str, str] | None = None
+    """``{app, method}``; a bare app id means every method."""
+    caller: str | None = None
+    threshold: int
+    interval: float = 1.0
+    statIntervalInMs: float | None = None
+    burst: int | None = None
+    behavior: str | None = None
+    controlBehavior: str | None = None
+    maxQueueingTime: float = 0.5
+    maxQueueingTimeMs: float | None = None
+    per: list[str] = []
+    shared: bool = False
+    status: int = 429
+
+    @field_validator("threshold", "burst", mode="before")
+    @classmethod
+    def _positive(cls, value: Any) -> int | None:
+        if value is None:
+            return None
+        try:
+            number = int(str(value))
+        except ValueError:
+            number = 0
+        if number < 1:
+            raise settings_error("a whole number above zero")
+        return number
+
+    @field_validator("interval", "maxQueueingTime", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return _seconds(value)
+
+    @field_validator("statIntervalInMs", "maxQueueingTimeMs", mode="before")
+    @classmethod
+    def _milliseconds(cls, value: Any) -> float | None:
+        return None if value is None else _seconds(value, milliseconds=True)
+
+    @field_validator("behavior", "controlBehavior", mode="before")
+    @classmethod
+    def _behavior(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        behavior = BEHAVIORS.get(str(value).lower())
+        if behavior is None:
+            raise settings_error(f"{str(value).lower()!r} is not reject or queue")
+        return behavior
+
+    @field_validator("resource", mode="before")
+    @classmethod
+    def _resource(cls, value: Any) -> Any:
+        if value is not None and (not isinstance(value, str) or not value.startswith("/")):
+            raise settings_error("a path pattern starting with / (e.g. /v1.0/state/*)")
+        return value
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _methods(cls, value: Any) -> list[str]:
+        methods = [value] if isinstance(value, str) else value or []
+        if not isinstance(methods, list):
+            raise settings_error("a list of HTTP verbs")
+        return [str(method).upper() for method in methods]
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target(cls, value: Any) -> dict[str, str] | None:
+        if value is None:
+            return None
+        target = {"app": value} if isinstance(value, str) else value
         if not isinstance(target, Mapping) or not target.get("app"):
-            raise SettingsError(f"{where}.target: give {{app: <app-id>, method: <pattern>}}")
-        target_app = str(target["app"])
-        method = str(target.get("method", "*")).lstrip("/")
-        target_method = None if method == "*" else glob(method)
-        target_text = f"{target_app}/{method}"
-    per = raw.get("per") or []
-    per = [per] if isinstance(per, str) else per
-    if not isinstance(per, list) or any(key not in PER_KEYS for key in per):
-        raise SettingsError(f"{where}.per: a list of {', '.join(PER_KEYS)}")
-    status = raw.get("status", 429)
-    if not isinstance(status, int) or not 400 <= status <= 599:
-        raise SettingsError(f"{where}.status: an HTTP error status (400-599)")
-    if resource is None and target is None and raw.get("caller") is None:
-        raise SettingsError(f"{where}: give at least one of resource, target or caller")
-    return Rule(
-        name=str(raw.get("name") or f"rule-{index}"),
-        threshold=threshold,
-        interval=interval,
-        burst=burst,
-        behavior=behavior,
-        max_wait=max_wait if behavior == "queue" else 0.0,
-        resource=glob(resource) if resource else None,
-        resource_text=resource,
-        methods=frozenset(str(m).upper() for m in methods),
-        target_app=target_app,
-        target_method=target_method,
-        target_text=target_text,
-        caller=str(raw["caller"]) if raw.get("caller") is not None else None,
-        per=tuple(per),
-        shared=bool(raw.get("shared", False)),
-        status=status,
-    )
+            raise settings_error("give {app: <app-id>, method: <pattern>}")
+        return {"app": str(target["app"]), "method": str(target.get("method", "*")).lstrip("/")}
 
+    @field_validator("caller", mode="before")
+    @classmethod
+    def _caller(cls, value: Any) -> str | None:
+        return None if value is None else str(value)
 
-def _positive_int(value: Any, where: str) -> int:
-    try:
-        number = int(str(value))
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise SettingsError(f"{where}: a whole number above zero")
-    return number
+    @field_validator("per", mode="before")
+    @classmethod
+    def _per(cls, value: Any) -> list[str]:
+        per = [value] if isinstance(value, str) else value or []
+        if not isinstance(per, list) or any(key not in PER_KEYS for key in per):
+            raise settings_error(f"a list of {', '.join(PER_KEYS)}")
+        return per
+
+    @field_validator("shared", mode="before")
+    @classmethod
+    def _shared(cls, value: Any) -> bool:
+        return is_truthy(value)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status(cls, value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or not 400 <= value <= 599:
+            raise settings_error("an HTTP error status (400-599)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RuleSettings:
+        if (self.statIntervalInMs if self.statIntervalInMs is not None else self.interval) <= 0:
+            raise settings_error("must be above zero", "interval")
+        if (self.maxQueueingTimeMs if self.maxQueueingTimeMs is not None else self.maxQueueingTime) < 0:
+            raise settings_error("must not be negative", "maxQueueingTime")
+        if self.resource is None and self.target is None and self.caller is None:
+            raise settings_error("give at least one of resource, target or caller")
+        return self
+
+    def rule(self, index: int) -> Rule:
+        """The rule these settings describe, ``rule-<index>`` when it has no name."""
+        behavior = self.behavior or self.controlBehavior or "reject"
+        max_wait = self.maxQueueingTimeMs if self.maxQueueingTimeMs is not None else self.maxQueueingTime
+        target_app = target_method = target_text = None
+        if self.target is not None:
+            target_app, method = self.target["app"], self.target["method"]
+            target_method = None if method == "*" else glob(method)
+            target_text = f"{target_app}/{method}"
+        return Rule(
+            name=self.name or f"rule-{index}",
+            threshold=self.threshold,
+            interval=self.statIntervalInMs if self.statIntervalInMs is not None else self.interval,
+            burst=self.burst or self.threshold,
+            behavior=behavior,
+            max_wait=max_wait if behavior == "queue" else 0.0,
+            resource=glob(self.resource) if self.resource else None,
+            resource_text=self.resource,
+            methods=frozenset(self.methods),
+            target_app=target_app,
+            target_method=target_method,
+            target_text=target_text,
+            caller=self.caller,
+            per=tuple(self.per),
+            shared=self.shared,
+            status=self.status,
+        )

@@ -6,6 +6,6 @@ tcpcopy replay`` sends a dump's requests to a target again (replay.py)."""
 from __future__ import annotations
 
 from mesh.tcpcopy.copier import TcpCopy
-from mesh.tcpcopy.policy import CopyPolicy, copy_requested, parse_policy
+from mesh.tcpcopy.policy import CopyPolicy, TcpCopySettings, copy_requested, parse_policy
 
-__all__ = ["CopyPolicy", "TcpCopy", "copy_requested", "parse_policy"]
+__all__ = ["CopyPolicy", "TcpCopy", "TcpCopySettings", "copy_requested", "parse_policy"]

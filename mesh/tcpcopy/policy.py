@@ -18,19 +18,86 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.metadata import parse_duration, parse_quantity
-from mesh.errors import SettingsError
+from pydantic import Field, field_validator, model_validator
 
-_FIELDS = {
-    "switch", "interval", "duration", "cpu_max_rate", "mem_max_rate", "responses", "dir",
-    "max_file_size", "max_files", "queue_records", "queue_bytes",
-}  # fmt: skip
-_DURATIONS = {"interval", "duration"}
+from components.metadata import is_truthy, parse_duration, parse_quantity
+from mesh.settings import SettingsModel, settings_error
+
+_SWITCH = {"ON": True, "TRUE": True, "OFF": False, "FALSE": False}
+
+
+class TcpCopySettings(SettingsModel):
+    """``tcp_copy`` as the settings file gives it."""
+
+    switch: bool = False
+    interval: float = 30.0
+    duration: float | None = None
+    """Default: one second, or the interval when that is shorter."""
+    cpu_max_rate: float = Field(default=80.0, gt=0, le=100)
+    mem_max_rate: float = Field(default=70.0, gt=0, le=100)
+    responses: bool = False
+    dir: Path | None = None
+    max_file_size: int = 64 * 1024**2
+    max_files: int = Field(default=10, gt=0)
+    queue_records: int = Field(default=10_000, gt=0)
+    queue_bytes: int = 16 * 1024**2
+
+    @field_validator("switch", mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> bool:
+        enabled = value if isinstance(value, bool) else _SWITCH.get(str(value).strip().upper())
+        if enabled is None:
+            raise settings_error("ON or OFF")
+        return enabled
+
+    @field_validator("responses", mode="before")
+    @classmethod
+    def _responses(cls, value: Any) -> bool:
+        return is_truthy(value)
+
+    @field_validator("interval", "duration", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> float | None:
+        if value is None:
+            return None
+        try:
+            seconds = parse_duration(value).total_seconds()
+        except ValueError:
+            raise settings_error(f"{value!r} is not a number") from None
+        if seconds <= 0:
+            raise settings_error("must be above 0")
+        return seconds
+
+    @field_validator("cpu_max_rate", "mem_max_rate", "max_files", "queue_records", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise settings_error(f"{value!r} is not a number") from None
+        return value
+
+    @field_validator("max_file_size", "queue_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> int:
+        try:
+            size = parse_quantity(value)
+        except ValueError:
+            size = 0
+        if size <= 0:
+            raise settings_error(f"{value!r} is not a size (e.g. 64Mi, 512Ki)")
+        return size
+
+    @model_validator(mode="after")
+    def _window_fits(self) -> TcpCopySettings:
+        if self.duration is not None and self.duration > self.interval:
+            raise settings_error("a window cannot be longer than the interval", "duration")
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,65 +128,23 @@ class CopyPolicy:
         }
 
 
-def copy_requested(config: Mapping[str, Any]) -> bool:
-    """Whether the settings switch TCP copy on (checked before they are validated)."""
-    return _switch(config.get("switch", "OFF")) is True
+def copy_requested(settings: TcpCopySettings) -> bool:
+    """Whether the settings switch TCP copy on."""
+    return settings.switch
 
 
-def parse_policy(config: Mapping[str, Any], data_dir: Path) -> CopyPolicy:
-    if not isinstance(config, Mapping):
-        raise SettingsError("tcp_copy: a mapping (switch, interval, duration, ...)")
-    unknown = sorted(set(map(str, config)) - _FIELDS)
-    if unknown:
-        raise SettingsError(f"tcp_copy.{unknown[0]}: unknown field (known: {', '.join(sorted(_FIELDS))})")
-    enabled = _switch(config.get("switch", "OFF"))
-    if enabled is None:
-        raise SettingsError("tcp_copy.switch: ON or OFF")
-    interval = _number(config, "interval", 30.0, above=0)
-    duration = _number(config, "duration", min(1.0, interval), above=0)
-    if duration > interval:
-        raise SettingsError("tcp_copy.duration: a window cannot be longer than the interval")
-    cpu = _number(config, "cpu_max_rate", 80.0, above=0, most=100)
-    mem = _number(config, "mem_max_rate", 70.0, above=0, most=100)
+def parse_policy(settings: TcpCopySettings, data_dir: Path) -> CopyPolicy:
+    """The policy of the settings, its files under ``data_dir`` unless they name a ``dir``."""
     return CopyPolicy(
-        enabled=enabled,
-        interval=interval,
-        duration=duration,
-        cpu_max_rate=cpu,
-        mem_max_rate=mem,
-        responses=bool(config.get("responses", False)),
-        folder=Path(config["dir"]) if config.get("dir") else data_dir / "tcpcopy",
-        max_file_size=_size(config, "max_file_size", 64 * 1024**2),
-        max_files=int(_number(config, "max_files", 10, above=0)),
-        queue_records=int(_number(config, "queue_records", 10_000, above=0)),
-        queue_bytes=_size(config, "queue_bytes", 16 * 1024**2),
+        enabled=settings.switch,
+        interval=settings.interval,
+        duration=settings.duration if settings.duration is not None else min(1.0, settings.interval),
+        cpu_max_rate=settings.cpu_max_rate,
+        mem_max_rate=settings.mem_max_rate,
+        responses=settings.responses,
+        folder=settings.dir if settings.dir else data_dir / "tcpcopy",
+        max_file_size=settings.max_file_size,
+        max_files=int(settings.max_files),
+        queue_records=int(settings.queue_records),
+        queue_bytes=settings.queue_bytes,
     )
-
-
-def _switch(value: Any) -> bool | None:
-    text = str(value).strip().upper()
-    return {"ON": True, "TRUE": True, "OFF": False, "FALSE": False}.get(text)
-
-
-def _number(config: Mapping[str, Any], name: str, default: float, *, above: float,
-            most: float | None = None) -> float:  # fmt: skip
-    value = config.get(name, default)
-    try:
-        number = parse_duration(value).total_seconds() if name in _DURATIONS else float(value)
-    except ValueError:
-        raise SettingsError(f"tcp_copy.{name}: {value!r} is not a number") from None
-    if number <= above or (most is not None and number > most):
-        bounds = f"above {above:g}" + (f" and at most {most:g}" if most is not None else "")
-        raise SettingsError(f"tcp_copy.{name}: must be {bounds}")
-    return number
-
-
-def _size(config: Mapping[str, Any], name: str, default: int) -> int:
-    value = config.get(name, default)
-    try:
-        size = parse_quantity(value)
-    except ValueError:
-        size = 0
-    if size <= 0:
-        raise SettingsError(f"tcp_copy.{name}: {value!r} is not a size (e.g. 64Mi, 512Ki)")
-    return size

@@ -36,13 +36,14 @@ import json
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from services.random_ids import random_hex, uuid4
+from components.metadata import lookup
+from services.random_ids import uuid4
+from services.trace_context import TraceContext
 
 CLOUDEVENT_CONTENT_TYPE = "application/cloudevents+json"
 JSON_CONTENT_TYPE = "application/json"
@@ -86,51 +87,6 @@ def is_text(content_type: str) -> bool:
     return content_type.lower().startswith("text/") or _is(content_type, "application/xml")
 
 
-# -- trace context ---------------------------------------------------------------------------------
-
-_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", re.DOTALL)
-_ZERO_TRACE = "0" * 32
-_ZERO_SPAN = "0" * 16
-
-
-@dataclass(slots=True, frozen=True)
-class TraceContext:
-    """The W3C trace context of one publish span."""
-
-    trace_id: str
-    span_id: str
-    flags: str
-    tracestate: str = ""
-
-    @property
-    def traceparent(self) -> str:
-        return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
-
-    @classmethod
-    def from_headers(cls, traceparent: str | None, tracestate: str | None) -> TraceContext:
-        """A span under the caller's ``traceparent`` (same trace id and sampled flag, a new span id),
-        or the root of a new, sampled trace when there is none or it is not valid W3C; the
-        ``tracestate`` header goes along only with a valid parent, as W3C requires."""
-        if traceparent:
-            match = _TRACEPARENT.fullmatch(traceparent.strip())
-            if match is not None:
-                version, trace_id, parent_id, flags, rest = match.groups()
-                valid = (
-                    version != "ff"
-                    and (version != "00" or rest is None)
-                    and trace_id != _ZERO_TRACE
-                    and parent_id != _ZERO_SPAN
-                )
-                if valid:
-                    sampled = "01" if int(flags, 16) & 1 else "00"
-                    return cls(trace_id, random_hex(8), sampled, tracestate or "")
-        return cls(random_hex(16), random_hex(8), "01")
-
-    def child(self) -> TraceContext:
-        """A new span of the same trace (bulk publish gives every entry one)."""
-        return TraceContext(self.trace_id, random_hex(8), self.flags, self.tracestate)
-
-
 # -- time ------------------------------------------------------------------------------------------
 
 _clock: list[Any] = [0, ""]  # (second, its RFC 3339 text): one strftime per second, not per publish
@@ -167,11 +123,7 @@ def ttl_seconds(metadata: Mapping[str, str]) -> float | None:
     seconds above zero. ``None`` when absent or unreadable: Dapr then adds no expiration."""
     if not metadata:
         return None
-    value = None
-    for wanted in ("ttl", "ttlinseconds"):
-        value = next((v for k, v in metadata.items() if k.lower() == wanted), None)
-        if value is not None:
-            break
+    value = lookup(metadata, "ttl", "ttlInSeconds")
     if not value:
         return None
     if value == "0" or _GO_DURATION.fullmatch(value):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import enum
-import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,8 +23,10 @@ from typing import Any
 
 import orjson
 
+from components.metadata import is_truthy, lookup
 from components.pubsub.base import Message
 from mesh.app_channel import AppChannel, AppUnreachable
+from services.trace_context import TraceContext
 
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
 RAW_PAYLOAD = "rawPayload"
@@ -50,7 +51,6 @@ _RESERVED_HEADERS = frozenset(
     }
 )
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_HEX = frozenset("0123456789abcdef")
 
 
 class Outcome(enum.Enum):
@@ -77,10 +77,7 @@ class EventError(Exception):
 
 def raw_payload(metadata: Mapping[str, str]) -> bool:
     """Subscription metadata ``rawPayload`` (Go's bool spellings, name case-insensitive)."""
-    for key, value in metadata.items():
-        if key.lower() == RAW_PAYLOAD.lower():
-            return value.strip().lower() in ("1", "t", "true", "y", "yes", "on")
-    return False
+    return is_truthy(lookup(metadata, RAW_PAYLOAD) or "")
 
 
 def parse_cloud_event(data: bytes) -> dict[str, Any]:
@@ -131,40 +128,16 @@ def is_expired(event: Mapping[str, Any], now: datetime | None = None) -> bool:
     return moment < (now or datetime.now(UTC))
 
 
-def _valid_traceparent(value: Any) -> tuple[str, str] | None:
-    """(trace id, flags) of a W3C ``traceparent``, or None when it is not one."""
-    if not isinstance(value, str):
-        return None
-    parts = value.strip().lower().split("-")
-    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
-        return None
-    version, trace_id, span_id, flags = parts[0], parts[1], parts[2], parts[3]
-    if version == "00" and len(parts) != 4:
-        return None
-    if len(trace_id) != 32 or len(span_id) != 16 or len(flags) != 2:
-        return None
-    if not set(version + trace_id + span_id + flags) <= _HEX:
-        return None
-    if trace_id == "0" * 32 or span_id == "0" * 16:
-        return None
-    return trace_id, flags
-
-
 def trace_headers(event: Mapping[str, Any]) -> dict[str, str]:
-    """``traceparent`` for a span that is a child of the event's ``traceparent`` (or ``traceid``),
-    keeping its trace id and flags; a new trace when the event carries none. ``tracestate`` is
-    passed on when the parent was valid."""
-    parent = _valid_traceparent(event.get("traceparent")) or _valid_traceparent(event.get("traceid"))
-    span_id = secrets.token_hex(8)
-    if parent is None:
-        # l8 records no spans, so a trace it starts is not marked as sampled.
-        return {"traceparent": f"00-{secrets.token_hex(16)}-{span_id}-00"}
-    trace_id, flags = parent
-    headers = {"traceparent": f"00-{trace_id}-{span_id}-{flags}"}
+    """``traceparent`` (and ``tracestate``) of a span under the event's ``traceparent``, else its
+    ``traceid``; a new trace when it carries neither."""
     state = event.get("tracestate")
-    if isinstance(state, str) and state and _header_value_ok(state):
-        headers["tracestate"] = state
-    return headers
+    if not isinstance(state, str) or not _header_value_ok(state):  # a stored event may hold anything
+        state = None
+    trace = TraceContext.under(event.get("traceparent"), state) or TraceContext.under(
+        event.get("traceid"), state
+    )
+    return (trace or TraceContext.start()).headers()
 
 
 def _header_name_ok(name: str) -> bool:

@@ -17,21 +17,20 @@ import orjson
 
 from components.errors import ComponentError, MetadataError
 from components.loaded import LoadedComponent
+from components.metadata import parse_go_bool
 from components.pubsub.base import BulkPublisher, Feature, PublishRequest
 from mesh.resiliency import retry_from_metadata
 from services import errors
 from services.pubsub import cloudevents
 from services.pubsub.bulk_requests import BulkEntry, InvalidBulkRequest, Problem, parse_entries
-from services.pubsub.cloudevents import InvalidCloudEvent, TraceContext
+from services.pubsub.cloudevents import InvalidCloudEvent
 from services.pubsub.handles import PubSubHandle
 from services.pubsub.scopes import TopicScopes
+from services.trace_context import TraceContext
 
 RAW_PAYLOAD = "rawPayload"
 BULK_CONCURRENCY = 100
 """Entries published at once by the per-entry fallback (Dapr's defaultBulkPublishMaxConcurrency)."""
-
-_GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
-_GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 
 @dataclass(slots=True, frozen=True)
@@ -233,12 +232,11 @@ class PubSubService:
         value = metadata.get(RAW_PAYLOAD) if metadata else None
         if not value:
             return False
-        if value in _GO_TRUE:
-            return True
-        if value in _GO_FALSE:
-            return False
-        reason = f"{RAW_PAYLOAD} value must be a valid boolean: actual is '{value}'"
-        raise errors.pubsub_request_metadata(handle.name, dict(metadata), reason)
+        try:
+            return parse_go_bool(value)
+        except ValueError:
+            reason = f"{RAW_PAYLOAD} value must be a valid boolean: actual is '{value}'"
+            raise errors.pubsub_request_metadata(handle.name, dict(metadata), reason) from None
 
     def _require_scope(self, handle: PubSubHandle, topic: str) -> None:
         if not handle.scopes.can_publish(self.app_id, topic):

@@ -32,6 +32,7 @@ import orjson
 import structlog
 
 from components.errors import MetadataError
+from components.metadata import lookup
 from components.pubsub.base import Consumer, Message, PublishRequest, SubscribeRequest
 from mesh.app_channel import AppChannel
 from mesh.resiliency import Policy, Resiliency, RetriableFailure
@@ -204,7 +205,7 @@ class Subscriber:
     def _max_in_flight(self, subscription: Subscription, handle: PubSubHandle) -> int:
         value = self._default_max_in_flight
         for source, name in ((subscription.metadata, "maxConcurrency"), (handle.metadata, "concurrency")):
-            text = _lookup(source, name)
+            text = lookup(source, name)
             if text is None or not text.strip():
                 continue
             try:
@@ -226,11 +227,6 @@ class Subscriber:
         if subscription.bulk.enabled:
             value = max(value, subscription.bulk.max_messages_count)
         return value
-
-
-def _lookup(metadata: Mapping[str, str], name: str) -> str | None:
-    lowered = name.lower()
-    return next((value for key, value in metadata.items() if key.lower() == lowered), None)
 
 
 class _Delivery:

@@ -13,7 +13,8 @@ import pytest
 
 from services.pubsub import cloudevents
 from services.pubsub.bulk_requests import InvalidBulkRequest, Problem, parse_entries
-from services.pubsub.cloudevents import InvalidCloudEvent, TraceContext
+from services.pubsub.cloudevents import InvalidCloudEvent
+from services.trace_context import TraceContext
 
 PARENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = f"00-{PARENT_TRACE}-00f067aa0ba902b7-01"
@@ -241,48 +242,6 @@ def test_ttl_adds_expiration_unless_the_broker_has_native_ttl() -> None:
     assert "expiration" not in envelope(b"x", metadata={"ttlInSeconds": "3600"}, native_ttl=True)
     user = envelope(b'{"expiration": "old"}', "application/cloudevents+json", metadata={"ttl": "1h"})
     assert user["expiration"] != "old"
-
-
-# -- trace context ---------------------------------------------------------------------------------
-
-
-def test_valid_parent_keeps_trace_and_sampling_with_a_new_span() -> None:
-    child = TraceContext.from_headers(PARENT, "a=1")
-    assert (child.trace_id, child.flags, child.tracestate) == (PARENT_TRACE, "01", "a=1")
-    assert child.span_id != "00f067aa0ba902b7"
-    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", child.traceparent)
-    assert TraceContext.from_headers(PARENT.replace("-01", "-00"), None).flags == "00"
-    assert TraceContext.from_headers(PARENT.replace("-01", "-03"), None).flags == "01"
-
-
-def test_future_versions_may_carry_more_fields() -> None:
-    assert TraceContext.from_headers("cc" + PARENT[2:] + "-what-ever", None).trace_id == PARENT_TRACE
-
-
-@pytest.mark.parametrize(
-    "header",
-    [
-        None,
-        "",
-        "garbage",
-        PARENT.upper(),
-        PARENT + "-extra",  # version 00 has exactly four fields
-        "ff" + PARENT[2:],
-        f"00-{'0' * 32}-00f067aa0ba902b7-01",
-        f"00-{PARENT_TRACE}-{'0' * 16}-01",
-    ],
-)
-def test_no_valid_parent_starts_a_sampled_trace_without_tracestate(header: str | None) -> None:
-    context = TraceContext.from_headers(header, "a=1")
-    assert context.trace_id != PARENT_TRACE
-    assert context.trace_id != "0" * 32
-    assert (context.flags, context.tracestate) == ("01", "")
-
-
-def test_children_share_the_trace() -> None:
-    first, second = TRACE.child(), TRACE.child()
-    assert first.trace_id == second.trace_id == PARENT_TRACE
-    assert first.span_id != second.span_id
 
 
 def test_now_is_rfc3339_seconds() -> None:

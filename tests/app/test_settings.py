@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.settings import Settings, SettingsError, parse_quantity
+from app.settings import Settings, parse_quantity
+from mesh.errors import SettingsError
 
 
 @pytest.mark.parametrize(
@@ -77,3 +78,41 @@ def test_unknown_setting_and_bad_file(tmp_path: Path) -> None:
         Settings.load({}, config)
     with pytest.raises(SettingsError, match="cannot read"):
         Settings.load({}, tmp_path / "missing.yaml")
+
+
+def test_the_mesh_settings_load_as_typed_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mesh.redis_registry import RedisRegistrySettings
+
+    config = tmp_path / "l8.yaml"
+    config.write_text(
+        "name_resolution: {type: redis, redisHost: 'r:6379', redisUsername: u, enableTLS: true, ttl: 5s}\n"
+        "rate_limits:\n  redisHost: 'r:6379'\n  rules:\n    - {resource: /x, threshold: 2, shared: true}\n"
+        "tcp_copy: {switch: ON, interval: 30s, max_file_size: 1Mi}\n"
+    )
+    for name in ("L8_NAME_RESOLUTION", "L8_RATE_LIMITS", "L8_TCP_COPY"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings.load(None, config)
+    assert isinstance(settings.name_resolution, RedisRegistrySettings)
+    assert settings.name_resolution.redis.redisUsername == "u" and settings.name_resolution.redis.enableTLS
+    assert settings.name_resolution.ttl == 5.0
+    assert settings.rate_limits.rules[0].shared and settings.rate_limits.redis is not None
+    assert settings.tcp_copy.switch and settings.tcp_copy.max_file_size == 1 << 20
+    monkeypatch.setenv("L8_TCP_COPY", '{"switch": "OFF"}')
+    assert not Settings.load(None, config).tcp_copy.switch  # the environment wins over the file
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name_resolution: {type: consul}\n", "name_resolution.type: unknown resolver 'consul'"),
+        ("rate_limits: {rules: [{resource: /x}]}\n", "rate_limits.rules[0].threshold"),
+        ("tcp_copy: {interval: 0}\n", "tcp_copy.interval: must be above 0"),
+        ("tcp_copy: {speed: 1}\n", "tcp_copy.speed: unknown field"),
+    ],
+)
+def test_a_bad_mesh_setting_is_one_line_naming_the_field(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "l8.yaml"
+    config.write_text(text)
+    with pytest.raises(SettingsError) as raised:
+        Settings.load(None, config)
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)

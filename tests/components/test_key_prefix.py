@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components.errors import MetadataError
-from components.state.keys import KeyPrefix
+from components.key_prefix import KeyPrefix
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,17 @@ from datetime import timedelta
 import pytest
 
 from components.errors import MetadataError
-from components.metadata import ComponentMetadata, Duration, GoBool, decode, parse_duration
+from components.metadata import (
+    ComponentMetadata,
+    Duration,
+    GoBool,
+    decode,
+    is_truthy,
+    lookup,
+    parse_bool,
+    parse_duration,
+    parse_go_bool,
+)
 
 
 class Example(ComponentMetadata):
@@ -43,3 +53,38 @@ def test_errors_name_the_field(raw: dict[str, str], field: str, message: str) ->
         decode(Example, raw)
     assert caught.value.field == field
     assert message in caught.value.message
+
+
+def test_lookup_matches_names_as_dapr_does() -> None:
+    metadata = {"ConsumerID": "a", "ttl": "", "TTLInSeconds": "5"}
+    assert lookup(metadata, "consumerID") == "a"
+    assert lookup(metadata, "missing") is None
+    assert lookup(metadata, "ttl", "ttlInSeconds") == ""  # the first name present wins, even empty
+    assert lookup(metadata, "nope", "ttlInSeconds") == "5"
+    assert lookup({"rawpayload": "x", "rawPayload": "y"}, "rawPayload") == "y"  # an exact match first
+
+
+@pytest.mark.parametrize("text", ["1", "t", "T", "TRUE", "true", "True"])
+def test_go_strconv_true(text: str) -> None:
+    assert parse_go_bool(text) is True and parse_bool(text) is True and is_truthy(text)
+
+
+@pytest.mark.parametrize("text", ["0", "f", "F", "FALSE", "false", "False"])
+def test_go_strconv_false(text: str) -> None:
+    assert parse_go_bool(text) is False and parse_bool(text) is False and not is_truthy(text)
+
+
+@pytest.mark.parametrize("text", ["yes", "on", "Y", " true ", "tRuE"])
+def test_contrib_truthy_spellings_are_not_go_booleans(text: str) -> None:
+    """Component metadata reads these as true (components-contrib); request metadata such as
+    rawPayload goes through strconv.ParseBool, which refuses them, as daprd does."""
+    assert parse_bool(text) is True and is_truthy(text)
+    with pytest.raises(ValueError, match="not a boolean"):
+        parse_go_bool(text)
+
+
+def test_unknown_spellings() -> None:
+    with pytest.raises(ValueError, match="not a boolean"):
+        parse_bool("maybe")
+    assert not is_truthy("maybe") and not is_truthy(None) and is_truthy(True) and not is_truthy(False)
+    assert parse_bool("") is False

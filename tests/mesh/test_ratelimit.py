@@ -6,14 +6,28 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 import pytest
 
 from mesh.errors import SettingsError
-from mesh.ratelimit import build_rate_limits
+from mesh.ratelimit import RateLimits, parse_rate_limits
+from mesh.ratelimit import build_rate_limits as build_from
 from mesh.ratelimit.buckets import LocalBuckets, RedisBuckets
-from mesh.ratelimit.rules import parse_rule
+from mesh.ratelimit.rules import Rule, RuleSettings
 from tests.servers import RedisServer
+
+
+def parse_rule(raw: dict[str, Any], where: str, index: int) -> Rule:
+    """The rule of one entry of ``rate_limits.rules``."""
+    return RuleSettings.model_validate(raw).rule(index)
+
+
+def build_rate_limits(
+    raw: dict[str, Any], configurations: list[Any], middleware: dict[str, Any], app_id: str
+) -> RateLimits:
+    """The limiter of ``rate_limits`` as the settings file gives it."""
+    return build_from(parse_rate_limits(raw), configurations, middleware, app_id)
 
 
 def test_a_bucket_lets_its_burst_through_then_refuses_with_the_time_to_the_next_token() -> None:

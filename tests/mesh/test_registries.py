@@ -9,8 +9,8 @@ import uuid
 
 import aetcd
 
-from mesh.etcd_registry import EtcdRegistry
-from mesh.redis_registry import KEY_PREFIX, RedisRegistry
+from mesh.etcd_registry import EtcdRegistry, EtcdRegistrySettings
+from mesh.redis_registry import KEY_PREFIX, RedisRegistry, RedisRegistrySettings
 from tests.servers import EtcdServer, RedisServer
 
 
@@ -19,7 +19,8 @@ async def test_an_etcd_registration_is_a_leased_key_given_back_when_its_lease_is
 ) -> None:
     prefix = f"test-{uuid.uuid4().hex[:8]}/"
     config = {"endpoints": ["127.0.0.1:1", etcd_server.address], "keyPrefix": prefix, "ttl": "2s"}
-    registry, caller = EtcdRegistry(config), EtcdRegistry({**config, "cacheSeconds": "10ms"})
+    registry = EtcdRegistry(EtcdRegistrySettings.model_validate(config))
+    caller = EtcdRegistry(EtcdRegistrySettings.model_validate({**config, "cacheSeconds": "10ms"}))
     direct = aetcd.Client(host=etcd_server.host, port=etcd_server.port)
     await registry.start("orders", "127.0.0.1:3501")
     await caller.start("", "unused")
@@ -47,7 +48,9 @@ async def test_a_redis_registration_is_scored_by_its_lease_end_and_removed_at_st
     from redis.asyncio import Redis
 
     app_id = f"test-{uuid.uuid4().hex[:8]}"
-    registry = RedisRegistry({"redisHost": redis_server.address, "ttl": "1s"})
+    registry = RedisRegistry(
+        RedisRegistrySettings.model_validate({"redisHost": redis_server.address, "ttl": "1s"})
+    )
     direct = Redis(host=redis_server.host, port=redis_server.port)
     await registry.start(app_id, "127.0.0.1:3501")
     try:
@@ -63,7 +66,7 @@ async def test_a_redis_registration_is_scored_by_its_lease_end_and_removed_at_st
 
 
 async def test_round_robin_reaches_every_instance_across_cache_refreshes() -> None:
-    from mesh.registry import LeasedRegistry
+    from mesh.registry import LeasedRegistry, RegistrySettings
 
     class Fixed(LeasedRegistry):
         kind, server_field = "fixed", "server"
@@ -77,7 +80,7 @@ async def test_round_robin_reaches_every_instance_across_cache_refreshes() -> No
         async def _deregister(self, app_id: str, member: str) -> None: ...
         async def _disconnect(self) -> None: ...
 
-    registry = Fixed({"cacheSeconds": "1ms"})
+    registry = Fixed(RegistrySettings(cacheSeconds="1ms"))
     picked = []
     for _ in range(6):
         picked.append(await registry.resolve("orders"))

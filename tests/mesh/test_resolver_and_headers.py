@@ -3,11 +3,20 @@ behaviour is in tests/e2e/test_invoke.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from mesh.errors import SettingsError
+from mesh.name_resolution import build_resolver as build_from
+from mesh.name_resolution import parse_name_resolution
 from mesh.proxy import outbound_headers, response_headers
-from mesh.resolver import ResolveError, build_resolver
+from mesh.resolver import ResolveError, Resolver
+
+
+def build_resolver(raw: dict[str, Any]) -> Resolver:
+    """The resolver of ``name_resolution`` as the settings file gives it."""
+    return build_from(parse_name_resolution(raw))
 
 
 async def test_static_resolution_takes_instances_in_turn() -> None:

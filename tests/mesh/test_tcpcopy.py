@@ -7,8 +7,15 @@ from pathlib import Path
 import pytest
 
 from mesh.errors import SettingsError
-from mesh.tcpcopy import TcpCopy, parse_policy
+from mesh.settings import parse_settings
+from mesh.tcpcopy import CopyPolicy, TcpCopy, TcpCopySettings
+from mesh.tcpcopy import parse_policy as policy_of
 from mesh.tcpcopy.dumpfile import MAGIC, REQUEST, Record, dump_files, read_records
+
+
+def parse_policy(raw: dict[str, object], data_dir: Path) -> CopyPolicy:
+    """The policy of ``tcp_copy`` as the settings file gives it."""
+    return policy_of(parse_settings(TcpCopySettings, raw, "tcp_copy"), data_dir)
 
 
 def test_a_full_queue_drops_and_counts_instead_of_waiting(tmp_path: Path) -> None:

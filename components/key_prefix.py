@@ -1,4 +1,5 @@
-"""Dapr's key prefix strategies: how a user's key becomes the storage key.
+"""Dapr's key prefix strategies: how a user's key becomes the storage key, shared by the state,
+lock and sequencer building blocks.
 
 Stored key = ``<prefix>||<key>`` where the component metadata ``keyPrefix`` picks the prefix:
 ``appid`` (default), ``name`` (the component name), ``namespace`` (``$NAMESPACE.<appid>``),
