@@ -77,7 +77,7 @@ async def serve(settings: Settings) -> int:
     server = _Server(config)
     app.sidecar.shutdown.connect(lambda: setattr(server, "should_exit", True))
     try:
-        async with app.router.lifespan_context(app):
+        async with app.lifespan():
             _tune_gc()
             log.info(
                 "l8 listening",

@@ -20,7 +20,7 @@ async def test_unexpected_exception_answers_dapr_error(
 ) -> None:
     (tmp_path / "s.yaml").write_text(COMPONENT)
     app = create_app(Settings.load({"data_dir": str(tmp_path), "resources_paths": [tmp_path]}))
-    async with app.router.lifespan_context(app):
+    async with app.lifespan():
         store = app.state.runtime.components.of("state")["s"].instance
 
         async def broken(request: object) -> None:

@@ -199,7 +199,7 @@ async def start_sidecar(tmp_path: Any) -> AsyncIterator[StartSidecar]:
                 **settings,
             }
             app = create_app(Settings.load(overrides))
-            await stack.enter_async_context(app.router.lifespan_context(app))
+            await stack.enter_async_context(app.lifespan())
             client = await stack.enter_async_context(
                 httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://l8")
             )
