@@ -22,7 +22,7 @@ from mesh.app_channel import AppChannel
 from mesh.errors import SettingsError
 from mesh.proxy import MESH_TOKEN, Proxy
 from mesh.ratelimit import RateLimits, build_rate_limits
-from mesh.resiliency import Resiliency, retry_from_metadata
+from mesh.resiliency import Outbound, Resiliency, retry_from_metadata
 from mesh.resolver import Resolver, StaticResolver, build_resolver
 from mesh.tcpcopy import TcpCopy, parse_policy
 from services.configuration import ConfigurationService, ConfigurationStoreHandle
@@ -152,7 +152,10 @@ class Runtime:
         self.state = self._state_service()
         self.pubsub = self._pubsub_service()
         self.lock = LockService(
-            {c.name: LockStoreHandle(c.name, c.instance, self._key_prefix(c)) for c in self._of("lock")}
+            {
+                c.name: LockStoreHandle(c.name, c.instance, self._key_prefix(c), self._outbound(c, "lock"))
+                for c in self._of("lock")
+            }
         )
         await self._start_sequencers()
         await self.app_channel.start()
@@ -295,7 +298,12 @@ class Runtime:
         except ValueError as exc:
             raise _component_error(component, str(exc), "cacheEnable") from None
         cache = ConfigurationCache(component.instance) if cached else None
-        return ConfigurationStoreHandle(component.name, component.instance, cache)
+        return ConfigurationStoreHandle(
+            component.name, component.instance, cache, self._outbound(component, "configuration")
+        )
+
+    def _outbound(self, component: LoadedComponent, block: str) -> Outbound:
+        return self.resiliency.component_calls(component.name, block, self.settings.component_timeout)
 
     def _of(self, block: str) -> list[LoadedComponent]:
         return list(self.components.of(block).values())
@@ -315,7 +323,11 @@ class Runtime:
             except MetadataError as exc:
                 raise _component_error(component, exc.message, exc.field) from None
             handles[component.name] = SequencerHandle(
-                component.name, component.instance, self._key_prefix(component), options
+                component.name,
+                component.instance,
+                self._key_prefix(component),
+                options,
+                self._outbound(component, "sequencer"),
             )
             for key, floor in options.bigger_than.items():
                 try:
@@ -333,6 +345,7 @@ class Runtime:
                 component.instance,
                 self._key_prefix(component),
                 frozenset(component.instance.features()),
+                self._outbound(component, "state"),
             )
         return StateService(handles, self.settings.app_id)
 
@@ -352,6 +365,7 @@ class Runtime:
                 frozenset(component.instance.features()),
                 scopes,
                 component.metadata,
+                self._outbound(component, "pubsub"),
             )
         return PubSubService(handles, self.settings.app_id)
 

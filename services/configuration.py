@@ -37,6 +37,7 @@ from components.configuration.base import (
 )
 from components.errors import ComponentError, InvalidConfigurationRequestError
 from mesh.app_channel import AppChannel
+from mesh.resiliency import NO_POLICY, Outbound
 from services import errors, protojson
 from services.configuration_cache import ConfigurationCache
 
@@ -49,6 +50,7 @@ class ConfigurationStoreHandle:
     store: ConfigurationStore
     cache: ConfigurationCache | None = None
     """Set by ``cacheEnable``: gets are answered from the sidecar's copy."""
+    outbound: Outbound = NO_POLICY
 
 
 @dataclass(slots=True)
@@ -112,7 +114,7 @@ class ConfigurationService:
         handle = self.resolve(name)
         request = self._request(keys, metadata, group, label)
         try:
-            items = await (handle.cache or handle.store).get(request)
+            items = await handle.outbound.call((handle.cache or handle.store).get, request)
         except ComponentError as exc:
             raise _answer(
                 exc, lambda error: errors.configuration_get_failed(list(keys), name, error)
@@ -136,7 +138,8 @@ class ConfigurationService:
             await self._deliver(name, subscription_id, items)
 
         try:
-            subscription = await handle.store.subscribe(self._request(keys, metadata, group, label), deliver)
+            request = self._request(keys, metadata, group, label)
+            subscription = await handle.outbound.call(handle.store.subscribe, request, deliver)
         except ComponentError as exc:
             raise _answer(
                 exc, lambda error: errors.configuration_subscribe_failed(list(keys), name, error)
@@ -226,7 +229,7 @@ class ConfigurationService:
         if not items:
             raise errors.malformed(f"no items to save in configuration store {name}")
         try:
-            await handle.store.save(SaveRequest(items, metadata))
+            await handle.outbound.call(handle.store.save, SaveRequest(items, metadata))
         except ComponentError as exc:
             raise _answer(exc, lambda error: errors.configuration_save_failed(name, error)) from exc
 
@@ -239,6 +242,6 @@ class ConfigurationService:
         if not keys or not all(keys):
             raise errors.malformed(f"keys must name one key or more, none empty (configuration store {name})")
         try:
-            await handle.store.delete(DeleteRequest(keys, group, label, metadata))
+            await handle.outbound.call(handle.store.delete, DeleteRequest(keys, group, label, metadata))
         except ComponentError as exc:
             raise _answer(exc, lambda error: errors.configuration_delete_failed(name, error)) from exc

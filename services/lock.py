@@ -16,6 +16,7 @@ from typing import Any
 from components.errors import ComponentError
 from components.lock.base import LockStatus, LockStore, RenewRequest, TryLockRequest, UnlockRequest
 from components.state.keys import SEPARATOR, KeyPrefix
+from mesh.resiliency import NO_POLICY, Outbound
 from services import errors, protojson
 
 
@@ -29,6 +30,9 @@ class LockStoreHandle:
     name: str
     store: LockStore
     keys: KeyPrefix
+    outbound: Outbound = NO_POLICY
+    """Acquisition and release are not resent after a lost reply: a resent acquisition would
+    find the caller's own lock and answer that it is held."""
 
     def storage_key(self, resource_id: str) -> str:
         return api_key("lock", self.keys, resource_id)
@@ -70,7 +74,7 @@ class LockService:
             raise errors.try_lock_failed(f"input key/keyPrefix '{resource_id}' can't contain '{SEPARATOR}'")
         request = TryLockRequest(handle.storage_key(resource_id), owner, expiry)
         try:
-            return await handle.store.try_lock(request)
+            return await handle.outbound.call_non_idempotent(handle.store.try_lock, request)
         except ComponentError as exc:
             raise errors.try_lock_failed(exc) from exc
 
@@ -82,7 +86,8 @@ class LockService:
         if SEPARATOR in resource_id:
             raise errors.unlock_failed(f"input key/keyPrefix '{resource_id}' can't contain '{SEPARATOR}'")
         try:
-            return await handle.store.unlock(UnlockRequest(handle.storage_key(resource_id), owner))
+            request = UnlockRequest(handle.storage_key(resource_id), owner)
+            return await handle.outbound.call_non_idempotent(handle.store.unlock, request)
         except ComponentError as exc:
             raise errors.unlock_failed(exc) from exc
 
@@ -94,6 +99,6 @@ class LockService:
             raise errors.renew_lock_failed(f"input key/keyPrefix '{resource_id}' can't contain '{SEPARATOR}'")
         request = RenewRequest(handle.storage_key(resource_id), owner, expiry)
         try:
-            return await handle.store.renew(request)
+            return await handle.outbound.call(handle.store.renew, request)
         except ComponentError as exc:
             raise errors.renew_lock_failed(exc) from exc

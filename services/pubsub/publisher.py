@@ -101,7 +101,7 @@ class PubSubService:
             request = PublishRequest(topic, data, metadata=metadata)
         self._require_scope(handle, topic)
         try:
-            await handle.instance.publish(request)
+            await handle.outbound.call_non_idempotent(handle.instance.publish, request)
         except ComponentError as exc:
             raise errors.pubsub_publish_failed(handle.name, topic, exc) from exc
 
@@ -115,7 +115,8 @@ class PubSubService:
     ) -> None:
         """Put a message's original bytes on ``topic`` as they are (a dead-letter copy): no
         envelope, no scope check; a :class:`~components.errors.ComponentError` propagates."""
-        await handle.instance.publish(PublishRequest(topic, data, content_type, metadata))
+        request = PublishRequest(topic, data, content_type, metadata)
+        await handle.outbound.call_non_idempotent(handle.instance.publish, request)
 
     # -- bulk publish ------------------------------------------------------------------------------
 
@@ -183,7 +184,7 @@ class PubSubService:
         if Feature.BULK_PUBLISH in handle.features:
             publisher = cast(BulkPublisher, handle.instance)
             try:
-                return await publisher.bulk_publish(topic, requests)
+                return await handle.outbound.call_non_idempotent(publisher.bulk_publish, topic, requests)
             except ComponentError as exc:
                 return [exc] * len(requests)
         slots = asyncio.Semaphore(BULK_CONCURRENCY)
@@ -191,7 +192,7 @@ class PubSubService:
         async def publish_one(request: PublishRequest) -> Exception | None:
             async with slots:
                 try:
-                    await handle.instance.publish(request)
+                    await handle.outbound.call_non_idempotent(handle.instance.publish, request)
                 except ComponentError as exc:
                     return exc
                 return None
