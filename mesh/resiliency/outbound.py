@@ -14,13 +14,13 @@ on a topic. Whatever the policy, a call that ran out of time answers
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from components.errors import BackendError, OutcomeUnknownError
 from mesh.resiliency.breaker import CircuitOpenError
+from mesh.resiliency.deadline import Deadline
 from mesh.resiliency.policy import Policy
 
 T = TypeVar("T")
@@ -34,37 +34,33 @@ def _not_applied(error: Exception) -> bool:
 class Outbound:
     """The calls from the sidecar to one component."""
 
-    __slots__ = ("deadline", "name", "policy")
+    __slots__ = ("_deadline", "name", "policy")
 
     def __init__(self, name: str, policy: Policy | None = None, deadline: float | None = None) -> None:
         self.name = name
         self.policy = policy
         """None when no Resiliency policy applies: the call then costs one deadline and nothing else."""
-        self.deadline = deadline or None
+        self._deadline = Deadline(deadline, self._past_deadline) if deadline else None
+
+    @property
+    def deadline(self) -> float | None:
+        return self._deadline.seconds if self._deadline is not None else None
 
     async def call(self, operation: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``operation(*args)`` under the policy, retried after any failure the policy retries."""
         if self.policy is None:
-            return await self._within_deadline(operation, args)
+            if self._deadline is None:
+                return await operation(*args)
+            return await self._deadline.run(operation, args)
         return await self._run(self.policy, operation, args, None)
 
     async def call_non_idempotent(self, operation: Callable[..., Awaitable[T]], *args: Any) -> T:
         """As :meth:`call`, but never retried after a failure that may have left it applied."""
         if self.policy is None:
-            return await self._within_deadline(operation, args)
-        return await self._run(self.policy, operation, args, _not_applied)
-
-    async def _within_deadline(self, operation: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
-        if self.deadline is None:
-            return await operation(*args)
-        timeout = asyncio.timeout(self.deadline)
-        try:
-            async with timeout:
+            if self._deadline is None:
                 return await operation(*args)
-        except TimeoutError:
-            if not timeout.expired():
-                raise
-            raise self._late(self.deadline, "component_timeout") from None
+            return await self._deadline.run(operation, args)
+        return await self._run(self.policy, operation, args, _not_applied)
 
     async def _run(
         self,
@@ -80,6 +76,9 @@ class Outbound:
         except TimeoutError:
             # Components translate their own timeouts, so a bare TimeoutError is the policy's.
             raise self._late(policy.timeout or 0.0, "resiliency timeout") from None
+
+    def _past_deadline(self) -> OutcomeUnknownError:
+        return self._late(self.deadline or 0.0, "component_timeout")
 
     def _late(self, seconds: float, setting: str) -> OutcomeUnknownError:
         return OutcomeUnknownError(
