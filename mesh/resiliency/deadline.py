@@ -59,13 +59,14 @@ class Deadline:
         except asyncio.CancelledError:
             # As asyncio.timeout decides: the cancellation is the deadline's unless someone else
             # also cancelled the task (a client gone, shutdown), which then wins.
-            if task in tick.expired and task.uncancel() <= cancelling:
+            if task in tick.expired:
                 tick.expired.discard(task)
-                raise self._late() from None
+                if task.uncancel() <= cancelling:
+                    raise self._late() from None
             raise
         finally:
             tick.tasks.discard(task)
-            if tick.expired and task in tick.expired:  # the call ended before it saw the cancellation
+            if tick.expired and task in tick.expired:  # the call swallowed the cancellation
                 tick.expired.discard(task)
                 task.uncancel()
 

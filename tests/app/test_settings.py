@@ -77,3 +77,13 @@ def test_unknown_setting_and_bad_file(tmp_path: Path) -> None:
         Settings.load({}, config)
     with pytest.raises(SettingsError, match="cannot read"):
         Settings.load({}, tmp_path / "missing.yaml")
+
+
+def test_component_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("L8_COMPONENT_TIMEOUT", raising=False)
+    assert Settings.load().component_timeout == 5.0
+    monkeypatch.setenv("L8_COMPONENT_TIMEOUT", "0.5")
+    assert Settings.load().component_timeout == 0.5
+    assert Settings.load({"component_timeout": 0}).component_timeout == 0, "0: no limit"
+    with pytest.raises(ValidationError, match="component_timeout"):
+        Settings.load({"component_timeout": -1})

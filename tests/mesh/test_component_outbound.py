@@ -176,3 +176,22 @@ async def test_the_task_is_not_left_cancelled_after_the_deadline() -> None:
     task = asyncio.current_task()
     assert task is not None and task.cancelling() == 0
     await asyncio.sleep(0.01)  # would raise CancelledError if a cancellation were still pending
+
+
+async def test_a_deadline_and_another_cancellation_at_once_cancel() -> None:
+    """Shutdown cancels a request whose call also ran out of time: the task stays cancelled."""
+    outbound = Resiliency().component_calls("store", "state", 0.05)
+
+    async def stubborn(key: str) -> str:
+        try:
+            await asyncio.sleep(5)
+        finally:
+            await asyncio.sleep(0.1)  # still running when the deadline's tick fires
+        return key
+
+    call = asyncio.create_task(outbound.call(stubborn, "k"))
+    await asyncio.sleep(0.02)
+    call.cancel()
+    await asyncio.sleep(0.1)
+    with pytest.raises(asyncio.CancelledError):
+        await call
