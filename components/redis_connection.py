@@ -2,10 +2,10 @@
 the client built from them (pool, timeouts, retries), the start-up errors and the translation of
 redis-py's exceptions into BackendError.
 
-Retries (``maxRetries``, Dapr's name and default 3) resend a command only when it cannot have
-reached Redis: a failure to connect, or to write it. A command whose reply was lost (a read timeout
-against a frozen Redis, the connection dropped while waiting) may have been applied, so it is
-never resent by the client: an XADD or INCRBY would run twice. It fails with
+Retries (``maxRetries``, Dapr's name and default 3) resend a command when it cannot have reached
+Redis: a failure to connect, or to write it. A command whose reply was lost (a read timeout against
+a frozen Redis, the connection dropped while waiting) may have been applied, so unless it is a read
+or an XACK it is never resent by the client: an XADD or INCRBY would run twice. It fails with
 :class:`~components.errors.OutcomeUnknownError` instead, and the caller's policy decides.
 """
 
@@ -60,11 +60,26 @@ class RedisConnectionMetadata(ComponentMetadata):
 _SENT = "_l8_sent"
 """Set on a redis-py error raised once the command may have reached Redis."""
 
+_RESENDABLE = frozenset(
+    {"GET", "MGET", "HGET", "HMGET", "HGETALL", "EXISTS", "TTL", "PTTL", "TYPE", "PING", "INFO"}
+    | {"XACK", "XLEN", "XRANGE", "XPENDING", "XINFO"}
+)
+"""Commands that do the same when run twice: resent even after a lost reply."""
+
 
 class _ReplyAware:
-    """Marks the errors of a command that was written to Redis, so that it is not resent."""
+    """Marks the errors of a command that was written to Redis, so that it is not resent, unless
+    it is one of :data:`_RESENDABLE` (a pipeline or a script never is)."""
+
+    _resendable = False
+
+    async def send_command(self, *args: Any, **kwargs: Any) -> None:
+        resendable = isinstance(args[0], str) and args[0].split(" ", 1)[0].upper() in _RESENDABLE
+        await super().send_command(*args, **kwargs)  # type: ignore[misc]
+        self._resendable = resendable
 
     async def send_packed_command(self, *args: Any, **kwargs: Any) -> None:
+        self._resendable = False
         try:
             await super().send_packed_command(*args, **kwargs)  # type: ignore[misc]
         except redis_errors.TimeoutError as exc:
@@ -76,7 +91,8 @@ class _ReplyAware:
         try:
             return await super().read_response(*args, **kwargs)  # type: ignore[misc]
         except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
-            setattr(exc, _SENT, True)
+            if not self._resendable:
+                setattr(exc, _SENT, True)
             raise
 
 

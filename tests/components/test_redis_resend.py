@@ -59,6 +59,20 @@ async def test_a_command_whose_reply_was_lost_is_not_resent(own_redis: RedisServ
         await client.aclose()
 
 
+async def test_a_read_whose_reply_was_lost_is_resent(own_redis: RedisServer) -> None:
+    settings = decode(RedisConnectionMetadata, {"redisHost": own_redis.address, "readTimeout": "300ms"})
+    client = await connect(settings, max_retries=3)
+    try:
+        await client.set("k", "v")
+        own_redis.send_signal(signal.SIGSTOP)
+        call = asyncio.create_task(_translated(client.get("k")))
+        await asyncio.sleep(0.45)
+        own_redis.send_signal(signal.SIGCONT)
+        assert await call == b"v"
+    finally:
+        await client.aclose()
+
+
 async def test_a_command_that_could_not_be_sent_is_resent(own_redis: RedisServer) -> None:
     """Redis restarts between two commands: the pooled connection is dead, the command is sent
     again on a new one (maxRetries), and the caller never sees the restart."""
