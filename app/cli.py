@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--max-body-size", dest="max_body_size", help="largest request body, default 4Mi")
     run.add_argument(
+        "--component-timeout",
+        dest="component_timeout",
+        type=float,
+        help="seconds a component call may take without a Resiliency timeout, default 5 (0: none)",
+    )
+    run.add_argument(
         "--dapr-graceful-shutdown-seconds",
         dest="graceful_shutdown_seconds",
         type=float,

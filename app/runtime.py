@@ -22,7 +22,7 @@ from mesh.errors import SettingsError
 from mesh.name_resolution import build_resolver
 from mesh.proxy import MESH_TOKEN, Proxy
 from mesh.ratelimit import RateLimits, build_rate_limits
-from mesh.resiliency import Resiliency
+from mesh.resiliency import Outbound, Resiliency
 from mesh.resolver import Resolver
 from mesh.tcpcopy import TcpCopy, parse_policy
 from services.configuration import ConfigurationService
@@ -150,10 +150,12 @@ class Runtime:
         )
         await self.app_channel.start()
         self._stack.push_async_callback(self.app_channel.aclose)
-        sequencer = await SequencerService.start(self._of("sequencer"), app_id)
+        sequencer = await SequencerService.start(self._of("sequencer"), app_id, self._outbound("sequencer"))
         self._stack.push_async_callback(sequencer.aclose)
         # Closed before the app channel and the stores: no update is delivered past shutdown.
-        configuration = ConfigurationService.from_components(self._of("configuration"), self.app_channel)
+        configuration = ConfigurationService.from_components(
+            self._of("configuration"), self.app_channel, self._outbound("configuration")
+        )
         self._stack.push_async_callback(configuration.aclose)
         proxy = Proxy()
         self._stack.push_async_callback(proxy.aclose)
@@ -162,10 +164,10 @@ class Runtime:
         )
         await self._start_name_resolution(resolver)
         self.services = Services(
-            state=StateService.from_components(self._of("state"), app_id),
-            pubsub=PubSubService.from_components(self._of("pubsub"), app_id),
+            state=StateService.from_components(self._of("state"), app_id, self._outbound("state")),
+            pubsub=PubSubService.from_components(self._of("pubsub"), app_id, self._outbound("pubsub")),
             invocation=invocation,
-            lock=LockService.from_components(self._of("lock"), app_id),
+            lock=LockService.from_components(self._of("lock"), app_id, self._outbound("lock")),
             sequencer=sequencer,
             configuration=configuration,
             metadata=MetadataService(
@@ -269,6 +271,11 @@ class Runtime:
         except SettingsError as exc:
             raise StartupError(str(exc)) from None
         self._stack.push_async_callback(resolver.aclose)
+
+    def _outbound(self, block: str) -> Callable[[LoadedComponent], Outbound]:
+        """Each component's outbound Resiliency policy under the sidecar's component_timeout."""
+        deadline = self.settings.component_timeout
+        return lambda component: self.resiliency.component_calls(component.name, block, deadline)
 
     def _of(self, block: str) -> list[LoadedComponent]:
         return list(self.components.of(block).values())

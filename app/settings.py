@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     invoke_timeout: float | None = Field(
         None, gt=0, description="Seconds a service invocation may take in all (none: no limit)."
     )
+    component_timeout: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds a call to a component (state, lock, sequencer, configuration, publish) "
+        "may take when no Resiliency timeout applies to it (0: no limit).",
+    )
 
     @field_validator("max_body_size", mode="before")
     @classmethod

@@ -29,6 +29,12 @@ class BackendError(ComponentError):
     """The backing server or file failed during an operation (connection lost, disk full...)."""
 
 
+class OutcomeUnknownError(BackendError):
+    """The operation reached the backend but its answer did not come back (a timeout, or the
+    connection lost while waiting): it may or may not have been applied, so a write is not resent
+    blindly."""
+
+
 class StateError(ComponentError):
     """A state operation was refused by the store for a reason other than its backend failing."""
 

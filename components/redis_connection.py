@@ -1,6 +1,13 @@
 """What every Redis-backed component shares: the connection fields of its metadata (Dapr's names,
 components/redis_metadata.py), the client built from them (pool, timeouts, retries), the start-up
-errors and the translation of redis-py's exceptions into BackendError."""
+errors and the translation of redis-py's exceptions into BackendError.
+
+Retries (``maxRetries``, Dapr's name and default 3) resend a command when it cannot have reached
+Redis: a failure to connect, or to write it. A command whose reply was lost (a read timeout against
+a frozen Redis, the connection dropped while waiting) may have been applied, so unless it is a read
+or an XACK it is never resent by the client: an XADD or INCRBY would run twice. It fails with
+:class:`~components.errors.OutcomeUnknownError` instead, and the caller's policy decides.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +20,7 @@ from redis.asyncio.connection import Connection, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
-from components.errors import BackendError, ComponentInitError
+from components.errors import BackendError, ComponentInitError, OutcomeUnknownError
 from components.redis_metadata import RedisConnectionMetadata
 
 __all__ = [
@@ -32,13 +39,64 @@ REDIS_MAX_CLIENTS = 10_000
 at 100 connections and then fails commands with "Too many connections")."""
 
 
+_SENT = "_l8_sent"
+"""Set on a redis-py error raised once the command may have reached Redis."""
+
+_RESENDABLE = frozenset(
+    {"GET", "MGET", "HGET", "HMGET", "HGETALL", "EXISTS", "TTL", "PTTL", "TYPE", "PING", "INFO"}
+    | {"XACK", "XLEN", "XRANGE", "XPENDING", "XINFO"}
+)
+"""Commands that do the same when run twice: resent even after a lost reply."""
+
+
+class _ReplyAware:
+    """Marks the errors of a command that was written to Redis, so that it is not resent, unless
+    it is one of :data:`_RESENDABLE` (a pipeline or a script never is)."""
+
+    _resendable = False
+
+    async def send_command(self, *args: Any, **kwargs: Any) -> None:
+        resendable = isinstance(args[0], str) and args[0].split(" ", 1)[0].upper() in _RESENDABLE
+        await super().send_command(*args, **kwargs)  # type: ignore[misc]
+        self._resendable = resendable
+
+    async def send_packed_command(self, *args: Any, **kwargs: Any) -> None:
+        self._resendable = False
+        try:
+            await super().send_packed_command(*args, **kwargs)  # type: ignore[misc]
+        except redis_errors.TimeoutError as exc:
+            # A write that timed out may still leave the transport's buffer when it closes.
+            setattr(exc, _SENT, True)
+            raise
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)  # type: ignore[misc]
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+            if not self._resendable:
+                setattr(exc, _SENT, True)
+            raise
+
+
+class _Connection(_ReplyAware, Connection):
+    pass
+
+
+class _SSLConnection(_ReplyAware, SSLConnection):
+    pass
+
+
+def _never_sent(error: Exception) -> bool:
+    return not getattr(error, _SENT, False)
+
+
 def client_options(
     settings: RedisConnectionMetadata, *, max_retries: int, socket_timeout: float | None
 ) -> dict[str, Any]:
     """redis-py connection options from the metadata (``socket_timeout`` None waits forever)."""
     host, _, port = settings.redisHost.rpartition(":")
     return dict(
-        connection_class=SSLConnection if settings.enableTLS else Connection,
+        connection_class=_SSLConnection if settings.enableTLS else _Connection,
         host=host.strip("[]"),
         port=int(port),
         db=settings.redisDB,
@@ -48,7 +106,11 @@ def client_options(
         socket_timeout=socket_timeout,
         socket_keepalive=True,
         # go-redis's default backoff (8 ms doubling up to 512 ms), which Dapr users tune for.
-        retry=Retry(ExponentialWithJitterBackoff(cap=0.512, base=0.008), max(max_retries, 0)),
+        retry=Retry(
+            ExponentialWithJitterBackoff(cap=0.512, base=0.008),
+            max(max_retries, 0),
+            is_retryable=_never_sent,
+        ),
     )
 
 
@@ -114,6 +176,8 @@ class RedisErrors:
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
         if isinstance(error, redis_errors.RedisError):
+            if getattr(error, _SENT, False):
+                raise OutcomeUnknownError(f"redis: {error} (the command may have been applied)") from error
             raise BackendError(f"redis: {error}") from error
 
 

@@ -39,6 +39,7 @@ from components.errors import ComponentError, InvalidConfigurationRequestError
 from components.loaded import LoadedComponent
 from components.metadata import parse_bool
 from mesh.app_channel import AppChannel
+from mesh.resiliency import NO_POLICY, Outbound, OutboundFor, no_policy
 from services import errors, protojson
 from services.configuration_cache import ConfigurationCache
 
@@ -51,6 +52,7 @@ class ConfigurationStoreHandle:
     store: ConfigurationStore
     cache: ConfigurationCache | None = None
     """Set by ``cacheEnable``: gets are answered from the sidecar's copy."""
+    outbound: Outbound = NO_POLICY
 
 
 @dataclass(slots=True)
@@ -92,7 +94,10 @@ class ConfigurationService:
 
     @classmethod
     def from_components(
-        cls, components: Iterable[LoadedComponent], app_channel: AppChannel
+        cls,
+        components: Iterable[LoadedComponent],
+        app_channel: AppChannel,
+        outbound: OutboundFor = no_policy,
     ) -> ConfigurationService:
         """The service over the started stores; ``cacheEnable: "true"`` gives a store a cached copy."""
         handles = {}
@@ -102,7 +107,9 @@ class ConfigurationService:
             except ValueError as exc:
                 raise component.error(str(exc), "cacheEnable") from None
             cache = ConfigurationCache(component.instance) if cached else None
-            handles[component.name] = ConfigurationStoreHandle(component.name, component.instance, cache)
+            handles[component.name] = ConfigurationStoreHandle(
+                component.name, component.instance, cache, outbound(component)
+            )
         return cls(handles, app_channel)
 
     def resolve(self, name: str) -> ConfigurationStoreHandle:
@@ -129,7 +136,7 @@ class ConfigurationService:
         handle = self.resolve(name)
         request = self._request(keys, metadata, group, label)
         try:
-            items = await (handle.cache or handle.store).get(request)
+            items = await handle.outbound.call((handle.cache or handle.store).get, request)
         except ComponentError as exc:
             raise _answer(
                 exc, lambda error: errors.configuration_get_failed(list(keys), name, error)
@@ -153,7 +160,8 @@ class ConfigurationService:
             await self._deliver(name, subscription_id, items)
 
         try:
-            subscription = await handle.store.subscribe(self._request(keys, metadata, group, label), deliver)
+            request = self._request(keys, metadata, group, label)
+            subscription = await handle.outbound.call(handle.store.subscribe, request, deliver)
         except ComponentError as exc:
             raise _answer(
                 exc, lambda error: errors.configuration_subscribe_failed(list(keys), name, error)
@@ -243,7 +251,7 @@ class ConfigurationService:
         if not items:
             raise errors.malformed(f"no items to save in configuration store {name}")
         try:
-            await handle.store.save(SaveRequest(items, metadata))
+            await handle.outbound.call(handle.store.save, SaveRequest(items, metadata))
         except ComponentError as exc:
             raise _answer(exc, lambda error: errors.configuration_save_failed(name, error)) from exc
 
@@ -256,6 +264,6 @@ class ConfigurationService:
         if not keys or not all(keys):
             raise errors.malformed(f"keys must name one key or more, none empty (configuration store {name})")
         try:
-            await handle.store.delete(DeleteRequest(keys, group, label, metadata))
+            await handle.outbound.call(handle.store.delete, DeleteRequest(keys, group, label, metadata))
         except ComponentError as exc:
             raise _answer(exc, lambda error: errors.configuration_delete_failed(name, error)) from exc

@@ -17,6 +17,7 @@ from components.errors import ComponentError
 from components.key_prefix import SEPARATOR, KeyPrefix
 from components.loaded import LoadedComponent
 from components.lock.base import LockStatus, LockStore, RenewRequest, TryLockRequest, UnlockRequest
+from mesh.resiliency import NO_POLICY, Outbound, OutboundFor, no_policy
 from services import errors, protojson
 
 
@@ -30,6 +31,9 @@ class LockStoreHandle:
     name: str
     store: LockStore
     keys: KeyPrefix
+    outbound: Outbound = NO_POLICY
+    """Acquisition and release are not resent after a lost reply: a resent acquisition would
+    find the caller's own lock and answer that it is held."""
 
     def storage_key(self, resource_id: str) -> str:
         return api_key("lock", self.keys, resource_id)
@@ -40,8 +44,15 @@ class LockService:
         self._stores = dict(stores)
 
     @classmethod
-    def from_components(cls, components: Iterable[LoadedComponent], app_id: str) -> LockService:
-        return cls({c.name: LockStoreHandle(c.name, c.instance, c.key_prefix(app_id)) for c in components})
+    def from_components(
+        cls, components: Iterable[LoadedComponent], app_id: str, outbound: OutboundFor = no_policy
+    ) -> LockService:
+        return cls(
+            {
+                c.name: LockStoreHandle(c.name, c.instance, c.key_prefix(app_id), outbound(c))
+                for c in components
+            }
+        )
 
     @property
     def names(self) -> list[str]:
@@ -75,7 +86,7 @@ class LockService:
             raise errors.try_lock_failed(f"input key/keyPrefix '{resource_id}' can't contain '{SEPARATOR}'")
         request = TryLockRequest(handle.storage_key(resource_id), owner, expiry)
         try:
-            return await handle.store.try_lock(request)
+            return await handle.outbound.call_non_idempotent(handle.store.try_lock, request)
         except ComponentError as exc:
             raise errors.try_lock_failed(exc) from exc
 
@@ -87,7 +98,8 @@ class LockService:
         if SEPARATOR in resource_id:
             raise errors.unlock_failed(f"input key/keyPrefix '{resource_id}' can't contain '{SEPARATOR}'")
         try:
-            return await handle.store.unlock(UnlockRequest(handle.storage_key(resource_id), owner))
+            request = UnlockRequest(handle.storage_key(resource_id), owner)
+            return await handle.outbound.call_non_idempotent(handle.store.unlock, request)
         except ComponentError as exc:
             raise errors.unlock_failed(exc) from exc
 
@@ -99,6 +111,6 @@ class LockService:
             raise errors.renew_lock_failed(f"input key/keyPrefix '{resource_id}' can't contain '{SEPARATOR}'")
         request = RenewRequest(handle.storage_key(resource_id), owner, expiry)
         try:
-            return await handle.store.renew(request)
+            return await handle.outbound.call(handle.store.renew, request)
         except ComponentError as exc:
             raise errors.renew_lock_failed(exc) from exc

@@ -30,6 +30,7 @@ from components.key_prefix import SEPARATOR, KeyPrefix
 from components.loaded import LoadedComponent
 from components.metadata import parse_bool
 from components.sequencer.base import Sequencer
+from mesh.resiliency import NO_POLICY, Outbound, OutboundFor, no_policy
 from services import errors, protojson
 from services.lock import api_key
 
@@ -83,10 +84,10 @@ class _Segments:
     """The double buffer of one key: the block being served and, once it runs low, the next one
     being reserved. Served without awaiting while ids are left, so no lock is needed."""
 
-    __slots__ = ("_key", "_last", "_next", "_refill", "_sequencer", "_spare", "_step")
+    __slots__ = ("_key", "_last", "_next", "_outbound", "_refill", "_sequencer", "_spare", "_step")
 
-    def __init__(self, sequencer: Sequencer, key: str, step: int) -> None:
-        self._sequencer, self._key, self._step = sequencer, key, step
+    def __init__(self, sequencer: Sequencer, outbound: Outbound, key: str, step: int) -> None:
+        self._sequencer, self._outbound, self._key, self._step = sequencer, outbound, key, step
         self._next, self._last = 1, 0
         self._spare: tuple[int, int] | None = None
         self._refill: asyncio.Task[None] | None = None
@@ -118,11 +119,12 @@ class _Segments:
 
     async def _reserve(self) -> None:
         try:
+            allocate, outbound = self._sequencer.allocate, self._outbound
             try:
-                last = await self._sequencer.allocate(self._key, self._step)
+                last = await outbound.call(allocate, self._key, self._step)
             except ComponentError:  # one more try before every waiter is told: blips are common
                 await asyncio.sleep(0.05)
-                last = await self._sequencer.allocate(self._key, self._step)
+                last = await outbound.call(allocate, self._key, self._step)
             self._spare = (last - self._step + 1, last)
         finally:
             self._refill = None
@@ -142,10 +144,10 @@ class _StrongIds:
     and one round trip serves a burst: a compare-and-swap store (etcd) then sees one writer per
     sidecar, not one per caller."""
 
-    __slots__ = ("_key", "_sequencer", "_task", "_waiting")
+    __slots__ = ("_key", "_outbound", "_sequencer", "_task", "_waiting")
 
-    def __init__(self, sequencer: Sequencer, key: str) -> None:
-        self._sequencer, self._key = sequencer, key
+    def __init__(self, sequencer: Sequencer, outbound: Outbound, key: str) -> None:
+        self._sequencer, self._outbound, self._key = sequencer, outbound, key
         self._waiting: list[asyncio.Future[int]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -161,7 +163,7 @@ class _StrongIds:
             while self._waiting:
                 batch, self._waiting = self._waiting[:MAX_STRONG_BATCH], self._waiting[MAX_STRONG_BATCH:]
                 try:
-                    last = await self._sequencer.allocate(self._key, len(batch))
+                    last = await self._outbound.call(self._sequencer.allocate, self._key, len(batch))
                 except asyncio.CancelledError:  # the sidecar is stopping: nobody is left waiting
                     for future in [*batch, *self._waiting]:
                         if not future.done():
@@ -204,6 +206,9 @@ class SequencerHandle:
     store: Sequencer
     keys: KeyPrefix
     options: SequencerOptions
+    outbound: Outbound = NO_POLICY
+    """Reservations (an INCRBY, a compare-and-swap) run through it; one resent after a lost reply
+    leaves a gap, never a repeat."""
     _keys: OrderedDict[str, _KeyIds] = field(default_factory=OrderedDict)
 
     def storage_key(self, key: str) -> str:
@@ -215,8 +220,8 @@ class SequencerHandle:
             if len(self._keys) >= MAX_BUFFERED_KEYS:
                 # Dropped, not stopped: a reservation on its way finishes for those waiting on it.
                 self._keys.popitem(last=False)
-            weak = _Segments(self.store, key, self.options.segment_step)
-            found = self._keys[key] = _KeyIds(weak, _StrongIds(self.store, key))
+            weak = _Segments(self.store, self.outbound, key, self.options.segment_step)
+            found = self._keys[key] = _KeyIds(weak, _StrongIds(self.store, self.outbound, key))
         else:
             self._keys.move_to_end(key)
         return found
@@ -233,7 +238,9 @@ class SequencerService:
         self._stores = dict(stores)
 
     @classmethod
-    async def start(cls, components: Iterable[LoadedComponent], app_id: str) -> SequencerService:
+    async def start(
+        cls, components: Iterable[LoadedComponent], app_id: str, outbound: OutboundFor = no_policy
+    ) -> SequencerService:
         """The service over the started sequencers, each key's ``biggerThan`` floor applied."""
         handles = {}
         for component in components:
@@ -242,7 +249,7 @@ class SequencerService:
             except MetadataError as exc:
                 raise component.error(exc.message, exc.field) from None
             handle = SequencerHandle(
-                component.name, component.instance, component.key_prefix(app_id), options
+                component.name, component.instance, component.key_prefix(app_id), options, outbound(component)
             )
             handles[component.name] = handle
             for key, floor in options.bigger_than.items():

@@ -24,6 +24,7 @@ from components.state.base import (
     TransactionalStore,
 )
 from components.state.query import parse_query
+from mesh.resiliency import NO_POLICY, Outbound, OutboundFor, no_policy
 from services import errors
 from services import state_requests as decode
 
@@ -36,6 +37,9 @@ class StateStoreHandle:
     store: StateStore
     keys: KeyPrefix
     features: frozenset[Feature]
+    outbound: Outbound = NO_POLICY
+    """The component's outbound Resiliency policy and the sidecar's deadline: every store call
+    goes through it."""
 
     def storage_key(self, key: str) -> str:
         if SEPARATOR in key:
@@ -49,11 +53,13 @@ class StateService:
         self.app_id = app_id
 
     @classmethod
-    def from_components(cls, components: Iterable[LoadedComponent], app_id: str) -> StateService:
+    def from_components(
+        cls, components: Iterable[LoadedComponent], app_id: str, outbound: OutboundFor = no_policy
+    ) -> StateService:
         """The service over the started state stores; a bad ``keyPrefix`` fails start-up."""
         handles = {
             c.name: StateStoreHandle(
-                c.name, c.instance, c.key_prefix(app_id), frozenset(c.instance.features())
+                c.name, c.instance, c.key_prefix(app_id), frozenset(c.instance.features()), outbound(c)
             )
             for c in components
         }
@@ -74,7 +80,7 @@ class StateService:
     ) -> StateItem | None:
         request = GetRequest(handle.storage_key(key), decode.consistency(consistency, strict=False), metadata)
         try:
-            return await handle.store.get(request)
+            return await handle.outbound.call(handle.store.get, request)
         except ComponentError as exc:
             raise errors.state_get_failed(handle.name, key, exc) from exc
 
@@ -87,7 +93,7 @@ class StateService:
         if not requests:
             return []
         try:
-            items = await handle.store.bulk_get(requests)
+            items = await handle.outbound.call(handle.store.bulk_get, requests)
         except ComponentError as exc:
             raise errors.state_bulk_get_failed(exc) from exc
         return list(zip(keys, items, strict=True))
@@ -113,7 +119,7 @@ class StateService:
         store = cast(QueryableStore, handle.store)
         try:
             request = QueryRequest(parse_query(_query_document(body)), handle.keys.prefix, metadata)
-            response = await store.query(request)
+            response = await handle.outbound.call(store.query, request)
         except ComponentError as exc:
             raise errors.query_failed(handle.name, exc) from exc
         return response
@@ -129,12 +135,12 @@ class StateService:
             return
         try:
             if len(requests) == 1:
-                await handle.store.set(requests[0])
+                await handle.outbound.call(handle.store.set, requests[0])
             elif Feature.TRANSACTIONAL in handle.features:
                 # Dapr's bulk save is not atomic; where the store can, l8 saves all items or none.
-                await cast(TransactionalStore, handle.store).transact(requests, {})
+                await handle.outbound.call(cast(TransactionalStore, handle.store).transact, requests, {})
             else:
-                await handle.store.bulk_set(requests)
+                await handle.outbound.call(handle.store.bulk_set, requests)
         except ComponentError as exc:
             raise errors.state_save_failed(handle.name, exc) from exc
 
@@ -155,7 +161,7 @@ class StateService:
                 consistency=decode.consistency(options.get("consistency")),
                 metadata=metadata,
             )
-            await handle.store.delete(request)
+            await handle.outbound.call(handle.store.delete, request)
         except ComponentError as exc:
             raise errors.state_delete_failed(key, exc) from exc
 
@@ -168,7 +174,7 @@ class StateService:
         if not operations:
             return
         try:
-            await cast(TransactionalStore, handle.store).transact(operations, metadata)
+            await handle.outbound.call(cast(TransactionalStore, handle.store).transact, operations, metadata)
         except ComponentError as exc:
             raise errors.state_transaction_failed(exc) from exc
 

@@ -159,6 +159,12 @@ class SubprocessServer(abc.ABC):
         self.stop()
         return self.start()
 
+    def send_signal(self, sig: int) -> None:
+        """``SIGSTOP`` freezes the server (its connections stay open and nothing answers), ``SIGCONT``
+        thaws it."""
+        assert self._process is not None, f"{self.name} is not running"
+        self._process.send_signal(sig)
+
     def close(self) -> None:
         """Stop the server and remove its data directory."""
         self.stop()

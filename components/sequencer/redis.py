@@ -2,8 +2,8 @@
 
 Storage: the Redis key is the storage key itself (``sequencer||<app-id>||<key>``), its value the
 last id handed out; a missing key means 0. ``allocate`` is ``INCRBY key count``, atomic in Redis
-however many sidecars share it. A command retried by the client after a lost reply may have run
-twice: that leaves a gap in the ids, never a repeat.
+however many sidecars share it. A reservation retried by a Resiliency policy after a lost reply may
+have run twice: that leaves a gap in the ids, never a repeat.
 
 Durability is Redis's: the counter lives in Redis's memory, so after Redis loses data (a restart
 without persistence, a failover to a replica that had not caught up, ``appendfsync everysec``

@@ -41,15 +41,21 @@ class Policy:
     timeout: float | None = None
     retry: RetryPolicy | None = None
     breaker: CircuitBreaker | None = None
+    answers: tuple[type[Exception], ...] = ()
+    """Failures that are the target's answer, not its fault (an ETag mismatch): neither retried
+    nor counted by the circuit breaker."""
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     rng: Callable[[], float] = field(default=random.random, repr=False)
 
-    async def run(self, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def run(
+        self, attempt: Callable[[], Awaitable[T]], retryable: Callable[[Exception], bool] | None = None
+    ) -> T:
         """Call ``attempt`` until it returns, applying the timeout to each call and retrying any
         ``Exception`` (a timeout included) with backoff; the last failure is raised once the
         policy gives up. A :class:`RetriableFailure` whose status the retry's ``matching`` leaves
-        out, and :class:`CircuitOpenError`, are raised at once. Cancellation is never retried."""
+        out, a failure ``retryable`` refuses, one of the ``answers`` types, and
+        :class:`CircuitOpenError`, are raised at once. Cancellation is never retried."""
         if self.retry is None and self.breaker is None and not self.timeout:
             return await attempt()  # the empty policy: one plain attempt
         delays = self.retry.delays(self.rng) if self.retry is not None else iter(())
@@ -61,7 +67,9 @@ class Policy:
             except CircuitOpenError:
                 raise
             except Exception as exc:
-                if self.retry is None:
+                if self.retry is None or isinstance(exc, self.answers):
+                    raise
+                if retryable is not None and not retryable(exc):
                     raise
                 if isinstance(exc, RetriableFailure) and not self.retry.retries_status(exc.status):
                     raise
@@ -85,9 +93,9 @@ class Policy:
                     result = await attempt()
             else:
                 result = await attempt()
-        except BaseException:  # a cancelled call counts as failed, or a half-open probe would stick
+        except BaseException as exc:  # a cancelled call counts as failed, or a half-open probe would stick
             if self.breaker is not None:
-                self.breaker.after(generation, success=False)
+                self.breaker.after(generation, success=isinstance(exc, self.answers))
             raise
         if self.breaker is not None:
             self.breaker.after(generation, success=True)

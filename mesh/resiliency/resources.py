@@ -17,9 +17,11 @@ from typing import Any
 
 import structlog
 
+from components.errors import InvalidConfigurationRequestError, StateError
 from components.resources import ResourceError
 from mesh.resiliency.breaker import CircuitBreaker, CircuitBreakerSpec, compile_trip
 from mesh.resiliency.durations import parse_duration
+from mesh.resiliency.outbound import Outbound, outbound
 from mesh.resiliency.policy import Policy
 from mesh.resiliency.retry import (
     RETRY_FIELDS,
@@ -87,6 +89,15 @@ class Resiliency:
     def component_outbound(self, component: str, component_type: str = "pubsub") -> Policy:
         """The policy for calls from the sidecar to ``component`` (kept for the outbound paths)."""
         return self._component_policy(component, "outbound", None, component_type)
+
+    def component_calls(self, component: str, component_type: str, deadline: float | None) -> Outbound:
+        """What the services run ``component``'s calls through: its outbound policy (a target's
+        or Dapr's defaults for its type), with ``deadline`` where the policy sets no timeout. A
+        store's refusal (an ETag mismatch, a bad key) is its answer: never retried, never counted
+        by the breaker."""
+        policy = self.component_outbound(component, component_type)
+        policy.answers = (StateError, InvalidConfigurationRequestError)
+        return outbound(component, policy, deadline)
 
     def app(self, app_id: str) -> Policy:
         """The policy for service invocation of ``app_id`` (``targets.apps``, else Dapr's

@@ -1,5 +1,5 @@
-"""A loaded pub/sub component as the runtime uses it: the instance, its declared features and the
-topic scopes from its metadata."""
+"""A loaded pub/sub component as the runtime uses it: the instance, its declared features, the
+topic scopes from its metadata and its outbound policy."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from components.pubsub.base import Feature, PubSub
+from mesh.resiliency import NO_POLICY, Outbound
 from services.pubsub.scopes import TopicScopes
 
 
@@ -19,3 +20,5 @@ class PubSubHandle:
     metadata: Mapping[str, str]
     """The component's metadata as given (consumerID filled in), for settings read outside the
     backend such as delivery retries."""
+    outbound: Outbound = NO_POLICY
+    """Publishes run through it, and are not resent after a lost reply (no duplicate events)."""

@@ -19,7 +19,7 @@ from components.errors import ComponentError, MetadataError
 from components.loaded import LoadedComponent
 from components.metadata import parse_go_bool
 from components.pubsub.base import BulkPublisher, Feature, PublishRequest
-from mesh.resiliency import retry_from_metadata
+from mesh.resiliency import OutboundFor, no_policy, retry_from_metadata
 from services import errors
 from services.pubsub import cloudevents
 from services.pubsub.bulk_requests import BulkEntry, InvalidBulkRequest, Problem, parse_entries
@@ -62,7 +62,9 @@ class PubSubService:
         self.app_id = app_id
 
     @classmethod
-    def from_components(cls, components: Iterable[LoadedComponent], app_id: str) -> PubSubService:
+    def from_components(
+        cls, components: Iterable[LoadedComponent], app_id: str, outbound: OutboundFor = no_policy
+    ) -> PubSubService:
         """The service over the started pub/sub components, with each one's topic scopes; a bad
         scope or ``backOff*`` value fails start-up."""
         handles = {}
@@ -74,7 +76,7 @@ class PubSubService:
                 raise component.error(exc.message, exc.field) from None
             features = frozenset(component.instance.features())
             handles[component.name] = PubSubHandle(
-                component.name, component.instance, features, scopes, component.metadata
+                component.name, component.instance, features, scopes, component.metadata, outbound(component)
             )
         return cls(handles, app_id)
 
@@ -120,7 +122,7 @@ class PubSubService:
             request = PublishRequest(topic, data, metadata=metadata)
         self._require_scope(handle, topic)
         try:
-            await handle.instance.publish(request)
+            await handle.outbound.call_non_idempotent(handle.instance.publish, request)
         except ComponentError as exc:
             raise errors.pubsub_publish_failed(handle.name, topic, exc) from exc
 
@@ -134,7 +136,8 @@ class PubSubService:
     ) -> None:
         """Put a message's original bytes on ``topic`` as they are (a dead-letter copy): no
         envelope, no scope check; a :class:`~components.errors.ComponentError` propagates."""
-        await handle.instance.publish(PublishRequest(topic, data, content_type, metadata))
+        request = PublishRequest(topic, data, content_type, metadata)
+        await handle.outbound.call_non_idempotent(handle.instance.publish, request)
 
     # -- bulk publish ------------------------------------------------------------------------------
 
@@ -202,7 +205,7 @@ class PubSubService:
         if Feature.BULK_PUBLISH in handle.features:
             publisher = cast(BulkPublisher, handle.instance)
             try:
-                return await publisher.bulk_publish(topic, requests)
+                return await handle.outbound.call_non_idempotent(publisher.bulk_publish, topic, requests)
             except ComponentError as exc:
                 return [exc] * len(requests)
         slots = asyncio.Semaphore(BULK_CONCURRENCY)
@@ -210,7 +213,7 @@ class PubSubService:
         async def publish_one(request: PublishRequest) -> Exception | None:
             async with slots:
                 try:
-                    await handle.instance.publish(request)
+                    await handle.outbound.call_non_idempotent(handle.instance.publish, request)
                 except ComponentError as exc:
                     return exc
                 return None

@@ -354,7 +354,7 @@ class _Delivery:
         )
         try:
             async with asyncio.timeout(DEAD_LETTER_PUBLISH_TIMEOUT):
-                await self._handle.instance.publish(request)
+                await self._handle.outbound.call_non_idempotent(self._handle.instance.publish, request)
         except Exception as exc:
             raise DeliveryFailed(
                 f"message {message.id or '?'} on {self._handle.name}/{message.topic} ({reason}) "

@@ -40,5 +40,7 @@ def test_an_idle_sidecar_does_not_import_fastapi(tmp_path: Path) -> None:
         asyncio.run(main())
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr[-2000:]

@@ -116,3 +116,13 @@ def test_a_bad_mesh_setting_is_one_line_naming_the_field(tmp_path: Path, text: s
     with pytest.raises(SettingsError) as raised:
         Settings.load(None, config)
     assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+def test_component_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("L8_COMPONENT_TIMEOUT", raising=False)
+    assert Settings.load().component_timeout == 5.0
+    monkeypatch.setenv("L8_COMPONENT_TIMEOUT", "0.5")
+    assert Settings.load().component_timeout == 0.5
+    assert Settings.load({"component_timeout": 0}).component_timeout == 0, "0: no limit"
+    with pytest.raises(ValidationError, match="component_timeout"):
+        Settings.load({"component_timeout": -1})
