@@ -66,14 +66,15 @@ class Registry(Generic[C_co]):
 
     def __init__(self, block: str, contract: str, types: Mapping[str, str]) -> None:
         self.block = block
-        self._contract = contract
+        self.contract_target = contract
+        """The contract as ``module:Protocol``."""
         self.builtin: Mapping[str, str] = dict(types)
         self._classes: dict[str, type[C_co]] = {}
 
     @property
     def contract(self) -> type:
         """The block's Protocol (imported on first use: the registry itself imports no block)."""
-        return cast(type, _import(self._contract))
+        return cast(type, _import(self.contract_target))
 
     def types(self) -> dict[str, str]:
         """Every type of this block, built-in and from entry points, with its ``module:Class``."""
