@@ -88,7 +88,9 @@ class Runtime:
             token=settings.app_api_token.get_secret_value() if settings.app_api_token else None,
         )
         self.configuration = ConfigurationService({}, self.app_channel)
-        self.proxy = Proxy()
+        self.proxy = Proxy(
+            max_origins=settings.invoke_max_origins, origin_idle_timeout=settings.invoke_origin_idle_timeout
+        )
         self.resiliency = Resiliency()
         self.invocation = self._invocation_service({}, StaticResolver({}))
         self.rate_limits = RateLimits([], settings.app_id)

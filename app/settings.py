@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     invoke_timeout: float | None = Field(
         None, gt=0, description="Seconds a service invocation may take in all (none: no limit)."
     )
+    invoke_max_origins: int = Field(
+        256, ge=1, description="Origins (host:port) invocation keeps a client for (LRU)."
+    )
+    invoke_origin_idle_timeout: float = Field(
+        60.0, gt=0, description="Seconds an origin's client may sit unused before it is closed."
+    )
 
     @field_validator("max_body_size", mode="before")
     @classmethod

@@ -77,3 +77,15 @@ def test_unknown_setting_and_bad_file(tmp_path: Path) -> None:
         Settings.load({}, config)
     with pytest.raises(SettingsError, match="cannot read"):
         Settings.load({}, tmp_path / "missing.yaml")
+
+
+def test_invocation_origin_bounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (Settings.load().invoke_max_origins, Settings.load().invoke_origin_idle_timeout) == (256, 60.0)
+    config = tmp_path / "l8.yaml"
+    config.write_text("invoke-max-origins: 8\n")
+    monkeypatch.setenv("L8_INVOKE_ORIGIN_IDLE_TIMEOUT", "2.5")
+    settings = Settings.load({}, config)
+    assert (settings.invoke_max_origins, settings.invoke_origin_idle_timeout) == (8, 2.5)
+    config.write_text("invoke-max-origins: 0\n")
+    with pytest.raises(ValidationError, match="invoke_max_origins"):
+        Settings.load({}, config)
