@@ -93,7 +93,7 @@ class Registry(Generic[C_co]):
             raise _unknown(component_type)
         try:
             cls = _import(target)
-        except (ImportError, AttributeError, ValueError) as exc:
+        except Exception as exc:  # a plug-in's module can fail any way: start-up says so in one line
             raise BrokenComponentType(
                 f"component type {component_type!r}: cannot load {target}: {exc}"
             ) from None

@@ -194,6 +194,12 @@ def test_a_plug_in_that_cannot_be_imported_fails_naming_its_target(plugin_site: 
         registry.create("state.typo")
 
 
+def test_a_plug_in_whose_module_fails_to_import_fails_saying_why(plugin_site: PluginSite) -> None:
+    plugin_site({"state.failing": "MODULE:Store"}, "raise RuntimeError('no licence key')\n")
+    with pytest.raises(BrokenComponentType, match=r"'state.failing': cannot load .*: no licence key"):
+        registry.create("state.failing")
+
+
 def test_a_plug_in_missing_part_of_its_contract_fails_saying_what(plugin_site: PluginSite) -> None:
     source = """
         class Store:
