@@ -157,7 +157,9 @@ class Runtime:
             self._of("configuration"), self.app_channel, self._outbound("configuration")
         )
         self._stack.push_async_callback(configuration.aclose)
-        proxy = Proxy()
+        proxy = Proxy(
+            max_origins=settings.invoke_max_origins, origin_idle_timeout=settings.invoke_origin_idle_timeout
+        )
         self._stack.push_async_callback(proxy.aclose)
         invocation = _invocation_service(
             settings, self.app_channel, proxy, resolver, endpoints, self.resiliency

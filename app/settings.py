@@ -78,6 +78,12 @@ class Settings(BaseSettings):
         description="Seconds a call to a component (state, lock, sequencer, configuration, publish) "
         "may take when no Resiliency timeout applies to it (0: no limit).",
     )
+    invoke_max_origins: int = Field(
+        256, ge=1, description="Origins (host:port) invocation keeps a client for (LRU)."
+    )
+    invoke_origin_idle_timeout: float = Field(
+        60.0, gt=0, description="Seconds an origin's client may sit unused before it is closed."
+    )
 
     @field_validator("max_body_size", mode="before")
     @classmethod

@@ -21,7 +21,8 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from mesh.asgi import Receive
-from mesh.http_client import ConnectError, HttpClient, HttpError
+from mesh.http_client import ConnectError, HttpError
+from mesh.origins import OriginClients
 
 if TYPE_CHECKING:
     import aiohttp
@@ -155,21 +156,29 @@ class Proxy:
     """The pooled clients of one sidecar, owned by the runtime (``aclose`` at the end): l8's own
     HTTP/1.1 client per origin for calls with small bodies (about 95 us of CPU a call against
     aiohttp's 210 us, docs/performance.md), aiohttp for streamed bodies and TLS. Both are made at
-    the first call, so a sidecar that never invokes loads neither."""
+    the first call, so a sidecar that never invokes loads neither. The per-origin clients are
+    bounded (``max_origins``, least recently used closed first; ``origin_idle_timeout``)."""
 
-    def __init__(self, *, max_connections: int = 1024, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int = 1024,
+        connect_timeout: float = 5.0,
+        max_origins: int = 256,
+        origin_idle_timeout: float = 60.0,
+    ) -> None:
         self._max_connections = max_connections
         self._connect_timeout = connect_timeout
         self._session: aiohttp.ClientSession | None = None
-        self._origins: dict[tuple[str, int], HttpClient] = {}
+        self._origins = OriginClients(
+            max_origins=max_origins, idle_timeout=origin_idle_timeout, max_idle_connections=max_connections
+        )
         self._closed = False
 
     async def aclose(self) -> None:
         self._closed = True
         session, self._session = self._session, None
-        origins, self._origins = self._origins, {}
-        for client in origins.values():
-            await client.aclose()
+        await self._origins.aclose()
         if session is not None:
             await session.close()
 
@@ -201,10 +210,7 @@ class Proxy:
     ) -> Upstream:
         origin, slash, target = url[len("http://") :].partition("/")
         host, _, port = origin.rpartition(":")
-        key = (host, int(port) if port.isdigit() else 80)
-        client = self._origins.get(key)
-        if client is None:
-            client = self._origins[key] = HttpClient("http", key[0], key[1], max_idle=self._max_connections)
+        client = await self._origins.client(host, int(port) if port.isdigit() else 80)
         framed = [(name, value) for name, value in headers if name.lower() not in _FRAMING]
         try:
             return await client.open(method, slash + target, framed, body, timeout)

@@ -126,19 +126,6 @@ class PubSubService:
         except ComponentError as exc:
             raise errors.pubsub_publish_failed(handle.name, topic, exc) from exc
 
-    async def forward(
-        self,
-        handle: PubSubHandle,
-        topic: str,
-        data: bytes,
-        metadata: Mapping[str, str],
-        content_type: str = cloudevents.CLOUDEVENT_CONTENT_TYPE,
-    ) -> None:
-        """Put a message's original bytes on ``topic`` as they are (a dead-letter copy): no
-        envelope, no scope check; a :class:`~components.errors.ComponentError` propagates."""
-        request = PublishRequest(topic, data, content_type, metadata)
-        await handle.outbound.call_non_idempotent(handle.instance.publish, request)
-
     # -- bulk publish ------------------------------------------------------------------------------
 
     async def bulk_publish(

@@ -126,3 +126,15 @@ def test_component_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings.load({"component_timeout": 0}).component_timeout == 0, "0: no limit"
     with pytest.raises(ValidationError, match="component_timeout"):
         Settings.load({"component_timeout": -1})
+
+
+def test_invocation_origin_bounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (Settings.load().invoke_max_origins, Settings.load().invoke_origin_idle_timeout) == (256, 60.0)
+    config = tmp_path / "l8.yaml"
+    config.write_text("invoke-max-origins: 8\n")
+    monkeypatch.setenv("L8_INVOKE_ORIGIN_IDLE_TIMEOUT", "2.5")
+    settings = Settings.load({}, config)
+    assert (settings.invoke_max_origins, settings.invoke_origin_idle_timeout) == (8, 2.5)
+    config.write_text("invoke-max-origins: 0\n")
+    with pytest.raises(ValidationError, match="invoke_max_origins"):
+        Settings.load({}, config)

@@ -59,6 +59,8 @@ BACKENDS = (
         lambda request: {"redisHost": request.getfixturevalue("redis_server").address},
         frozenset({Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL}),
     ),
+    # A third-party store through its entry point (tests/plugins/l8-example-store): the same suite.
+    Backend("state.example", lambda request: {}, frozenset({Feature.ETAG})),
 )
 
 

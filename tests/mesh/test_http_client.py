@@ -20,15 +20,31 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 @pytest.fixture
 async def raw_server() -> AsyncIterator[Callable[[Handler], Awaitable[int]]]:
     servers: list[asyncio.Server] = []
+    handlers: set[asyncio.Task[None]] = set()
 
     async def start(handler: Handler) -> int:
-        server = await asyncio.start_server(handler, LOOPBACK, 0)
+        async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            handlers.add(task)
+            try:
+                await handler(reader, writer)
+            except asyncio.CancelledError:
+                pass  # the test is over (ending normally keeps Python 3.11's stream callback quiet)
+            finally:
+                writer.close()  # a writer left open warns once collected, after the loop is gone
+
+        server = await asyncio.start_server(tracked, LOOPBACK, 0)
         servers.append(server)
         return int(server.sockets[0].getsockname()[1])
 
     yield start
     for server in servers:
         server.close()
+    for task in handlers:
+        task.cancel()
+    await asyncio.gather(*handlers, return_exceptions=True)
+    for server in servers:
         await server.wait_closed()
 
 
