@@ -1,5 +1,5 @@
-"""Serving the app: uvicorn on uvloop + httptools, graceful shutdown on SIGTERM/SIGINT and on
-POST /v1.0/shutdown, and start-up errors reported as one line."""
+"""Serving the app: uvicorn on uvloop + httptools (with l8's connection limits), graceful shutdown
+on SIGTERM/SIGINT and on POST /v1.0/shutdown, and start-up errors reported as one line."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import uvicorn
 
 from app import __version__
 from app.factory import create_app
+from app.http_protocol import connection_limits, sidecar_protocol
 from app.logging import configure_logging
 from app.runtime import StartupError
 from app.settings import Settings
@@ -56,13 +57,22 @@ def _tune_gc() -> None:
 
 async def serve(settings: Settings) -> int:
     app = create_app(settings)
+    limits = connection_limits(
+        header_timeout=settings.header_timeout,
+        idle_timeout=settings.idle_timeout,
+        read_buffer_size=settings.read_buffer_size,
+        max_header_count=settings.max_header_count,
+        max_connections=settings.max_connections,
+    )
+    protocol = sidecar_protocol(limits)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.http_port,
         lifespan="off",  # the lifespan is driven below, so start-up errors stay one clean line
         loop="none",
-        http="httptools",
+        http=protocol,
+        timeout_keep_alive=limits.idle_timeout,  # type: ignore[arg-type]  # used as a float delay
         access_log=False,
         log_config=None,
         server_header=False,
@@ -73,7 +83,7 @@ async def serve(settings: Settings) -> int:
     if copy_requested(settings.tcp_copy):
         from mesh.tcpcopy.protocol import copying_protocol
 
-        copying = config.http = copying_protocol(app.state.runtime.tcp_copy)
+        copying = config.http = copying_protocol(app.state.runtime.tcp_copy, base=protocol)
     server = _Server(config)
     app.state.shutdown.connect(lambda: setattr(server, "should_exit", True))
     try:
