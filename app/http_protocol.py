@@ -75,6 +75,8 @@ class SidecarProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._measure = False
         self._draining = False
+        self._max_head = self.limits.max_head_bytes  # read per request: an instance attribute is cheaper
+        self._max_count = self.limits.max_header_count
         over = len(self.connections) >= self.limits.max_connections
         super().connection_made(transport)
         if over:
@@ -96,10 +98,9 @@ class SidecarProtocol(HttpToolsProtocol):
         # uvicorn's data_received, with the head's limits and its answer to a refused head.
         if self._draining:
             return
-        limits = self.limits
         if self._head_timer is not None:  # a head is still arriving, read by read
             self._head_bytes += len(data)
-        elif len(data) > limits.max_head_bytes:
+        elif len(data) > self._max_head:
             self._measure = True
         self._unset_keepalive_if_required()
         try:
@@ -123,29 +124,30 @@ class SidecarProtocol(HttpToolsProtocol):
                 return  # a request runs (the bytes of a body, even one sent after its answer)
             # A head began and goes on in a later read.
             self._head_bytes = len(data)
-            self._head_timer = self.loop.call_later(limits.header_timeout, self._head_expired)
-        if self._head_bytes > limits.max_head_bytes:
+            self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_expired)
+        if self._head_bytes > self._max_head:
             # Still no whole head: every byte so far was head (memory: the limit and one read).
             self._refuse_head()
 
     def on_headers_complete(self) -> None:
+        if self._head_timer is not None or self._measure or len(self.headers) > self._max_count:
+            self._check_head()
+        super().on_headers_complete()
+
+    def _check_head(self) -> None:
+        """A head that came in several reads, or in a large one, or with many headers: measured,
+        and refused past a limit (raising stops the parser)."""
         measure = self._measure
+        self._measure = False
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
             measure = True
-        limits = self.limits
-        if len(self.headers) > limits.max_header_count or (
-            measure and self._head_size() > limits.max_head_bytes
-        ):
+        # The request line and header lines as sent, CR LF included (values lose trailing blanks).
+        size = len(self.url) + 16 + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if len(self.headers) > self._max_count or (measure and size > self._max_head):
             self._refuse_head()
             raise _HeadRefused
-        self._measure = False
-        super().on_headers_complete()
-
-    def _head_size(self) -> int:
-        """The request line and header lines as sent, CR LF included (values lose trailing blanks)."""
-        return len(self.url) + 16 + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def _head_expired(self) -> None:
         self._head_timer = None
