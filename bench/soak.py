@@ -298,6 +298,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=240.0, help="length of the load, default 240")
     parser.add_argument("--rate", type=float, default=300.0, help="requests a second, default 300")
     parser.add_argument("--no-doc", action="store_true", help="print the figures, leave the doc alone")
+    parser.add_argument("--note", default="", help="a paragraph to print with the figures")
     arguments = parser.parse_args()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
@@ -305,7 +306,7 @@ def main() -> int:
         workdir = Path(folder)
         with Processes(workdir) as processes:
             results = asyncio.run(Soak(arguments, workdir, processes).run())
-    results.update(started=stamp, commit=commit.stdout.strip())
+    results.update(started=stamp, commit=commit.stdout.strip(), note=arguments.note)
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / f"{stamp}-soak.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     text = render(results)

@@ -15,12 +15,13 @@ RSS_ROWS = 16
 def render(results: dict[str, Any]) -> str:
     lines = [
         BEGIN,
-        "### Figures",
+        "### Last run",
         "",
         f"Run {results['started']} on commit `{results['commit']}`: {results['seconds']:g} s of load at "
         f"{results['rate']:g} req/s (saves : gets : publishes = 2 : 2 : 1), l8 under `ulimit -n 1024` "
         "with an API token, `state.redis` and `pubsub.redis` on one Redis (append-only, fsync always).",
         "",
+        *([results["note"], ""] if results.get("note") else []),
         "Timeline: " + "; ".join(f"{second:g} s {what}" for second, what in results["events"]) + ".",
         "",
         *_answers(results["answers"]),

@@ -43,10 +43,13 @@ def connections(sidecar: L8Process, count: int) -> Iterator[list[socket.socket]]
 
 
 def closed_by_peer(connection: socket.socket) -> bool:
-    """True once l8 has closed the connection (EOF or reset), without waiting."""
+    """True once l8 has closed the connection (EOF or reset), without waiting; l8 must have sent
+    nothing (these connections are closed without an answer)."""
     connection.setblocking(False)
     try:
-        return connection.recv(4096) == b""
+        data = connection.recv(4096)
+        assert data == b"", f"unexpected answer: {data[:200]!r}"
+        return True
     except BlockingIOError:
         return False
     except ConnectionResetError:
@@ -85,7 +88,7 @@ def test_slow_heads_are_closed_after_the_header_timeout(l8: L8Launcher) -> None:
                 assert not any(closed_by_peer(c) for c in slow)
                 assert httpx.get(f"{sidecar.url}/v1.0/healthz").status_code == 204  # others are served
         assert all(closed_by_peer(c) for c in slow)
-        assert time.monotonic() - started < 2.5
+        assert time.monotonic() - started < 4.0  # generous: the machine may be busy
 
 
 def test_a_head_that_keeps_coming_is_closed_without_an_answer(l8: L8Launcher) -> None:
@@ -101,7 +104,7 @@ def test_a_head_that_keeps_coming_is_closed_without_an_answer(l8: L8Launcher) ->
                 break
             time.sleep(0.05)
         waited = time.monotonic() - started
-        assert 0.9 < waited < 1.6, waited  # no answer: Go's server closes a timed-out head too
+        assert 0.9 < waited < 3.0, waited  # no answer: Go's server closes a timed-out head too
 
 
 def test_connections_that_never_send_are_closed_after_the_idle_timeout(l8: L8Launcher) -> None:
@@ -110,10 +113,10 @@ def test_connections_that_never_send_are_closed_after_the_idle_timeout(l8: L8Lau
         started = time.monotonic()
         time.sleep(0.6)
         assert not any(closed_by_peer(c) for c in silent)
-        while not all(closed_by_peer(c) for c in silent) and time.monotonic() - started < 3:
+        while not all(closed_by_peer(c) for c in silent) and time.monotonic() - started < 5:
             time.sleep(0.1)
         assert all(closed_by_peer(c) for c in silent)
-        assert 0.9 < time.monotonic() - started < 2.0
+        assert 0.9 < time.monotonic() - started < 3.5
     with connections(sidecar, 1) as (kept,):  # a kept-alive connection idles as long
         assert status_of(kept) == 204
         time.sleep(0.5)
