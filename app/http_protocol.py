@@ -14,8 +14,9 @@ unlucky client needs (issue 13, section 7), all settings (docs/configuration.md)
   ``limit_concurrency``) would keep accepting, and so keep spending file descriptors, which is
   what made every new request fail once the open-file limit was reached.
 
-The hot path pays nothing measurable: a head that arrives in one read (nearly all of them) arms no
-timer and is measured only when the read is larger than the limit; the count is one ``len``.
+On the hot path a head that arrives in one read (nearly all of them) arms no timer and is measured
+only when the read is larger than the limit; the count is one ``len``. Measured in process, the
+whole costs about 0.4 us a request over uvicorn's own protocol (13.5 us a request without the app).
 """
 
 from __future__ import annotations
