@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest openapi bench bench-state bench-pubsub bench-invoke bench-coordination servers clean
+.PHONY: run test lint typecheck pytest openapi bench bench-state bench-pubsub bench-invoke bench-coordination soak servers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,11 @@ bench-invoke: $(VENV)/.test
 
 bench-coordination: $(VENV)/.test servers
 	$(BIN)/python bench/coordination_bench.py
+
+# The soak (bench/soak.py): load with Redis killed and frozen, l8 killed, bad inputs; figures into
+# docs/reliability.md. About 5 minutes; never part of `make test`. ARGS="--seconds 90" shortens it.
+soak: $(VENV)/.test servers
+	$(BIN)/python bench/soak.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .l8 .pytest_cache .mypy_cache .ruff_cache

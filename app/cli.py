@@ -51,6 +51,19 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds a component call may take without a Resiliency timeout, default 5 (0: none)",
     )
     run.add_argument(
+        "--read-buffer-size", dest="read_buffer_size", help="largest request head less 4Ki, default 4Ki"
+    )
+    run.add_argument("--max-header-count", dest="max_header_count", type=int, help="default 100")
+    run.add_argument(
+        "--header-timeout", dest="header_timeout", type=float, help="seconds for a request head, default 10"
+    )
+    run.add_argument(
+        "--idle-timeout", dest="idle_timeout", type=float, help="seconds an idle connection stays, default 5"
+    )
+    run.add_argument(
+        "--max-connections", dest="max_connections", type=int, help="most open connections, default 10000"
+    )
+    run.add_argument(
         "--dapr-graceful-shutdown-seconds",
         dest="graceful_shutdown_seconds",
         type=float,

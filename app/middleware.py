@@ -24,6 +24,7 @@ log = structlog.get_logger("l8.api")
 HEALTH_PATHS = frozenset({"/v1.0/healthz", "/v1.0/healthz/outbound"})
 _MESH_TOKEN = MESH_TOKEN.encode()
 _UNAUTHORIZED = b"invalid api token\n"
+_TWICE = b""  # a token header sent more than once: never equal to a configured token
 
 
 class RequestIds:
@@ -80,11 +81,12 @@ class SidecarMiddleware:
             if name == b"x-request-id":
                 request_id = value.decode("latin-1")
             elif name == b"dapr-api-token":
-                token = value
+                # Sent twice, neither counts: the last one winning let (wrong, right) through.
+                token = value if token is None else _TWICE
             elif name == b"content-length":
                 length = value
             elif name == _MESH_TOKEN:
-                mesh = value
+                mesh = value if mesh is None else _TWICE
         vouched = False
         if self.mesh_token is not None:  # another sidecar of the fleet, or not
             vouched = mesh is not None and hmac.compare_digest(mesh, self.mesh_token)

@@ -1,5 +1,5 @@
-"""Serving the app: uvicorn on uvloop + httptools, graceful shutdown on SIGTERM/SIGINT and on
-POST /v1.0/shutdown, and start-up errors reported as one line."""
+"""Serving the app: uvicorn on uvloop + httptools (with l8's connection limits), graceful shutdown
+on SIGTERM/SIGINT and on POST /v1.0/shutdown, and start-up errors reported as one line."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import uvicorn
 
 from app import __version__
 from app.factory import create_app
+from app.http_protocol import connection_limits, sidecar_protocol
 from app.logging import configure_logging
 from app.runtime import StartupError
 from app.settings import Settings
@@ -57,13 +58,22 @@ def _tune_gc() -> None:
 async def serve(settings: Settings) -> int:
     copier = TcpCopy() if copy_requested(settings.tcp_copy) else None
     app = create_app(settings, tcp_copy=copier)
+    limits = connection_limits(
+        header_timeout=settings.header_timeout,
+        idle_timeout=settings.idle_timeout,
+        read_buffer_size=settings.read_buffer_size,
+        max_header_count=settings.max_header_count,
+        max_connections=settings.max_connections,
+    )
+    protocol = sidecar_protocol(limits)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.http_port,
         lifespan="off",  # the lifespan is driven below, so start-up errors stay one clean line
         loop="none",
-        http="httptools",
+        http=protocol,
+        timeout_keep_alive=limits.idle_timeout,  # type: ignore[arg-type]  # used as a float delay
         access_log=False,
         log_config=None,
         server_header=False,
@@ -73,7 +83,7 @@ async def serve(settings: Settings) -> int:
     if copier is not None:
         from mesh.tcpcopy.protocol import copying_protocol
 
-        config.http = copying_protocol(copier)
+        config.http = copying_protocol(copier, base=protocol)
     server = _Server(config)
     app.sidecar.shutdown.connect(lambda: setattr(server, "should_exit", True))
     try:

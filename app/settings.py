@@ -85,7 +85,28 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Seconds an origin's client may sit unused before it is closed."
     )
 
-    @field_validator("max_body_size", mode="before")
+    # Connections (app/http_protocol.py): daprd's head limits, and guards against idle floods.
+    read_buffer_size: int = Field(
+        4 * 1024,
+        ge=1,
+        description="Largest request head (request line and headers), plus 4Ki as daprd reads it; "
+        "a larger one is answered 431 (daprd's --read-buffer-size, default 4Ki).",
+    )
+    max_header_count: int = Field(100, ge=1, description="Most headers a request may have (431 past it).")
+    header_timeout: float = Field(
+        10.0, gt=0, description="Seconds a request head may take to arrive, from its first byte."
+    )
+    idle_timeout: float = Field(
+        5.0, gt=0, description="Seconds a connection is kept with no request: before its first, and between."
+    )
+    max_connections: int = Field(
+        10_000,
+        ge=1,
+        description="Most connections open at once; lowered to fit the open-file limit "
+        "(raised to its hard limit at start-up). Past it a new connection is closed at once.",
+    )
+
+    @field_validator("max_body_size", "read_buffer_size", mode="before")
     @classmethod
     def _size(cls, value: Any) -> int:
         return parse_quantity(value)

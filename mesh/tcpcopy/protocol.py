@@ -98,9 +98,13 @@ class CopyingProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-def copying_protocol(copier: TcpCopy) -> type[CopyingProtocol]:
-    """The protocol class uvicorn is given (``http=``) when TCP copy is on."""
-    return type("CopyingProtocol", (CopyingProtocol,), {"copier": copier})
+def copying_protocol(
+    copier: TcpCopy, base: type[HttpToolsProtocol] = HttpToolsProtocol
+) -> type[CopyingProtocol]:
+    """The protocol class uvicorn is given (``http=``) when TCP copy is on: the copy over ``base``
+    (the assembly passes its own protocol, so that its connection limits hold while copying)."""
+    bases = (CopyingProtocol,) if base is HttpToolsProtocol else (CopyingProtocol, base)
+    return type("CopyingProtocol", bases, {"copier": copier})
 
 
 def _address(address: tuple[str, int | None] | None) -> str:

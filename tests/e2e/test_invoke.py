@@ -289,6 +289,9 @@ async def test_with_a_mesh_token_only_sidecars_vouch_for_a_caller(
     assert headers_of(wrong.json())["dapr-caller-app-id"] == ["back"]
     refused = await client.get(f"{back.url}/v1.0/invoke/back/method/x", headers={"l8-mesh-token": "guess"})
     assert refused.status_code == 401  # a wrong mesh token is no API token either
+    twice = [("l8-mesh-token", "guess"), ("l8-mesh-token", "mesh-secret")]
+    refused = await client.get(f"{back.url}/v1.0/invoke/back/method/x", headers=twice)
+    assert refused.status_code == 401  # sent twice, neither counts (the last one used to win)
 
 
 async def test_http_endpoints_and_urls_are_called_without_a_sidecar(

@@ -221,6 +221,14 @@ async def test_the_right_token_is_answered_normally(guarded: Sidecar) -> None:
     assert response.status_code == 404 and response.json() == NO_APP_ID
 
 
+@pytest.mark.parametrize("tokens", [("wrong", TOKEN), (TOKEN, "wrong"), (TOKEN, TOKEN)])
+async def test_a_token_sent_twice_is_401(guarded: Sidecar, tokens: tuple[str, str]) -> None:
+    # The last one used to win, so (wrong, right) passed.
+    headers = [("dapr-api-token", token) for token in tokens]
+    for method, path in (("GET", "/v1.0/metadata"), ("GET", "/v1.0/state/statestore/k")):
+        assert_unauthorized(await guarded.client.request(method, path, headers=headers))
+
+
 @pytest.mark.parametrize("path", ["/v1.0/healthz", "/v1.0/healthz/outbound", "/v1.0/healthz/"])
 async def test_health_needs_no_token(guarded: Sidecar, path: str) -> None:
     response = await guarded.request("GET", path)
