@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--max-body-size", dest="max_body_size", help="largest request body, default 4Mi")
     run.add_argument(
+        "--max-request-items",
+        dest="max_request_items",
+        type=int,
+        help="most items, keys, operations or entries in one request, default 10000 (0: no limit)",
+    )
+    run.add_argument(
         "--dapr-graceful-shutdown-seconds",
         dest="graceful_shutdown_seconds",
         type=float,

@@ -334,7 +334,7 @@ class Runtime:
                 self._key_prefix(component),
                 frozenset(component.instance.features()),
             )
-        return StateService(handles, self.settings.app_id)
+        return StateService(handles, self.settings.app_id, self.settings.max_request_items)
 
     def _pubsub_service(self) -> PubSubService:
         handles = {}
@@ -353,7 +353,7 @@ class Runtime:
                 scopes,
                 component.metadata,
             )
-        return PubSubService(handles, self.settings.app_id)
+        return PubSubService(handles, self.settings.app_id, self.settings.max_request_items)
 
 
 def _component_error(component: LoadedComponent, message: str, field: str | None = None) -> StartupError:
