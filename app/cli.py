@@ -64,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
         "--max-connections", dest="max_connections", type=int, help="most open connections, default 10000"
     )
     run.add_argument(
+        "--max-request-items",
+        dest="max_request_items",
+        type=int,
+        help="most items, keys, operations or entries in one request, default 10000 (0: no limit)",
+    )
+    run.add_argument(
         "--dapr-graceful-shutdown-seconds",
         dest="graceful_shutdown_seconds",
         type=float,

@@ -166,8 +166,12 @@ class Runtime:
         )
         await self._start_name_resolution(resolver)
         self.services = Services(
-            state=StateService.from_components(self._of("state"), app_id, self._outbound("state")),
-            pubsub=PubSubService.from_components(self._of("pubsub"), app_id, self._outbound("pubsub")),
+            state=StateService.from_components(
+                self._of("state"), app_id, self._outbound("state"), settings.max_request_items
+            ),
+            pubsub=PubSubService.from_components(
+                self._of("pubsub"), app_id, self._outbound("pubsub"), settings.max_request_items
+            ),
             invocation=invocation,
             lock=LockService.from_components(self._of("lock"), app_id, self._outbound("lock")),
             sequencer=sequencer,

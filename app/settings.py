@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     log_as_json: bool = False
     enable_api_logging: bool = False
     max_body_size: int = Field(4 * 1024 * 1024, description="Largest request body accepted (4Mi).")
+    max_request_items: int = Field(
+        10_000,
+        ge=0,
+        description="Most items of a state save, keys of a bulk get, operations of a transaction or "
+        "entries of a bulk publish in one request (0: no limit).",
+    )
     graceful_shutdown_seconds: float = Field(5.0, ge=0)
     api_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("api_token", "L8_API_TOKEN", "DAPR_API_TOKEN")

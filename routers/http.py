@@ -11,7 +11,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from services import errors
+from services import errors, json_body
 from services.errors import BodyTooLarge
 from services.lifecycle import Readiness, ShutdownSwitch
 from services.sidecar import Services
@@ -59,10 +59,11 @@ def query_metadata(request: Request) -> dict[str, str]:
 
 
 async def read_body(
-    request: Request, *, unreadable: Callable[[str], errors.ApiError] = errors.malformed
+    request: Request, *, unreadable: Callable[[str], errors.ApiError] = errors.malformed, keep: bool = True
 ) -> bytes:
     """The whole body; one over --max-body-size answers ``unreadable`` (the endpoint's read error:
-    ERR_MALFORMED_REQUEST where Dapr decodes while reading, ERR_BODY_READ where it reads first)."""
+    ERR_MALFORMED_REQUEST where Dapr decodes while reading, ERR_BODY_READ where it reads first).
+    ``keep=False`` leaves it off the request, so it is freed once the caller has decoded it."""
     # Read from the ASGI channel directly: Starlette's Request.body() (a stream generator and a
     # join) costs a few microseconds a publish; the body is kept on the request as body() keeps it.
     try:
@@ -80,16 +81,18 @@ async def read_body(
             raise ClientDisconnect()
     except BodyTooLarge as exc:
         raise unreadable(str(exc)) from None
-    request._body = body
+    if keep:
+        request._body = body
     return body
 
 
 async def read_json(request: Request, *, prefix: str = "") -> Any:
-    """The body as JSON; a body that is not JSON answers 400 ERR_MALFORMED_REQUEST."""
-    body = await read_body(request)
+    """The body as JSON; a body that is not JSON answers 400 ERR_MALFORMED_REQUEST. The body is not
+    kept on the request: once decoded it is freed."""
+    body = await read_body(request, keep=False)
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        return await json_body.loads_off_loop(body)
+    except json_body.JsonBodyError as exc:
         reason = "unexpected end of JSON input" if not body.strip() else str(exc)
         raise errors.malformed(f"{prefix}{reason}") from None
 

@@ -6,8 +6,9 @@ apps and SDKs were written against those. Everything is validated before anythin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
+from typing import Any, TypeVar
 
 import orjson
 
@@ -20,7 +21,9 @@ from components.state.base import (
     TransactionOperation,
 )
 from components.state.ttl import parse_ttl
-from services import errors
+from services import errors, json_body
+
+T = TypeVar("T")
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "bool", int: "number", float: "number"}
 
@@ -39,9 +42,13 @@ def _string(value: Any, where: str) -> str | None:
     raise errors.malformed(f"json: cannot unmarshal {json_type(value)} into Go {where} of type string")
 
 
-def string_map(value: Any, where: str) -> dict[str, str]:
+_NO_METADATA: Mapping[str, str] = MappingProxyType({})
+"""Shared by every item without metadata: 150,000 empty dicts are 10 MB."""
+
+
+def string_map(value: Any, where: str) -> Mapping[str, str]:
     if value is None:
-        return {}
+        return _NO_METADATA
     if not isinstance(value, dict):
         raise errors.malformed(
             f"json: cannot unmarshal {json_type(value)} into Go {where} of type map[string]string"
@@ -74,12 +81,12 @@ def consistency(value: str | None, *, strict: bool = True) -> Consistency:
 
 def encode_value(value: Any) -> bytes:
     try:
-        return orjson.dumps(value)
+        return json_body.dumps(value)
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise errors.malformed(f"value cannot be stored as JSON: {exc}") from None
 
 
-def _merged(metadata: dict[str, str], query_metadata: Mapping[str, str]) -> Mapping[str, str]:
+def _merged(metadata: Mapping[str, str], query_metadata: Mapping[str, str]) -> Mapping[str, str]:
     if not query_metadata:
         return metadata
     return {**metadata, **query_metadata}
@@ -147,17 +154,40 @@ def delete_request(
     )
 
 
+def too_many(kind: str, count: int, limit: int) -> errors.ApiError:
+    return errors.malformed(
+        f"too many {kind} in one request: {count} (the limit is {limit}, --max-request-items)"
+    )
+
+
+def check_count(kind: str, items: list[Any], limit: int) -> None:
+    """Refuses a request with more than ``limit`` items (0: no limit), before anything is written."""
+    if limit and len(items) > limit:
+        raise too_many(kind, len(items), limit)
+
+
 def save_items(
-    body: Any, storage_key: Callable[[str], str], query_metadata: Mapping[str, str]
-) -> list[SetRequest]:
+    body: Any, storage_key: Callable[[str], str], query_metadata: Mapping[str, str], limit: int = 0
+) -> Iterator[SetRequest]:
+    """The save requests of a decoded body, one at a time (the caller drains them with turns for
+    other requests). The body's items are released as they are converted (the list is the
+    caller's decoded document, of no use afterwards), so a big save holds the decoded items or
+    their requests, not both."""
     if not isinstance(body, list):
         raise errors.malformed(
             f"json: cannot unmarshal {json_type(body)} into Go value of type []state.SetRequest"
         )
-    return [set_request(item, storage_key, query_metadata) for item in body]
+    check_count("items", body, limit)
+    return _released(body, lambda item: set_request(item, storage_key, query_metadata))
 
 
-def bulk_get_body(body: Any) -> tuple[list[str], int, dict[str, str]]:
+def _released(items: list[Any], convert: Callable[[Any], T]) -> Iterator[T]:
+    for index, item in enumerate(items):
+        items[index] = None
+        yield convert(item)
+
+
+def bulk_get_body(body: Any, limit: int = 0) -> tuple[list[str], int, Mapping[str, str]]:
     """``{keys, parallelism, metadata}`` -> (keys, parallelism, metadata)."""
     if not isinstance(body, dict):
         raise errors.malformed(
@@ -169,6 +199,7 @@ def bulk_get_body(body: Any) -> tuple[list[str], int, dict[str, str]]:
     keys = [] if keys is None else keys
     if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
         raise errors.malformed("failed deserializing HTTP body: keys must be an array of strings")
+    check_count("keys", keys, limit)
     parallelism = fields.get("parallelism")
     parallelism = 0 if parallelism is None else parallelism
     if isinstance(parallelism, bool) or not isinstance(parallelism, int) or parallelism < 0:
@@ -178,9 +209,10 @@ def bulk_get_body(body: Any) -> tuple[list[str], int, dict[str, str]]:
 
 
 def transaction_body(
-    body: Any, storage_key: Callable[[str], str], query_metadata: Mapping[str, str]
-) -> tuple[list[TransactionOperation], Mapping[str, str]]:
-    """``{operations: [{operation, request}], metadata}`` -> (operations, metadata)."""
+    body: Any, storage_key: Callable[[str], str], query_metadata: Mapping[str, str], limit: int = 0
+) -> tuple[Iterator[TransactionOperation], Mapping[str, str]]:
+    """``{operations: [{operation, request}], metadata}`` -> (operations, metadata); the body's shape
+    is checked here, each operation as it is drawn."""
     if not isinstance(body, dict):
         raise errors.malformed(
             f"failed deserializing HTTP body: json: cannot unmarshal {json_type(body)} into Go value of type "
@@ -198,19 +230,22 @@ def transaction_body(
             f"{json_type(raw_operations)} into Go struct field transactionalRequest.operations "
             "of type []http.transactionalStateOperation"
         )
-    operations: list[TransactionOperation] = []
-    for raw in raw_operations:
-        if not isinstance(raw, dict):
-            raise errors.malformed(
-                f"failed deserializing HTTP body: operation must be an object, not {json_type(raw)}"
-            )
-        op_fields = _lower_keys(raw)
-        kind = op_fields.get("operation")
-        request = op_fields.get("request")
-        if kind == "upsert":
-            operations.append(set_request(request, storage_key, metadata, "struct field SetRequest"))
-        elif kind == "delete":
-            operations.append(delete_request(request, storage_key, metadata))
-        else:
-            raise errors.unsupported_operation(kind if isinstance(kind, str) else orjson.dumps(kind).decode())
-    return operations, metadata
+    check_count("operations", raw_operations, limit)
+    return _released(raw_operations, lambda raw: _operation(raw, storage_key, metadata)), metadata
+
+
+def _operation(
+    raw: Any, storage_key: Callable[[str], str], metadata: Mapping[str, str]
+) -> TransactionOperation:
+    if not isinstance(raw, dict):
+        raise errors.malformed(
+            f"failed deserializing HTTP body: operation must be an object, not {json_type(raw)}"
+        )
+    op_fields = _lower_keys(raw)
+    kind = op_fields.get("operation")
+    request = op_fields.get("request")
+    if kind == "upsert":
+        return set_request(request, storage_key, metadata, "struct field SetRequest")
+    if kind == "delete":
+        return delete_request(request, storage_key, metadata)
+    raise errors.unsupported_operation(kind if isinstance(kind, str) else orjson.dumps(kind).decode())

@@ -8,10 +8,10 @@ are delivered with no metadata). Publishes that arrive together go in one pipeli
 ``consumerID`` is a consumer group; every subscription is a consumer of it under a name of its own
 (``<consumerID>-<random>``), so replicas share the messages.
 
-A new group starts at the end of the stream (``$``; Dapr uses ``0`` and replays the stream's
-history to a new group); an existing group resumes where it stopped, so messages published while no
-consumer ran are delivered later. If the group disappears (Redis restarted without persistence) it
-is recreated at ``0``, so nothing published since is lost.
+A new group starts at the beginning of the stream (``XGROUP CREATE ... 0 MKSTREAM``, as Dapr
+does), so messages published before the first subscriber started are delivered to it; an existing
+group resumes where it stopped, so messages published while no consumer ran are delivered later. If
+the group disappears (Redis restarted without persistence) it is recreated at ``0`` too.
 
 Metadata (Dapr's names; unknown fields are ignored):
 
@@ -200,7 +200,7 @@ class RedisPubSub:
     async def subscribe(self, request: SubscribeRequest, handler: Handler) -> RedisSubscription:
         client, settings = self._live()
         with _REDIS_ERRORS:
-            await create_group(client, request.topic, settings.consumerID, "$")
+            await create_group(client, request.topic, settings.consumerID, "0")
         reader = Redis.from_pool(ConnectionPool(max_connections=1, **self._options))
         subscription = RedisSubscription(
             client,

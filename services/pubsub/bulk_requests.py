@@ -18,8 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from services import json_body
 from services.pubsub import cloudevents
 
 _MISMATCH = "error: mismatch between contentType and event"
@@ -59,9 +58,16 @@ class _Raw:
     metadata: dict[str, str] | None = None
 
 
-def parse_entries(body: bytes, request_metadata: Mapping[str, str]) -> list[BulkEntry]:
-    """The entries of ``body`` in order; raises :class:`InvalidBulkRequest`."""
-    raw_entries = [_raw_entry(item, index) for index, item in enumerate(_array(body))]
+def parse_entries(body: bytes, request_metadata: Mapping[str, str], limit: int = 0) -> list[BulkEntry]:
+    """The entries of ``body`` in order; raises :class:`InvalidBulkRequest`, also for more than
+    ``limit`` entries (0: no limit)."""
+    document = _array(body)
+    if limit and len(document) > limit:
+        raise InvalidBulkRequest(
+            Problem.UNMARSHAL,
+            f"too many entries in one request: {len(document)} (the limit is {limit}, --max-request-items)",
+        )
+    raw_entries = [_raw_entry(item, index) for index, item in enumerate(document)]
     entries: list[BulkEntry] = []
     seen: set[str] = set()
     for raw in raw_entries:
@@ -146,7 +152,7 @@ def _event_bytes(event: Any, content_type: str) -> bytes:
             raise InvalidBulkRequest(Problem.EVENT, _MISMATCH)
         return event.encode()
     if cloudevents.is_json(content_type) or cloudevents.is_cloudevent(content_type):
-        return orjson.dumps(event)
+        return json_body.dumps(event)
     raise InvalidBulkRequest(Problem.EVENT, _MISMATCH)
 
 

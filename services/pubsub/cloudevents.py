@@ -32,7 +32,6 @@ does not decode protobuf.
 from __future__ import annotations
 
 import base64
-import json
 import re
 import time
 from collections.abc import Mapping
@@ -42,6 +41,8 @@ from typing import Any
 import orjson
 
 from components.metadata import lookup
+from services import json_body
+from services.json_body import JsonBodyError, JsonRefused
 from services.random_ids import uuid4
 from services.trace_context import TraceContext
 
@@ -164,44 +165,24 @@ def _overrides(metadata: Mapping[str, str]) -> dict[str, str]:
 # -- payloads --------------------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"invalid JSON literal {name}")
-
-
-_EXACT = json.JSONDecoder(
-    parse_float=orjson.Fragment, parse_int=orjson.Fragment, parse_constant=_reject_constant
-)
-
-
 def loads_exact(body: bytes) -> Any:
     """Parse the first JSON value of ``body`` (trailing data ignored, as Go's json.Decoder does),
     numbers kept as their original text (``orjson.Fragment``), so re-serialising changes none.
-    Raises ValueError when there is no JSON value."""
-    text = body.decode("utf-8")
-    start = len(text) - len(text.lstrip(" \t\n\r"))
-    value, _ = _EXACT.raw_decode(text, start)
-    return value
+    Raises ValueError when there is no JSON value, :class:`~services.json_body.JsonRefused` when it
+    is nested too deep or not UTF-8."""
+    return json_body.loads_exact(body)
 
 
 def json_data(body: bytes) -> orjson.Fragment | None:
-    """``body`` as an embeddable JSON value without re-serialising it, or None when it is not JSON.
-
-    orjson validates the common case; a body it refuses (an integer beyond a double's range,
-    trailing data after the value) gets the standard library's slower look before it is given up
-    on."""
+    """``body`` as an embeddable JSON value without re-serialising it, or None when it is not JSON
+    (Dapr then sends it as a string); raises :class:`~services.json_body.JsonRefused` for JSON no
+    Dapr endpoint takes (nested deeper than Go's 10,000 levels, not UTF-8)."""
     try:
-        orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
-    else:
-        return orjson.Fragment(body)
-    try:
-        text = body.decode("utf-8")
-        start = len(text) - len(text.lstrip(" \t\n\r"))
-        _, end = _EXACT.raw_decode(text, start)
-    except ValueError:  # UnicodeDecodeError and JSONDecodeError included
+        return orjson.Fragment(json_body.first_value(body))
+    except JsonRefused:
+        raise
+    except JsonBodyError:
         return None
-    return orjson.Fragment(text[start:end].encode())
 
 
 def _text(body: bytes) -> str:
@@ -237,7 +218,7 @@ def envelope(
             event["expiration"] = expiration(ttl)
             sort = True
     # A new event is built in key order; Go sorts map keys, so anything else is sorted here.
-    return orjson.dumps(event, option=orjson.OPT_SORT_KEYS) if sort else orjson.dumps(event)
+    return json_body.dumps(event, sort_keys=sort)
 
 
 def _new_event(
@@ -299,6 +280,8 @@ def _new_event(
 def _user_event(body: bytes, topic: str, pubsub: str, trace: TraceContext) -> dict[str, Any]:
     try:
         event = loads_exact(body)
+    except JsonRefused:
+        raise
     except ValueError as exc:
         raise InvalidCloudEvent(f"the body is not JSON: {exc}") from None
     if not isinstance(event, dict):

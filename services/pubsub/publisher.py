@@ -21,6 +21,7 @@ from components.metadata import parse_go_bool
 from components.pubsub.base import BulkPublisher, Feature, PublishRequest
 from mesh.resiliency import OutboundFor, no_policy, retry_from_metadata
 from services import errors
+from services.json_body import JsonRefused
 from services.pubsub import cloudevents
 from services.pubsub.bulk_requests import BulkEntry, InvalidBulkRequest, Problem, parse_entries
 from services.pubsub.cloudevents import InvalidCloudEvent
@@ -31,6 +32,8 @@ from services.trace_context import TraceContext
 RAW_PAYLOAD = "rawPayload"
 BULK_CONCURRENCY = 100
 """Entries published at once by the per-entry fallback (Dapr's defaultBulkPublishMaxConcurrency)."""
+YIELD_EVERY = 500
+"""Bulk entries given their envelopes between turns for other requests."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -57,13 +60,19 @@ class BulkPublishFailure:
 
 
 class PubSubService:
-    def __init__(self, handles: dict[str, PubSubHandle], app_id: str) -> None:
+    def __init__(self, handles: dict[str, PubSubHandle], app_id: str, max_items: int = 0) -> None:
         self.handles = handles
         self.app_id = app_id
+        self.max_items = max_items
+        """The most entries one bulk publish may hold (0: no limit)."""
 
     @classmethod
     def from_components(
-        cls, components: Iterable[LoadedComponent], app_id: str, outbound: OutboundFor = no_policy
+        cls,
+        components: Iterable[LoadedComponent],
+        app_id: str,
+        outbound: OutboundFor = no_policy,
+        max_items: int = 0,
     ) -> PubSubService:
         """The service over the started pub/sub components, with each one's topic scopes; a bad
         scope or ``backOff*`` value fails start-up."""
@@ -78,7 +87,7 @@ class PubSubService:
             handles[component.name] = PubSubHandle(
                 component.name, component.instance, features, scopes, component.metadata, outbound(component)
             )
-        return cls(handles, app_id)
+        return cls(handles, app_id, max_items)
 
     def resolve(self, name: str, metadata: Mapping[str, str], topic: str | None = None) -> PubSubHandle:
         """The component called ``name``, checked as Dapr does before it reads the body: empty
@@ -119,6 +128,8 @@ class PubSubService:
                 )
             except InvalidCloudEvent as exc:
                 raise errors.pubsub_cloud_event_creation(handle.name, self.app_id, str(exc)) from None
+            except JsonRefused as exc:
+                raise errors.malformed(f"the body is not acceptable JSON: {exc}") from None
             request = PublishRequest(topic, data, metadata=metadata)
         self._require_scope(handle, topic)
         try:
@@ -139,10 +150,14 @@ class PubSubService:
         """Publish every entry of a bulk body; None when all reached the broker."""
         raw = self._raw_payload(handle, metadata)
         try:
-            entries = parse_entries(body, metadata)
+            entries = parse_entries(body, metadata, self.max_items)
         except InvalidBulkRequest as exc:
             raise self._bulk_request_error(handle.name, topic, exc) from None
-        requests = [self._bulk_request(handle, topic, entry, metadata, raw, trace) for entry in entries]
+        requests: list[PublishRequest] = []
+        for entry in entries:
+            requests.append(self._bulk_request(handle, topic, entry, metadata, raw, trace))
+            if len(requests) % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # an envelope takes ~10 us: other requests get a turn
         self._require_scope(handle, topic)
         if not requests:
             return None
@@ -184,6 +199,8 @@ class PubSubService:
             )
         except InvalidCloudEvent as exc:
             raise errors.pubsub_cloud_event_creation(handle.name, self.app_id, str(exc)) from None
+        except JsonRefused as exc:
+            raise errors.pubsub_marshal_envelope(handle.name, topic, self.app_id, str(exc)) from None
         return PublishRequest(topic, data, metadata=broker_metadata)
 
     async def _publish_all(
@@ -195,17 +212,20 @@ class PubSubService:
                 return await handle.outbound.call_non_idempotent(publisher.bulk_publish, topic, requests)
             except ComponentError as exc:
                 return [exc] * len(requests)
-        slots = asyncio.Semaphore(BULK_CONCURRENCY)
+        # BULK_CONCURRENCY workers draw from one iterator: a task per entry would be 10,000 tasks
+        # made at once, on the loop, for a big bulk publish.
+        outcomes: list[Exception | None] = [None] * len(requests)
+        pending = iter(enumerate(requests))
 
-        async def publish_one(request: PublishRequest) -> Exception | None:
-            async with slots:
+        async def worker() -> None:
+            for index, request in pending:
                 try:
                     await handle.outbound.call_non_idempotent(handle.instance.publish, request)
                 except ComponentError as exc:
-                    return exc
-                return None
+                    outcomes[index] = exc
 
-        return await asyncio.gather(*(publish_one(request) for request in requests))
+        await asyncio.gather(*(worker() for _ in range(min(BULK_CONCURRENCY, len(requests)))))
+        return outcomes
 
     def _bulk_request_error(self, pubsub: str, topic: str, exc: InvalidBulkRequest) -> errors.ApiError:
         if exc.problem is Problem.UNMARSHAL:

@@ -104,14 +104,14 @@ async def test_entries_written_by_daprd_are_delivered(make, raw, topic):
     ]
 
 
-async def test_a_new_group_starts_at_the_end_of_the_stream(make, raw, topic):
+async def test_a_new_group_starts_at_the_beginning_of_the_stream_as_in_dapr(make, raw, topic):
     await raw.xadd(topic, {"data": b"history"})
     got: list[Message] = []
     await (await make()).subscribe(SubscribeRequest(topic), recorder(got))
     await raw.xadd(topic, {"data": b"news"})
-    await wait_until(lambda: len(got) == 1)
+    await wait_until(lambda: len(got) == 2)
     await asyncio.sleep(0.2)
-    assert [m.data for m in got] == [b"news"]
+    assert [m.data for m in got] == [b"history", b"news"]
 
 
 def test_bare_numbers_are_milliseconds_as_in_dapr():

@@ -314,6 +314,19 @@ def test_max_body_size(l8: L8Launcher) -> None:
     assert small.status_code == 204
 
 
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_max_request_items(l8: L8Launcher, how: str) -> None:
+    if how == "flag":
+        sidecar = l8(app_id="capped", args=["--max-request-items", "2"])
+    else:
+        sidecar = l8(app_id="capped", env={"L8_MAX_REQUEST_ITEMS": "2"})
+    three = [{"key": f"k{n}", "value": n} for n in range(3)]
+    refused = httpx.post(sidecar.url + STATE, json=three)
+    assert (refused.status_code, _error_code(refused)) == (400, "ERR_MALFORMED_REQUEST")
+    assert httpx.get(f"{sidecar.url}{STATE}/k0").status_code == 204
+    assert httpx.post(sidecar.url + STATE, json=three[:2]).status_code == 204
+
+
 def test_component_scopes(l8: L8Launcher, tmp_path: Path) -> None:
     resources = tmp_path / "res"
     write_component(resources, "mine", "state.in-memory", scopes=["me", "someone"])

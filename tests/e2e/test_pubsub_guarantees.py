@@ -242,3 +242,23 @@ async def test_two_app_ids_each_get_every_message(l8: L8Launcher, broker: Path, 
             assert sorted(numbers(deliveries)) == list(range(10))
             await app.quiet(0.5)
             assert len(app.received("/orders")) == 10
+
+
+async def test_redis_delivers_what_was_published_before_the_subscriber_first_started(
+    l8: L8Launcher, tmp_path: Path, topic: str, request: pytest.FixtureRequest
+) -> None:
+    """Dapr's pub/sub quickstart started publisher first: a new Redis consumer group starts at ``0``
+    (as in Dapr), so orders published before the subscriber's sidecar ever ran are delivered.
+    Kafka is left out on purpose: Dapr's ``initialOffset`` defaults to ``newest`` there, and l8's too."""
+    component_type, metadata = BROKERS["redis"](request)
+    folder = tmp_path / "resources"
+    write_component(folder, "pubsub", component_type, metadata)
+    publisher = l8.create(app_id=f"checkout-{tmp_path.name}", resources=[folder])
+    await asyncio.to_thread(publisher.start)
+    await publish(publisher, topic, *({"n": n} for n in range(1, 10)))
+
+    async with SubscriberApp(subscriptions=[subscription(topic)]) as app:
+        await sidecar(l8, app, folder, app_id="order-processor")
+        deliveries = await app.wait_for(9, path="/orders", timeout=15)
+        assert sorted(numbers(deliveries)) == list(range(1, 10))
+        assert await app.quiet(0.5) == deliveries
