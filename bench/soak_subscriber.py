@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import uvicorn
+from raw_asgi import lifespan, read_body
 
 Scope = dict[str, Any]
 
@@ -26,16 +27,9 @@ class Recorder:
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await lifespan(receive, send, _nothing, _nothing)
             return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await read_body(receive)
         path = scope["path"]
         if path == "/events":
             self.deliveries += 1
@@ -58,6 +52,10 @@ class Recorder:
             await _answer(send, 200, orjson.dumps(stats))
         else:
             await _answer(send, 404, b"")
+
+
+async def _nothing() -> None:
+    pass
 
 
 async def _answer(send: Any, status: int, body: bytes) -> None:

@@ -103,17 +103,20 @@ async def test_an_outbound_retry_policy_carries_a_save_across_a_redis_restart(
             await client.post("/v1.0/state/statestore", json=[{"key": "k", "value": 1}])
         ).status_code == 204
         await asyncio.to_thread(own_redis.stop)
+        restart = threading.Timer(1.5, own_redis.start)
         try:
             # Without a policy, one attempt: the store is down, the save fails at once.
             answer, elapsed = await timed(client.post("/v1.0/state/plain", json=[{"key": "k", "value": 2}]))
             failed(answer, "ERR_STATE_SAVE")
             assert elapsed < DEADLINE
-            threading.Timer(1.5, own_redis.start).start()
+            restart.start()
             answer, elapsed = await timed(
                 client.post("/v1.0/state/statestore", json=[{"key": "k", "value": 2}])
             )
         finally:
-            await asyncio.sleep(0)
+            # The restart finishes before the fixture stops the server (its thread polls it).
+            if restart.is_alive():
+                await asyncio.to_thread(restart.join)
         assert answer.status_code == 204, answer.text
         assert elapsed > 1.0, "saved only once Redis was back"
         assert (await client.get("/v1.0/state/statestore/k")).json() == 2
