@@ -141,7 +141,7 @@ def generated(results: dict[str, Any], results_name: str) -> str:
         "- l8: `l8 run --app-id bench --log-level warning --resources-path <dir>` with one `state.redis` "
         "component (Dapr's defaults otherwise), or with no resources path for the embedded defaults "
         "(SQLite). Its no-op route is `GET /v1.0/healthz`, the cheapest route it has: it still goes "
-        "through the middleware and FastAPI's routing and parameter parsing, so 'added latency over "
+        "through the connection protocol, the middleware and the dispatcher, so 'added latency over "
         "the no-op route' is what the state route and the Redis round trip add on top of l8's "
         "framework cost, not the framework cost itself (the comparison with the baseline shows that).",
         "- Baseline (`bench/baseline_app.py`): one raw ASGI function with one redis-py asyncio client, "
