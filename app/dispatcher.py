@@ -17,9 +17,9 @@ to the middleware, which logs it and answers 500 through the same door.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import quote, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -30,7 +30,13 @@ from routers.table import Route
 from services import errors
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?\}")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_PAGE_METHODS = ("GET", "HEAD")
 _CONVERTORS = {None: "[^/]+", "str": "[^/]+", "anykey": "(?s:.*)", "path": "(?s:.*)"}
+
+
+class BadEscape(ValueError):
+    """A path parameter whose escapes are not ``%XX`` or do not spell UTF-8 (Go answers 400)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +134,7 @@ class Dispatcher:
             params = matched.groupdict()
             for name, value in params.items():
                 if "%" in value:
-                    params[name] = unquote(value)
+                    params[name] = _unescape(value)
             return route, params, template.query[method]
         return None
 
@@ -143,9 +149,13 @@ class Dispatcher:
                 error = ApiError(refusal.status, "ERR_TOO_MANY_REQUESTS", refusal.message)
                 await send_error(send, error, [(b"retry-after", str(refusal.retry_after).encode())])
                 return
-        found = self._find(method, path)
+        try:
+            found = self._find(method, path)
+        except BadEscape as exc:
+            await send_error(send, errors.malformed(str(exc)))
+            return
         if found is None:
-            if scope["path"] in self._framework_paths:
+            if scope["path"] in self._framework_paths and _framework_page(scope):
                 await self._framework(scope, receive, send)
                 return
             if method not in self._fallback.methods:
@@ -159,8 +169,7 @@ class Dispatcher:
         request = Request(scope, receive)
         try:
             if query and scope["query_string"]:
-                values = request.query_params
-                response = await route.handler(request, **params, **_query(values, query))
+                response = await route.handler(request, **params, **_query(scope["query_string"], query))
             else:
                 response = await route.handler(request, **params)
         except ApiError as exc:
@@ -168,5 +177,27 @@ class Dispatcher:
         await response(scope, receive, send)
 
 
-def _query(values: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str | None]:
-    return {name: values.get(name) for name in names}
+def _query(raw: bytes, names: tuple[str, ...]) -> dict[str, str | None]:
+    """The first value of each name, as Go's ``Query().Get`` reads it (Starlette's would be the last)."""
+    found: dict[str, str | None] = dict.fromkeys(names)
+    for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+        if name in found and found[name] is None:
+            found[name] = value
+    return found
+
+
+def _unescape(value: str) -> str:
+    if _BAD_ESCAPE.search(value):
+        raise BadEscape(f"invalid URL escape in {value!r}")
+    try:
+        return unquote(value, errors="strict")
+    except UnicodeDecodeError:
+        raise BadEscape(f"invalid URL escape in {value!r}: not UTF-8") from None
+
+
+def _framework_page(scope: Scope) -> bool:
+    """FastAPI's pages answer GET and HEAD; anything else there, or a call naming an app, is the
+    fallback's (invocation by ``dapr-app-id``), as on any other path."""
+    if scope["method"] not in _PAGE_METHODS:
+        return False
+    return not any(name in (b"dapr-app-id", b"authorization") for name, _ in scope["headers"])

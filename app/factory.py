@@ -75,8 +75,11 @@ class SidecarApp:
             sidecar.readiness.ready = True
             try:
                 yield
-            finally:
+            finally:  # before anything closes: a late request gets "not ready", never a closed store
                 sidecar.readiness.ready = False
+                sidecar.services = None
+                self.dispatcher.limits = None
+                del self.state.runtime
 
     def framework(self) -> FastAPI:
         if self._framework is None:
@@ -93,8 +96,8 @@ class SidecarApp:
         await self.framework()(scope, receive, send)
 
     async def _lifespan_protocol(self, receive: Receive, send: Send) -> None:
-        message = await receive()
-        assert message["type"] == "lifespan.startup"
+        if (await receive())["type"] != "lifespan.startup":
+            return
         context: AbstractAsyncContextManager[None] = self.lifespan()
         try:
             await context.__aenter__()
@@ -102,9 +105,13 @@ class SidecarApp:
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
             raise
         await send({"type": "lifespan.startup.complete"})
-        message = await receive()
-        assert message["type"] == "lifespan.shutdown"
-        await context.__aexit__(None, None, None)
+        while (await receive())["type"] != "lifespan.shutdown":
+            pass
+        try:
+            await context.__aexit__(None, None, None)
+        except BaseException as exc:
+            await send({"type": "lifespan.shutdown.failed", "message": str(exc)})
+            raise
         await send({"type": "lifespan.shutdown.complete"})
 
 

@@ -128,11 +128,11 @@ class Runtime:
         except SettingsError as exc:
             raise StartupError(str(exc)) from None
         self.tcp_copy.port = settings.http_port
+        self._stack.push_async_callback(self.tcp_copy.aclose)  # closes what a failed start opened
         try:
             await self.tcp_copy.start()
         except OSError as exc:
             raise StartupError(f"tcp_copy.dir: cannot create {self.tcp_copy.policy.folder}: {exc}") from None
-        self._stack.push_async_callback(self.tcp_copy.aclose)
         self.subscriptions = list(self._declarative)
         for resource in resources.components:
             if registry.category(resource.type) == "middleware":
@@ -164,7 +164,6 @@ class Runtime:
         invocation = _invocation_service(
             settings, self.app_channel, proxy, resolver, endpoints, self.resiliency
         )
-        await self._start_name_resolution(resolver)
         self.services = Services(
             state=StateService.from_components(
                 self._of("state"), app_id, self._outbound("state"), settings.max_request_items
@@ -187,6 +186,8 @@ class Runtime:
                 rate_limits=self.rate_limits,
             ),
         )
+        # Other sidecars find this one only once every service is built.
+        await self._start_name_resolution(resolver)
         await self._start_subscriptions()
         log.info(
             "components ready",
@@ -272,11 +273,11 @@ class Runtime:
         # A registry's default address for this sidecar (advertiseAddress overrides it).
         host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "::", "") else self.settings.host
         address = f"{host}:{self.settings.http_port}"
+        self._stack.push_async_callback(resolver.aclose)  # idempotent: also after a failed start
         try:
             await resolver.start(self.settings.app_id, address)
         except SettingsError as exc:
             raise StartupError(str(exc)) from None
-        self._stack.push_async_callback(resolver.aclose)
 
     def _outbound(self, block: str) -> Callable[[LoadedComponent], Outbound]:
         """Each component's outbound Resiliency policy under the sidecar's component_timeout."""

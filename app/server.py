@@ -8,7 +8,7 @@ import contextlib
 import gc
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import structlog
 import uvicorn
@@ -40,11 +40,20 @@ class _Server(uvicorn.Server):
             for sig in handled:
                 loop.remove_signal_handler(sig)
 
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_exit = on_exit
+        """Called as stopping begins, before in-flight requests drain (health answers not ready)."""
+
+    def stop(self) -> None:
+        self.on_exit()
+        self.should_exit = True
+
     def _on_signal(self, sig: int) -> None:
         if self.should_exit and sig == signal.SIGINT:
             self.force_exit = True  # a second Ctrl-C stops waiting for in-flight requests
         log.info("stopping", signal=signal.Signals(sig).name)
-        self.should_exit = True
+        self.stop()
 
 
 def _tune_gc() -> None:
@@ -84,8 +93,8 @@ async def serve(settings: Settings) -> int:
         from mesh.tcpcopy.protocol import copying_protocol
 
         config.http = copying_protocol(copier, base=protocol)
-    server = _Server(config)
-    app.sidecar.shutdown.connect(lambda: setattr(server, "should_exit", True))
+    server = _Server(config, app.sidecar.readiness.stop)
+    app.sidecar.shutdown.connect(server.stop)
     try:
         async with app.lifespan():
             _tune_gc()

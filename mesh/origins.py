@@ -15,7 +15,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from mesh.http_client import HttpClient
+import structlog
+
+from mesh.http_client import ConnectError, HttpClient
+
+log = structlog.get_logger(__name__)
 
 
 class OriginClients:
@@ -45,7 +49,10 @@ class OriginClients:
         return origin in self._clients
 
     async def client(self, host: str, port: int) -> HttpClient:
-        """The client of ``host:port``, made on first use; marks it used now."""
+        """The client of ``host:port``, made on first use; marks it used now. Once closed, none is
+        made (a call at shutdown fails as an unreachable target would)."""
+        if self._closed:
+            raise ConnectError(f"{host}:{port}: the sidecar is shutting down")
         now = self._clock()
         key = (host, port)
         entry = self._clients.pop(key, None)
@@ -66,7 +73,10 @@ class OriginClients:
             if len(self._clients) <= self.max_origins and now - used < self.idle_timeout:
                 return
             del self._clients[key]
-            await client.aclose()
+            try:
+                await client.aclose()
+            except Exception as exc:  # the sweep goes on past one client that fails to close
+                log.warning("origin client close failed", origin=f"{key[0]}:{key[1]}", error=str(exc))
 
     async def _sweep(self) -> None:
         while True:

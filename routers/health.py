@@ -27,7 +27,7 @@ log = structlog.get_logger(__name__)
 )
 async def healthz(request: Request, appid: str | None = None) -> Response:
     readiness = sidecar(request).readiness
-    if appid is not None and appid != readiness.app_id:
+    if appid and appid != readiness.app_id:  # an empty appid is no check, as in daprd
         raise errors.health_app_id_mismatch()
     if not readiness.ready:
         raise errors.health_not_ready(["components"])

@@ -20,6 +20,10 @@ class Readiness:
         self.app_id = app_id
         self.ready = False
 
+    def stop(self) -> None:
+        """Shutdown has begun: not ready from now on, while in-flight requests finish."""
+        self.ready = False
+
 
 class ShutdownSwitch:
     """How the API asks the server to stop (``POST /v1.0/shutdown``): the server plugs in the stop."""

@@ -241,3 +241,48 @@ async def test_the_dispatcher_answers_as_the_framework_does(
 async def _reset(sidecar: Sidecar) -> None:
     await sidecar.saved("s", "k", {"n": 1})
     await sidecar.request("DELETE", "/v1.0/state/s/w")
+
+
+# -- what the review of the redesign found --------------------------------------------------------
+
+
+async def test_the_first_value_of_a_repeated_query_parameter_counts(start_sidecar: StartSidecar) -> None:
+    sidecar = await start_sidecar(app_id="me")
+    assert (await sidecar.request("GET", "/v1.0/healthz?appid=me&appid=other")).status_code == 204
+    answer = await sidecar.request("GET", "/v1.0/healthz?appid=other&appid=me")
+    assert answer.status_code == 500 and answer.json()["errorCode"] == "ERR_HEALTH_APPID_NOT_MATCH"
+    assert (await sidecar.request("GET", "/v1.0/healthz?appid=")).status_code == 204  # no check
+
+
+@pytest.mark.parametrize("key", ["%FF%28", "%C3%28", "a%ZZ", "a%2"])
+async def test_a_path_escape_that_is_not_utf8_is_refused_not_folded(
+    start_sidecar: StartSidecar, request: pytest.FixtureRequest, key: str
+) -> None:
+    sidecar = await start_sidecar(BY_ID["in-memory"].component("s", request))
+    answer = await sidecar.request("GET", f"/v1.0/state/s/{key}")
+    assert answer.status_code == 400 and answer.json()["errorCode"] == "ERR_MALFORMED_REQUEST"
+    assert (await sidecar.request("DELETE", f"/v1.0/state/s/{key}")).status_code == 400
+
+
+async def test_the_documentation_pages_are_fastapis_only_for_reading(start_sidecar: StartSidecar) -> None:
+    sidecar = await start_sidecar()
+    assert (await sidecar.request("GET", "/openapi.json")).status_code == 200
+    for method, headers in (("POST", {}), ("DELETE", {}), ("GET", {"dapr-app-id": ""})):
+        answer = await sidecar.request(method, "/openapi.json", headers=headers)
+        assert answer.status_code == 404 and answer.json()["errorCode"] == "ERR_DIRECT_INVOKE"
+    # With an app id, the path is the app's method, as on any path l8 does not serve.
+    called = await sidecar.request("GET", "/docs", headers={"dapr-app-id": "nobody"})
+    assert called.status_code == 500 and called.json()["errorCode"] == "ERR_DIRECT_INVOKE"
+
+
+async def test_after_shutdown_began_a_request_is_not_ready_not_a_closed_store(tmp_path: Any) -> None:
+    from app.factory import create_app
+    from app.settings import Settings
+
+    app = create_app(Settings.load({"data_dir": str(tmp_path)}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://l8") as client:
+        async with app.lifespan():
+            assert (await client.get("/v1.0/state/statestore/k")).status_code == 204
+        answer = await client.get("/v1.0/state/statestore/k")
+        assert answer.status_code == 500 and answer.json()["errorCode"] == "ERR_HEALTH_NOT_READY"
+        assert app.sidecar.services is None and not hasattr(app.state, "runtime")
