@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import uvicorn
+from raw_asgi import answer
 
 Scope = dict[str, Any]
 
@@ -54,9 +55,9 @@ class Subscriber:
                 self.latencies_ms.append((arrived - sent) / 1e6)
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 self.bad += 1
-            await _answer(send, 200, b"")
+            await answer(send, 200, b"")
         elif path == "/dapr/subscribe":
-            await _answer(send, 200, self.subscriptions)
+            await answer(send, 200, self.subscriptions)
         elif path == "/stats":
             values = sorted(self.latencies_ms)
             stats = {
@@ -67,21 +68,13 @@ class Subscriber:
                 "p99_ms": percentile(values, 0.99),
                 "max_ms": round(values[-1], 3) if values else None,
             }
-            await _answer(send, 200, orjson.dumps(stats))
+            await answer(send, 200, orjson.dumps(stats))
         elif path == "/reset":
             self.latencies_ms.clear()
             self.bad = 0
-            await _answer(send, 204, b"")
+            await answer(send, 204, b"")
         else:
-            await _answer(send, 404, b"")
-
-
-async def _answer(send: Any, status: int, body: bytes) -> None:
-    headers = [(b"content-length", str(len(body)).encode())]
-    if body:
-        headers.append((b"content-type", b"application/json"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+            await answer(send, 404, b"")
 
 
 def main() -> None:

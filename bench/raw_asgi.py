@@ -24,6 +24,15 @@ async def read_body(receive: Any) -> bytes:
             return b"".join(chunks)
 
 
+async def answer(send: Any, status: int, body: bytes) -> None:
+    """A whole answer: JSON when there is a body."""
+    headers = [(b"content-length", str(len(body)).encode())]
+    if body:
+        headers.append((b"content-type", b"application/json"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def lifespan(
     receive: Any, send: Any, start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]
 ) -> None:

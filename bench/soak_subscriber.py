@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import uvicorn
-from raw_asgi import lifespan, read_body
+from raw_asgi import answer, lifespan, read_body
 
 Scope = dict[str, Any]
 
@@ -39,9 +39,9 @@ class Recorder:
                 self.ids[str(event["id"])] += 1
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 self.bad += 1
-            await _answer(send, 200, b"")
+            await answer(send, 200, b"")
         elif path == "/dapr/subscribe":
-            await _answer(send, 200, self.subscriptions)
+            await answer(send, 200, self.subscriptions)
         elif path == "/stats":
             stats = {
                 "numbers": sorted(self.numbers),
@@ -49,21 +49,13 @@ class Recorder:
                 "repeated_ids": sum(1 for count in self.ids.values() if count > 1),
                 "bad": self.bad,
             }
-            await _answer(send, 200, orjson.dumps(stats))
+            await answer(send, 200, orjson.dumps(stats))
         else:
-            await _answer(send, 404, b"")
+            await answer(send, 404, b"")
 
 
 async def _nothing() -> None:
     pass
-
-
-async def _answer(send: Any, status: int, body: bytes) -> None:
-    headers = [(b"content-length", str(len(body)).encode())]
-    if body:
-        headers.append((b"content-type", b"application/json"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -35,3 +36,14 @@ def etcd_server() -> Iterator[EtcdServer]:
     their own."""
     with EtcdServer() as server:
         yield server
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis of the test's own, which it may stop, restart or freeze (SIGSTOP)."""
+    with RedisServer() as server:
+        try:
+            yield server
+        finally:
+            if server.running:
+                server.send_signal(signal.SIGCONT)  # a frozen server would not stop on SIGTERM

@@ -7,9 +7,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 
-import pytest
 import redis.asyncio
 
 from components.errors import BackendError, OutcomeUnknownError
@@ -19,16 +18,6 @@ from components.pubsub.redis import RedisPubSub
 from components.redis_connection import REDIS_ERRORS, RedisConnectionMetadata, connect
 from components.sequencer.redis import RedisSequencer
 from tests.servers import RedisServer
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        try:
-            yield server
-        finally:
-            if server.running:
-                server.send_signal(signal.SIGCONT)  # a frozen server would not stop on SIGTERM
 
 
 async def _read_back(server: RedisServer, *command: str) -> object:

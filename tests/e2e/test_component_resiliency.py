@@ -16,7 +16,6 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +33,6 @@ pytestmark = pytest.mark.e2e
 DEADLINE = 1.5
 MARGIN = 1.0
 """Start-up of the call, the deadline's tick, a loaded machine."""
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        try:
-            yield server
-        finally:
-            if server.running:
-                server.send_signal(signal.SIGCONT)  # a frozen server would not stop on SIGTERM
 
 
 def resiliency(folder: Path, policies: dict[str, Any], outbound: dict[str, str]) -> None:
