@@ -36,6 +36,9 @@ async def sidecar(start_sidecar: StartSidecar, redis_server: Any, tmp_path: Any)
         component("pubsub", "pubsub.in-memory"),
         max_body_size="16Mi",
         max_request_items=0,
+        # No deadline: four 150,000-item saves queue on one SQLite file, and on a loaded machine
+        # the last would pass component_timeout (5 s); these tests measure memory and the loop.
+        component_timeout=0,
     )
 
 
