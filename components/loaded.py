@@ -12,6 +12,7 @@ from typing import Any
 
 from components.errors import MetadataError
 from components.key_prefix import KeyPrefix
+from components.metadata import lookup
 from components.registry import category
 from components.resources import ResourceError
 
@@ -31,8 +32,7 @@ class LoadedComponent:
 
     def setting(self, name: str) -> str | None:
         """A metadata value by its name, matched case-insensitively as Dapr's decoder does."""
-        lowered = name.lower()
-        return next((value for key, value in self.metadata.items() if key.lower() == lowered), None)
+        return lookup(self.metadata, name)
 
     def error(self, message: str, field: str | None = None) -> ResourceError:
         """A start-up error naming this component's file, the component and the field."""
