@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 import structlog
 
 if TYPE_CHECKING:
+    from components.bindings.base import Binding
     from components.configuration.base import ConfigurationStore
     from components.lock.base import LockStore
     from components.pubsub.base import PubSub
@@ -163,8 +164,22 @@ CONFIGURATION: Registry[ConfigurationStore] = Registry(
     },
 )
 
+BINDINGS: Registry[Binding] = Registry(
+    "bindings",
+    "components.bindings.base:Binding",
+    {
+        "bindings.cron": "components.bindings.cron:CronBinding",
+        "bindings.http": "components.bindings.http:HttpBinding",
+        "bindings.localstorage": "components.bindings.localstorage:LocalStorageBinding",
+        "bindings.redis": "components.bindings.redis:RedisBinding",
+        "bindings.postgresql": "components.bindings.postgres:PostgresBinding",
+        "bindings.postgres": "components.bindings.postgres:PostgresBinding",
+        "bindings.kafka": "components.bindings.kafka:KafkaBinding",
+    },
+)
+
 REGISTRIES: Mapping[str, Registry[Component]] = {
-    registry.block: registry for registry in (STATE, PUBSUB, LOCK, SEQUENCER, CONFIGURATION)
+    registry.block: registry for registry in (STATE, PUBSUB, LOCK, SEQUENCER, CONFIGURATION, BINDINGS)
 }
 
 

@@ -25,13 +25,21 @@ class ApiError(Exception):
     """An answer in Dapr's error shape: ``{"errorCode", "message"[, "details"]}``."""
 
     def __init__(
-        self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: list[dict[str, Any]] | None = None,
+        *,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        self.headers = headers
+        """Answered beside the body (an output binding's ``metadata.<key>`` on its failure)."""
 
     def body(self) -> bytes:
         payload: dict[str, Any] = {"errorCode": self.code, "message": self.message}
@@ -392,4 +400,17 @@ def configuration_save_failed(store: str, error: Exception | str) -> ApiError:
 def configuration_delete_failed(store: str, error: Exception | str) -> ApiError:
     return ApiError(
         500, "ERR_CONFIGURATION_DELETE", f"failed to delete configuration from store {store}: {error}"
+    )
+
+
+# -- bindings --------------------------------------------------------------------------------------
+
+
+def invoke_output_binding_failed(
+    name: str, reason: Exception | str, headers: dict[str, str] | None = None
+) -> ApiError:
+    """Every output binding failure (not found, no or unsupported operation, the binding's own),
+    with the binding's answer metadata as ``metadata.<key>`` headers when it gave any."""
+    return ApiError(
+        500, "ERR_INVOKE_OUTPUT_BINDING", f"error invoking output binding {name}: {reason}", headers=headers
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.bindings import BindingsService
 from services.configuration import ConfigurationService
 from services.invocation import InvocationService
 from services.lock import LockService
@@ -23,3 +24,4 @@ class Services:
     sequencer: SequencerService
     configuration: ConfigurationService
     metadata: MetadataService
+    bindings: BindingsService
