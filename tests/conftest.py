@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import EtcdServer, KafkaServer, RedisServer
+from tests.servers import EtcdServer, KafkaServer, PostgresServer, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +35,13 @@ def etcd_server() -> Iterator[EtcdServer]:
     """One etcd for the whole session, on free client and peer ports; tests use key prefixes of
     their own."""
     with EtcdServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL for the whole session, on a free port; tests use tables of their own."""
+    with PostgresServer() as server:
         yield server
 
 

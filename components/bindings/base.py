@@ -18,7 +18,8 @@ Edge cases every backend honours (tests/conformance/test_bindings_conformance.py
   handler returning means the event is done (acknowledged where the source knows acknowledgements);
   the handler raising means it was not, and the binding retries or redelivers as its source
   allows (Kafka: the same offset again; cron: that tick is lost, as in Dapr).
-* ``Reader.stop()`` and ``close()`` are idempotent; once ``stop()`` returns no handler call starts.
+* ``Reader.stop()`` and ``close()`` are idempotent; once ``stop()`` returns no handler call starts,
+  and once ``close()`` returns every ``invoke`` fails.
 """
 
 from __future__ import annotations

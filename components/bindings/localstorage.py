@@ -160,7 +160,7 @@ class LocalStorageBinding:
 
     async def invoke(self, request: InvokeRequest) -> InvokeResponse | None:
         if self._root is None:
-            raise BackendError("localstorage binding is not initialised")
+            raise BackendError("localstorage binding is not initialised or already closed")
         name = request.metadata.get(FILE_NAME, "")
         if not name and request.operation == CREATE:
             name = str(uuid.uuid4())
@@ -192,7 +192,7 @@ class LocalStorageBinding:
         raise BindingError(f"unsupported operation {operation}")
 
     async def close(self) -> None:
-        return None
+        self._root = None
 
 
 def _list(folder: Path) -> bytes:

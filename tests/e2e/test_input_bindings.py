@@ -80,7 +80,9 @@ async def test_the_probe_decides_what_is_read(l8: L8Launcher, tmp_path: Path) ->
         assert components["absent"]["capabilities"] == ["INPUT_BINDING"]
 
 
-async def test_an_unread_binding_is_probed_again_when_the_app_comes_back(l8: L8Launcher, tmp_path: Path) -> None:
+async def test_an_unread_binding_is_probed_again_when_the_app_comes_back(
+    l8: L8Launcher, tmp_path: Path
+) -> None:
     resources = tmp_path / "resources"
     write_component(resources, "tick", "bindings.cron", {"schedule": "@every 1s"})
     async with SubscriberApp() as app:
@@ -92,8 +94,6 @@ async def test_an_unread_binding_is_probed_again_when_the_app_comes_back(l8: L8L
     async with SubscriberApp(port=port) as back:
         await posts(back, "/tick", 2)
         assert back.received("/tick")[0].method == "OPTIONS"
-
-
 
 
 async def test_kafka_events_and_redelivery(l8: L8Launcher, tmp_path: Path, kafka_server: object) -> None:
@@ -128,7 +128,11 @@ async def test_kafka_events_and_redelivery(l8: L8Launcher, tmp_path: Path, kafka
         async with httpx.AsyncClient(base_url=process.url) as client:
             answer = await client.post(
                 "/v1.0/bindings/orders",
-                json={"operation": "create", "data": {"id": 7}, "metadata": {"partitionKey": "k7", "source": "test"}},
+                json={
+                    "operation": "create",
+                    "data": {"id": 7},
+                    "metadata": {"partitionKey": "k7", "source": "test"},
+                },
             )
             assert answer.status_code == 204, answer.text
             events = await posts(app, "/orders", 2, within=20)

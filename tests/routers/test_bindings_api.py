@@ -24,7 +24,9 @@ async def files(start_sidecar: StartSidecar, tmp_path: Path) -> tuple[Sidecar, P
     return await start_sidecar(component("files", "bindings.localstorage", rootPath=str(root))), root
 
 
-async def invoke(sidecar: Sidecar, body: Any, name: str = "files", method: str = "POST", **kwargs: Any) -> Any:
+async def invoke(
+    sidecar: Sidecar, body: Any, name: str = "files", method: str = "POST", **kwargs: Any
+) -> Any:
     if isinstance(body, bytes):
         return await sidecar.request(method, f"{BINDINGS}/{name}", content=body, **kwargs)
     return await sidecar.request(method, f"{BINDINGS}/{name}", json=body, **kwargs)
@@ -84,14 +86,31 @@ async def test_create_without_a_file_name_uses_a_uuid(files: tuple[Sidecar, Path
     [
         (b"{not json", None),
         (b"", "failed deserializing HTTP body: unexpected end of JSON input"),
-        (b"[]", "failed deserializing HTTP body: json: cannot unmarshal array into Go value of type http.OutputBindingRequest"),
-        (b'"x"', "failed deserializing HTTP body: json: cannot unmarshal string into Go value of type http.OutputBindingRequest"),
-        (b'{"operation": 5}', "failed deserializing HTTP body: json: cannot unmarshal number into Go field OutputBindingRequest.operation of type string"),
-        (b'{"operation": "create", "metadata": []}', "failed deserializing HTTP body: json: cannot unmarshal array into Go field OutputBindingRequest.metadata of type map[string]string"),
-        (b'{"operation": "create", "metadata": {"a": 1}}', "failed deserializing HTTP body: json: cannot unmarshal number into Go field OutputBindingRequest.metadata of type string"),
+        (
+            b"[]",
+            "failed deserializing HTTP body: json: cannot unmarshal array into Go value of type http.OutputBindingRequest",
+        ),
+        (
+            b'"x"',
+            "failed deserializing HTTP body: json: cannot unmarshal string into Go value of type http.OutputBindingRequest",
+        ),
+        (
+            b'{"operation": 5}',
+            "failed deserializing HTTP body: json: cannot unmarshal number into Go field OutputBindingRequest.operation of type string",
+        ),
+        (
+            b'{"operation": "create", "metadata": []}',
+            "failed deserializing HTTP body: json: cannot unmarshal array into Go field OutputBindingRequest.metadata of type map[string]string",
+        ),
+        (
+            b'{"operation": "create", "metadata": {"a": 1}}',
+            "failed deserializing HTTP body: json: cannot unmarshal number into Go field OutputBindingRequest.metadata of type string",
+        ),
     ],
 )
-async def test_bad_bodies_are_400_malformed(files: tuple[Sidecar, Path], body: bytes, message: str | None) -> None:
+async def test_bad_bodies_are_400_malformed(
+    files: tuple[Sidecar, Path], body: bytes, message: str | None
+) -> None:
     sidecar, root = files
     response = await invoke(sidecar, body)
     assert_error(response, 400, "ERR_MALFORMED_REQUEST")
@@ -105,12 +124,28 @@ async def test_bad_bodies_are_400_malformed(files: tuple[Sidecar, Path], body: b
 @pytest.mark.parametrize(
     ("name", "body", "message"),
     [
-        ("files", {"data": 1}, "error invoking output binding files: operation field is missing from request"),
-        ("files", {"operation": ""}, "error invoking output binding files: operation field is missing from request"),
-        ("nope", {"operation": "create"}, "error invoking output binding nope: couldn't find output binding nope"),
+        (
+            "files",
+            {"data": 1},
+            "error invoking output binding files: operation field is missing from request",
+        ),
+        (
+            "files",
+            {"operation": ""},
+            "error invoking output binding files: operation field is missing from request",
+        ),
+        (
+            "nope",
+            {"operation": "create"},
+            "error invoking output binding nope: couldn't find output binding nope",
+        ),
         # The operation is checked first, as daprd does.
         ("nope", {}, "error invoking output binding nope: operation field is missing from request"),
-        ("files", {"operation": "exec"}, "error invoking output binding files: binding files does not support operation exec. supported operations:create get list delete"),
+        (
+            "files",
+            {"operation": "exec"},
+            "error invoking output binding files: binding files does not support operation exec. supported operations:create get list delete",
+        ),
     ],
 )
 async def test_invocation_errors_are_500_with_daprs_messages(
@@ -130,7 +165,9 @@ async def test_a_binding_failure_is_500(files: tuple[Sidecar, Path]) -> None:
     assert response.json()["message"].startswith("error invoking output binding files: file not found: ")
 
 
-@pytest.mark.parametrize("name", ["../escape", "/etc/escape", "a/../../escape", "../../../../../../tmp/escape"])
+@pytest.mark.parametrize(
+    "name", ["../escape", "/etc/escape", "a/../../escape", "../../../../../../tmp/escape"]
+)
 async def test_no_file_name_escapes_the_root(files: tuple[Sidecar, Path], name: str) -> None:
     sidecar, root = files
     response = await invoke(sidecar, {"operation": "create", "data": "x", "metadata": {"fileName": name}})
@@ -149,7 +186,9 @@ async def test_a_symlink_cannot_lead_out_of_the_root(files: tuple[Sidecar, Path]
     (root / "link").symlink_to(outside)
     response = await invoke(sidecar, {"operation": "get", "metadata": {"fileName": "link/secret"}})
     assert_error(response, 500, "ERR_INVOKE_OUTPUT_BINDING")  # read as <root>/<outside>/secret: missing
-    response = await invoke(sidecar, {"operation": "create", "data": "x", "metadata": {"fileName": "link/new"}})
+    response = await invoke(
+        sidecar, {"operation": "create", "data": "x", "metadata": {"fileName": "link/new"}}
+    )
     assert response.status_code == 200
     assert not (outside / "new").exists()
     response = await invoke(sidecar, {"operation": "get", "metadata": {"fileName": "nul\u0000name"}})
@@ -179,7 +218,12 @@ async def http_server() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
 
     async def handle(request: web.Request) -> web.Response:
         seen.append(
-            {"method": request.method, "path": request.path, "headers": dict(request.headers), "body": await request.read()}
+            {
+                "method": request.method,
+                "path": request.path,
+                "headers": dict(request.headers),
+                "body": await request.read(),
+            }
         )
         status = int(request.query.get("status", "200"))
         return web.Response(status=status, body=b'{"ok":true}', headers={"X-Answer": "yes"})
@@ -205,7 +249,11 @@ async def test_http_binding_answer_metadata_and_trace(
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     response = await invoke(
         sidecar,
-        {"operation": "post", "data": {"x": 1}, "metadata": {"path": "orders", "X-Custom": "c", "lower": "not a header"}},
+        {
+            "operation": "post",
+            "data": {"x": 1},
+            "metadata": {"path": "orders", "X-Custom": "c", "lower": "not a header"},
+        },
         name="web",
         headers={"traceparent": parent, "baggage": "k=v"},
     )
@@ -245,7 +293,10 @@ async def test_http_binding_answer_metadata_and_trace(
     ],
 )
 async def test_data_reaches_the_binding_as_json_marshal_writes_it(
-    start_sidecar: StartSidecar, http_server: tuple[str, list[dict[str, Any]]], body: dict[str, Any], sent: bytes
+    start_sidecar: StartSidecar,
+    http_server: tuple[str, list[dict[str, Any]]],
+    body: dict[str, Any],
+    sent: bytes,
 ) -> None:
     url, seen = http_server
     sidecar = await start_sidecar(component("web", "bindings.http", url=url))
@@ -254,7 +305,9 @@ async def test_data_reaches_the_binding_as_json_marshal_writes_it(
     assert seen[-1]["body"] == sent
 
 
-async def test_metadata_lists_bindings_with_their_directions(start_sidecar: StartSidecar, tmp_path: Path) -> None:
+async def test_metadata_lists_bindings_with_their_directions(
+    start_sidecar: StartSidecar, tmp_path: Path
+) -> None:
     sidecar = await start_sidecar(
         component("files", "bindings.localstorage", rootPath=str(tmp_path / "f")),
         component("tick", "bindings.cron", schedule="@every 1h"),
