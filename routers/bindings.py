@@ -25,22 +25,24 @@ def _trace(request: Request) -> TraceHeaders:
     return TraceHeaders(traceparent, tracestate, baggage)
 
 
-@routes.route(
-    "/v1.0/bindings/{name}",
-    ["POST", "PUT"],
-    summary="Invoke an output binding",
-    description="The binding's answer: 204 when it has none, else 200 with its bytes (Content-Type "
+_DOC = {
+    "summary": "Invoke an output binding",
+    "description": "The binding's answer: 204 when it has none, else 200 with its bytes (Content-Type "
     "application/json unless the binding says otherwise), even when empty. The binding's answer "
     "metadata comes back as metadata.<key> headers, also beside an error. The request's traceparent, "
     "tracestate and baggage reach the binding in its metadata.",
-    openapi_extra=schemas.json_body(schemas.ref(schemas.OutputBindingRequest)),
-    responses={
+    "openapi_extra": schemas.json_body(schemas.ref(schemas.OutputBindingRequest)),
+    "responses": {
         200: {"description": "The binding's answer, as it gave it", "content": {"*/*": {}}},
         204: {"description": "The binding has nothing to answer"},
         **schemas.errors_doc({400: ["ERR_MALFORMED_REQUEST"], 500: ["ERR_INVOKE_OUTPUT_BINDING"]}),
     },
-    response_class=Response,
-)
+    "response_class": Response,
+}
+
+
+@routes.post("/v1.0/bindings/{name}", operation_id="invoke_binding", **_DOC)
+@routes.put("/v1.0/bindings/{name}", operation_id="invoke_binding_put", **_DOC)
 async def invoke_binding(request: Request, name: str) -> Response:
     body = await read_json(request, prefix="failed deserializing HTTP body: ")
     answer = await services(request).bindings.output.invoke(name, body, _trace(request))

@@ -159,7 +159,7 @@ async def test_invocation_errors_are_500_with_daprs_messages(
 
 
 async def test_a_binding_failure_is_500(files: tuple[Sidecar, Path]) -> None:
-    sidecar, root = files
+    sidecar, _root = files
     response = await invoke(sidecar, {"operation": "get", "metadata": {"fileName": "missing"}})
     assert_error(response, 500, "ERR_INVOKE_OUTPUT_BINDING")
     assert response.json()["message"].startswith("error invoking output binding files: file not found: ")
