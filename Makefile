@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest openapi bench bench-state bench-pubsub bench-invoke bench-coordination soak servers clean
+.PHONY: run test lint typecheck pytest openapi bench bench-state bench-pubsub bench-invoke bench-coordination bench-bindings soak servers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,7 +57,7 @@ test: lint pytest
 openapi: $(VENV)/.runtime
 	$(BIN)/l8 openapi > openapi/openapi.json
 
-bench: bench-state bench-pubsub bench-invoke bench-coordination
+bench: bench-state bench-pubsub bench-invoke bench-coordination bench-bindings
 
 bench-state: $(VENV)/.test servers
 	$(BIN)/python bench/state_bench.py
@@ -70,6 +70,9 @@ bench-invoke: $(VENV)/.test
 
 bench-coordination: $(VENV)/.test servers
 	$(BIN)/python bench/coordination_bench.py
+
+bench-bindings: $(VENV)/.test
+	$(BIN)/python bench/bindings_bench.py
 
 # The soak (bench/soak.py): load with Redis killed and frozen, l8 killed, bad inputs; figures into
 # docs/reliability.md. About 5 minutes; never part of `make test`. ARGS="--seconds 90" shortens it.

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from tests.e2e.process import L8Launcher, L8Process, write_component
 from tests.subscriber_app import Delivery, SubscriberApp
@@ -142,3 +143,32 @@ async def test_kafka_events_and_redelivery(l8: L8Launcher, tmp_path: Path, kafka
         assert events[1].headers["__topic"] == topic
         await asyncio.sleep(1.0)
         assert len([d for d in app.received("/orders") if d.method == "POST"]) == 2  # acknowledged
+
+
+async def test_the_inbound_resiliency_policy_retries_an_event_in_the_sidecar(
+    l8: L8Launcher, tmp_path: Path
+) -> None:
+    resources = tmp_path / "resources"
+    write_component(resources, "tick", "bindings.cron", {"schedule": "@every 2s"})
+    policy = {
+        "apiVersion": "dapr.io/v1alpha1",
+        "kind": "Resiliency",
+        "metadata": {"name": "bindings"},
+        "spec": {
+            "policies": {"retries": {"quick": {"policy": "constant", "duration": "50ms", "maxRetries": 3}}},
+            "targets": {"components": {"tick": {"inbound": {"retry": "quick"}}}},
+        },
+    }
+    (resources / "resiliency.yaml").write_text(yaml.safe_dump(policy), encoding="utf-8")
+    async with SubscriberApp() as app:
+        answers = iter([500, 503, 200])
+
+        def answer(delivery: Delivery) -> int:
+            return next(answers, 200) if delivery.method == "POST" else 200
+
+        app.respond_with("/tick", answer)
+        await sidecar(l8, app, resources)
+        first, second, third = await posts(app, "/tick", 3, within=8)
+        # One tick, delivered three times within the policy's 50 ms pauses (not a tick apart).
+        assert first.headers["readTimeUTC"] == second.headers["readTimeUTC"] == third.headers["readTimeUTC"]
+        assert third.arrived - first.arrived < 1.0
