@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from components.configuration.base import ConfigurationStore
     from components.lock.base import LockStore
     from components.pubsub.base import PubSub
+    from components.secretstores.base import SecretStore
     from components.sequencer.base import Sequencer
     from components.state.base import StateStore
 
@@ -163,8 +164,18 @@ CONFIGURATION: Registry[ConfigurationStore] = Registry(
     },
 )
 
+SECRETSTORES: Registry[SecretStore] = Registry(
+    "secretstores",
+    "components.secretstores.base:SecretStore",
+    {
+        "secretstores.local.file": "components.secretstores.local_file:LocalFileSecretStore",
+        "secretstores.local.env": "components.secretstores.local_env:LocalEnvSecretStore",
+        "secretstores.redis": "components.secretstores.redis:RedisSecretStore",
+    },
+)
+
 REGISTRIES: Mapping[str, Registry[Component]] = {
-    registry.block: registry for registry in (STATE, PUBSUB, LOCK, SEQUENCER, CONFIGURATION)
+    registry.block: registry for registry in (STATE, PUBSUB, LOCK, SEQUENCER, CONFIGURATION, SECRETSTORES)
 }
 
 

@@ -5,7 +5,18 @@ invocation by the ``dapr-app-id`` header) comes last."""
 
 from __future__ import annotations
 
-from routers import configuration, fallback, health, invoke, lock, metadata, pubsub, sequencer, state
+from routers import (
+    configuration,
+    fallback,
+    health,
+    invoke,
+    lock,
+    metadata,
+    pubsub,
+    secrets,
+    sequencer,
+    state,
+)
 from routers.table import Route
 
 ROUTES: tuple[Route, ...] = (
@@ -15,6 +26,7 @@ ROUTES: tuple[Route, ...] = (
     *lock.routes.routes,
     *sequencer.routes.routes,
     *configuration.routes.routes,
+    *secrets.routes.routes,
     *metadata.routes.routes,
     *health.routes.routes,
 )

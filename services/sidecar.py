@@ -10,6 +10,7 @@ from services.invocation import InvocationService
 from services.lock import LockService
 from services.metadata import MetadataService
 from services.pubsub.publisher import PubSubService
+from services.secrets import SecretsService
 from services.sequencer import SequencerService
 from services.state import StateService
 
@@ -22,4 +23,5 @@ class Services:
     lock: LockService
     sequencer: SequencerService
     configuration: ConfigurationService
+    secrets: SecretsService
     metadata: MetadataService

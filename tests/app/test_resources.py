@@ -109,8 +109,8 @@ spec:
         ),
         (
             "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: c}\n"
-            "spec: {type: state.redis, metadata: [{name: p, secretKeyRef: {name: s}}]}\n",
-            "secretKeyRef needs a secret store",
+            "spec: {type: state.redis, metadata: [{name: p, secretKeyRef: {key: s}}]}\n",
+            "component 'c': field 'p': secretKeyRef needs a name",
         ),
         (
             "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: c}\n"
