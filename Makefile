@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest openapi bench bench-state bench-pubsub bench-invoke bench-coordination soak servers clean
+.PHONY: run test lint typecheck pytest openapi bench bench-state bench-pubsub bench-invoke bench-coordination bench-secrets soak servers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,13 @@ lint: $(VENV)/.test
 typecheck: $(VENV)/.test
 	$(BIN)/mypy
 
-pytest: $(VENV)/.test servers
+# The Dapr JS SDK the compat tests drive (tests/compat/js; Node.js and npm come with the machine).
+JS_SDK := tests/compat/js/node_modules/.installed
+$(JS_SDK): tests/compat/js/package.json tests/compat/js/package-lock.json
+	cd tests/compat/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+pytest: $(VENV)/.test servers $(JS_SDK)
 	$(BIN)/pytest
 
 test: lint pytest
@@ -56,7 +62,7 @@ test: lint pytest
 openapi: $(VENV)/.runtime
 	$(BIN)/l8 openapi > openapi/openapi.json
 
-bench: bench-state bench-pubsub bench-invoke bench-coordination
+bench: bench-state bench-pubsub bench-invoke bench-coordination bench-secrets
 
 bench-state: $(VENV)/.test servers
 	$(BIN)/python bench/state_bench.py
@@ -69,6 +75,9 @@ bench-invoke: $(VENV)/.test
 
 bench-coordination: $(VENV)/.test servers
 	$(BIN)/python bench/coordination_bench.py
+
+bench-secrets: $(VENV)/.test servers
+	$(BIN)/python bench/secrets_bench.py
 
 # The soak (bench/soak.py): load with Redis killed and frozen, l8 killed, bad inputs; figures into
 # docs/reliability.md. About 5 minutes; never part of `make test`. ARGS="--seconds 90" shortens it.
