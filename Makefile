@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest openapi bench bench-state bench-pubsub bench-invoke bench-coordination bench-bindings soak servers clean
+.PHONY: run test lint typecheck pytest openapi bench bench-state bench-pubsub bench-invoke bench-coordination bench-secrets bench-bindings soak servers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,7 +48,13 @@ lint: $(VENV)/.test
 typecheck: $(VENV)/.test
 	$(BIN)/mypy
 
-pytest: $(VENV)/.test servers
+# The Dapr JS SDK the compat tests drive (tests/compat/js; Node.js and npm come with the machine).
+JS_SDK := tests/compat/js/node_modules/.installed
+$(JS_SDK): tests/compat/js/package.json tests/compat/js/package-lock.json
+	cd tests/compat/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+pytest: $(VENV)/.test servers $(JS_SDK)
 	$(BIN)/pytest
 
 test: lint pytest
@@ -57,7 +63,7 @@ test: lint pytest
 openapi: $(VENV)/.runtime
 	$(BIN)/l8 openapi > openapi/openapi.json
 
-bench: bench-state bench-pubsub bench-invoke bench-coordination bench-bindings
+bench: bench-state bench-pubsub bench-invoke bench-coordination bench-secrets bench-bindings
 
 bench-state: $(VENV)/.test servers
 	$(BIN)/python bench/state_bench.py
@@ -70,6 +76,9 @@ bench-invoke: $(VENV)/.test
 
 bench-coordination: $(VENV)/.test servers
 	$(BIN)/python bench/coordination_bench.py
+
+bench-secrets: $(VENV)/.test servers
+	$(BIN)/python bench/secrets_bench.py
 
 bench-bindings: $(VENV)/.test
 	$(BIN)/python bench/bindings_bench.py

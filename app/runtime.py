@@ -36,6 +36,9 @@ from services.pubsub.discovery import SubscriptionDiscovery
 from services.pubsub.publisher import PubSubService
 from services.pubsub.subscriber import Subscriber
 from services.pubsub.subscriptions import Subscription
+from services.secret_refs import SecretRefs
+from services.secret_scopes import SecretScopes
+from services.secrets import SecretsService
 from services.sequencer import SequencerService
 from services.sidecar import Services
 from services.state import StateService
@@ -86,6 +89,7 @@ class Runtime:
         self.subscriptions: list[Subscription] = []
         """Every subscription this sidecar knows (declarative and the app's), for the metadata API."""
         self._declarative: list[Subscription] = []
+        self._secret_refs = SecretRefs(())
         self._stack = contextlib.AsyncExitStack()
 
     services: Services
@@ -120,7 +124,7 @@ class Runtime:
                 resources = embedded_defaults(settings)
             self.resiliency = Resiliency.from_resources(resources.others, app_id)
             self._declarative = declarative_subscriptions(resources.others, app_id)
-            endpoints = http_endpoints(resources.others, app_id)
+            scopes = SecretScopes.from_configurations(_configurations(settings, resources))
             resolver = build_resolver(settings.name_resolution)
             self.rate_limits = _rate_limits(settings, resources)
             self._stack.push_async_callback(self.rate_limits.aclose)
@@ -135,9 +139,11 @@ class Runtime:
         except OSError as exc:
             raise StartupError(f"tcp_copy.dir: cannot create {self.tcp_copy.policy.folder}: {exc}") from None
         self.subscriptions = list(self._declarative)
+        await self._start_secret_stores(resources.components)
+        endpoints = await http_endpoints(resources.others, app_id, self._secret_refs)
         for resource in resources.components:
-            if registry.category(resource.type) == "middleware":
-                continue  # applied by the pipelines that name them (mesh/ratelimit)
+            if registry.category(resource.type) in ("middleware", "secretstores"):
+                continue  # middleware: applied by the pipelines that name them (mesh/ratelimit)
             component = await self._start_component(resource)
             if component is not None:
                 self.components.add(component)
@@ -177,6 +183,9 @@ class Runtime:
             lock=LockService.from_components(self._of("lock"), app_id, self._outbound("lock")),
             sequencer=sequencer,
             configuration=configuration,
+            secrets=SecretsService.from_components(
+                self._of("secretstores"), scopes, self._outbound("secretstores")
+            ),
             metadata=MetadataService(
                 app_id,
                 Versions(dapr=DAPR_API_VERSION, l8=__version__),
@@ -199,15 +208,49 @@ class Runtime:
             resources=[str(p) for p in settings.resources_paths] or EMBEDDED,
         )
 
+    async def _start_secret_stores(self, resources: list[ComponentResource]) -> None:
+        """Secret stores start first, each once the store its own ``secretKeyRef`` reads has
+        (a ``local.file`` holding the password of a ``redis`` store, say)."""
+        pending = [r for r in resources if registry.category(r.type) == "secretstores"]
+        refs = self._secret_refs = SecretRefs(
+            [r.name for r in pending], timeout=self.settings.component_timeout
+        )
+        while pending:
+            ready = [r for r in pending if not r.secret_refs or refs.ready(r.secret_store, r.name)]
+            for resource in ready or pending[:1]:  # none ready: a cycle, the first one says so
+                pending.remove(resource)
+                component = await self._start_component(resource)
+                if component is not None:
+                    self.components.add(component)
+                    refs.stores[component.name] = component.instance
+
     async def _start_component(self, resource: ComponentResource) -> LoadedComponent | None:
+        refs = self._secret_refs
+
         def fail(message: str, field: str | None = None) -> StartupError:
-            return StartupError(str(ResourceError(resource.source, message, resource.name, field)))
+            error = ResourceError(resource.source, message, resource.name, field)
+            return StartupError(refs.scrub(str(error)))
 
         try:
             instance = registry.create(resource.type, resource.version)
         except registry.UnknownComponentType as exc:
             raise fail(str(exc), "spec.type") from None
         metadata = dict(resource.metadata)
+        for ref in resource.secret_refs:
+            try:
+                metadata[ref.field] = await refs.value(
+                    resource.secret_store,
+                    ref.name,
+                    ref.key,
+                    source=resource.source,
+                    resource=resource.name,
+                    field=ref.field,
+                )
+            except ResourceError as exc:
+                if resource.ignore_errors:
+                    log.warning("component skipped (ignoreErrors)", error=str(exc))
+                    return None
+                raise StartupError(str(exc)) from None
         if registry.category(resource.type) == "pubsub" and not lookup(metadata, "consumerID"):
             # Dapr's default: consumers of one app id share one consumer group. Sidecars started
             # without an app id share the group "l8".
@@ -309,12 +352,18 @@ class Runtime:
         return list(self.components.of(block).values())
 
 
-def _rate_limits(settings: Settings, resources: Resources) -> RateLimits:
+def _configurations(settings: Settings, resources: Resources) -> list[tuple[dict[str, Any], str]]:
+    """Every Configuration spec with its source: --config's, then those among the resources."""
     configurations = [(settings.dapr_configuration, "--config")] if settings.dapr_configuration else []
     for kind, document, source in resources.others:
         spec = document.get("spec") or {}
         if kind == "Configuration" and spec != settings.dapr_configuration:  # the same file once
             configurations.append((spec, source))
+    return configurations
+
+
+def _rate_limits(settings: Settings, resources: Resources) -> RateLimits:
+    configurations = _configurations(settings, resources)
     middleware = {
         resource.name: (resource.type, resource.metadata, resource.source)
         for resource in resources.components

@@ -35,6 +35,11 @@ class OutcomeUnknownError(BackendError):
     blindly."""
 
 
+class NotFoundError(ComponentError):
+    """The store answered that the item asked for does not exist (a secret, a file): an answer,
+    never retried and never counted against the store by a circuit breaker."""
+
+
 class StateError(ComponentError):
     """A state operation was refused by the store for a reason other than its backend failing."""
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from components.configuration.base import ConfigurationStore
     from components.lock.base import LockStore
     from components.pubsub.base import PubSub
+    from components.secretstores.base import SecretStore
     from components.sequencer.base import Sequencer
     from components.state.base import StateStore
 
@@ -164,6 +165,15 @@ CONFIGURATION: Registry[ConfigurationStore] = Registry(
     },
 )
 
+SECRETSTORES: Registry[SecretStore] = Registry(
+    "secretstores",
+    "components.secretstores.base:SecretStore",
+    {
+        "secretstores.local.file": "components.secretstores.local_file:LocalFileSecretStore",
+        "secretstores.local.env": "components.secretstores.local_env:LocalEnvSecretStore",
+        "secretstores.redis": "components.secretstores.redis:RedisSecretStore",
+    },
+)
 BINDINGS: Registry[Binding] = Registry(
     "bindings",
     "components.bindings.base:Binding",
@@ -179,7 +189,8 @@ BINDINGS: Registry[Binding] = Registry(
 )
 
 REGISTRIES: Mapping[str, Registry[Component]] = {
-    registry.block: registry for registry in (STATE, PUBSUB, LOCK, SEQUENCER, CONFIGURATION, BINDINGS)
+    registry.block: registry
+    for registry in (STATE, PUBSUB, LOCK, SEQUENCER, CONFIGURATION, SECRETSTORES, BINDINGS)
 }
 
 

@@ -4,8 +4,9 @@ read them and otherwise skipped with a log line.
 
 Metadata values may be any YAML scalar. Supported substitutions: ``envRef: VAR`` (Dapr's), the
 placeholders ``{uuid}``, ``{appID}``, ``{podName}`` and ``{namespace}`` (Dapr's), and
-``{env:VAR}`` / ``{env:VAR:default}`` inside a value (l8's). ``secretKeyRef`` needs a secret store,
-which l8 does not have yet: it fails start-up with a message saying so.
+``{env:VAR}`` / ``{env:VAR:default}`` inside a value (l8's). A ``secretKeyRef: {name, key}`` item is
+kept as a :class:`SecretRef` (``key`` defaults to ``name``, as in Dapr) with the component's
+``auth.secretStore``: the runtime resolves it from that secret store before the component starts.
 """
 
 from __future__ import annotations
@@ -47,6 +48,15 @@ class ResourceError(Exception):
 
 
 @dataclass(slots=True, frozen=True)
+class SecretRef:
+    """A metadata field whose value is a secret: ``field`` takes key ``key`` of secret ``name``."""
+
+    field: str
+    name: str
+    key: str
+
+
+@dataclass(slots=True, frozen=True)
 class ComponentResource:
     name: str
     type: str
@@ -56,6 +66,10 @@ class ComponentResource:
     scopes: tuple[str, ...] = ()
     ignore_errors: bool = False
     init_timeout: float = 5.0
+    secret_refs: tuple[SecretRef, ...] = ()
+    """Metadata fields still to be read from a secret store (absent from ``metadata`` until then)."""
+    secret_store: str = ""
+    """``auth.secretStore``: where ``secret_refs`` are read."""
 
 
 @dataclass(slots=True)
@@ -140,19 +154,37 @@ def _component(document: dict[str, Any], source: str, app_id: str) -> ComponentR
         init_timeout = parse_duration(spec.get("initTimeout", "5s")).total_seconds()
     except ValueError as exc:
         raise ResourceError(source, str(exc), name, "spec.initTimeout") from None
+    auth = document.get("auth") or {}
+    if not isinstance(auth, dict) or not isinstance(auth.get("secretStore", ""), str):
+        raise ResourceError(source, "auth must be {secretStore: <name>}", name, "auth.secretStore")
+    secret_refs: list[SecretRef] = []
     return ComponentResource(
         name=name,
         type=component_type,
         version="" if version is None else str(version),
-        metadata=_metadata(spec.get("metadata"), source, name, app_id),
+        metadata=_metadata(spec.get("metadata"), source, name, app_id, secret_refs),
         source=source,
         scopes=tuple(str(scope) for scope in scopes),
         ignore_errors=is_truthy(spec.get("ignoreErrors", False)),
         init_timeout=init_timeout,
+        secret_refs=tuple(secret_refs),
+        secret_store=auth.get("secretStore", ""),
     )
 
 
-def _metadata(items: Any, source: str, component: str, app_id: str) -> dict[str, str]:
+def secret_key_ref(value: Any, source: str, component: str | None, field: str) -> tuple[str, str]:
+    """``(name, key)`` of a ``secretKeyRef: {name, key}`` (``key`` defaults to ``name``)."""
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str) or not value["name"]:
+        raise ResourceError(source, "secretKeyRef needs a name (and optionally a key)", component, field)
+    key = value.get("key")
+    if key is not None and not isinstance(key, str):
+        raise ResourceError(source, "secretKeyRef.key must be a string", component, field)
+    return value["name"], key or value["name"]
+
+
+def _metadata(
+    items: Any, source: str, component: str, app_id: str, secret_refs: list[SecretRef]
+) -> dict[str, str]:
     if items is None:
         return {}
     if not isinstance(items, list):
@@ -165,9 +197,9 @@ def _metadata(items: Any, source: str, component: str, app_id: str) -> dict[str,
             raise ResourceError(source, "each metadata item needs a name", component, "spec.metadata")
         name = item["name"]
         if "secretKeyRef" in item:
-            raise ResourceError(
-                source, "secretKeyRef needs a secret store, which l8 does not provide yet", component, name
-            )
+            secret, key = secret_key_ref(item["secretKeyRef"], source, component, name)
+            secret_refs.append(SecretRef(name, secret, key))
+            continue
         if "envRef" in item:
             variable = str(item["envRef"])
             if variable not in os.environ:

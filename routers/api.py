@@ -14,6 +14,7 @@ from routers import (
     lock,
     metadata,
     pubsub,
+    secrets,
     sequencer,
     state,
 )
@@ -27,6 +28,7 @@ ROUTES: tuple[Route, ...] = (
     *sequencer.routes.routes,
     *configuration.routes.routes,
     *bindings.routes.routes,
+    *secrets.routes.routes,
     *metadata.routes.routes,
     *health.routes.routes,
 )

@@ -348,6 +348,36 @@ def next_id_failed(store: str, error: Exception | str) -> ApiError:
     )
 
 
+# -- secrets (daprd's legacy messages; an unknown store is 401, as daprd answers) ---------------------
+
+
+def secret_stores_not_configured() -> ApiError:
+    return ApiError(500, "ERR_SECRET_STORES_NOT_CONFIGURED", "secret store is not configured")
+
+
+def secret_store_not_found(store: str) -> ApiError:
+    return ApiError(401, "ERR_SECRET_STORE_NOT_FOUND", f"failed finding secret store with key {store}")
+
+
+def secret_permission_denied(name: str, store: str) -> ApiError:
+    message = f"access denied by policy to get {_go_quote(name)} from {_go_quote(store)}"
+    return ApiError(403, "ERR_PERMISSION_DENIED", message)
+
+
+def secret_get_failed(name: str, store: str, error: Exception | str) -> ApiError:
+    message = f"failed getting secret with key {name} from secret store {store}: {error}"
+    return ApiError(500, "ERR_SECRET_GET", message)
+
+
+def bulk_secret_get_failed(store: str, error: Exception | str) -> ApiError:
+    return ApiError(500, "ERR_SECRET_GET", f"failed getting secrets from secret store {store}: {error}")
+
+
+def _go_quote(text: str) -> str:
+    """Go's ``%q``: a double-quoted string with Go's escapes (JSON's are the same for printable text)."""
+    return orjson.dumps(text).decode()
+
+
 # -- configuration (Dapr's messages; save and delete are Layotto's operations) ---------------------
 
 

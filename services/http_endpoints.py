@@ -1,12 +1,13 @@
 """Dapr ``HTTPEndpoint`` resources: non-Dapr services invoked by name (dapr-http-api.md section 5.4).
 
-``spec.baseUrl`` (http or https), ``spec.headers`` (``{name, value}``; ``secretKeyRef`` needs the
-secrets building block, which l8 does not have yet, and fails start-up saying so) and
-``spec.clientTLS``: ``rootCA`` (PEM: the authorities that may sign the service's certificate, in
-place of the system's), ``certificate`` + ``privateKey`` (PEM: a client certificate, for services
-that ask for one), each as ``{value: ...}``; ``renegotiation`` is accepted and has no effect
-(Python's TLS client never renegotiates). Top-level ``scopes`` limit an endpoint to app ids. Every
-problem fails start-up with the file, the endpoint and the field named.
+``spec.baseUrl`` (http or https), ``spec.headers`` (``{name, value}`` or ``{name, secretKeyRef:
+{name, key}}``) and ``spec.clientTLS``: ``rootCA`` (PEM: the authorities that may sign the
+service's certificate, in place of the system's), ``certificate`` + ``privateKey`` (PEM: a client
+certificate, for services that ask for one), each as ``{value: ...}`` or ``{secretKeyRef: {name,
+key}}``. References read the endpoint's ``auth.secretStore`` (services/secret_refs.py).
+``renegotiation`` is accepted and has no effect (Python's TLS client never renegotiates).
+Top-level ``scopes`` limit an endpoint to app ids. Every problem fails start-up with the file, the
+endpoint and the field named.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.resources import ResourceError
+from components.resources import ResourceError, secret_key_ref
+from services.secret_refs import SecretRefs
 
 _RENEGOTIATION = {"RenegotiateNever", "RenegotiateOnceAsClient", "RenegotiateFreelyAsClient"}
 
@@ -35,8 +37,12 @@ class HttpEndpoint:
     """From ``clientTLS``; None: the system's authorities, no client certificate."""
 
 
-def http_endpoints(others: Iterable[tuple[str, dict[str, Any], str]], app_id: str) -> dict[str, HttpEndpoint]:
-    """The ``HTTPEndpoint`` resources in scope for ``app_id``; a bad one fails start-up."""
+async def http_endpoints(
+    others: Iterable[tuple[str, dict[str, Any], str]], app_id: str, secrets: SecretRefs | None = None
+) -> dict[str, HttpEndpoint]:
+    """The ``HTTPEndpoint`` resources in scope for ``app_id``, their ``secretKeyRef`` values read
+    through ``secrets``; a bad one fails start-up."""
+    secrets = secrets if secrets is not None else SecretRefs(())
     found: dict[str, HttpEndpoint] = {}
     for kind, document, source in others:
         if kind != "HTTPEndpoint":
@@ -48,6 +54,10 @@ def http_endpoints(others: Iterable[tuple[str, dict[str, Any], str]], app_id: st
         if scopes and app_id not in scopes:
             continue
         spec = document.get("spec") or {}
+        auth = document.get("auth") or {}
+        auth_store = str(auth.get("secretStore") or "") if isinstance(auth, Mapping) else ""
+        reference = _Reference(secrets, auth_store, source, name)
+
         base_url = str(spec.get("baseUrl") or "")
         if not base_url.startswith(("http://", "https://")):
             raise ResourceError(source, "baseUrl must be an http:// or https:// URL", name, "spec.baseUrl")
@@ -57,11 +67,35 @@ def http_endpoints(others: Iterable[tuple[str, dict[str, Any], str]], app_id: st
             if not isinstance(header, dict) or not header.get("name"):
                 raise ResourceError(source, "a header needs a name", name, where)
             if "secretKeyRef" in header:
-                raise ResourceError(source, "secretKeyRef needs the secrets building block", name, where)
-            headers[str(header["name"])] = str(header.get("value", ""))
-        tls = _client_tls(spec.get("clientTLS"), base_url, source, name)
+                headers[str(header["name"])] = await reference.value(header, where)
+            else:
+                headers[str(header["name"])] = str(header.get("value", ""))
+        client_tls = spec.get("clientTLS")
+        if isinstance(client_tls, Mapping):
+            client_tls = dict(client_tls)
+            for part in ("rootCA", "certificate", "privateKey"):
+                entry = client_tls.get(part)
+                if isinstance(entry, Mapping) and "secretKeyRef" in entry:
+                    client_tls[part] = {"value": await reference.value(entry, f"spec.clientTLS.{part}")}
+        tls = _client_tls(client_tls, base_url, source, name)
         found[name] = HttpEndpoint(name, base_url.rstrip("/"), headers, tls)
     return found
+
+
+@dataclass(slots=True, frozen=True)
+class _Reference:
+    """An endpoint's ``secretKeyRef`` entries, read from its ``auth.secretStore``."""
+
+    secrets: SecretRefs
+    auth_store: str
+    source: str
+    endpoint: str
+
+    async def value(self, entry: Mapping[str, Any], where: str) -> str:
+        name, key = secret_key_ref(entry["secretKeyRef"], self.source, self.endpoint, where)
+        return await self.secrets.value(
+            self.auth_store, name, key, source=self.source, resource=self.endpoint, field=where
+        )
 
 
 def _client_tls(spec: Any, base_url: str, source: str, name: str) -> ssl.SSLContext | None:
@@ -83,8 +117,8 @@ def _client_tls(spec: Any, base_url: str, source: str, name: str) -> ssl.SSLCont
         entry = spec.get(part)
         if entry is None:
             return None
-        if not isinstance(entry, Mapping) or "secretKeyRef" in entry:
-            raise fail("give the PEM text as {value: ...} (secretKeyRef needs a secret store)", part)
+        if not isinstance(entry, Mapping):
+            raise fail("give the PEM text as {value: ...} or {secretKeyRef: {name, key}}", part)
         value = entry.get("value")
         if not isinstance(value, str) or "-----BEGIN" not in value:
             raise fail("value must be PEM text", part)

@@ -11,6 +11,7 @@ from services.invocation import InvocationService
 from services.lock import LockService
 from services.metadata import MetadataService
 from services.pubsub.publisher import PubSubService
+from services.secrets import SecretsService
 from services.sequencer import SequencerService
 from services.state import StateService
 
@@ -23,5 +24,6 @@ class Services:
     lock: LockService
     sequencer: SequencerService
     configuration: ConfigurationService
+    secrets: SecretsService
     metadata: MetadataService
     bindings: BindingsService

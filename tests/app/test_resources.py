@@ -109,8 +109,8 @@ spec:
         ),
         (
             "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: c}\n"
-            "spec: {type: state.redis, metadata: [{name: p, secretKeyRef: {name: s}}]}\n",
-            "secretKeyRef needs a secret store",
+            "spec: {type: state.redis, metadata: [{name: p, secretKeyRef: {key: s}}]}\n",
+            "component 'c': field 'p': secretKeyRef needs a name",
         ),
         (
             "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: c}\n"
@@ -144,3 +144,17 @@ def test_duplicate_names_are_refused(tmp_path: Path) -> None:
 def test_missing_path_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ResourceError, match="does not exist"):
         load_resources([tmp_path / "nope"], app_id="")
+
+
+def test_the_deploy_components_load_and_name_known_types(monkeypatch: pytest.MonkeyPatch) -> None:
+    """deploy/components (what docker-compose.yml mounts) parses, and every type is registered."""
+    from components import registry
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.setenv("SECRETS_FILE", str(root / "deploy" / "secrets" / "secrets.json"))
+    resources = load_resources([root / "deploy" / "components"], app_id="myapp")
+    assert resources.components
+    for component in resources.components:
+        registry.registry_of(component.type).load(component.type)
+    refs = [c for c in resources.components if c.secret_refs]
+    assert refs and all(c.secret_store == "localsecretstore" for c in refs)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from aiohttp import web
 
@@ -129,3 +130,30 @@ async def test_bad_client_tls_fails_start_up(
     values = {part: (pki / text).read_text() if (pki / text).exists() else text for part, text in tls.items()}
     with pytest.raises(L8Error, match=field.replace(".", r"\.")):
         await sidecar(l8, tmp_path, endpoint("bad", 8443, values))
+
+
+async def test_client_tls_parts_come_from_a_secret_store(l8: L8Launcher, tmp_path: Path, pki: Path) -> None:
+    """rootCA, certificate and privateKey as secretKeyRef, read from the endpoint's auth.secretStore."""
+    secrets = tmp_path / "tls-secrets.json"
+    parts = {"ca": "ca.pem", "cert": "client.pem", "key": "client.key"}
+    secrets.write_bytes(
+        orjson.dumps({"tls": {name: (pki / file).read_text() for name, file in parts.items()}})
+    )
+    store = (
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: vault}\n"
+        f"spec:\n  type: secretstores.local.file\n  metadata:\n  - {{name: secretsFile, value: {secrets}}}\n"
+        "  - {name: multiValued, value: 'true'}\n"
+    )
+    async with tls_service(pki, client_certificate=True) as mutual:
+        document = endpoint("mutual", mutual, None) + (
+            "  clientTLS:\n"
+            "    rootCA: {secretKeyRef: {name: tls, key: ca}}\n"
+            "    certificate: {secretKeyRef: {name: tls, key: cert}}\n"
+            "    privateKey: {secretKeyRef: {name: tls, key: key}}\n"
+            "auth: {secretStore: vault}\n"
+        )
+        process = await sidecar(l8, tmp_path, store, document)
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.get(f"{process.url}/v1.0/invoke/mutual/method/hello")
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["client"] == "client"

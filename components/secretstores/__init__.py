@@ -1,0 +1,1 @@
+"""Secret stores: the secrets building block's backends (Dapr's ``secretstores.*`` types)."""
