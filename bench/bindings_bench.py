@@ -134,7 +134,7 @@ class BindingsBench:
 
     def direct(self) -> dict[str, Any]:
         target = self.workdir / "direct" / "order.json"
-        target.parent.mkdir()
+        target.parent.mkdir(exist_ok=True)
         command = pinned(SERVER_CORE, [sys.executable, __file__, "--direct", str(target),
                                        str(self.args.direct_calls), str(self.args.connections)])  # fmt: skip
         wait_quiet()
