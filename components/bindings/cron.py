@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -147,7 +147,9 @@ class CronBinding:
 
 
 class _CronReader:
-    def __init__(self, schedule: Schedule, handler: ReadHandler, on_stopped: object) -> None:
+    def __init__(
+        self, schedule: Schedule, handler: ReadHandler, on_stopped: Callable[[_CronReader], None]
+    ) -> None:
         self._schedule = schedule
         self._handler = handler
         self._on_stopped = on_stopped
@@ -180,5 +182,4 @@ class _CronReader:
             firing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(self._task, *self._firings, return_exceptions=True)
-        if callable(self._on_stopped):
-            self._on_stopped(self)
+        self._on_stopped(self)

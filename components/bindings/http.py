@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from http import HTTPStatus
@@ -122,8 +123,6 @@ def _tls(settings: HttpBindingMetadata) -> ssl.SSLContext:
 def _load_client_pair(context: ssl.SSLContext, cert: str, key: str) -> None:
     """ssl loads a client pair from files only: written to a private temporary folder, loaded,
     removed."""
-    import tempfile
-
     with tempfile.TemporaryDirectory() as folder:
         cert_path, key_path = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
         for path, text in ((cert_path, cert), (key_path, key)):

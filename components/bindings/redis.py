@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from pydantic import Field
+from redis.asyncio import Redis
 
 from components.bindings.base import CREATE, DELETE, GET, BindingError, Feature, InvokeRequest, InvokeResponse
 from components.errors import BackendError
@@ -51,8 +52,6 @@ def _ttl(metadata: Mapping[str, str]) -> int | None:
 
 class RedisBinding:
     def __init__(self) -> None:
-        from redis.asyncio import Redis
-
         self._client: Redis | None = None
 
     async def init(self, metadata: Mapping[str, str]) -> None:
