@@ -4,6 +4,7 @@ message; over bindings.localstorage (files the test reads back) and bindings.htt
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -11,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from tests.routers.conftest import Sidecar, StartSidecar, assert_error, component
 
@@ -344,3 +347,70 @@ def test_base64_is_standard_and_strict() -> None:
     assert _decoded(b'"' + base64.b64encode(b"\xff\x00").decode().encode() + b'"') == b"\xff\x00"
     assert _decoded(b'"test1"') == b"test1"  # not base64 (length)
     assert _decoded(json.dumps("a b").encode()) == b"a b"
+
+
+def _outbound_policy(target: str, policies: dict[str, Any], uses: dict[str, str]) -> str:
+    """A Resiliency document giving ``target``'s outbound calls the named ``policies``."""
+    document = {
+        "apiVersion": "dapr.io/v1alpha1",
+        "kind": "Resiliency",
+        "metadata": {"name": "bindings"},
+        "spec": {"policies": policies, "targets": {"components": {target: {"outbound": uses}}}},
+    }
+    return yaml.safe_dump(document)
+
+
+async def test_the_outbound_policy_retries_a_failed_call(
+    start_sidecar: StartSidecar, http_server: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, seen = http_server
+    retry = {"retries": {"thrice": {"policy": "constant", "duration": "10ms", "maxRetries": 3}}}
+    sidecar = await start_sidecar(
+        component("web", "bindings.http", url=url), _resiliency("web", "outbound", retry)
+    )
+    response = await invoke(
+        sidecar, {"operation": "get", "metadata": {"path": "flaky?status=503"}}, name="web"
+    )
+    assert_error(response, 500, "ERR_INVOKE_OUTPUT_BINDING")
+    assert len(seen) == 4  # the call and three retries, each refused
+    seen.clear()
+    response = await invoke(sidecar, {"operation": "get", "metadata": {"path": "fine"}}, name="web")
+    assert response.status_code == 200
+    assert len(seen) == 1
+
+
+async def test_the_outbound_timeout_bounds_a_call(start_sidecar: StartSidecar, tmp_path: Path) -> None:
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(2)
+        return web.Response(body=b"late")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        timeout = {"timeouts": {"short": "200ms"}}
+        sidecar = await start_sidecar(
+            component("slow", "bindings.http", url=f"http://127.0.0.1:{port}"),
+            _resiliency("slow", "outbound", timeout),
+        )
+        started = asyncio.get_running_loop().time()
+        response = await invoke(sidecar, {"operation": "get"}, name="slow")
+        assert asyncio.get_running_loop().time() - started < 1.5
+        assert_error(response, 500, "ERR_INVOKE_OUTPUT_BINDING")
+        assert "resiliency timeout" in response.json()["message"]
+    finally:
+        await runner.cleanup()
+
+
+async def test_input_bindings_without_an_app_port_are_not_read(start_sidecar: StartSidecar) -> None:
+    with capture_logs() as logs:
+        sidecar = await start_sidecar(component("tick", "bindings.cron", schedule="@every 1s"))
+        await asyncio.sleep(0.1)
+    warned = [entry for entry in logs if entry["event"] == "input bindings are not read without --app-port"]
+    assert len(warned) == 1 and warned[0]["bindings"] == ["tick"]
+    components = {c["name"]: c for c in (await sidecar.metadata())["components"]}
+    assert components["tick"]["capabilities"] == ["INPUT_BINDING"]
