@@ -365,9 +365,8 @@ async def test_the_outbound_policy_retries_a_failed_call(
 ) -> None:
     url, seen = http_server
     retry = {"retries": {"thrice": {"policy": "constant", "duration": "10ms", "maxRetries": 3}}}
-    sidecar = await start_sidecar(
-        component("web", "bindings.http", url=url), _resiliency("web", "outbound", retry)
-    )
+    policy = _outbound_policy("web", retry, {"retry": "thrice"})
+    sidecar = await start_sidecar(component("web", "bindings.http", url=url), policy)
     response = await invoke(
         sidecar, {"operation": "get", "metadata": {"path": "flaky?status=503"}}, name="web"
     )
@@ -392,10 +391,9 @@ async def test_the_outbound_timeout_bounds_a_call(start_sidecar: StartSidecar, t
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        timeout = {"timeouts": {"short": "200ms"}}
+        policy = _outbound_policy("slow", {"timeouts": {"short": "200ms"}}, {"timeout": "short"})
         sidecar = await start_sidecar(
-            component("slow", "bindings.http", url=f"http://127.0.0.1:{port}"),
-            _resiliency("slow", "outbound", timeout),
+            component("slow", "bindings.http", url=f"http://127.0.0.1:{port}"), policy
         )
         started = asyncio.get_running_loop().time()
         response = await invoke(sidecar, {"operation": "get"}, name="slow")
