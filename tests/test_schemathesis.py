@@ -56,6 +56,7 @@ DAPR_MANDATED_500 = frozenset(
         "ERR_UNLOCK",
         "ERR_RENEW_LOCK",
         "ERR_APP_CHANNEL_NIL",
+        "ERR_INVOKE_OUTPUT_BINDING",  # a missing operation or an unknown binding, as daprd answers
     }
 )
 
