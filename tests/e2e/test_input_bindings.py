@@ -58,7 +58,7 @@ async def test_cron_events_reach_the_app_with_daprs_headers(l8: L8Launcher, tmp_
             assert tick.headers["readTimeUTC"].endswith(" +0000 UTC")
             assert tick.headers["traceparent"].startswith("00-")
             assert tick.headers["dapr-api-token"] == "app-secret"
-        assert 0.5 < ticks[1].arrived - ticks[0].arrived < 1.6
+        assert 0.5 < ticks[1].arrived - ticks[0].arrived < 2.0  # a second apart, on a busy machine too
 
 
 async def test_the_probe_decides_what_is_read(l8: L8Launcher, tmp_path: Path) -> None:
