@@ -95,9 +95,29 @@ def connect_options(connection_string: str) -> tuple[str | None, dict[str, Any]]
     return None, options
 
 
+def go_time(moment: dt.datetime | dt.date) -> str:
+    """Go's time.Time in JSON (RFC 3339 with the fraction's trailing zeros cut, ``Z`` for UTC), as
+    pgx hands a timestamp, timestamptz or date to json.Marshal (naive ones and dates read as UTC)."""
+    if not isinstance(moment, dt.datetime):
+        moment = dt.datetime(moment.year, moment.month, moment.day)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}".rstrip("0")
+    offset = moment.utcoffset() or dt.timedelta(0)
+    if not offset:
+        return text + "Z"
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{text}{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
 def _json_value(value: Any) -> Any:
     """A column value as pgx's Values() hands it to json.Marshal."""
-    if isinstance(value, dt.datetime | dt.date | dt.time):
+    if isinstance(value, dt.datetime | dt.date):
+        return go_time(value)
+    if isinstance(value, dt.time):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
         return orjson.Fragment(str(value)) if value.is_finite() else str(value)
