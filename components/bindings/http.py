@@ -194,8 +194,7 @@ class HttpBinding:
         try:
             async with asyncio.timeout(_seconds(timeout)):
                 async with session.request(method, url, data=body, headers=headers) as response:
-                    limit = settings.maxResponseBodySize
-                    data = await (response.content.read(limit) if limit > 0 else response.read())
+                    data = await _read_capped(response, settings.maxResponseBodySize)
                     answer = dict(_answer_metadata(response))
         except TimeoutError:
             raise BackendError(
@@ -212,6 +211,20 @@ class HttpBinding:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, cut after ``limit`` bytes as Dapr's io.LimitReader cuts it (0 or less: all of it)."""
+    if limit <= 0:
+        return await response.read()
+    chunks, size = [], 0
+    while size < limit:
+        chunk = await response.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _seconds(timeout: timedelta | None) -> float | None:

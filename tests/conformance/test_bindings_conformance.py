@@ -211,6 +211,8 @@ def http_server() -> Iterator[tuple[str, dict[str, bytes]]]:
             status, body = 200, b"ok"
             if self.path.startswith("/status/"):
                 status, body = int(self.path.rsplit("/", 1)[1]), b"refused"
+            elif self.path.startswith("/big/"):
+                body = b"0123456789" * int(self.path.rsplit("/", 1)[1])
             self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -516,6 +518,18 @@ async def test_http_status_and_error_if_not_2xx(binding: OutputBinding) -> None:
     assert failure.value.response.data == b"refused"
     answer = await binding.invoke(InvokeRequest(b"", {"path": "status/503", "errorIfNot2XX": "false"}, "get"))
     assert answer is not None and answer.metadata["status"] == "503 Service Unavailable"
+    answer = await binding.invoke(InvokeRequest(b"", {"path": "big/100000"}, "get"))
+    assert answer is not None and answer.data == b"0123456789" * 100_000  # a megabyte, whole
+
+
+async def test_http_max_response_body_size(http_server: tuple[str, dict[str, bytes]]) -> None:
+    instance: Any = registry.create("bindings.http")
+    await instance.init({"url": http_server[0], "maxResponseBodySize": "64Ki"})
+    try:
+        answer = await instance.invoke(InvokeRequest(b"", {"path": "big/100000"}, "get"))
+        assert answer is not None and answer.data == (b"0123456789" * 100_000)[: 64 * 1024]
+    finally:
+        await instance.close()
 
 
 def test_localstorage_root_is_resolved_and_checked(tmp_path: Path) -> None:
