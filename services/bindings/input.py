@@ -8,9 +8,10 @@ the binding unread, with a log line. Bindings left unread are probed again each 
 back after it stopped listening (a restart); a binding being read goes on being read.
 
 Delivery: ``POST /<route>`` with the event's raw bytes, ``Content-Type: application/json`` whatever
-they hold, each event metadata entry as a header, a new trace's ``traceparent``, and the app token
-(the app channel adds it). A 2xx answer acknowledges the event; a non-2xx answer or no answer is a
-failure, retried under the component's inbound Resiliency policy
+they hold, each event metadata entry as a header, a ``traceparent`` (a span under the event's own
+when it carries one, as a Kafka record published through an output binding does, else a new trace),
+and the app token (the app channel adds it). A 2xx answer acknowledges the event; a non-2xx
+answer or no answer is a failure, retried under the component's inbound Resiliency policy
 (``targets.components.<name>.inbound``, else Dapr's ``DefaultBindingComponentInbound...`` names)
 and, when that gives up, handed back to the binding, which redelivers as its source allows.
 """
@@ -26,6 +27,7 @@ import structlog
 
 from components.bindings.base import InputBinding, Reader, ReadEvent
 from components.loaded import LoadedComponent
+from components.metadata import lookup
 from mesh.app_channel import AppChannel, AppUnreachable
 from mesh.resiliency import Policy, Resiliency, RetriableFailure
 from services.bindings.directions import skips_probe
@@ -33,8 +35,8 @@ from services.trace_context import TraceContext
 
 log = structlog.get_logger(__name__)
 
-PROBE_TIMEOUT = 60.0
-"""The deadline of one ``OPTIONS`` probe: generous, an app still starting may be slow to answer."""
+PROBE_TIMEOUT = 3.0
+"""The deadline of one ``OPTIONS`` probe, daprd's."""
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
@@ -60,14 +62,16 @@ def route_of(component: LoadedComponent) -> str:
 
 def event_headers(event: ReadEvent) -> dict[str, str]:
     """The event's metadata as headers (entries that cannot be a header are left out), the
-    Content-Type daprd always sends, and a new trace."""
+    Content-Type daprd always sends, and the trace: a span under the event's own ``traceparent``
+    (a Kafka record's header, say) when it carries a valid one, else a new trace."""
     headers = {
         name: value
         for name, value in event.metadata.items()
         if _TOKEN.fullmatch(name) and "\r" not in value and "\n" not in value
     }
     headers["Content-Type"] = "application/json"
-    headers.update(TraceContext.start().headers())
+    parent = lookup(event.metadata, "traceparent")
+    headers.update(TraceContext.from_headers(parent, lookup(event.metadata, "tracestate")).headers())
     return headers
 
 
@@ -196,7 +200,10 @@ class _Delivery:
             except AppUnreachable as exc:
                 raise RetriableFailure(str(exc)) from None
             if not 200 <= response.status < 300:
-                raise RetriableFailure(f"app answered {response.status} on {handle.route}", response.status)
+                raise RetriableFailure(
+                    f"fails to send binding event to http app channel, status code: {response.status}",
+                    response.status,
+                )
             return response.body
 
         try:

@@ -18,6 +18,8 @@ from tests.subscriber_app import Delivery, SubscriberApp
 
 pytestmark = pytest.mark.e2e
 
+PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
 
 async def posts(app: SubscriberApp, path: str, count: int, within: float = 10.0) -> list[Delivery]:
     """The first ``count`` POSTs to ``path`` (the probes left out), waiting up to ``within``."""
@@ -134,6 +136,7 @@ async def test_kafka_events_and_redelivery(l8: L8Launcher, tmp_path: Path, kafka
                     "data": {"id": 7},
                     "metadata": {"partitionKey": "k7", "source": "test"},
                 },
+                headers={"traceparent": PARENT},
             )
             assert answer.status_code == 204, answer.text
             events = await posts(app, "/orders", 2, within=20)
@@ -141,6 +144,8 @@ async def test_kafka_events_and_redelivery(l8: L8Launcher, tmp_path: Path, kafka
         assert events[1].headers["__key"] == "k7"
         assert events[1].headers["source"] == "test"
         assert events[1].headers["__topic"] == topic
+        # The trace goes on: the output call's span travels in the record, the delivery continues it.
+        assert events[1].headers["traceparent"].split("-")[1] == PARENT.split("-")[1]
         await asyncio.sleep(1.0)
         assert len([d for d in app.received("/orders") if d.method == "POST"]) == 2  # acknowledged
 
