@@ -2,8 +2,9 @@
 
 One l8 process for the session serves the document at /openapi.json, two state stores
 (``statestore`` on SQLite, ``memstore`` in memory), a lock store, a sequencer and a configuration
-store; generated requests name those stores or any other name. Every answer must have a documented status code and content type and match the
-documented schema, and must not be a server error, except the 500s that Dapr itself answers for
+store, a secret store (``secretstore``, a local file) and an output binding (``files``, local
+storage); generated requests name those or any other name. Every answer must have a documented
+status code and content type and match the documented schema, and must not be a server error, except the 500s that Dapr itself answers for
 some inputs (see :data:`DAPR_MANDATED_500`). POST /v1.0/shutdown is left out: it stops the sidecar.
 """
 
@@ -31,7 +32,8 @@ from tests.e2e.process import L8Launcher, L8Process, write_component
 
 pytestmark = pytest.mark.e2e
 
-STORES = ("statestore", "memstore", "lockstore", "sequencer", "configstore")
+STORES = ("statestore", "memstore", "lockstore", "sequencer", "configstore", "secretstore", "files")
+STORE_PARAMETERS = ("storeName", "secretStoreName", "name")
 
 # 500s that Dapr answers for a client's input, so they are correct answers, not server bugs
 # (../shared/reference/dapr-http-api.md): a query the store cannot parse is 500 ERR_STATE_QUERY
@@ -43,7 +45,9 @@ STORES = ("statestore", "memstore", "lockstore", "sequencer", "configstore")
 # A lock resource id with "||" fails in the key builder, which Dapr reports as 500 ERR_TRY_LOCK /
 # ERR_UNLOCK (l8's renewal answers the same way, ERR_RENEW_LOCK); subscribing to configuration
 # without an app is 500 ERR_APP_CHANNEL_NIL (section 8.2), and unsubscribing an unknown id is a 500
-# whose body is {"message"} only (8.3). See the table in section 15.
+# whose body is {"message"} only (8.3). A secret the store does not hold is 500 ERR_SECRET_GET
+# (section 7). Every output binding failure, a missing operation or an unknown binding included, is
+# 500 ERR_INVOKE_OUTPUT_BINDING (6.1). See the table in section 15.
 DAPR_MANDATED_500 = frozenset(
     {
         "ERR_STATE_QUERY",
@@ -56,7 +60,8 @@ DAPR_MANDATED_500 = frozenset(
         "ERR_UNLOCK",
         "ERR_RENEW_LOCK",
         "ERR_APP_CHANNEL_NIL",
-        "ERR_INVOKE_OUTPUT_BINDING",  # a missing operation or an unknown binding, as daprd answers
+        "ERR_SECRET_GET",
+        "ERR_INVOKE_OUTPUT_BINDING",
     }
 )
 
@@ -70,6 +75,10 @@ def l8_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[L8Process]:
     write_component(resources, "lockstore", "lock.in-memory")
     write_component(resources, "sequencer", "sequencer.sqlite", {"connectionString": str(workdir / "ids.db")})
     write_component(resources, "configstore", "configuration.in-memory")
+    secrets = workdir / "secrets.json"
+    secrets.write_text(json.dumps({"db-password": "p", "api": {"key": "k"}}))
+    write_component(resources, "secretstore", "secretstores.local.file", {"secretsFile": str(secrets)})
+    write_component(resources, "files", "bindings.localstorage", {"rootPath": str(workdir / "files")})
     launcher = L8Launcher(workdir)
     try:
         yield launcher(app_id="fuzz", resources=[resources])
@@ -84,10 +93,13 @@ def api_schema(l8_api: L8Process) -> Any:
     @loaded.hook
     def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> Any:
         # Mostly the stores that exist, so the handlers behind the store lookup are reached.
-        if not isinstance(path_parameters, dict) or "storeName" not in path_parameters:
+        if not isinstance(path_parameters, dict):
             return st.just(path_parameters)
-        names = st.sampled_from([*STORES, path_parameters["storeName"]])
-        return names.map(lambda name: {**path_parameters, "storeName": name})
+        parameter = next((p for p in STORE_PARAMETERS if p in path_parameters), None)
+        if parameter is None:
+            return st.just(path_parameters)
+        names = st.sampled_from([*STORES, path_parameters[parameter]])
+        return names.map(lambda name: {**path_parameters, parameter: name})
 
     return loaded
 
