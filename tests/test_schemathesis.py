@@ -4,8 +4,9 @@ One l8 process for the session serves the document at /openapi.json, two state s
 (``statestore`` on SQLite, ``memstore`` in memory), a lock store, a sequencer and a configuration
 store, a secret store (``secretstore``, a local file) and an output binding (``files``, local
 storage); generated requests name those or any other name. Every answer must have a documented
-status code and content type and match the documented schema, and must not be a server error, except the 500s that Dapr itself answers for
-some inputs (see :data:`DAPR_MANDATED_500`). POST /v1.0/shutdown is left out: it stops the sidecar.
+status code and content type and match the documented schema, and must not be a server error,
+except the 500s that Dapr itself answers for some inputs (see :data:`DAPR_MANDATED_500`).
+POST /v1.0/shutdown is left out: it stops the sidecar.
 """
 
 from __future__ import annotations
