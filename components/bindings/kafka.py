@@ -8,6 +8,9 @@ with its SASL and TLS fields, ``initialOffset``, ``maxMessageBytes``, ``consumeR
 ``topics``
     Comma-separated topics read as the input binding (``consumerGroup`` is then required); without
     it the binding is not read (a warning), as in Dapr.
+``authRequired``
+    The binding's older switch, still in Dapr's docs: ``true`` means ``authType: password``
+    (SASL with ``saslUsername``/``saslPassword``) when ``authType`` is not given.
 ``publishTopic``
     The topic ``create`` publishes to (the output binding's only operation); request metadata
     ``partitionKey`` (or ``key``) is the record key, every other entry a record header.
@@ -37,7 +40,7 @@ from components.bindings.base import (
     ReadHandler,
 )
 from components.errors import BackendError, MetadataError
-from components.metadata import ComponentMetadata, decode
+from components.metadata import ComponentMetadata, decode, lookup, parse_bool
 from components.pubsub.base import Consumer, Message, PublishRequest, SubscribeRequest
 from components.pubsub.kafka import KafkaPubSub
 
@@ -72,6 +75,13 @@ class KafkaBinding:
             raise MetadataError("consumerGroup", "is required with topics (the input binding's group)")
         client_metadata = dict(metadata)
         client_metadata.setdefault("consumerID", settings.consumerGroup or _NO_GROUP)
+        if not lookup(metadata, "authType"):
+            # The binding's older field, still in Dapr's docs: authRequired "true" is SASL.
+            required = lookup(metadata, "authRequired") or "false"
+            try:
+                client_metadata["authType"] = "password" if parse_bool(required) else "none"
+            except ValueError:
+                raise MetadataError("authRequired", f"{required!r} is not a boolean") from None
         await self._kafka.init(client_metadata)
         self._settings = settings
 

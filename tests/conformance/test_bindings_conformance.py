@@ -193,7 +193,11 @@ OUTPUTS = (
         _kafka_record,
         unreachable=lambda request: {"brokers": f"{LOOPBACK}:{free_port()}", "dialTimeout": "500ms"},
         server_field="brokers",
-        bad_metadata=(("brokers", None, "brokers"), ("topics", "t", "consumerGroup")),
+        bad_metadata=(
+            ("brokers", None, "brokers"),
+            ("topics", "t", "consumerGroup"),
+            ("authRequired", "maybe", "authRequired"),
+        ),
     ),
 )
 
@@ -543,3 +547,12 @@ def test_localstorage_root_is_resolved_and_checked(tmp_path: Path) -> None:
         assert secure_join(root, name) == root / expected
     with pytest.raises(BindingError):
         secure_join(root, "a\x00b")
+
+
+async def test_kafka_auth_required_means_sasl(request: pytest.FixtureRequest) -> None:
+    instance: Any = registry.create("bindings.kafka")
+    with pytest.raises(MetadataError, match="saslUsername is required"):
+        await instance.init(
+            {"brokers": request.getfixturevalue("kafka_server").address, "authRequired": "true"}
+        )
+    await instance.close()
