@@ -24,6 +24,7 @@ import structlog
 
 if TYPE_CHECKING:
     from components.configuration.base import ConfigurationStore
+    from components.files.base import FileStore
     from components.lock.base import LockStore
     from components.pubsub.base import PubSub
     from components.sequencer.base import Sequencer
@@ -163,8 +164,18 @@ CONFIGURATION: Registry[ConfigurationStore] = Registry(
     },
 )
 
+# Layotto's file API: its types are named "file.<backend>" (Layotto's own component names).
+FILES: Registry[FileStore] = Registry(
+    "file",
+    "components.files.base:FileStore",
+    {
+        "file.local": "components.files.local:LocalFileStore",
+        "file.s3": "components.files.s3:S3FileStore",
+    },
+)
+
 REGISTRIES: Mapping[str, Registry[Component]] = {
-    registry.block: registry for registry in (STATE, PUBSUB, LOCK, SEQUENCER, CONFIGURATION)
+    registry.block: registry for registry in (STATE, PUBSUB, LOCK, SEQUENCER, CONFIGURATION, FILES)
 }
 
 

@@ -5,7 +5,18 @@ invocation by the ``dapr-app-id`` header) comes last."""
 
 from __future__ import annotations
 
-from routers import configuration, fallback, health, invoke, lock, metadata, pubsub, sequencer, state
+from routers import (
+    configuration,
+    fallback,
+    files,
+    health,
+    invoke,
+    lock,
+    metadata,
+    pubsub,
+    sequencer,
+    state,
+)
 from routers.table import Route
 
 ROUTES: tuple[Route, ...] = (
@@ -15,7 +26,10 @@ ROUTES: tuple[Route, ...] = (
     *lock.routes.routes,
     *sequencer.routes.routes,
     *configuration.routes.routes,
+    *files.routes.routes,
     *metadata.routes.routes,
     *health.routes.routes,
 )
 FALLBACK: Route = fallback.routes.routes[0]
+UNCAPPED_UPLOADS = files.UNCAPPED_UPLOADS
+"""(verb, path prefix) of the uploads streamed to a store, which --max-body-size does not cap."""

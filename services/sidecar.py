@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.configuration import ConfigurationService
+from services.files import FileService
 from services.invocation import InvocationService
 from services.lock import LockService
 from services.metadata import MetadataService
@@ -23,3 +24,4 @@ class Services:
     sequencer: SequencerService
     configuration: ConfigurationService
     metadata: MetadataService
+    files: FileService
