@@ -31,7 +31,7 @@ from components.files.base import (
     ListResult,
     PutRequest,
 )
-from components.files.names import name_problem
+from components.files.names import name_problem, prefix_problem
 from components.metadata import decode, parse_quantity
 from components.s3_connection import NOT_FOUND_CODES, S3ConnectionMetadata, connect, error_code, s3_errors
 
@@ -175,6 +175,9 @@ class S3FileStore:
         )
 
     async def list(self, request: ListRequest) -> ListResult:
+        problem = prefix_problem(request.prefix)
+        if problem is not None:
+            raise InvalidFileNameError(problem)
         arguments: dict[str, Any] = {"Bucket": self._bucket, "MaxKeys": request.page_size}
         if request.prefix:
             arguments["Prefix"] = request.prefix
