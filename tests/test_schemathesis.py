@@ -1,8 +1,8 @@
 """Property-based tests of l8's HTTP API against its own OpenAPI document (schemathesis 4).
 
 One l8 process for the session serves the document at /openapi.json, two state stores
-(``statestore`` on SQLite, ``memstore`` in memory), a lock store, a sequencer and a configuration
-store; generated requests name those stores or any other name. Every answer must have a documented status code and content type and match the
+(``statestore`` on SQLite, ``memstore`` in memory), a lock store, a sequencer, a configuration
+store and a file store; generated requests name those stores or any other name. Every answer must have a documented status code and content type and match the
 documented schema, and must not be a server error, except the 500s that Dapr itself answers for
 some inputs (see :data:`DAPR_MANDATED_500`). POST /v1.0/shutdown is left out: it stops the sidecar.
 """
@@ -31,7 +31,7 @@ from tests.e2e.process import L8Launcher, L8Process, write_component
 
 pytestmark = pytest.mark.e2e
 
-STORES = ("statestore", "memstore", "lockstore", "sequencer", "configstore")
+STORES = ("statestore", "memstore", "lockstore", "sequencer", "configstore", "filestore")
 
 # 500s that Dapr answers for a client's input, so they are correct answers, not server bugs
 # (../shared/reference/dapr-http-api.md): a query the store cannot parse is 500 ERR_STATE_QUERY
@@ -69,6 +69,7 @@ def l8_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[L8Process]:
     write_component(resources, "lockstore", "lock.in-memory")
     write_component(resources, "sequencer", "sequencer.sqlite", {"connectionString": str(workdir / "ids.db")})
     write_component(resources, "configstore", "configuration.in-memory")
+    write_component(resources, "filestore", "file.local", {"rootPath": str(workdir / "files")})
     launcher = L8Launcher(workdir)
     try:
         yield launcher(app_id="fuzz", resources=[resources])

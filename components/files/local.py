@@ -348,4 +348,6 @@ def _os_errors(name: str, *, writing: bool = False) -> Iterator[None]:
             raise FileNotFound(name) from None
         if error.errno == errno.ELOOP:
             raise InvalidFileNameError(f"file name {name!r} is a symlink") from None
+        if error.errno == errno.ENAMETOOLONG:
+            raise InvalidFileNameError(f"file name {name!r} has a part too long for the disk") from None
         raise BackendError(f"{name}: {error.strerror or error}") from None

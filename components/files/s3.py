@@ -1,7 +1,7 @@
 """file.s3: files as the objects of one bucket on any S3-compatible server (AWS S3, MinIO, Ceph,
 moto...), a file name being the object's key. Connection metadata: Dapr's ``bindings.aws.s3`` names
-(components/s3_connection.py); ``partSize`` (l8's own, default 8Mi, at least 5Mi) is the size of a
-multipart upload's parts.
+(components/s3_connection.py); ``partSize`` (l8's own, default and least 5Mi, S3's smallest part)
+is the size of a multipart upload's parts.
 
 A put reads its stream into one part at a time: a file that ends within the first part is one
 PutObject, a longer one a multipart upload whose parts go up while the next one is read (so at
@@ -42,8 +42,10 @@ READ_SIZE = 1024 * 1024
 
 class S3FileMetadata(S3ConnectionMetadata):
     partSize: Annotated[int, BeforeValidator(parse_quantity), Field(ge=MIN_PART_SIZE, le=5 * 1024**3)] = (
-        8 * 1024 * 1024
+        MIN_PART_SIZE
     )
+    """Bytes gathered before a part goes up (a part is this or a chunk more). At most two parts
+    are held at once, plus the one being joined: memory per upload is about three parts."""
 
 
 class S3FileStore:
@@ -70,7 +72,8 @@ class S3FileStore:
         key = _key(request.name)
         metadata = dict(request.metadata)
         client, bucket, part_size = self._client, self._bucket, self._part_size
-        buffer = bytearray()
+        pieces: list[bytes] = []
+        held = 0
         upload_id: str | None = None
         parts: list[dict[str, Any]] = []
         sending: asyncio.Task[None] | None = None
@@ -85,29 +88,36 @@ class S3FileStore:
 
         try:
             async for chunk in request.chunks:
-                buffer += chunk
-                while len(buffer) >= part_size:
-                    if upload_id is None:
-                        with s3_errors(f"cannot start uploading {request.name}"):
-                            started = await client.create_multipart_upload(
-                                Bucket=bucket, Key=key, Metadata=metadata
-                            )
-                        upload_id = started["UploadId"]
-                    body = bytes(buffer[:part_size])
-                    del buffer[:part_size]
-                    if sending is not None:
-                        await sending  # one part goes up while the next is read
-                    number += 1
-                    sending = asyncio.create_task(send(number, body))
+                pieces.append(chunk)
+                held += len(chunk)
+                if held < part_size:
+                    continue
+                if upload_id is None:
+                    with s3_errors(f"cannot start uploading {request.name}"):
+                        started = await client.create_multipart_upload(
+                            Bucket=bucket, Key=key, Metadata=metadata
+                        )
+                    upload_id = started["UploadId"]
+                # Parts may differ in size (all but the last at least 5 MiB): the held chunks go
+                # up as one part, joined once, with no copy to cut them at partSize.
+                body = b"".join(pieces)
+                pieces.clear()
+                held = 0
+                if sending is not None:
+                    await sending  # one part goes up while the next is read
+                number += 1
+                sending = asyncio.create_task(send(number, body))
+                del body
             if upload_id is None:
                 with s3_errors(f"cannot write {request.name}"):
-                    await client.put_object(Bucket=bucket, Key=key, Body=bytes(buffer), Metadata=metadata)
+                    await client.put_object(Bucket=bucket, Key=key, Body=b"".join(pieces), Metadata=metadata)
                 return
             if sending is not None:
                 await sending
                 sending = None
-            if buffer:
-                await send(number + 1, bytes(buffer))
+            if pieces:
+                await send(number + 1, b"".join(pieces))
+                pieces.clear()
             with s3_errors(f"cannot complete uploading {request.name}"):
                 await client.complete_multipart_upload(
                     Bucket=bucket,
