@@ -27,7 +27,7 @@ import heapq
 import os
 import stat
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -93,20 +93,24 @@ class LocalFileStore:
         path = await asyncio.to_thread(self._path, request.name)
         fd, temporary = await asyncio.to_thread(_open_temporary, path, request.name)
         open_ = True
+        writer = _OneAhead()
         try:
             buffer = bytearray()
             async for chunk in request.chunks:
                 buffer += chunk
                 if len(buffer) >= CHUNK_SIZE:
+                    # Written while the next chunk is received: one write in flight at a time.
                     full, buffer = buffer, bytearray()
-                    await _in_thread(_write_all, fd, full)
+                    await writer.submit(_write_all, fd, full)
             if buffer:
-                await _in_thread(_write_all, fd, buffer)
+                await writer.submit(_write_all, fd, buffer)
+            await writer.result()
             await _in_thread(_seal, fd, request.name, request.metadata)
             open_ = False
             os.close(fd)
             await _in_thread(_install, temporary, path, request.name)
         except BaseException:
+            await writer.settle()  # a thread may still be writing: let it end before the close
             # Quick calls, kept off threads so that a cancelled put still runs them.
             if open_:
                 os.close(fd)
@@ -116,16 +120,18 @@ class LocalFileStore:
 
     async def get(self, name: str, byte_range: ByteRange | None = None) -> FileContent:
         fd, info, span = await asyncio.to_thread(self._open, name, byte_range)
+        start, length = (0, info.size) if span is None else (span[0], span[1] - span[0] + 1)
+        chunks = _read(fd, start, length)
         closed = False
 
         async def release() -> None:
             nonlocal closed
             if not closed:
                 closed = True
+                await chunks.aclose()  # waits for a read in flight before the descriptor closes
                 os.close(fd)
 
-        start, length = (0, info.size) if span is None else (span[0], span[1] - span[0] + 1)
-        return FileContent(info, span, _read(fd, start, length, release), release)
+        return FileContent(info, span, chunks, release)
 
     async def delete(self, name: str) -> None:
         await asyncio.to_thread(self._delete, name)
@@ -284,18 +290,61 @@ async def _in_thread(function: Callable[..., T], *args: Any) -> T:
         raise
 
 
-async def _read(fd: int, start: int, length: int, release: Any) -> AsyncIterator[bytes]:
-    offset, remaining = start, length
+async def _read(fd: int, start: int, length: int) -> AsyncGenerator[bytes, None]:
+    """The bytes from ``start``, one block read ahead while the previous one is sent."""
+    reader = _OneAhead()
+    offset, end = start, start + length
     try:
-        while remaining > 0:
-            data = await _in_thread(os.pread, fd, min(CHUNK_SIZE, remaining), offset)
+        if offset < end:
+            await reader.submit(os.pread, fd, min(CHUNK_SIZE, end - offset), offset)
+        while offset < end:
+            data: bytes = await reader.result()
             if not data:
                 raise BackendError("the file was truncated while it was read")
             offset += len(data)
-            remaining -= len(data)
+            if offset < end:
+                await reader.submit(os.pread, fd, min(CHUNK_SIZE, end - offset), offset)
             yield data
     finally:
-        await release()
+        await reader.settle()
+
+
+class _OneAhead:
+    """At most one call in a worker thread, overlapping the caller's own work (the next chunk
+    received, the last one sent)."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Future[Any] | None = None
+
+    async def submit(self, function: Callable[..., Any], *args: Any) -> None:
+        """Start ``function(*args)`` once the call before it (whose error it raises) is done."""
+        await self.result()
+        self._task = asyncio.ensure_future(asyncio.to_thread(function, *args))
+
+    async def result(self) -> Any:
+        """The call's result (None when there is none), as :func:`_in_thread` waits for it."""
+        task, self._task = self._task, None
+        if task is None:
+            return None
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await asyncio.wait([task])
+            raise
+
+    async def settle(self) -> None:
+        """Wait for a call in flight to end, whatever happens, ignoring its outcome: before a
+        clean-up closes what the thread uses."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        while not task.done():
+            try:
+                await asyncio.wait([task])
+            except asyncio.CancelledError:
+                continue  # the caller is unwinding already: the clean-up still must wait
+        if not task.cancelled():
+            task.exception()  # retrieved: its error, if any, is the unwinding's cause or moot
 
 
 def _info(name: str, status: os.stat_result, where: int | str) -> FileInfo:

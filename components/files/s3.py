@@ -239,12 +239,20 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 async def _chunks(body: Any, name: str) -> AsyncIterator[bytes]:
+    """The object's bytes in blocks of about READ_SIZE: aiohttp hands out what one socket read
+    brought (64 KiB or so), and each block sent on costs a turn of the loop."""
     try:
+        block = bytearray()
         while True:
             with s3_errors(f"cannot read {name}"):
-                data = await body.read(READ_SIZE)
+                data = await body.read(READ_SIZE - len(block))
             if not data:
-                return
-            yield data
+                break
+            block += data
+            if len(block) >= READ_SIZE:
+                yield bytes(block)
+                block.clear()
+        if block:
+            yield bytes(block)
     finally:
         body.close()
