@@ -6,7 +6,8 @@ RSS; written into docs/performance.md between the file-bench markers.
 Placement: l8 on core 0; moto's S3 server, the clients and the direct operations on core 1.
 Throughput is MB/s (10^6 bytes) of file content, median of the rounds. The direct local put is what
 file.local does (a temporary file in the folder, fsync, rename); the direct get reads the file in
-1 MiB blocks. The direct S3 put is one PutObject (a multipart upload in 5 MiB parts beyond 5 MiB,
+1 MiB blocks (from the page cache, the file having just been written; the cold get first drops
+it from the cache, both ways). The direct S3 put is one PutObject (a multipart upload in 5 MiB parts beyond 5 MiB,
 as l8's store does it), the get one GetObject read to its end. 1 KB files: 16 concurrent clients
 for a fixed time, each doing one operation after another.
 
@@ -197,6 +198,15 @@ class DirectS3:
 # -- measuring -------------------------------------------------------------------------------------
 
 
+def drop_cached(path: Path) -> None:
+    """Out of the page cache (the file is clean: it was fsynced), so the next read is the disk's."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 async def big(operation: Callable[[str, str, int], Awaitable[None]], store: str, size: int) -> float:
     """MB/s of one operation on a ``size``-byte file."""
     started = time.perf_counter()
@@ -247,6 +257,10 @@ async def measure(
                 for way, target in (("l8", l8), ("direct", direct[store])):
                     row[f"{store} put 100 MB {way}"] = await big(target.put, store, size)
                     row[f"{store} get 100 MB {way}"] = await big(target.get, store, size)
+                    if store == "disk":
+                        folder = workdir / ("l8-files" if way == "l8" else "direct")
+                        await asyncio.to_thread(drop_cached, folder / "big.bin")
+                        row[f"disk get 100 MB, cold {way}"] = await big(target.get, store, size)
                     row[f"{store} put 1 KB {way}"] = await small(target.put, store, arguments.seconds)
                     row[f"{store} get 1 KB {way}"] = await small(target.get, store, arguments.seconds)
             for name, value in row.items():
@@ -354,7 +368,8 @@ def render(
         f"- Raw numbers: `{results_name}` (git-ignored).",
         f"- Method: l8 on core {SERVER_CORE} with `file.local` (`disk`) and `file.s3` (`s3`, moto's server); "
         f"moto, the clients (aiohttp) and the direct operations on core {LOAD_CORE}. 100 MB: one file put "
-        "then got, MB/s of content; 1 KB: 16 concurrent clients for "
+        "then got, MB/s of content (a cold get first drops the file from the page cache with "
+        "POSIX_FADV_DONTNEED, so it reads the disk); 1 KB: 16 concurrent clients for "
         f"{arguments.seconds:g} s, operations/s. Median of {arguments.rounds} rounds. Direct local put = "
         "what file.local does (temporary file, fsync, rename); direct S3 = aiobotocore, one PutObject or "
         "a multipart upload in 5 MiB parts, one GetObject.",
@@ -392,7 +407,7 @@ def render(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per 1 KB measurement")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--big-mb", type=int, default=100, help="the big file, in MB (10^6 bytes)")
     parser.add_argument("--memory-mib", type=int, default=1024, help="the memory check's file, in MiB")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")

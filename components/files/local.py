@@ -119,7 +119,14 @@ class LocalFileStore:
             raise
 
     async def get(self, name: str, byte_range: ByteRange | None = None) -> FileContent:
-        fd, info, span = await asyncio.to_thread(self._open, name, byte_range)
+        opening = asyncio.ensure_future(asyncio.to_thread(self._open, name, byte_range))
+        try:
+            fd, info, span = await asyncio.shield(opening)
+        except asyncio.CancelledError:  # a deadline ran out: the descriptor the thread opens is closed
+            await asyncio.wait([opening])
+            if not opening.cancelled() and opening.exception() is None:
+                os.close(opening.result()[0])
+            raise
         start, length = (0, info.size) if span is None else (span[0], span[1] - span[0] + 1)
         chunks = _read(fd, start, length)
         closed = False

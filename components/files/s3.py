@@ -32,6 +32,7 @@ from components.files.base import (
     PutRequest,
 )
 from components.files.names import name_problem, prefix_problem
+from components.files.read_ahead import read_ahead
 from components.metadata import decode, parse_quantity
 from components.s3_connection import NOT_FOUND_CODES, S3ConnectionMetadata, connect, error_code, s3_errors
 
@@ -157,10 +158,13 @@ class S3FileStore:
         span, size = _span(answer.get("ContentRange"), length)
         info = FileInfo(name, size, _utc(answer.get("LastModified")), dict(answer.get("Metadata") or {}))
 
+        chunks = read_ahead(_chunks(body, name))
+
         async def release() -> None:
+            await chunks.aclose()  # stops the reading task, which closes the body
             body.close()
 
-        return FileContent(info, span, _chunks(body, name), release)
+        return FileContent(info, span, chunks, release)
 
     async def delete(self, name: str) -> None:
         await self.stat(name)
