@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import signal
 import socket
 import threading
 import time
@@ -110,6 +111,57 @@ async def test_literal_dot_segments_are_refused(l8: L8Launcher, tmp_path: Path, 
         assert b'"errorCode":"ERR_MALFORMED_REQUEST"' in answer
     assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["files"]
     assert list((tmp_path / "root" / "files").iterdir()) == []
+
+
+# -- broken uploads --------------------------------------------------------------------------------
+
+
+def local_sidecar(l8: L8Launcher, tmp_path: Path) -> tuple[L8Process, Path]:
+    root = tmp_path / "root"
+    folder = tmp_path / "resources"
+    write_component(folder, "files", "file.local", {"rootPath": str(root)})
+    return l8(app_id="broken", resources=[folder]), root
+
+
+def partial_upload(sidecar: L8Process, name: str, declared: int, sent: int) -> socket.socket:
+    """A PUT declaring ``declared`` bytes of which only ``sent`` go out; the socket stays open."""
+    connection = socket.create_connection(("127.0.0.1", sidecar.port), timeout=10)
+    head = f"PUT {FILE}/files/{name} HTTP/1.1\r\nHost: l8\r\nContent-Length: {declared}\r\n\r\n"
+    connection.sendall(head.encode() + b"n" * sent)
+    return connection
+
+
+async def test_an_upload_cut_off_by_its_client_leaves_the_old_file(
+    l8: L8Launcher, tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    sidecar, root = await asyncio.to_thread(local_sidecar, l8, tmp_path)
+    url = f"{sidecar.url}{FILE}/files/kept.txt"
+    assert (await client.put(url, content=b"the old file")).status_code == 204
+    connection = partial_upload(sidecar, "kept.txt", 10 * MiB, 3 * MiB)
+    await asyncio.sleep(0.3)
+    connection.close()
+    await asyncio.sleep(0.3)
+    assert (await client.get(url)).content == b"the old file"
+    assert sorted(p.name for p in root.iterdir()) == ["kept.txt"]  # the temporary file went too
+
+
+async def test_a_killed_sidecar_leaves_the_old_file(
+    l8: L8Launcher, tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    sidecar, root = await asyncio.to_thread(local_sidecar, l8, tmp_path)
+    url = f"{sidecar.url}{FILE}/files/kept.txt"
+    assert (await client.put(url, content=b"the old file")).status_code == 204
+    connection = partial_upload(sidecar, "kept.txt", 10 * MiB, 3 * MiB)
+    deadline = time.monotonic() + 10
+    while not [p for p in root.iterdir() if p.name.startswith(".l8-upload-")]:
+        assert time.monotonic() < deadline, "the upload never started"
+        await asyncio.sleep(0.05)
+    sidecar.stop(signal.SIGKILL)  # mid-upload: no clean-up runs
+    connection.close()
+    await asyncio.to_thread(sidecar.start)
+    assert (await client.get(url)).content == b"the old file"
+    listed = (await client.get(f"{sidecar.url}{FILE}/files")).json()
+    assert [f["fileName"] for f in listed["files"]] == ["kept.txt"]  # the stray temporary file is not a file
 
 
 # -- the memory bound ------------------------------------------------------------------------------
