@@ -91,7 +91,7 @@ class LocalFileStore:
 
     async def put(self, request: PutRequest) -> None:
         path = await asyncio.to_thread(self._path, request.name)
-        fd, temporary = await asyncio.to_thread(_open_temporary, path, request.name)
+        fd, temporary = await _acquire(_open_temporary, (path, request.name), _discard_temporary)
         open_ = True
         writer = _OneAhead()
         try:
@@ -119,14 +119,7 @@ class LocalFileStore:
             raise
 
     async def get(self, name: str, byte_range: ByteRange | None = None) -> FileContent:
-        opening = asyncio.ensure_future(asyncio.to_thread(self._open, name, byte_range))
-        try:
-            fd, info, span = await asyncio.shield(opening)
-        except asyncio.CancelledError:  # a deadline ran out: the descriptor the thread opens is closed
-            await asyncio.wait([opening])
-            if not opening.cancelled() and opening.exception() is None:
-                os.close(opening.result()[0])
-            raise
+        fd, info, span = await _acquire(self._open, (name, byte_range), lambda opened: os.close(opened[0]))
         start, length = (0, info.size) if span is None else (span[0], span[1] - span[0] + 1)
         chunks = _read(fd, start, length)
         closed = False
@@ -283,6 +276,26 @@ def _install(temporary: str, path: str, name: str) -> None:
             os.fsync(folder)
         finally:
             os.close(folder)
+
+
+async def _acquire(function: Callable[..., T], args: tuple[Any, ...], undo: Callable[[T], object]) -> T:
+    """What ``function(*args)`` opens in a worker thread. When the caller is cancelled meanwhile
+    (a deadline ran out), the thread is let finish and what it opened is undone, never leaked."""
+    task = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        if not task.cancelled() and task.exception() is None:
+            undo(task.result())
+        raise
+
+
+def _discard_temporary(opened: tuple[int, str]) -> None:
+    fd, temporary = opened
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(temporary)
 
 
 async def _in_thread(function: Callable[..., T], *args: Any) -> T:

@@ -5,6 +5,7 @@ renamed over it; the mode; the metadata as extended attributes), and disk I/O of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
 import time
@@ -180,3 +181,25 @@ async def test_big_writes_and_reads_leave_the_event_loop_free(store: LocalFileSt
     await ticking
     assert total == 64 * 1024 * 1024
     assert max(lateness) < 0.1, max(lateness)
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_operations_cut_short_by_a_deadline_leak_no_descriptor_nor_file(
+    store: LocalFileStore, root: Path
+) -> None:
+    await put(store, "f.bin", b"x" * 10_000)
+    await asyncio.sleep(0.05)  # the worker threads started by the put are idle again
+    before = open_descriptors()
+    for attempt in range(200):
+        timeout = (attempt % 10) * 0.0002
+        with contextlib.suppress(TimeoutError):
+            content = await asyncio.wait_for(store.get("f.bin"), timeout)
+            await content.release()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(put(store, f"new-{attempt}.bin", b"y"), timeout)
+    await asyncio.sleep(0.05)
+    assert open_descriptors() == before
+    assert not [name for name in os.listdir(root) if name.startswith(".l8-upload-")]
