@@ -42,6 +42,13 @@ FILE_PATH = "/v1.0-alpha1/file/{storeName}/{name:anykey}"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _OCTETS = "application/octet-stream"
 _BINARY = {"type": "string", "format": "binary"}
+_TEXT = {"type": "string"}
+_META_HEADERS = {
+    "Last-Modified": {"schema": _TEXT, "description": "when the file was last written (HTTP date)"},
+    "Accept-Ranges": {"schema": _TEXT, "description": "bytes"},
+    "metadata.<key>": {"schema": _TEXT, "description": "one header per metadata entry of the file"},
+}
+_RANGE_HEADER = {"Content-Range": {"schema": _TEXT, "description": "bytes <first>-<last>/<size>"}}
 
 _STORE = {
     400: ["ERR_FILE_STORE_NOT_FOUND", "ERR_MALFORMED_REQUEST"],
@@ -194,11 +201,12 @@ async def put_file(request: Request, storeName: str, name: str) -> Response:
     "with Content-Range; a range starting past the end answers 416 with Content-Range: bytes */<size>; a "
     "Range of any other form is ignored (200, the whole file)." + _NAME_NOTE,
     responses={
-        200: {
-            "description": "The file",
-            "content": {_OCTETS: {"schema": {"type": "string", "format": "binary"}}},
+        200: {"description": "The file", "content": {_OCTETS: {"schema": _BINARY}}, "headers": _META_HEADERS},
+        206: {
+            "description": "The asked range of the file",
+            "content": {_OCTETS: {"schema": _BINARY}},
+            "headers": {**_META_HEADERS, **_RANGE_HEADER},
         },
-        206: {"description": "The asked range of the file"},
         **_errors(
             {404: ["ERR_FILE_NOT_FOUND"], 416: ["ERR_FILE_RANGE_NOT_SATISFIABLE"], 500: ["ERR_GET_FILE"]}
         ),
@@ -218,7 +226,7 @@ async def get_file(request: Request, storeName: str, name: str) -> Response:
     "name and its metadata as metadata.<key> headers (Layotto's GetFileMeta). A missing file answers "
     "404 (with no body, as any answer to HEAD)." + _NAME_NOTE,
     responses={
-        200: {"description": "The file exists: its meta in the headers"},
+        200: {"description": "The file exists: its meta in the headers", "headers": _META_HEADERS},
         **_errors({404: ["ERR_FILE_NOT_FOUND"], 500: ["ERR_FILE_META"]}),
     },
     response_class=Response,
