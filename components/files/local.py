@@ -27,10 +27,9 @@ import heapq
 import os
 import stat
 import tempfile
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
 
 from pydantic import field_validator
 
@@ -51,6 +50,7 @@ from components.files.base import (
     PutRequest,
 )
 from components.files.names import name_problem, prefix_problem
+from components.files.worker_threads import OneAhead, acquire, in_thread
 from components.metadata import ComponentMetadata, decode, metadata_error
 
 CHUNK_SIZE = 1024 * 1024
@@ -58,7 +58,6 @@ CHUNK_SIZE = 1024 * 1024
 TEMPORARY_PREFIX = ".l8-upload-"
 XATTR_PREFIX = "user.l8."
 FILE_MODE = 0o644
-T = TypeVar("T")
 
 
 class LocalFileMetadata(ComponentMetadata):
@@ -91,9 +90,9 @@ class LocalFileStore:
 
     async def put(self, request: PutRequest) -> None:
         path = await asyncio.to_thread(self._path, request.name)
-        fd, temporary = await _acquire(_open_temporary, (path, request.name), _discard_temporary)
+        fd, temporary = await acquire(_open_temporary, (path, request.name), _discard_temporary)
         open_ = True
-        writer = _OneAhead()
+        writer = OneAhead()
         try:
             buffer = bytearray()
             async for chunk in request.chunks:
@@ -105,10 +104,10 @@ class LocalFileStore:
             if buffer:
                 await writer.submit(_write_all, fd, buffer)
             await writer.result()
-            await _in_thread(_seal, fd, request.name, request.metadata)
+            await in_thread(_seal, fd, request.name, request.metadata)
             open_ = False
             os.close(fd)
-            await _in_thread(_install, temporary, path, request.name)
+            await in_thread(_install, temporary, path, request.name)
         except BaseException:
             await writer.settle()  # a thread may still be writing: let it end before the close
             # Quick calls, kept off threads so that a cancelled put still runs them.
@@ -119,7 +118,7 @@ class LocalFileStore:
             raise
 
     async def get(self, name: str, byte_range: ByteRange | None = None) -> FileContent:
-        fd, info, span = await _acquire(self._open, (name, byte_range), lambda opened: os.close(opened[0]))
+        fd, info, span = await acquire(self._open, (name, byte_range), lambda opened: os.close(opened[0]))
         start, length = (0, info.size) if span is None else (span[0], span[1] - span[0] + 1)
         chunks = _read(fd, start, length)
         closed = False
@@ -278,19 +277,6 @@ def _install(temporary: str, path: str, name: str) -> None:
             os.close(folder)
 
 
-async def _acquire(function: Callable[..., T], args: tuple[Any, ...], undo: Callable[[T], object]) -> T:
-    """What ``function(*args)`` opens in a worker thread. When the caller is cancelled meanwhile
-    (a deadline ran out), the thread is let finish and what it opened is undone, never leaked."""
-    task = asyncio.ensure_future(asyncio.to_thread(function, *args))
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.wait([task])
-        if not task.cancelled() and task.exception() is None:
-            undo(task.result())
-        raise
-
-
 def _discard_temporary(opened: tuple[int, str]) -> None:
     fd, temporary = opened
     os.close(fd)
@@ -298,21 +284,9 @@ def _discard_temporary(opened: tuple[int, str]) -> None:
         os.unlink(temporary)
 
 
-async def _in_thread(function: Callable[..., T], *args: Any) -> T:
-    """``function(*args)`` in a worker thread. A thread cannot be stopped: when the caller is
-    cancelled, the call is let finish before the cancellation goes on, so the caller's clean-up
-    never closes a descriptor a thread still uses."""
-    task = asyncio.ensure_future(asyncio.to_thread(function, *args))
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.wait([task])
-        raise
-
-
 async def _read(fd: int, start: int, length: int) -> AsyncGenerator[bytes, None]:
     """The bytes from ``start``, one block read ahead while the previous one is sent."""
-    reader = _OneAhead()
+    reader = OneAhead()
     offset, end = start, start + length
     try:
         if offset < end:
@@ -327,44 +301,6 @@ async def _read(fd: int, start: int, length: int) -> AsyncGenerator[bytes, None]
             yield data
     finally:
         await reader.settle()
-
-
-class _OneAhead:
-    """At most one call in a worker thread, overlapping the caller's own work (the next chunk
-    received, the last one sent)."""
-
-    def __init__(self) -> None:
-        self._task: asyncio.Future[Any] | None = None
-
-    async def submit(self, function: Callable[..., Any], *args: Any) -> None:
-        """Start ``function(*args)`` once the call before it (whose error it raises) is done."""
-        await self.result()
-        self._task = asyncio.ensure_future(asyncio.to_thread(function, *args))
-
-    async def result(self) -> Any:
-        """The call's result (None when there is none), as :func:`_in_thread` waits for it."""
-        task, self._task = self._task, None
-        if task is None:
-            return None
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            await asyncio.wait([task])
-            raise
-
-    async def settle(self) -> None:
-        """Wait for a call in flight to end, whatever happens, ignoring its outcome: before a
-        clean-up closes what the thread uses."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        while not task.done():
-            try:
-                await asyncio.wait([task])
-            except asyncio.CancelledError:
-                continue  # the caller is unwinding already: the clean-up still must wait
-        if not task.cancelled():
-            task.exception()  # retrieved: its error, if any, is the unwinding's cause or moot
 
 
 def _info(name: str, status: os.stat_result, where: int | str) -> FileInfo:
