@@ -22,6 +22,8 @@ def internal(exc: BaseException) -> ApiError:
 
 
 def answer(error: ApiError, headers: dict[str, str] | None = None) -> Response:
+    if error.headers:
+        headers = {**error.headers, **(headers or {})}
     return Response(error.body(), status_code=error.status, media_type=JSON, headers=headers)
 
 

@@ -26,6 +26,7 @@ from mesh.resiliency import Outbound, Resiliency
 from mesh.resolver import Resolver
 from mesh.tcpcopy import TcpCopy, parse_policy
 from services.configuration import ConfigurationService
+from services.files import FileService
 from services.http_endpoints import http_endpoints
 from services.invocation import InvocationService
 from services.lock import LockService
@@ -69,6 +70,7 @@ def embedded_defaults(settings: Settings) -> Resources:
                 EMBEDDED,
             ),
             ComponentResource("configstore", "configuration.in-memory", "v1", {}, EMBEDDED),
+            ComponentResource("filestore", "file.local", "v1", {"rootPath": str(data / "files")}, EMBEDDED),
         ]
     )
 
@@ -194,6 +196,7 @@ class Runtime:
                 tcp_copy=self.tcp_copy,
                 rate_limits=self.rate_limits,
             ),
+            files=FileService.from_components(self._of("file"), self._outbound("file")),
         )
         # Other sidecars find this one only once every service is built.
         await self._start_name_resolution(resolver)

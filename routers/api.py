@@ -8,6 +8,7 @@ from __future__ import annotations
 from routers import (
     configuration,
     fallback,
+    files,
     health,
     invoke,
     lock,
@@ -27,7 +28,10 @@ ROUTES: tuple[Route, ...] = (
     *sequencer.routes.routes,
     *configuration.routes.routes,
     *secrets.routes.routes,
+    *files.routes.routes,
     *metadata.routes.routes,
     *health.routes.routes,
 )
 FALLBACK: Route = fallback.routes.routes[0]
+UNCAPPED_UPLOADS = files.UNCAPPED_UPLOADS
+"""(verb, path prefix) of the uploads streamed to a store, which --max-body-size does not cap."""

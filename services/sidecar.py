@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.configuration import ConfigurationService
+from services.files import FileService
 from services.invocation import InvocationService
 from services.lock import LockService
 from services.metadata import MetadataService
@@ -25,3 +26,4 @@ class Services:
     configuration: ConfigurationService
     secrets: SecretsService
     metadata: MetadataService
+    files: FileService

@@ -1,8 +1,9 @@
 """Property-based tests of l8's HTTP API against its own OpenAPI document (schemathesis 4).
 
 One l8 process for the session serves the document at /openapi.json, two state stores
-(``statestore`` on SQLite, ``memstore`` in memory), a lock store, a sequencer and a configuration
-store and a secret store (``secretstore``, a local file); generated requests name those stores or any other name. Every answer must have a documented status code and content type and match the
+(``statestore`` on SQLite, ``memstore`` in memory), a lock store, a sequencer, a configuration
+store, a secret store (``secretstore``, a local file) and a file store; generated requests name
+those stores or any other name. Every answer must have a documented status code and content type and match the
 documented schema, and must not be a server error, except the 500s that Dapr itself answers for
 some inputs (see :data:`DAPR_MANDATED_500`). POST /v1.0/shutdown is left out: it stops the sidecar.
 """
@@ -31,7 +32,7 @@ from tests.e2e.process import L8Launcher, L8Process, write_component
 
 pytestmark = pytest.mark.e2e
 
-STORES = ("statestore", "memstore", "lockstore", "sequencer", "configstore", "secretstore")
+STORES = ("statestore", "memstore", "lockstore", "sequencer", "configstore", "secretstore", "filestore")
 STORE_PARAMETERS = ("storeName", "secretStoreName")
 
 # 500s that Dapr answers for a client's input, so they are correct answers, not server bugs
@@ -75,6 +76,7 @@ def l8_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[L8Process]:
     secrets = workdir / "secrets.json"
     secrets.write_text(json.dumps({"db-password": "p", "api": {"key": "k"}}))
     write_component(resources, "secretstore", "secretstores.local.file", {"secretsFile": str(secrets)})
+    write_component(resources, "filestore", "file.local", {"rootPath": str(workdir / "files")})
     launcher = L8Launcher(workdir)
     try:
         yield launcher(app_id="fuzz", resources=[resources])
