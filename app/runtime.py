@@ -27,6 +27,7 @@ from mesh.resolver import Resolver
 from mesh.tcpcopy import TcpCopy, parse_policy
 from services.bindings import BindingsService
 from services.configuration import ConfigurationService
+from services.files import FileService
 from services.http_endpoints import http_endpoints
 from services.invocation import InvocationService
 from services.lock import LockService
@@ -70,6 +71,7 @@ def embedded_defaults(settings: Settings) -> Resources:
                 EMBEDDED,
             ),
             ComponentResource("configstore", "configuration.in-memory", "v1", {}, EMBEDDED),
+            ComponentResource("filestore", "file.local", "v1", {"rootPath": str(data / "files")}, EMBEDDED),
         ]
     )
 
@@ -196,6 +198,7 @@ class Runtime:
                 tcp_copy=self.tcp_copy,
                 rate_limits=self.rate_limits,
             ),
+            files=FileService.from_components(self._of("file"), self._outbound("file")),
             bindings=bindings,
         )
         # Other sidecars find this one only once every service is built.

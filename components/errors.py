@@ -68,3 +68,27 @@ class QueryError(StateError):
 
 class InvalidConfigurationRequestError(ComponentError):
     """A configuration key, group or label the store's layout cannot hold (the caller's to fix)."""
+
+
+class FileError(ComponentError):
+    """A file operation refused for a reason other than the store failing."""
+
+
+class FileNotFound(FileError):
+    """The named file does not exist (or is a directory)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"file {name} does not exist")
+        self.name = name
+
+
+class InvalidFileNameError(FileError):
+    """A name that would leave the store's root, or that the store cannot hold."""
+
+
+class RangeNotSatisfiableError(FileError):
+    """The asked range starts at or past the end of the file."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the range is not satisfiable: the file has {size} bytes")
+        self.size = size

@@ -25,6 +25,7 @@ import structlog
 if TYPE_CHECKING:
     from components.bindings.base import Binding
     from components.configuration.base import ConfigurationStore
+    from components.files.base import FileStore
     from components.lock.base import LockStore
     from components.pubsub.base import PubSub
     from components.secretstores.base import SecretStore
@@ -174,6 +175,15 @@ SECRETSTORES: Registry[SecretStore] = Registry(
         "secretstores.redis": "components.secretstores.redis:RedisSecretStore",
     },
 )
+# Layotto's file API: its types are named "file.<backend>" (Layotto's own component names).
+FILES: Registry[FileStore] = Registry(
+    "file",
+    "components.files.base:FileStore",
+    {
+        "file.local": "components.files.local:LocalFileStore",
+        "file.s3": "components.files.s3:S3FileStore",
+    },
+)
 BINDINGS: Registry[Binding] = Registry(
     "bindings",
     "components.bindings.base:Binding",
@@ -190,7 +200,7 @@ BINDINGS: Registry[Binding] = Registry(
 
 REGISTRIES: Mapping[str, Registry[Component]] = {
     registry.block: registry
-    for registry in (STATE, PUBSUB, LOCK, SEQUENCER, CONFIGURATION, SECRETSTORES, BINDINGS)
+    for registry in (STATE, PUBSUB, LOCK, SEQUENCER, CONFIGURATION, SECRETSTORES, FILES, BINDINGS)
 }
 
 

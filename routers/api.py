@@ -9,6 +9,7 @@ from routers import (
     bindings,
     configuration,
     fallback,
+    files,
     health,
     invoke,
     lock,
@@ -29,7 +30,10 @@ ROUTES: tuple[Route, ...] = (
     *configuration.routes.routes,
     *bindings.routes.routes,
     *secrets.routes.routes,
+    *files.routes.routes,
     *metadata.routes.routes,
     *health.routes.routes,
 )
 FALLBACK: Route = fallback.routes.routes[0]
+UNCAPPED_UPLOADS = files.UNCAPPED_UPLOADS
+"""(verb, path prefix) of the uploads streamed to a store, which --max-body-size does not cap."""

@@ -229,6 +229,19 @@ class DeleteConfigurationRequest(BaseModel):
     metadata: dict[str, str] | None = None
 
 
+class FileInfoBody(BaseModel):
+    fileName: str
+    size: str = Field(description="int64 as a decimal string (proto3 JSON mapping)")
+    lastModified: str = Field(description="RFC 3339, UTC; empty when the store does not know it")
+    metadata: dict[str, str] = Field(description="empty for file.s3 (S3 lists no metadata)")
+
+
+class ListFileResponse(BaseModel):
+    files: list[FileInfoBody]
+    marker: str = Field(description="the last name of this page: the next page's marker")
+    isTruncated: bool = Field(description="true while more files follow")
+
+
 class OutputBindingRequest(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={

@@ -30,7 +30,6 @@ class ApiError(Exception):
         code: str,
         message: str,
         details: list[dict[str, Any]] | None = None,
-        *,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
@@ -39,7 +38,8 @@ class ApiError(Exception):
         self.message = message
         self.details = details
         self.headers = headers
-        """Answered beside the body (an output binding's ``metadata.<key>`` on its failure)."""
+        """Headers the answer carries besides the body's (a 416's Content-Range, an output binding's
+        ``metadata.<key>`` beside its failure)."""
 
     def body(self) -> bytes:
         payload: dict[str, Any] = {"errorCode": self.code, "message": self.message}
@@ -431,6 +431,69 @@ def configuration_delete_failed(store: str, error: Exception | str) -> ApiError:
     return ApiError(
         500, "ERR_CONFIGURATION_DELETE", f"failed to delete configuration from store {store}: {error}"
     )
+
+
+# -- files (Layotto's file API; l8's codes in Dapr's style) ----------------------------------------
+
+
+def file_store_not_configured() -> ApiError:
+    return ApiError(500, "ERR_FILE_STORE_NOT_CONFIGURED", "file store is not configured")
+
+
+def file_store_not_found(store: str) -> ApiError:
+    return ApiError(400, "ERR_FILE_STORE_NOT_FOUND", f"file store {store} not found")
+
+
+def file_name_invalid(store: str, reason: str) -> ApiError:
+    return malformed(f"invalid file name in file store {store}: {reason}")
+
+
+def file_not_found(store: str, name: str) -> ApiError:
+    return ApiError(404, "ERR_FILE_NOT_FOUND", f"file {name} not found in file store {store}")
+
+
+def file_range_not_satisfiable(store: str, name: str, size: int) -> ApiError:
+    message = f"the range asked of file {name} in file store {store} is not satisfiable: it has {size} bytes"
+    return ApiError(
+        416, "ERR_FILE_RANGE_NOT_SATISFIABLE", message, headers={"content-range": f"bytes */{size}"}
+    )
+
+
+def put_file_failed(store: str, name: str, error: Exception | str) -> ApiError:
+    return ApiError(500, "ERR_PUT_FILE", f"failed to put file {name} in file store {store}: {error}")
+
+
+def put_file_body_read(store: str, name: str, reason: str) -> ApiError:
+    """The upload's body could not be read to its end (the client went away mid-upload)."""
+    return ApiError(
+        400, "ERR_BODY_READ", f"failed to read the body of file {name} for file store {store}: {reason}"
+    )
+
+
+def get_file_failed(store: str, name: str, error: Exception | str) -> ApiError:
+    return ApiError(500, "ERR_GET_FILE", f"failed to get file {name} from file store {store}: {error}")
+
+
+def delete_file_failed(store: str, name: str, error: Exception | str) -> ApiError:
+    return ApiError(500, "ERR_DELETE_FILE", f"failed to delete file {name} from file store {store}: {error}")
+
+
+def list_file_failed(store: str, error: Exception | str) -> ApiError:
+    return ApiError(500, "ERR_LIST_FILE", f"failed to list files in file store {store}: {error}")
+
+
+def file_meta_failed(store: str, name: str, error: Exception | str) -> ApiError:
+    return ApiError(
+        500, "ERR_FILE_META", f"failed to get the meta of file {name} in file store {store}: {error}"
+    )
+
+
+def file_list_page_size(store: str, value: str) -> ApiError:
+    return malformed(f"pageSize {value!r} in file store {store} is not a number from 1 to 1000")
+
+
+def file_list_argument(store: str, reason: str) -> ApiError:
+    return malformed(f"invalid list request in file store {store}: {reason}")
 
 
 # -- bindings --------------------------------------------------------------------------------------

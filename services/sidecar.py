@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from services.bindings import BindingsService
 from services.configuration import ConfigurationService
+from services.files import FileService
 from services.invocation import InvocationService
 from services.lock import LockService
 from services.metadata import MetadataService
@@ -26,4 +27,5 @@ class Services:
     configuration: ConfigurationService
     secrets: SecretsService
     metadata: MetadataService
+    files: FileService
     bindings: BindingsService

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import EtcdServer, KafkaServer, PostgresServer, RedisServer
+from tests.servers import EtcdServer, KafkaServer, PostgresServer, RedisServer, S3Server
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +35,14 @@ def etcd_server() -> Iterator[EtcdServer]:
     """One etcd for the whole session, on free client and peer ports; tests use key prefixes of
     their own."""
     with EtcdServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """One S3-compatible server (moto's, in memory) for the whole session, on a free port; tests use
+    buckets of their own."""
+    with S3Server() as server:
         yield server
 
 

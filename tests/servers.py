@@ -18,6 +18,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -407,6 +408,42 @@ def _postgres_binary(name: str) -> str:
         return found
     versions = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: p.parts[-3])
     return str(versions[-1]) if versions else name
+
+
+class S3Server(SubprocessServer):
+    """moto's standalone server (``moto_server``, from the PyPI test extra ``moto[server]``): the S3
+    HTTP API in memory, every start an empty account. Ready once ``GET /`` (ListBuckets) answers.
+    Credentials are not checked; tests pass any."""
+
+    name = "moto_server"
+    start_timeout = 30.0  # moto imports every AWS service's model on start
+
+    def __init__(self, *, binary: str | None = None, host: str = LOOPBACK) -> None:
+        super().__init__(binary=binary or _venv_binary(self.name), host=host)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def command(self, executable: str) -> list[str]:
+        return [executable, "-H", self.host, "-p", str(self.port)]
+
+    def is_ready(self) -> bool:
+        request = f"GET / HTTP/1.0\r\nHost: {self.address}\r\n\r\n".encode()
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as connection:
+                connection.sendall(request)
+                answer = connection.recv(64)
+        except OSError:
+            return False
+        return answer.startswith(b"HTTP/1.") and b" 200 " in answer
+
+
+def _venv_binary(name: str) -> str:
+    """A console script of this virtualenv (beside the running interpreter), else the name alone
+    (looked up on PATH)."""
+    beside = Path(sys.executable).with_name(name)
+    return str(beside) if beside.exists() else name
 
 
 def _tansu_binary() -> str:

@@ -1,12 +1,12 @@
 """Property-based tests of l8's HTTP API against its own OpenAPI document (schemathesis 4).
 
 One l8 process for the session serves the document at /openapi.json, two state stores
-(``statestore`` on SQLite, ``memstore`` in memory), a lock store, a sequencer and a configuration
-store, a secret store (``secretstore``, a local file) and an output binding (``files``, local
-storage); generated requests name those or any other name. Every answer must have a documented
-status code and content type and match the documented schema, and must not be a server error,
-except the 500s that Dapr itself answers for some inputs (see :data:`DAPR_MANDATED_500`).
-POST /v1.0/shutdown is left out: it stops the sidecar.
+(``statestore`` on SQLite, ``memstore`` in memory), a lock store, a sequencer, a configuration
+store, a secret store (``secretstore``, a local file), a file store and an output binding
+(``files``, local storage); generated requests name those or any other name. Every answer must
+have a documented status code and content type and match the documented schema, and must not be a
+server error, except the 500s that Dapr itself answers for some inputs (see
+:data:`DAPR_MANDATED_500`). POST /v1.0/shutdown is left out: it stops the sidecar.
 """
 
 from __future__ import annotations
@@ -33,7 +33,16 @@ from tests.e2e.process import L8Launcher, L8Process, write_component
 
 pytestmark = pytest.mark.e2e
 
-STORES = ("statestore", "memstore", "lockstore", "sequencer", "configstore", "secretstore", "files")
+STORES = (
+    "statestore",
+    "memstore",
+    "lockstore",
+    "sequencer",
+    "configstore",
+    "secretstore",
+    "filestore",
+    "files",
+)
 STORE_PARAMETERS = ("storeName", "secretStoreName", "name")
 
 # 500s that Dapr answers for a client's input, so they are correct answers, not server bugs
@@ -79,7 +88,8 @@ def l8_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[L8Process]:
     secrets = workdir / "secrets.json"
     secrets.write_text(json.dumps({"db-password": "p", "api": {"key": "k"}}))
     write_component(resources, "secretstore", "secretstores.local.file", {"secretsFile": str(secrets)})
-    write_component(resources, "files", "bindings.localstorage", {"rootPath": str(workdir / "files")})
+    write_component(resources, "filestore", "file.local", {"rootPath": str(workdir / "files")})
+    write_component(resources, "files", "bindings.localstorage", {"rootPath": str(workdir / "binding-files")})
     launcher = L8Launcher(workdir)
     try:
         yield launcher(app_id="fuzz", resources=[resources])

@@ -17,7 +17,12 @@ from typing import Any
 
 import structlog
 
-from components.errors import InvalidConfigurationRequestError, NotFoundError, StateError
+from components.errors import (
+    FileError,
+    InvalidConfigurationRequestError,
+    NotFoundError,
+    StateError,
+)
 from components.resources import ResourceError
 from mesh.resiliency.breaker import CircuitBreaker, CircuitBreakerSpec, compile_trip
 from mesh.resiliency.durations import parse_duration
@@ -101,7 +106,7 @@ class Resiliency:
         store's refusal (an ETag mismatch, a bad key) is its answer: never retried, never counted
         by the breaker."""
         policy = self.component_outbound(component, component_type)
-        policy.answers = (StateError, InvalidConfigurationRequestError, NotFoundError)
+        policy.answers = (StateError, InvalidConfigurationRequestError, NotFoundError, FileError)
         return outbound(component, policy, deadline)
 
     def app(self, app_id: str) -> Policy:
