@@ -127,6 +127,7 @@ async def test_state_through_the_sdk_http_client(sidecar: L8Process, sdk_env: py
         "lockstore",
         "sequencer",
         "configstore",
+        "filestore",
     ]
 
     _, response = await client.send_bytes(
