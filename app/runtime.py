@@ -25,6 +25,7 @@ from mesh.ratelimit import RateLimits, build_rate_limits
 from mesh.resiliency import Outbound, Resiliency
 from mesh.resolver import Resolver
 from mesh.tcpcopy import TcpCopy, parse_policy
+from services.bindings import BindingsService
 from services.configuration import ConfigurationService
 from services.files import FileService
 from services.http_endpoints import http_endpoints
@@ -172,6 +173,7 @@ class Runtime:
         invocation = _invocation_service(
             settings, self.app_channel, proxy, resolver, endpoints, self.resiliency
         )
+        bindings = self._bindings()
         self.services = Services(
             state=StateService.from_components(
                 self._of("state"), app_id, self._outbound("state"), settings.max_request_items
@@ -197,10 +199,12 @@ class Runtime:
                 rate_limits=self.rate_limits,
             ),
             files=FileService.from_components(self._of("file"), self._outbound("file")),
+            bindings=bindings,
         )
         # Other sidecars find this one only once every service is built.
         await self._start_name_resolution(resolver)
         await self._start_subscriptions()
+        self._start_input_bindings(bindings)
         log.info(
             "components ready",
             components=[f"{c.name} ({c.type})" for c in self.components],
@@ -278,6 +282,23 @@ class Runtime:
             metadata,
             resource.source,
         )
+
+    def _bindings(self) -> BindingsService:
+        try:
+            bindings = BindingsService.from_components(
+                self._of("bindings"), self.app_channel, self.resiliency, self._outbound("bindings")
+            )
+        except ResourceError as exc:
+            raise StartupError(str(exc)) from None
+        # Readers stop before the app channel and the components close.
+        self._stack.push_async_callback(bindings.aclose)
+        return bindings
+
+    def _start_input_bindings(self, bindings: BindingsService) -> None:
+        """Input bindings need the app: a background task probes it once it listens (and again
+        when it comes back) and starts the readers it wants."""
+        task = asyncio.create_task(bindings.input.run(), name="input bindings")
+        self._stack.push_async_callback(_cancel, task)
 
     async def _start_subscriptions(self) -> None:
         """Deliveries need the app: once it listens, discovery reads its subscriptions and the

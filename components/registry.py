@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 import structlog
 
 if TYPE_CHECKING:
+    from components.bindings.base import Binding
     from components.configuration.base import ConfigurationStore
     from components.files.base import FileStore
     from components.lock.base import LockStore
@@ -183,10 +184,23 @@ FILES: Registry[FileStore] = Registry(
         "file.s3": "components.files.s3:S3FileStore",
     },
 )
+BINDINGS: Registry[Binding] = Registry(
+    "bindings",
+    "components.bindings.base:Binding",
+    {
+        "bindings.cron": "components.bindings.cron:CronBinding",
+        "bindings.http": "components.bindings.http:HttpBinding",
+        "bindings.localstorage": "components.bindings.localstorage:LocalStorageBinding",
+        "bindings.redis": "components.bindings.redis:RedisBinding",
+        "bindings.postgresql": "components.bindings.postgres:PostgresBinding",
+        "bindings.postgres": "components.bindings.postgres:PostgresBinding",
+        "bindings.kafka": "components.bindings.kafka:KafkaBinding",
+    },
+)
 
 REGISTRIES: Mapping[str, Registry[Component]] = {
     registry.block: registry
-    for registry in (STATE, PUBSUB, LOCK, SEQUENCER, CONFIGURATION, SECRETSTORES, FILES)
+    for registry in (STATE, PUBSUB, LOCK, SEQUENCER, CONFIGURATION, SECRETSTORES, FILES, BINDINGS)
 }
 
 

@@ -6,6 +6,7 @@ invocation by the ``dapr-app-id`` header) comes last."""
 from __future__ import annotations
 
 from routers import (
+    bindings,
     configuration,
     fallback,
     files,
@@ -27,6 +28,7 @@ ROUTES: tuple[Route, ...] = (
     *lock.routes.routes,
     *sequencer.routes.routes,
     *configuration.routes.routes,
+    *bindings.routes.routes,
     *secrets.routes.routes,
     *files.routes.routes,
     *metadata.routes.routes,

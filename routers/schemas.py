@@ -242,6 +242,26 @@ class ListFileResponse(BaseModel):
     isTruncated: bool = Field(description="true while more files follow")
 
 
+class OutputBindingRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "data": {"orderId": 1},
+                "metadata": {"fileName": "order-1.json"},
+                "operation": "create",
+            }
+        }
+    )
+
+    data: Any = Field(
+        None,
+        description="Any JSON; the binding receives it re-encoded as Go's json.Marshal writes it (a "
+        "string arrives with its quotes, absent data as null)",
+    )
+    metadata: dict[str, str] | None = Field(None, description="binding-specific (fileName, key, sql...)")
+    operation: str = Field(description="binding-specific: create, get, list, delete, exec, query...")
+
+
 # Request bodies referenced from routes' openapi_extra; create_app registers them as components.
 REQUEST_MODELS: list[type[BaseModel]] = [
     SaveStateItem,
@@ -254,6 +274,7 @@ REQUEST_MODELS: list[type[BaseModel]] = [
     GetNextIdRequest,
     SaveConfigurationRequest,
     DeleteConfigurationRequest,
+    OutputBindingRequest,
     MessageBody,  # referenced by the unsubscribe answer
 ]
 

@@ -30,6 +30,7 @@ class ApiError(Exception):
         code: str,
         message: str,
         details: list[dict[str, Any]] | None = None,
+        *,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
@@ -38,7 +39,7 @@ class ApiError(Exception):
         self.message = message
         self.details = details
         self.headers = headers
-        """Headers the answer carries besides the body's (a 416's Content-Range)."""
+        """Answered beside the body: a 416's Content-Range, an output binding's ``metadata.<key>``."""
 
     def body(self) -> bytes:
         payload: dict[str, Any] = {"errorCode": self.code, "message": self.message}
@@ -493,3 +494,16 @@ def file_list_page_size(store: str, value: str) -> ApiError:
 
 def file_list_argument(store: str, reason: str) -> ApiError:
     return malformed(f"invalid list request in file store {store}: {reason}")
+
+
+# -- bindings --------------------------------------------------------------------------------------
+
+
+def invoke_output_binding_failed(
+    name: str, reason: Exception | str, headers: dict[str, str] | None = None
+) -> ApiError:
+    """Every output binding failure (not found, no or unsupported operation, the binding's own),
+    with the binding's answer metadata as ``metadata.<key>`` headers when it gave any."""
+    return ApiError(
+        500, "ERR_INVOKE_OUTPUT_BINDING", f"error invoking output binding {name}: {reason}", headers=headers
+    )

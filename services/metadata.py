@@ -7,9 +7,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.loaded import ComponentStore
+from components.loaded import ComponentStore, LoadedComponent
 from mesh.ratelimit import RateLimits
 from mesh.tcpcopy import TcpCopy
+from services.bindings.directions import directions
 from services.invocation import InvocationService
 from services.pubsub.subscriptions import Subscription
 
@@ -47,7 +48,7 @@ class MetadataService:
                     "name": c.name,
                     "type": c.type,
                     "version": c.version,
-                    "capabilities": capabilities(c.instance.features()),
+                    "capabilities": capabilities(_features(c)),
                 }
                 for c in self.components
             ],
@@ -76,6 +77,13 @@ class MetadataService:
         """An app's attribute, reported under ``extended``; an empty key is ignored, as in Dapr."""
         if key:
             self.extended[key] = value
+
+
+def _features(component: LoadedComponent) -> Any:
+    """A binding reports the directions this sidecar uses it in (its ``direction`` metadata)."""
+    if component.category == "bindings":
+        return directions(component)
+    return component.instance.features()
 
 
 def capabilities(features: Any) -> list[str]:

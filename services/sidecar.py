@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.bindings import BindingsService
 from services.configuration import ConfigurationService
 from services.files import FileService
 from services.invocation import InvocationService
@@ -27,3 +28,4 @@ class Services:
     secrets: SecretsService
     metadata: MetadataService
     files: FileService
+    bindings: BindingsService

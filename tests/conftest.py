@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import EtcdServer, KafkaServer, RedisServer, S3Server
+from tests.servers import EtcdServer, KafkaServer, PostgresServer, RedisServer, S3Server
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +43,13 @@ def s3_server() -> Iterator[S3Server]:
     """One S3-compatible server (moto's, in memory) for the whole session, on a free port; tests use
     buckets of their own."""
     with S3Server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL for the whole session, on a free port; tests use tables of their own."""
+    with PostgresServer() as server:
         yield server
 
 

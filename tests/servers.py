@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -365,6 +366,84 @@ def _venv_binary(name: str) -> str:
     (looked up on PATH)."""
     beside = Path(sys.executable).with_name(name)
     return str(beside) if beside.exists() else name
+
+
+class PostgresServer(SubprocessServer):
+    """PostgreSQL (Debian's ``postgresql`` package) with a cluster of its own made by ``initdb`` in
+    the work directory: trust authentication for user ``postgres`` on loopback, no fsync. PostgreSQL
+    refuses to run as root, so as root the cluster belongs to the ``postgres`` user the package
+    creates and the server runs as that user (``setpriv`` execs it, so signals reach it directly)."""
+
+    name = "postgres"
+    user = "postgres"
+
+    def __init__(self, *, binary: str | None = None, host: str = LOOPBACK) -> None:
+        super().__init__(binary=binary or _postgres_binary("postgres"), host=host)
+
+    @property
+    def dsn(self) -> str:
+        return f"postgres://{self.user}@{self.address}/postgres?sslmode=disable"
+
+    def start(self) -> Self:
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="l8-postgres-"))
+            self._initdb()
+        return super().start()
+
+    def _as_owner(self) -> list[str]:
+        if os.geteuid() != 0:
+            return []
+        return ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", "--init-groups", "--"]
+
+    def _initdb(self) -> None:
+        assert self.workdir is not None
+        if os.geteuid() == 0:
+            shutil.chown(self.workdir, self.user, self.user)
+        result = subprocess.run(
+            [*self._as_owner(), _postgres_binary("initdb"), "-D", str(self.workdir / "data"),
+             "-U", self.user, "--auth=trust", "--no-sync", "-E", "UTF8"],
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise ServerStartError(f"postgres: initdb failed: {result.stderr.strip()[-2000:]}")
+
+    def command(self, executable: str) -> list[str]:
+        return [
+            *self._as_owner(), executable,
+            "-D", str(self.workdir / "data"),
+            "-h", self.host,
+            "-p", str(self.port),
+            "-k", str(self.workdir),
+            "-c", "fsync=off",
+            "-c", "synchronous_commit=off",
+            "-c", "full_page_writes=off",
+        ]  # fmt: skip
+
+    def is_ready(self) -> bool:
+        # An SSLRequest: a server that is up answers one byte ("N" without TLS), before any login.
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as connection:
+                connection.sendall(b"\x00\x00\x00\x08\x04\xd2\x16\x2f")
+                if connection.recv(1) != b"N":
+                    return False
+        except OSError:
+            return False
+        # Accepting connections is not yet accepting logins: the startup process may still run.
+        return (self.workdir is not None) and "ready to accept connections" in self.log_path.read_text(
+            errors="replace"
+        )
+
+
+def _postgres_binary(name: str) -> str:
+    """A PostgreSQL program: on PATH, else in Debian's /usr/lib/postgresql/<version>/bin."""
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: p.parts[-3])
+    return str(versions[-1]) if versions else name
 
 
 def _tansu_binary() -> str:

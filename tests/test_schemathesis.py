@@ -2,10 +2,11 @@
 
 One l8 process for the session serves the document at /openapi.json, two state stores
 (``statestore`` on SQLite, ``memstore`` in memory), a lock store, a sequencer, a configuration
-store, a secret store (``secretstore``, a local file) and a file store; generated requests name
-those stores or any other name. Every answer must have a documented status code and content type and match the
-documented schema, and must not be a server error, except the 500s that Dapr itself answers for
-some inputs (see :data:`DAPR_MANDATED_500`). POST /v1.0/shutdown is left out: it stops the sidecar.
+store, a secret store (``secretstore``, a local file), a file store and an output binding
+(``files``, local storage); generated requests name those or any other name. Every answer must
+have a documented status code and content type and match the documented schema, and must not be
+a server error, except the 500s that Dapr itself answers for some inputs (see
+:data:`DAPR_MANDATED_500`). POST /v1.0/shutdown is left out: it stops the sidecar.
 """
 
 from __future__ import annotations
@@ -32,8 +33,17 @@ from tests.e2e.process import L8Launcher, L8Process, write_component
 
 pytestmark = pytest.mark.e2e
 
-STORES = ("statestore", "memstore", "lockstore", "sequencer", "configstore", "secretstore", "filestore")
-STORE_PARAMETERS = ("storeName", "secretStoreName")
+STORES = (
+    "statestore",
+    "memstore",
+    "lockstore",
+    "sequencer",
+    "configstore",
+    "secretstore",
+    "filestore",
+    "files",
+)
+STORE_PARAMETERS = ("storeName", "secretStoreName", "name")
 
 # 500s that Dapr answers for a client's input, so they are correct answers, not server bugs
 # (../shared/reference/dapr-http-api.md): a query the store cannot parse is 500 ERR_STATE_QUERY
@@ -46,7 +56,8 @@ STORE_PARAMETERS = ("storeName", "secretStoreName")
 # ERR_UNLOCK (l8's renewal answers the same way, ERR_RENEW_LOCK); subscribing to configuration
 # without an app is 500 ERR_APP_CHANNEL_NIL (section 8.2), and unsubscribing an unknown id is a 500
 # whose body is {"message"} only (8.3). A secret the store does not hold is 500 ERR_SECRET_GET
-# (section 7). See the table in section 15.
+# (section 7). Every output binding failure, a missing operation or an unknown binding included, is
+# 500 ERR_INVOKE_OUTPUT_BINDING (6.1). See the table in section 15.
 DAPR_MANDATED_500 = frozenset(
     {
         "ERR_STATE_QUERY",
@@ -60,6 +71,7 @@ DAPR_MANDATED_500 = frozenset(
         "ERR_RENEW_LOCK",
         "ERR_APP_CHANNEL_NIL",
         "ERR_SECRET_GET",
+        "ERR_INVOKE_OUTPUT_BINDING",
     }
 )
 
@@ -76,7 +88,8 @@ def l8_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[L8Process]:
     secrets = workdir / "secrets.json"
     secrets.write_text(json.dumps({"db-password": "p", "api": {"key": "k"}}))
     write_component(resources, "secretstore", "secretstores.local.file", {"secretsFile": str(secrets)})
-    write_component(resources, "filestore", "file.local", {"rootPath": str(workdir / "files")})
+    write_component(resources, "filestore", "file.local", {"rootPath": str(workdir / "filestore")})
+    write_component(resources, "files", "bindings.localstorage", {"rootPath": str(workdir / "files")})
     launcher = L8Launcher(workdir)
     try:
         yield launcher(app_id="fuzz", resources=[resources])

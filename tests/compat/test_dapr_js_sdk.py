@@ -64,3 +64,25 @@ async def test_the_sdk_reads_secrets(l8: L8Launcher, tmp_path: Path) -> None:
     assert bulk["ok"] and bulk["result"] == {"db": {"user": "u", "password": "p"}, "token": {"token": "t"}}
     assert not missing["ok"] and "ERR_SECRET_GET" in missing["error"]
     assert not unknown["ok"] and "ERR_SECRET_STORE_NOT_FOUND" in unknown["error"]
+
+
+async def test_the_sdk_invokes_an_output_binding(l8: L8Launcher, tmp_path: Path) -> None:
+    root = tmp_path / "files"
+    folder = tmp_path / "resources"
+    write_component(folder, "files", "bindings.localstorage", {"rootPath": str(root)})
+    process = await asyncio.to_thread(l8, resources=[folder])
+    created, read, deleted, unsupported, unknown = await asyncio.to_thread(
+        sdk_calls,
+        process,
+        ("binding.send", ["files", "create", {"orderId": 7}, {"fileName": "orders/7.json"}]),
+        ("binding.send", ["files", "get", None, {"fileName": "orders/7.json"}]),
+        ("binding.send", ["files", "delete", None, {"fileName": "orders/7.json"}]),
+        ("binding.send", ["files", "exec", None, {}]),
+        ("binding.send", ["nope", "create", "x", {}]),
+    )
+    assert created == {"api": "binding.send", "ok": True, "result": {"fileName": "orders/7.json"}}
+    assert read == {"api": "binding.send", "ok": True, "result": {"orderId": 7}}
+    assert deleted["ok"]
+    assert not (root / "orders" / "7.json").exists()
+    assert not unsupported["ok"] and "ERR_INVOKE_OUTPUT_BINDING" in unsupported["error"]
+    assert not unknown["ok"] and "couldn't find output binding nope" in unknown["error"]

@@ -100,8 +100,8 @@ def test_unknown_types_and_versions_are_refused_naming_the_known_ones() -> None:
     message = str(refused.value)
     assert message.startswith("unknown component type 'state.nope' (known: ")
     assert "state.redis" in message and EXAMPLE in message
-    with pytest.raises(UnknownComponentType, match=r"unknown component type 'bindings.http'"):
-        registry.create("bindings.http")
+    with pytest.raises(UnknownComponentType, match=r"unknown component type 'conversation.openai'"):
+        registry.create("conversation.openai")
     with pytest.raises(UnknownComponentType, match="has no version 'v2'"):
         registry.create("state.redis", "v2")
     assert registry.category("state.redis") == "state"
@@ -179,11 +179,11 @@ def test_a_plug_in_cannot_replace_a_built_in_type(plugin_site: PluginSite) -> No
 
 def test_a_plug_in_of_a_block_l8_lacks_is_ignored(plugin_site: PluginSite) -> None:
     with capture_logs() as logs:
-        plugin_site({"bindings.mine": "MODULE:Store"}, DICT_STORE)
-        assert "bindings.mine" not in registry.plugin_types()
+        plugin_site({"conversation.mine": "MODULE:Store"}, DICT_STORE)
+        assert "conversation.mine" not in registry.plugin_types()
     assert [entry["event"] for entry in logs] == ["component entry point ignored: no such building block"]
-    with pytest.raises(UnknownComponentType, match=r"unknown component type 'bindings.mine'"):
-        registry.create("bindings.mine")
+    with pytest.raises(UnknownComponentType, match=r"unknown component type 'conversation.mine'"):
+        registry.create("conversation.mine")
 
 
 def test_a_plug_in_that_cannot_be_imported_fails_naming_its_target(plugin_site: PluginSite) -> None:
