@@ -68,6 +68,8 @@ async def connect(settings: S3ConnectionMetadata, stack: contextlib.AsyncExitSta
         read_timeout=READ_TIMEOUT,
         retries={"max_attempts": 3, "mode": "standard"},
         s3={"addressing_style": "path" if settings.forcePathStyle else "auto"},
+        # Presigned URLs as AWS's SDKs make them today (SigV4), not botocore's legacy default.
+        signature_version="s3v4",
         # S3-compatible servers differ in the checksums they know: send one only where S3 needs it.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
