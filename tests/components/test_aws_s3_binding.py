@@ -147,9 +147,9 @@ async def test_base64_both_ways_from_component_or_request(
 
 async def test_get_and_delete_need_a_key_and_a_missing_object_is_not_found(binding: OutputBinding) -> None:
     for operation in ("get", "delete", "presign"):
-        with pytest.raises(BindingError, match="^s3 binding error: required metadata 'key' missing$"):
+        with pytest.raises(BindingError, match=r"^s3 binding error: required metadata 'key' missing$"):
             await call(binding, operation, presignTTL="1m")
-    with pytest.raises(BindingError, match="^object not found$"):
+    with pytest.raises(BindingError, match=r"^object not found$"):
         await call(binding, "get", key="missing")
     # S3 deletes a missing key silently, and so does the binding (204).
     assert await binding.invoke(InvokeRequest(b"", {"key": "missing"}, "delete")) is None
