@@ -29,9 +29,11 @@ Operations (request metadata ``key`` names the object):
 ``bulkGet``, ``bulkCreate``, ``bulkDelete``
     Several objects in one call (components/bindings/s3_bulk.py).
 
-Memory: an object is read once into one ``bytes`` (no chunk list kept beside it) and a body is
-sent as the request's own bytes; only unquoting a JSON string or base64 makes a second copy, and
-the first is then dropped.
+Memory: a create makes one copy of the data beside the request's own (and the S3 client holds
+one more while sending): a JSON string without escapes (base64 always is) is read in place, cut
+out of its quotes or base64-decoded straight from the request. A get holds the object once, plus
+aiohttp's chunks while it joins them (and the base64 text with ``encodeBase64``, the raw bytes
+being dropped once encoded). tests/components/test_aws_s3_binding.py measures both.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from components.bindings.base import (
     InvokeResponse,
 )
 from components.bindings.s3_objects import decode_base64, location, read_object, upload
-from components.bindings.s3_shapes import go_duration, list_objects_output, tagging, unquote
+from components.bindings.s3_shapes import go_duration, list_objects_output, string_body, tagging, unquote
 from components.errors import BackendError
 from components.metadata import GoBool, decode, is_truthy, metadata_error
 from components.s3_connection import S3ConnectionMetadata, connect, error_code, s3_errors
@@ -176,9 +178,13 @@ class S3Binding:
                 raise BindingError(f"s3 binding error: parsing tags falied error: {exc}") from None
             if tags:
                 arguments["Tagging"] = tags
-        data = unquote(request.data)
+        # A JSON string without escapes (base64 always) is used in place: one copy of a large body.
+        view = string_body(request.data)
         if options.decode_base64:
-            data = decode_base64(data)
+            data = decode_base64(view if view is not None else unquote(request.data))
+        else:
+            data = view.tobytes() if view is not None else unquote(request.data)
+        del view
         answer = await upload(client, arguments, data)
         body: dict[str, Any] = {
             "location": location(client, settings.bucket, key, settings.forcePathStyle),

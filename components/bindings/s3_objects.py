@@ -3,8 +3,8 @@ bulk operations (components/bindings/s3.py, components/bindings/s3_bulk.py)."""
 
 from __future__ import annotations
 
-import base64
 import binascii
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,11 +12,16 @@ from components.bindings.base import BindingError
 from components.bindings.s3_shapes import object_location
 from components.s3_connection import error_code, s3_errors
 
+_LINE_BREAK = re.compile(rb"[\r\n]")
 
-def decode_base64(data: bytes) -> bytes:
-    """Go's StdEncoding decoder: padding required, CR and LF skipped."""
+
+def decode_base64(data: bytes | memoryview) -> bytes:
+    """Go's StdEncoding decoder: padding required, CR and LF skipped. Decoded straight from the
+    given bytes or view (``base64.b64decode`` would copy them first)."""
+    if _LINE_BREAK.search(data):
+        data = bytes(data).replace(b"\r", b"").replace(b"\n", b"")
     try:
-        return base64.b64decode(data.replace(b"\r", b"").replace(b"\n", b""), validate=True)
+        return binascii.a2b_base64(data, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise BindingError(f"s3 binding error: uploading failed: illegal base64 data: {exc}") from None
 

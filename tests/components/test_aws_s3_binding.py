@@ -338,6 +338,9 @@ async def test_a_missing_bucket_fails_init_naming_the_field(s3_server: S3Server)
 
 def test_gos_renderings() -> None:
     assert unquote(b'"a\\nb"') == b"a\nb"
+    assert unquote(b'"a\\u003cb"') == b"a<b"  # json.Marshal's escape of <
+    assert unquote(b' "in place" ') == b"in place" and unquote(b'"') == b'"' and unquote(b'""') == b""
+    assert unquote(b'"a"b"') == b'"a"b"'  # not JSON: kept
     assert unquote(b"null") == b""
     assert unquote(b"true") == b"true"
     assert unquote(b"12345678901234567890") == b"12345678901234567000"
@@ -360,3 +363,31 @@ def test_gos_renderings() -> None:
 
     assert go_time(datetime(2024, 5, 1, 10, 0, 0, 120000, tzinfo=UTC)) == "2024-05-01T10:00:00.12Z"
     assert go_time(None) is None
+
+
+async def test_a_large_object_is_not_held_twice_by_the_binding(binding: OutputBinding) -> None:
+    """A 16 MiB object: create (base64 in a JSON string, decoded straight from the request) and get
+    each peak near two copies (the object, and the S3 client's or aiohttp's own while it sends or
+    joins), not the three or four that decoding into a str, then bytes, then bytes again costs."""
+    import os
+    import tracemalloc
+
+    size = 16 * 1024 * 1024
+    raw = os.urandom(size)
+    request = InvokeRequest(
+        b'"' + base64.b64encode(raw) + b'"', {"key": "big", "decodeBase64": "true"}, "create"
+    )
+    await call(binding, "create", b'"warm"', key="warm")
+    await call(binding, "get", key="warm")
+    tracemalloc.start()
+    try:
+        await binding.invoke(request)
+        create_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        got = await call(binding, "get", key="big")
+        get_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got.data == raw
+    assert create_peak < 2.2 * size, create_peak / size
+    assert get_peak < 2.2 * size, get_peak / size
