@@ -336,6 +336,16 @@ async def test_a_missing_bucket_fails_init_naming_the_field(s3_server: S3Server)
     assert missing.value.field == "bucket"
 
 
+def test_aws_region_is_daprs_other_name_for_region() -> None:
+    from components.bindings.s3 import S3BindingMetadata
+    from components.metadata import decode
+
+    assert decode(S3BindingMetadata, {"bucket": "b-1", "awsRegion": "eu-west-1"}).region == "eu-west-1"
+    both = {"bucket": "b-1", "awsRegion": "eu-west-1", "region": "us-west-2"}
+    assert decode(S3BindingMetadata, both).region == "us-west-2"
+    assert decode(S3BindingMetadata, {"bucket": "b-1"}).region == "us-east-1"
+
+
 def test_gos_renderings() -> None:
     assert unquote(b'"a\\nb"') == b"a\nb"
     assert unquote(b'"a\\u003cb"') == b"a<b"  # json.Marshal's escape of <
