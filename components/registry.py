@@ -195,6 +195,7 @@ BINDINGS: Registry[Binding] = Registry(
         "bindings.postgresql": "components.bindings.postgres:PostgresBinding",
         "bindings.postgres": "components.bindings.postgres:PostgresBinding",
         "bindings.kafka": "components.bindings.kafka:KafkaBinding",
+        "bindings.aws.s3": "components.bindings.s3:S3Binding",
     },
 )
 

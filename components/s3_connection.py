@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from pydantic import SecretStr, field_validator
+from pydantic import SecretStr, field_validator, model_validator
 
 from components.errors import BackendError, ComponentInitError
 from components.metadata import ComponentMetadata, GoBool, metadata_error
@@ -27,6 +27,8 @@ READ_TIMEOUT = 60.0
 class S3ConnectionMetadata(ComponentMetadata):
     bucket: str
     region: str = "us-east-1"
+    awsRegion: str = ""
+    """Dapr's other name for ``region`` (taken when ``region`` is not given)."""
     endpoint: str = ""
     """An S3-compatible server (MinIO, Ceph, moto...): ``http(s)://host:port``, or ``host:port``
     (https unless disableSSL). Empty: AWS's own endpoint for the region."""
@@ -38,6 +40,13 @@ class S3ConnectionMetadata(ComponentMetadata):
     disableSSL: GoBool = False
     insecureSSL: GoBool = False
     """Accept any TLS certificate from the endpoint (a self-signed test server)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aws_region(cls, values: Any) -> Any:
+        if isinstance(values, dict) and not values.get("region") and values.get("awsRegion"):
+            return {**values, "region": values["awsRegion"]}
+        return values
 
     @field_validator("bucket")
     @classmethod
@@ -68,6 +77,8 @@ async def connect(settings: S3ConnectionMetadata, stack: contextlib.AsyncExitSta
         read_timeout=READ_TIMEOUT,
         retries={"max_attempts": 3, "mode": "standard"},
         s3={"addressing_style": "path" if settings.forcePathStyle else "auto"},
+        # Presigned URLs as AWS's SDKs make them today (SigV4), not botocore's legacy default.
+        signature_version="s3v4",
         # S3-compatible servers differ in the checksums they know: send one only where S3 needs it.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",

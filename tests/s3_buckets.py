@@ -48,3 +48,22 @@ async def new_bucket(server: S3Server) -> str:
     async with s3_client(server) as client:
         await client.create_bucket(Bucket=name)
     return name
+
+
+def new_bucket_now(server: S3Server) -> str:
+    """``new_bucket`` for synchronous callers (metadata tables built outside the event loop)."""
+    from botocore.session import get_session as get_sync_session
+
+    name = f"l8-{uuid.uuid4().hex[:16]}"
+    client = get_sync_session().create_client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=server.url,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
+    try:
+        client.create_bucket(Bucket=name)
+    finally:
+        client.close()
+    return name

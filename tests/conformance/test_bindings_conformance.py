@@ -37,6 +37,7 @@ from components.bindings.base import (
     ReadEvent,
 )
 from components.errors import ComponentError, ComponentInitError, MetadataError
+from tests.s3_buckets import ACCESS_KEY, SECRET_KEY, new_bucket_now, s3_client, s3_metadata
 from tests.servers import LOOPBACK, free_port
 
 Metadata = Callable[[pytest.FixtureRequest], dict[str, str]]
@@ -107,6 +108,28 @@ async def _kafka_record(request: pytest.FixtureRequest, name: str) -> bytes | No
     return None
 
 
+def _s3_bucket(request: pytest.FixtureRequest) -> dict[str, str]:
+    """aws.s3 metadata on a bucket of the test's own (made once per test, whatever asks first)."""
+    server = request.getfixturevalue("s3_server")
+    if _BUCKET not in request.node.stash:
+        request.node.stash[_BUCKET] = new_bucket_now(server)
+    return s3_metadata(server, request.node.stash[_BUCKET])
+
+
+async def _s3_object(request: pytest.FixtureRequest, name: str) -> bytes | None:
+    from botocore.exceptions import ClientError
+
+    metadata = _s3_bucket(request)
+    async with s3_client(request.getfixturevalue("s3_server")) as client:
+        try:
+            answer = await client.get_object(Bucket=metadata["bucket"], Key=name)
+        except ClientError:
+            return None
+        async with answer["Body"] as body:
+            data: bytes = await body.read()
+            return data
+
+
 async def _postgres_table(request: pytest.FixtureRequest) -> None:
     connection = await asyncpg.connect(request.getfixturevalue("postgres_server").dsn)
     try:
@@ -115,6 +138,7 @@ async def _postgres_table(request: pytest.FixtureRequest) -> None:
         await connection.close()
 
 
+_BUCKET = pytest.StashKey[str]()
 OUTPUT = frozenset({Feature.OUTPUT_BINDING})
 BOTH = frozenset({Feature.OUTPUT_BINDING, Feature.INPUT_BINDING})
 
@@ -197,6 +221,29 @@ OUTPUTS = (
             ("brokers", None, "brokers"),
             ("topics", "t", "consumerGroup"),
             ("authRequired", "maybe", "authRequired"),
+        ),
+    ),
+    Output(
+        "aws-s3",
+        "bindings.aws.s3",
+        _s3_bucket,
+        OUTPUT,
+        frozenset({"create", "get", "delete", "list", "presign", "bulkGet", "bulkCreate", "bulkDelete"}),
+        lambda name, data: InvokeRequest(data, {"key": name}, "create"),
+        _s3_object,
+        unreachable=lambda request: {
+            "endpoint": f"http://{LOOPBACK}:{free_port()}",
+            "bucket": "l8-unreachable",
+            "accessKey": ACCESS_KEY,
+            "secretKey": SECRET_KEY,
+        },
+        server_field="endpoint",
+        bad_metadata=(
+            ("bucket", None, "bucket"),
+            ("bucket", "l8-no-such-bucket", "bucket"),
+            ("decodeBase64", "maybe", "decodeBase64"),
+            ("presignTTL", "900", "presignTTL"),
+            ("filePath", "/etc/passwd", "filePath"),
         ),
     ),
 )
