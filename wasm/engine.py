@@ -1,0 +1,98 @@
+"""One wasmtime Engine per sidecar, with epoch interruption on, and the compiled modules it keeps.
+
+Wall-time limits use epoch interruption: a ticker thread advances the engine's epoch every
+``TICK`` seconds and every call into a module runs with a deadline of a number of ticks, so a
+function stuck in a loop traps with ``interrupt`` at its deadline (fuel would bound instructions,
+not time, and costs more per instruction). Compiling is CPU work: ``compile`` is meant to run in a
+worker thread. Modules are cached by the SHA-256 of their bytes, so the same file installed twice
+(or reloaded unchanged) is compiled once.
+
+wasmtime is imported here and only here (and by the modules that use an ``Engine``): a sidecar
+with no wasm function never loads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import wasmtime
+
+TICK = 0.01
+"""Seconds per epoch tick: the resolution of wall-time deadlines."""
+
+
+class ModuleError(Exception):
+    """A module that cannot be used: not WebAssembly, invalid, or not following the ABI."""
+
+
+class WasmEngine:
+    """The engine, its module cache, the epoch ticker and the worker threads wasm runs on."""
+
+    def __init__(self, workers: int = 32) -> None:
+        import wasmtime
+
+        config = wasmtime.Config()
+        config.epoch_interruption = True
+        self.engine = wasmtime.Engine(config)
+        self._modules: dict[str, wasmtime.Module] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="l8-wasm")
+
+    def start(self) -> None:
+        if self._ticker is None:
+            self._ticker = threading.Thread(target=self._tick, name="l8-wasm-epoch", daemon=True)
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(TICK):
+            self.engine.increment_epoch()
+
+    def close(self) -> None:
+        """Stops the ticker and the workers; idempotent."""
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+            self._ticker = None
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    @staticmethod
+    def ticks(seconds: float) -> int:
+        """The epoch deadline, in ticks, of a call allowed ``seconds`` of wall time."""
+        return max(1, round(seconds / TICK) + 1)
+
+    def compile(self, code: bytes) -> wasmtime.Module:
+        """The compiled module of ``code`` (binary or text), from the cache when seen before."""
+        import wasmtime
+
+        digest = hashlib.sha256(code).hexdigest()
+        with self._lock:
+            cached = self._modules.get(digest)
+        if cached is not None:
+            return cached
+        if code[:4] != b"\0asm":
+            raise ModuleError("not a WebAssembly module (no \\0asm header)")
+        try:
+            module = wasmtime.Module(self.engine, code)
+        except wasmtime.WasmtimeError as exc:
+            raise ModuleError(f"invalid WebAssembly module: {_first_line(str(exc))}") from None
+        with self._lock:
+            self._modules[digest] = module
+        return module
+
+    def forget(self, code: bytes) -> None:
+        with self._lock:
+            self._modules.pop(hashlib.sha256(code).hexdigest(), None)
+
+    @property
+    def cached(self) -> int:
+        return len(self._modules)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
