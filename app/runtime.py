@@ -27,6 +27,7 @@ from mesh.resolver import Resolver
 from mesh.tcpcopy import TcpCopy, parse_policy
 from services.bindings import BindingsService
 from services.configuration import ConfigurationService
+from services.errors import ApiError
 from services.files import FileService
 from services.http_endpoints import http_endpoints
 from services.invocation import InvocationService
@@ -43,6 +44,7 @@ from services.secrets import SecretsService
 from services.sequencer import SequencerService
 from services.sidecar import Services
 from services.state import StateService
+from services.wasm import WasmService
 
 log = structlog.get_logger(__name__)
 
@@ -174,20 +176,25 @@ class Runtime:
             settings, self.app_channel, proxy, resolver, endpoints, self.resiliency
         )
         bindings = self._bindings()
+        state = StateService.from_components(
+            self._of("state"), app_id, self._outbound("state"), settings.max_request_items
+        )
+        pubsub = PubSubService.from_components(
+            self._of("pubsub"), app_id, self._outbound("pubsub"), settings.max_request_items
+        )
+        secrets = SecretsService.from_components(
+            self._of("secretstores"), scopes, self._outbound("secretstores")
+        )
+        wasm = WasmService(state, pubsub, invocation, secrets, sequencer)
+        self._stack.push_async_callback(wasm.aclose)
         self.services = Services(
-            state=StateService.from_components(
-                self._of("state"), app_id, self._outbound("state"), settings.max_request_items
-            ),
-            pubsub=PubSubService.from_components(
-                self._of("pubsub"), app_id, self._outbound("pubsub"), settings.max_request_items
-            ),
+            state=state,
+            pubsub=pubsub,
             invocation=invocation,
             lock=LockService.from_components(self._of("lock"), app_id, self._outbound("lock")),
             sequencer=sequencer,
             configuration=configuration,
-            secrets=SecretsService.from_components(
-                self._of("secretstores"), scopes, self._outbound("secretstores")
-            ),
+            secrets=secrets,
             metadata=MetadataService(
                 app_id,
                 Versions(dapr=DAPR_API_VERSION, l8=__version__),
@@ -200,7 +207,12 @@ class Runtime:
             ),
             files=FileService.from_components(self._of("file"), self._outbound("file")),
             bindings=bindings,
+            wasm=wasm,
         )
+        try:
+            await wasm.start(settings.wasm.functions)
+        except ApiError as exc:
+            raise StartupError(f"wasm.functions: {exc.message}") from None
         # Other sidecars find this one only once every service is built.
         await self._start_name_resolution(resolver)
         await self._start_subscriptions()

@@ -18,6 +18,7 @@ from mesh.ratelimit.settings import RateLimitSettings, parse_rate_limits
 from mesh.resolver import StaticResolverSettings
 from mesh.settings import parse_settings
 from mesh.tcpcopy.policy import TcpCopySettings
+from wasm.settings import WasmSettings
 
 __all__ = ["Settings", "parse_quantity"]
 
@@ -70,6 +71,11 @@ class Settings(BaseSettings):
     tcp_copy: TcpCopySettings = Field(
         default_factory=TcpCopySettings,
         description="Traffic dump (mesh/tcpcopy): {switch: ON, interval, duration, cpu_max_rate, ...}.",
+    )
+    wasm: WasmSettings = Field(
+        default_factory=WasmSettings,
+        description="WebAssembly functions loaded at start-up (wasm/settings.py): "
+        "{functions: [{name, path, instanceNum, config, timeout, memoryPages, poolWait}]}.",
     )
     dapr_configuration: dict[str, Any] = Field(
         default_factory=dict,
@@ -131,6 +137,11 @@ class Settings(BaseSettings):
     @classmethod
     def _tcp_copy(cls, value: Any) -> TcpCopySettings:
         return parse_settings(TcpCopySettings, value, "tcp_copy")
+
+    @field_validator("wasm", mode="before")
+    @classmethod
+    def _wasm(cls, value: Any) -> WasmSettings:
+        return parse_settings(WasmSettings, value, "wasm")
 
     @field_validator("log_level", mode="before")
     @classmethod

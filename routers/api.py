@@ -18,6 +18,7 @@ from routers import (
     secrets,
     sequencer,
     state,
+    wasm,
 )
 from routers.table import Route
 
@@ -31,6 +32,7 @@ ROUTES: tuple[Route, ...] = (
     *bindings.routes.routes,
     *secrets.routes.routes,
     *files.routes.routes,
+    *wasm.routes.routes,
     *metadata.routes.routes,
     *health.routes.routes,
 )

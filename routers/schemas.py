@@ -323,3 +323,23 @@ PUBLISH_METADATA_NOTE = (
     "metadata.ttl) sets a message TTL, metadata.cloudevent.<id|source|type|subject|traceid|traceparent|"
     "tracestate> override envelope fields."
 )
+
+
+class WasmInstallRequest(BaseModel):
+    """Layotto's plugin entry (``vm_config.path``, ``instance_num``, other string keys: the plugin
+    configuration), or l8's settings form (``path``, ``instanceNum``, ``config``, ``timeout``,
+    ``memoryPages``, ``poolWait``)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    instance_num: int | None = None
+    vm_config: dict[str, str] | None = None
+
+
+class WasmNameRequest(BaseModel):
+    name: str
+
+
+class WasmUpdateRequest(BaseModel):
+    name: str
+    instance_num: int

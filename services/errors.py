@@ -507,3 +507,26 @@ def invoke_output_binding_failed(
     return ApiError(
         500, "ERR_INVOKE_OUTPUT_BINDING", f"error invoking output binding {name}: {reason}", headers=headers
     )
+
+
+# -- WebAssembly functions -------------------------------------------------------------------------
+
+
+def wasm_function_not_found(function_id: str) -> ApiError:
+    return ApiError(404, "ERR_WASM_FUNCTION_NOT_FOUND", f"wasm function {function_id} is not found")
+
+
+def wasm_function_trap(message: str) -> ApiError:
+    return ApiError(500, "ERR_WASM_FUNCTION_TRAP", message)
+
+
+def wasm_function_busy(message: str) -> ApiError:
+    return ApiError(503, "ERR_WASM_FUNCTION_BUSY", message)
+
+
+def wasm_function_exists(function_id: str) -> ApiError:
+    return ApiError(409, "ERR_WASM_FUNCTION_EXISTS", f"wasm function {function_id} is already installed")
+
+
+def wasm_module_invalid(name: str, reason: str) -> ApiError:
+    return ApiError(400, "ERR_WASM_MODULE_INVALID", f"wasm function {name}: {reason}")

@@ -15,6 +15,7 @@ from services.pubsub.publisher import PubSubService
 from services.secrets import SecretsService
 from services.sequencer import SequencerService
 from services.state import StateService
+from services.wasm import WasmService
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +30,4 @@ class Services:
     metadata: MetadataService
     files: FileService
     bindings: BindingsService
+    wasm: WasmService

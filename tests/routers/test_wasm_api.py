@@ -1,0 +1,124 @@
+"""The wasm routes over a started app: the Layotto demo chain through the real state service,
+the admin routes with Layotto's bodies, and the errors (unknown id, trap, bad module, API token)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.routers.conftest import Sidecar, StartSidecar, assert_error, component
+from tests.wasm import modules
+from wasm.examples import build
+
+WASM = "/v1.0-alpha1/wasm"
+
+
+def write(tmp_path: Path, name: str, code: bytes) -> str:
+    path = tmp_path / f"{name}.wasm"
+    path.write_bytes(code)
+    return str(path)
+
+
+@pytest.fixture
+async def demo(start_sidecar: StartSidecar, tmp_path: Path) -> Sidecar:
+    functions: list[dict[str, Any]] = [
+        {"name": "id_1", "path": write(tmp_path, "function_1", build("function_1"))},
+        {"name": "id_2", "path": write(tmp_path, "function_2", build("function_2")), "instanceNum": 2},
+    ]
+    sidecar = await start_sidecar(component("state_demo", "state.in-memory"), wasm={"functions": functions})
+    assert (await sidecar.save("state_demo", [{"key": "book1", "value": 100}])).status_code == 204
+    return sidecar
+
+
+async def test_the_demo_chain_answers_with_the_stock(demo: Sidecar) -> None:
+    response = await demo.request("GET", f"{WASM}/id_1?name=book1")
+    assert response.status_code == 200, response.text
+    assert response.text == "There are 100 inventories for book1."
+    response = await demo.request("POST", f"{WASM}/id_1/any/path", content=b"name=book1")
+    assert response.text == "There are 100 inventories for book1."
+    response = await demo.request("POST", f"{WASM}/id_2", content=b"book1")
+    assert response.text == "100"
+
+
+async def test_an_unknown_function_is_404(demo: Sidecar) -> None:
+    assert_error(await demo.request("GET", f"{WASM}/nope"), 404, "ERR_WASM_FUNCTION_NOT_FOUND")
+
+
+async def test_install_update_uninstall_with_layottos_bodies(demo: Sidecar, tmp_path: Path) -> None:
+    path = write(tmp_path, "echo", build("echo"))
+    body = {"name": "echo", "instance_num": 1, "vm_config": {"engine": "wasmtime", "path": path}}
+    assert (await demo.request("POST", f"{WASM}/install", json=body)).status_code == 200
+    assert (await demo.request("POST", f"{WASM}/echo", content=b"hi")).content == b"hi"
+    assert_error(await demo.request("POST", f"{WASM}/install", json=body), 409, "ERR_WASM_FUNCTION_EXISTS")
+    update = {"name": "echo", "instance_num": 3}
+    assert (await demo.request("POST", f"{WASM}/update", json=update)).status_code == 200
+    assert demo.app.state.runtime.services.wasm.functions["echo"].instances == 3
+    bad_update = {"name": "echo", "instance_num": 0}
+    assert_error(await demo.request("POST", f"{WASM}/update", json=bad_update), 400, "ERR_MALFORMED_REQUEST")
+    assert (await demo.request("POST", f"{WASM}/uninstall", json={"name": "echo"})).status_code == 200
+    assert_error(await demo.request("POST", f"{WASM}/echo"), 404, "ERR_WASM_FUNCTION_NOT_FOUND")
+    gone = await demo.request("POST", f"{WASM}/uninstall", json={"name": "echo"})
+    assert_error(gone, 404, "ERR_WASM_FUNCTION_NOT_FOUND")
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        (b"garbage", "not a WebAssembly module"),
+        (modules.module("bad", "(i32.const 0)", get_id=False), "does not export proxy_get_id"),
+        (
+            modules.module("bad", "(i32.const 0)", imports=modules.IMPORTS + '(import "env" "nope" (func))'),
+            "imports env.nope",
+        ),
+        (modules.module("other", "(i32.const 0)"), "names it 'other', not 'bad'"),
+    ],
+)
+async def test_bad_modules_are_refused_at_install(
+    demo: Sidecar, tmp_path: Path, code: bytes, message: str
+) -> None:
+    body = {"name": "bad", "vm_config": {"path": write(tmp_path, "bad", code)}}
+    response = await demo.request("POST", f"{WASM}/install", json=body)
+    assert_error(response, 400, "ERR_WASM_MODULE_INVALID")
+    assert message in response.json()["message"]
+    assert (await demo.request("GET", f"{WASM}/id_1?name=book1")).status_code == 200  # nothing else affected
+
+
+async def test_bad_install_bodies(demo: Sidecar) -> None:
+    for body in (
+        [],
+        {"vm_config": {"path": "x"}},
+        {"name": "x", "vm_config": {"engine": "wasmer", "path": "x"}},
+    ):
+        assert_error(await demo.request("POST", f"{WASM}/install", json=body), 400, "ERR_MALFORMED_REQUEST")
+    missing = {"name": "x", "vm_config": {"path": "/no/such.wasm"}}
+    assert_error(await demo.request("POST", f"{WASM}/install", json=missing), 400, "ERR_WASM_MODULE_INVALID")
+
+
+async def test_a_looping_function_answers_500_and_the_sidecar_goes_on(demo: Sidecar, tmp_path: Path) -> None:
+    body = {"name": "spin", "path": write(tmp_path, "spin", modules.LOOP), "timeout": "300ms"}
+    assert (await demo.request("POST", f"{WASM}/install", json=body)).status_code == 200
+    response = await demo.request("POST", f"{WASM}/spin")
+    assert_error(response, 500, "ERR_WASM_FUNCTION_TRAP")
+    assert "exceeded its time limit" in response.json()["message"]
+    assert (await demo.request("GET", f"{WASM}/id_1?name=book1")).status_code == 200
+
+
+async def test_the_api_token_guards_the_wasm_routes(start_sidecar: StartSidecar, tmp_path: Path) -> None:
+    functions = [{"name": "echo", "path": write(tmp_path, "echo", build("echo"))}]
+    sidecar = await start_sidecar(api_token="t0ken", wasm={"functions": functions})
+    assert (await sidecar.request("POST", f"{WASM}/echo", content=b"x")).status_code == 401
+    answer = await sidecar.request("POST", f"{WASM}/echo", content=b"x", headers={"dapr-api-token": "t0ken"})
+    assert answer.content == b"x"
+    assert (await sidecar.request("POST", f"{WASM}/uninstall", json={"name": "echo"})).status_code == 401
+
+
+async def test_a_bad_function_in_the_settings_fails_start_up(
+    start_sidecar: StartSidecar, tmp_path: Path
+) -> None:
+    from app.runtime import StartupError
+
+    functions = [{"name": "echo", "path": write(tmp_path, "echo", b"not wasm")}]
+    with pytest.raises(StartupError, match=r"wasm\.functions: wasm function echo: not a WebAssembly module"):
+        await start_sidecar(wasm={"functions": functions})
