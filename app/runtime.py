@@ -204,6 +204,7 @@ class Runtime:
                 _app_connection(settings),
                 tcp_copy=self.tcp_copy,
                 rate_limits=self.rate_limits,
+                wasm=wasm,
             ),
             files=FileService.from_components(self._of("file"), self._outbound("file")),
             bindings=bindings,

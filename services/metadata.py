@@ -13,6 +13,7 @@ from mesh.tcpcopy import TcpCopy
 from services.bindings.directions import directions
 from services.invocation import InvocationService
 from services.pubsub.subscriptions import Subscription
+from services.wasm import WasmService
 
 # Dapr reports ACTOR for stores that can hold actor state (ETag and transactions).
 _ACTOR_CAPABLE = {"ETAG", "TRANSACTIONAL"}
@@ -36,10 +37,12 @@ class MetadataService:
     app_connection: Mapping[str, Any]
     tcp_copy: TcpCopy | None = None
     rate_limits: RateLimits | None = None
+    wasm: WasmService | None = None
     extended: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
-        """Dapr's answer, plus l8's own ``nameResolution``, ``tcpCopy`` and ``rateLimits``."""
+        """Dapr's answer, plus l8's own ``nameResolution``, ``tcpCopy``, ``rateLimits`` and
+        ``wasmFunctions``."""
         body: dict[str, Any] = {
             "id": self.app_id,
             "runtimeVersion": self.versions.dapr,
@@ -70,6 +73,8 @@ class MetadataService:
             body["tcpCopy"] = self.tcp_copy.describe()
         if self.rate_limits:  # each rule with what it let through, queued and refused
             body["rateLimits"] = self.rate_limits.describe()
+        if self.wasm is not None and self.wasm.functions:  # l8's: each function with its counters
+            body["wasmFunctions"] = self.wasm.describe()
         body["appConnectionProperties"] = dict(self.app_connection)
         return body
 

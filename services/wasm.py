@@ -158,6 +158,21 @@ class WasmService:
             raise errors.wasm_function_not_found(name)
         await function.resize(instances)
 
+    def describe(self) -> list[dict[str, Any]]:
+        """Each function with its pool and counters (for GET /v1.0/metadata)."""
+        return [
+            {
+                "id": function_id,
+                "path": function.spec.path,
+                "instanceNum": function.instances,
+                "calls": function.metrics.calls,
+                "errors": function.metrics.errors,
+                "traps": function.metrics.traps,
+                "seconds": round(function.metrics.seconds, 6),
+            }
+            for function_id, function in sorted(self._functions.items())
+        ]
+
     # -- calls -------------------------------------------------------------------------------------
 
     async def call(self, function_id: str, request: Request) -> Response:

@@ -40,6 +40,13 @@ async def test_the_demo_chain_answers_with_the_stock(demo: Sidecar) -> None:
     assert response.text == "There are 100 inventories for book1."
     response = await demo.request("POST", f"{WASM}/id_2", content=b"book1")
     assert response.text == "100"
+    functions = {f["id"]: f for f in (await demo.metadata())["wasmFunctions"]}
+    assert (functions["id_1"]["calls"], functions["id_1"]["instanceNum"]) == (2, 1)
+    assert (functions["id_2"]["calls"], functions["id_2"]["errors"], functions["id_2"]["instanceNum"]) == (
+        3,
+        0,
+        2,
+    )
 
 
 async def test_an_unknown_function_is_404(demo: Sidecar) -> None:
@@ -102,6 +109,8 @@ async def test_a_looping_function_answers_500_and_the_sidecar_goes_on(demo: Side
     response = await demo.request("POST", f"{WASM}/spin")
     assert_error(response, 500, "ERR_WASM_FUNCTION_TRAP")
     assert "exceeded its time limit" in response.json()["message"]
+    spin = next(f for f in (await demo.metadata())["wasmFunctions"] if f["id"] == "spin")
+    assert (spin["calls"], spin["errors"], spin["traps"]) == (1, 1, 1)
     assert (await demo.request("GET", f"{WASM}/id_1?name=book1")).status_code == 200
 
 
