@@ -11,6 +11,9 @@ settings form too (``{name, path, instanceNum, config, timeout, memoryPages, poo
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,12 +30,15 @@ from services.secrets import SecretsService
 from services.sequencer import SequencerService
 from services.state import StateService
 from services.trace_context import TraceContext
+from services.wasm_watch import FileWatch
 from wasm.abi import HostError, WasmResult
 from wasm.settings import FunctionSettings
 
 if TYPE_CHECKING:
     from wasm.engine import WasmEngine
-    from wasm.runner import Function, Request, Response
+    from wasm.runner import Function, Request, Response, Spec
+
+log = logging.getLogger("l8.wasm")
 
 _LAYOTTO_KEYS = {"name", "instance_num", "vm_config", "from_wasm_plugin", "root_context_id"}
 
@@ -81,7 +87,9 @@ class WasmService:
         self._sequencer = sequencer
         self._engine: WasmEngine | None = None
         self._functions: dict[str, Function] = {}
+        self._digests: dict[str, str] = {}
         self._changes = asyncio.Lock()
+        self._watch: FileWatch | None = None
 
     @property
     def functions(self) -> Mapping[str, Function]:
@@ -100,7 +108,17 @@ class WasmService:
         for function in functions:
             await self.install(function)
 
+    def _follow_files(self) -> None:
+        if self._watch is None:
+            if not self._functions:
+                return
+            self._watch = FileWatch(self._reload)
+        self._watch.watch({Path(f.spec.path) for f in self._functions.values()})
+
     async def aclose(self) -> None:
+        if self._watch is not None:
+            await self._watch.aclose()
+            self._watch = None
         for function in self._functions.values():
             function.close()
         self._functions.clear()
@@ -111,44 +129,76 @@ class WasmService:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def install(self, settings: FunctionSettings) -> str:
-        from wasm.engine import ModuleError
-        from wasm.runner import Function, Limits, Spec
+        from wasm.runner import Limits, Spec
 
         async with self._changes:
             if settings.name in self._functions:
                 raise errors.wasm_function_exists(settings.name)
-            engine = self._engine_started()
-            try:
-                code = await asyncio.to_thread(Path(settings.path).read_bytes)
-            except OSError as exc:
-                raise errors.wasm_module_invalid(
-                    settings.name, f"cannot read {settings.path}: {exc.strerror}"
-                ) from None
             limits = Limits(settings.timeout, settings.memory_pages, settings.pool_wait)
-            spec = Spec(settings.name, str(settings.path), settings.instance_num, settings.config, limits)
-            try:
-                module = await asyncio.get_running_loop().run_in_executor(
-                    engine.executor, engine.compile, code
-                )
-                function = Function(engine, module, spec, self, asyncio.get_running_loop())
-                function_id = await function.start()
-            except ModuleError as exc:
-                raise errors.wasm_module_invalid(settings.name, str(exc)) from None
-            if function_id != settings.name:
+            spec = Spec(
+                settings.name, _absolute(settings.path), settings.instance_num, settings.config, limits
+            )
+            function, digest = await self._load(spec)
+            self._functions[function.id] = function
+            self._digests[function.id] = digest
+            self._follow_files()
+            return function.id
+
+    async def _load(self, spec: Spec) -> tuple[Function, str]:
+        """The started function of ``spec``'s file, and the file's hash."""
+        from wasm.engine import ModuleError
+        from wasm.runner import Function
+
+        engine = self._engine_started()
+        try:
+            code = await asyncio.to_thread(Path(spec.path).read_bytes)
+        except OSError as exc:
+            raise errors.wasm_module_invalid(spec.name, f"cannot read {spec.path}: {exc.strerror}") from None
+        loop = asyncio.get_running_loop()
+        try:
+            module = await loop.run_in_executor(engine.executor, engine.compile, code)
+            function = Function(engine, module, spec, self, loop)
+            function_id = await function.start()
+        except ModuleError as exc:
+            raise errors.wasm_module_invalid(spec.name, str(exc)) from None
+        if function_id != spec.name:
+            function.close()
+            raise errors.wasm_module_invalid(
+                spec.name, f"the module's proxy_get_id names it {function_id!r}, not {spec.name!r}"
+            )
+        return function, hashlib.sha256(code).hexdigest()
+
+    async def _reload(self, path: Path) -> None:
+        """Hot reload: the functions loaded from ``path`` get the new module. Calls in flight finish
+        on the old one, new calls get the new one; a module that fails to load is logged and the
+        old one kept."""
+        async with self._changes:
+            for function_id, function in list(self._functions.items()):
+                if Path(function.spec.path) != path:
+                    continue
+                try:
+                    fresh, digest = await self._load(function.spec)
+                except ApiError as exc:
+                    log.warning("wasm: %s not reloaded, the old module stays: %s", function_id, exc.message)
+                    continue
+                if digest == self._digests.get(function_id):
+                    fresh.close()
+                    continue
+                await fresh.resize(function.instances)
+                fresh.metrics = function.metrics
+                self._functions[function_id] = fresh
+                self._digests[function_id] = digest
                 function.close()
-                raise errors.wasm_module_invalid(
-                    settings.name,
-                    f"the module's proxy_get_id names it {function_id!r}, not {settings.name!r}",
-                )
-            self._functions[function_id] = function
-            return function_id
+                log.info("wasm: %s reloaded from %s", function_id, path)
 
     async def uninstall(self, name: str) -> None:
         async with self._changes:
             function = self._functions.pop(name, None)
             if function is None:
                 raise errors.wasm_function_not_found(name)
+            self._digests.pop(name, None)
             function.close()
+            self._follow_files()
 
     async def update(self, name: str, instances: int) -> None:
         if instances <= 0:
@@ -247,6 +297,11 @@ class WasmService:
 
     async def next_id(self, store: str, key: str) -> int:
         return await self._sequencer.next_id(store, {"key": key})
+
+
+def _absolute(path: Path) -> str:
+    """Absolute without touching the disk (the watch compares paths so)."""
+    return os.path.abspath(path)
 
 
 def _found(resolve: Any) -> Any:

@@ -3,6 +3,7 @@ the admin routes with Layotto's bodies, and the errors (unknown id, trap, bad mo
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,40 @@ async def test_a_bad_function_in_the_settings_fails_start_up(
     functions = [{"name": "echo", "path": write(tmp_path, "echo", b"not wasm")}]
     with pytest.raises(StartupError, match=r"wasm\.functions: wasm function echo: not a WebAssembly module"):
         await start_sidecar(wasm={"functions": functions})
+
+
+async def test_a_changed_file_is_reloaded_under_load_without_a_failed_request(
+    start_sidecar: StartSidecar, tmp_path: Path
+) -> None:
+    path = write(tmp_path, "echo", build("echo"))
+    sidecar = await start_sidecar(wasm={"functions": [{"name": "echo", "path": path, "instanceNum": 2}]})
+    answer_v2 = (
+        "(drop (call $set_buffer (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 300) (i32.const 2)))"
+        "(i32.const 0)"
+    )
+    v2 = modules.module("echo", answer_v2, imports=modules.IMPORTS + '(data (i32.const 300) "v2")')
+    seen: list[tuple[int, bytes]] = []
+    stop = asyncio.Event()
+
+    async def load() -> None:
+        while not stop.is_set():
+            response = await sidecar.request("POST", f"{WASM}/echo", content=b"v1")
+            seen.append((response.status_code, response.content))
+
+    workers = [asyncio.create_task(load()) for _ in range(4)]
+    await asyncio.sleep(0.3)
+    await asyncio.to_thread(Path(path).write_bytes, v2)
+    for _ in range(100):
+        if seen and seen[-1][1] == b"v2":
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.gather(*workers)
+    assert {status for status, _ in seen} == {200}
+    assert {body for _, body in seen} == {b"v1", b"v2"}
+    assert seen[-1][1] == b"v2"
+    # a broken write keeps the old module
+    await asyncio.to_thread(Path(path).write_bytes, b"garbage")
+    await asyncio.sleep(0.5)
+    assert (await sidecar.request("POST", f"{WASM}/echo", content=b"x")).content == b"v2"
