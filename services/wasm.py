@@ -123,7 +123,7 @@ class WasmService:
             function.close()
         self._functions.clear()
         if self._engine is not None:
-            self._engine.close()
+            await asyncio.to_thread(self._engine.close)
             self._engine = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -228,6 +228,7 @@ class WasmService:
     async def call(self, function_id: str, request: Request) -> Response:
         """Runs function ``function_id``: 404 when there is none, 500 with the trap's message when it
         traps or runs out of time, 503 when no instance frees up in time."""
+        from wasm.engine import ModuleError
         from wasm.runner import FunctionTrap, PoolExhausted
 
         function = self._functions.get(function_id)
@@ -235,7 +236,7 @@ class WasmService:
             raise errors.wasm_function_not_found(function_id)
         try:
             return await function.handle(request)
-        except FunctionTrap as exc:
+        except (FunctionTrap, ModuleError) as exc:  # ModuleError: a fresh instance failed to start
             raise errors.wasm_function_trap(str(exc)) from None
         except PoolExhausted as exc:
             raise errors.wasm_function_busy(str(exc)) from None

@@ -121,6 +121,10 @@ class HostContext:
     status: int | None = None
     effective_context: int = 0
     done: bool = False
+    memory: Any = None
+    """The module's exported memory (set once instantiated)."""
+    allocate: Any = None
+    """Its ``proxy_on_memory_allocate`` or ``malloc`` export (a wasm.calls.Export)."""
 
     def reset(self) -> None:
         self.buffers = {k: v for k, v in self.buffers.items() if k in _KEPT}
@@ -152,12 +156,12 @@ class MemoryAccessError(Exception):
 class Guest:
     """The module's memory and allocator, seen from a host function's caller."""
 
-    def __init__(self, caller: wasmtime.Caller) -> None:
+    def __init__(self, caller: wasmtime.Caller, context: HostContext) -> None:
         self.caller = caller
-        memory = caller.get("memory")
-        if memory is None:
+        self.context = context
+        if context.memory is None:
             raise MemoryAccessError("the module exports no memory")
-        self.memory: Any = memory
+        self.memory: Any = context.memory
 
     def read(self, ptr: int, size: int) -> bytes:
         if ptr < 0 or size < 0 or ptr + size > self.memory.data_len(self.caller):
@@ -182,10 +186,8 @@ class Guest:
         """Copies ``data`` into memory the module allocates, and writes its address and size."""
         address = 0
         if data:
-            import wasmtime
-
-            allocate = self.caller.get("proxy_on_memory_allocate") or self.caller.get("malloc")
-            if not isinstance(allocate, wasmtime.Func):
+            allocate = self.context.allocate
+            if allocate is None:
                 raise MemoryAccessError("the module exports no proxy_on_memory_allocate or malloc")
             address = int(allocate(self.caller, len(data)))
             if address == 0:
@@ -486,7 +488,7 @@ def _wrap(context: HostContext, method: Handler | None, name: str) -> Callable[.
         if method is None:
             return int(WasmResult.UNIMPLEMENTED)
         try:
-            return int(method(Guest(caller), *args))
+            return int(method(Guest(caller, context), *args))
         except MemoryAccessError as exc:
             log.debug("[%s] %s: %s", context.function, name, exc)
             return int(WasmResult.INVALID_MEMORY_ACCESS)

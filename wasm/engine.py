@@ -54,12 +54,13 @@ class WasmEngine:
             self.engine.increment_epoch()
 
     def close(self) -> None:
-        """Stops the ticker and the workers; idempotent."""
+        """Waits for the calls running (each bounded by its deadline, which the ticker keeps
+        advancing meanwhile), then stops the ticker; idempotent. Blocking: run it off the loop."""
+        self.executor.shutdown(wait=True, cancel_futures=True)
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join()
             self._ticker = None
-        self.executor.shutdown(wait=False, cancel_futures=True)
 
     @staticmethod
     def ticks(seconds: float) -> int:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from wasm import abi
 from wasm.abi import BufferType, HostContext, MapType
+from wasm.calls import Export
 from wasm.engine import ModuleError, WasmEngine
 
 if TYPE_CHECKING:
@@ -120,7 +121,15 @@ class Instance:
             self.instance = linker.instantiate(self.store, module)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
             raise ModuleError(f"the module cannot be instantiated: {_message(exc)}") from None
-        self.exports = self.instance.exports(self.store)
+        exports = self.instance.exports(self.store)
+        self.exports: dict[str, Export] = {}
+        for export in module.exports:
+            found = exports[export.name]
+            if isinstance(found, wasmtime.Func):
+                self.exports[export.name] = Export(self.store, found)
+            elif export.name == "memory" and isinstance(found, wasmtime.Memory):
+                context.memory = found
+        context.allocate = self.exports.get("proxy_on_memory_allocate") or self.exports.get("malloc")
         self.broken = False
 
     def _output(self, data: bytes | str) -> None:
@@ -131,19 +140,18 @@ class Instance:
         self.context.deadline = time.monotonic() + seconds
         self.store.set_epoch_deadline(self.engine.ticks(seconds))
 
-    def _export(self, name: str) -> Any:
-        try:
-            return self.exports[name]
-        except KeyError:
-            return None
+    def _export(self, name: str) -> Export | None:
+        return self.exports.get(name)
 
     def call(self, name: str, *args: int) -> Any:
         """Calls export ``name`` when the module has it, with as many of ``args`` as it takes."""
-        func = self._export(name)
+        func = self.exports.get(name)
         if func is None:
             return None
-        arity = len(func.type(self.store).params)
-        return func(self.store, *(list(args) + [0] * arity)[:arity])
+        arity = func.arity
+        return func(
+            self.store, *(args[:arity] if len(args) >= arity else (*args, *(0,) * (arity - len(args))))
+        )
 
     def start(self) -> str:
         """Runs the start sequence; the function's id (what ``proxy_get_id`` wrote)."""
@@ -256,6 +264,7 @@ class Function:
         self._size = 0
         self._limit = max(1, spec.instances)
         self._free = asyncio.Condition()
+        self._waiting = 0
 
     def _new_instance(self) -> Instance:
         context = HostContext(host=self.host, loop=self.loop, function=self.spec.name)
@@ -287,54 +296,60 @@ class Function:
         return self._limit
 
     async def resize(self, instances: int) -> None:
+        self._limit = max(1, instances)
+        while self._size > self._limit and self._idle:
+            self._idle.pop()
+            self._size -= 1
         async with self._free:
-            self._limit = max(1, instances)
-            while self._size > self._limit and self._idle:
-                self._idle.pop()
-                self._size -= 1
             self._free.notify_all()
 
     async def _acquire(self) -> Instance:
-        async with self._free:
-            deadline = self.loop.time() + self.spec.limits.pool_wait
-            while True:
-                if self._idle:
-                    return self._idle.pop()
-                if self._size < self._limit:
-                    self._size += 1
-                    break
-                remaining = deadline - self.loop.time()
-                if remaining <= 0:
-                    raise PoolExhausted(
-                        f"function {self.id} has no free instance (instanceNum {self._limit}) "
-                        f"after {self.spec.limits.pool_wait}s"
-                    )
-                try:
-                    await asyncio.wait_for(self._free.wait(), remaining)
-                except TimeoutError:
-                    continue
+        # The loop is single-threaded: between two awaits the pool's fields are ours alone.
+        if self._idle:
+            return self._idle.pop()
+        if self._size >= self._limit:
+            await self._wait_for_room()
+            if self._idle:
+                return self._idle.pop()
+        self._size += 1
         try:
             instance: Instance = await self._in_thread(self._new_instance)
             return instance
         except BaseException:
-            await self._drop()
+            self._size -= 1
+            await self._wake()
             raise
 
-    async def _drop(self) -> None:
-        async with self._free:
-            self._size -= 1
-            self._free.notify()
+    async def _wait_for_room(self) -> None:
+        deadline = self.loop.time() + self.spec.limits.pool_wait
+        self._waiting += 1
+        try:
+            async with self._free:
+                while not self._idle and self._size >= self._limit:
+                    remaining = deadline - self.loop.time()
+                    if remaining <= 0:
+                        raise PoolExhausted(
+                            f"function {self.id} has no free instance (instanceNum {self._limit}) "
+                            f"after {self.spec.limits.pool_wait}s"
+                        )
+                    try:
+                        await asyncio.wait_for(self._free.wait(), remaining)
+                    except TimeoutError:
+                        continue
+        finally:
+            self._waiting -= 1
+
+    async def _wake(self) -> None:
+        if self._waiting:
+            async with self._free:
+                self._free.notify()
 
     async def _release(self, instance: Instance) -> None:
-        if instance.broken:
-            await self._drop()
-            return
-        async with self._free:
-            if self._size > self._limit:
-                self._size -= 1
-            else:
-                self._idle.append(instance)
-            self._free.notify()
+        if instance.broken or self._size > self._limit:
+            self._size -= 1
+        else:
+            self._idle.append(instance)
+        await self._wake()
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
