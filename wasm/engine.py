@@ -37,6 +37,7 @@ class WasmEngine:
 
         config = wasmtime.Config()
         config.epoch_interruption = True
+        config.consume_fuel = True  # bounds the calls run on the event loop (wasm/runner.py)
         self.engine = wasmtime.Engine(config)
         self._modules: dict[str, wasmtime.Module] = {}
         self._lock = threading.Lock()

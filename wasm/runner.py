@@ -37,10 +37,30 @@ log = logging.getLogger("l8.wasm")
 
 ROOT_CONTEXT = 1
 PAGE = 65536
+UNLIMITED_FUEL = 2**62
+"""Calls on worker threads are bounded by their epoch deadline, not by fuel."""
+INLINE_FUEL = 2_000_000
+"""Instructions a call may run on the event loop (about a millisecond) before it is moved to a
+worker thread."""
+SERVICE_IMPORTS = frozenset(
+    {
+        "proxy_get_state",
+        "proxy_invoke_service",
+        "proxy_save_state",
+        "proxy_publish_event",
+        "proxy_get_secret",
+        "proxy_next_id",
+    }
+)
+"""Host functions that wait for the event loop: a function importing one never runs on it."""
 
 
 class FunctionTrap(Exception):
     """The function trapped or ran out of time; the message says which and where."""
+
+
+class OutOfFuel(FunctionTrap):
+    """An inline call used up its fuel: it is run again on a worker thread."""
 
 
 class PoolExhausted(Exception):
@@ -117,6 +137,7 @@ class Instance:
         except ValueError as exc:
             raise ModuleError(str(exc)) from None
         self._deadline(spec.limits.timeout)
+        self.store.set_fuel(UNLIMITED_FUEL)
         try:
             self.instance = linker.instantiate(self.store, module)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
@@ -155,6 +176,7 @@ class Instance:
 
     def start(self) -> str:
         """Runs the start sequence; the function's id (what ``proxy_get_id`` wrote)."""
+        self.store.set_fuel(UNLIMITED_FUEL)
         self.context.buffers[BufferType.PLUGIN_CONFIGURATION] = _config_bytes(self.spec.config)
         self.context.buffers[BufferType.VM_CONFIGURATION] = b""
         self._deadline(self.spec.limits.timeout)
@@ -184,8 +206,9 @@ class Instance:
             if exc.code != 0:
                 raise
 
-    def handle(self, request: Request) -> Response:
-        """Runs one request through the module (in a worker thread)."""
+    def handle(self, request: Request, fuel: int = UNLIMITED_FUEL) -> Response:
+        """Runs one request through the module (in a worker thread, or on the loop with a small
+        ``fuel`` for a function that calls no service)."""
         context = self.context
         context.reset()
         context.buffers[BufferType.HTTP_REQUEST_BODY] = request.body
@@ -195,6 +218,7 @@ class Instance:
             *request.headers,
         ]
         self._deadline(self.spec.limits.timeout)
+        self.store.set_fuel(fuel)
         response: Response = self._guard(lambda: self._handle(request))
         return response
 
@@ -226,6 +250,8 @@ class Instance:
             return work()
         except wasmtime.Trap as exc:
             self.broken = True
+            if exc.trap_code == wasmtime.TrapCode.OUT_OF_FUEL:
+                raise OutOfFuel(f"function {self.spec.name} ran out of its inline fuel") from None
             if exc.trap_code == wasmtime.TrapCode.INTERRUPT:
                 raise FunctionTrap(
                     f"function {self.spec.name} exceeded its time limit of {self.spec.limits.timeout}s"
@@ -265,6 +291,9 @@ class Function:
         self._limit = max(1, spec.instances)
         self._free = asyncio.Condition()
         self._waiting = 0
+        self.inline = not any(i.module == "env" and i.name in SERVICE_IMPORTS for i in module.imports)
+        """Calls run on the event loop with INLINE_FUEL first: set for a function that calls no
+        service, until one of its calls runs out of that fuel."""
 
     def _new_instance(self) -> Instance:
         context = HostContext(host=self.host, loop=self.loop, function=self.spec.name)
@@ -355,11 +384,7 @@ class Function:
         started = time.perf_counter()
         self.metrics.calls += 1
         try:
-            instance = await self._acquire()
-            try:
-                response: Response = await self._in_thread(instance.handle, request)
-            finally:
-                await self._release(instance)
+            response = await self._run(request)
         except FunctionTrap:
             self.metrics.traps += 1
             self.metrics.errors += 1
@@ -370,6 +395,30 @@ class Function:
         finally:
             self.metrics.seconds += time.perf_counter() - started
         return response
+
+    async def _run(self, request: Request) -> Response:
+        if self.inline:
+            await asyncio.sleep(0)  # a turn for others: a caller looping on inline calls never waits
+            instance = await self._acquire()
+            try:
+                return instance.handle(request, INLINE_FUEL)
+            except OutOfFuel:
+                # Its own instance's state is all such a call touched (besides logs): it is
+                # dropped, and the call runs again where it may take its time.
+                self.inline = False
+                log.info(
+                    "wasm: %s runs on worker threads from now on (a call outgrew %d of fuel)",
+                    self.id,
+                    INLINE_FUEL,
+                )
+            finally:
+                await self._release(instance)
+        instance = await self._acquire()
+        try:
+            response: Response = await self._in_thread(instance.handle, request)
+            return response
+        finally:
+            await self._release(instance)
 
     def close(self) -> None:
         self._idle.clear()

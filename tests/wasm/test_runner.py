@@ -227,3 +227,28 @@ async def test_the_same_module_is_compiled_once(engine: WasmEngine) -> None:
     code = build("echo")
     assert engine.compile(code) is engine.compile(code)
     assert engine.cached == 1
+
+
+async def test_a_function_calling_no_service_runs_inline_until_a_call_outgrows_its_fuel(make) -> None:
+    echo = await make(build("echo"))
+    assert echo.inline
+    busy = modules.module(
+        "busy",
+        """(local $i i32)
+        (loop $count
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $count (i32.lt_u (local.get $i) (i32.const 5000000))))
+        (i32.store8 (i32.const 200) (i32.const 33))
+        (drop (call $set_buffer (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 200) (i32.const 1)))
+        (i32.const 0)""",
+    )
+    function = await make(busy)
+    assert function.inline
+    assert (await function.handle(Request([], b""))).body == b"!"  # run again on a worker thread
+    assert not function.inline
+    assert (function.metrics.calls, function.metrics.errors) == (1, 0)
+    assert (await function.handle(Request([], b""))).body == b"!"
+
+
+async def test_a_function_calling_services_never_runs_inline(make) -> None:
+    assert not (await make(build("function_2"))).inline
