@@ -169,3 +169,32 @@ async def test_a_changed_file_is_reloaded_under_load_without_a_failed_request(
     await asyncio.to_thread(Path(path).write_bytes, b"garbage")
     await asyncio.sleep(0.5)
     assert (await sidecar.request("POST", f"{WASM}/echo", content=b"x")).content == b"v2"
+
+
+async def test_l8s_extensions_save_state_and_draw_ids_through_the_real_services(
+    start_sidecar: StartSidecar, tmp_path: Path
+) -> None:
+    imports = (
+        modules.IMPORTS
+        + """
+      (import "env" "proxy_save_state" (func $save (param i32 i32 i32 i32 i32 i32) (result i32)))
+      (import "env" "proxy_next_id" (func $next_id (param i32 i32 i32 i32 i32) (result i32)))
+      (data (i32.const 300) "state_demo") (data (i32.const 320) "saved") (data (i32.const 330) "{\\"n\\":7}")
+      (data (i32.const 340) "ids") (data (i32.const 350) "orders")"""
+    )
+    body = """
+      (drop (call $save (i32.const 300) (i32.const 10) (i32.const 320) (i32.const 5) (i32.const 330) (i32.const 7)))
+      (drop (call $next_id (i32.const 340) (i32.const 3) (i32.const 350) (i32.const 6) (i32.const 400)))
+      (drop (call $set_buffer (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 400) (i32.const 8)))
+      (i32.const 0)"""
+    path = write(tmp_path, "ext", modules.module("ext", body, imports=imports))
+    sidecar = await start_sidecar(
+        component("state_demo", "state.in-memory"),
+        component("ids", "sequencer.sqlite", connectionString=str(tmp_path / "ids.db")),
+        wasm={"functions": [{"name": "ext", "path": path}]},
+    )
+    first = await sidecar.request("POST", f"{WASM}/ext")
+    second = await sidecar.request("POST", f"{WASM}/ext")
+    assert int.from_bytes(first.content, "little") == 1
+    assert int.from_bytes(second.content, "little") == 2
+    assert await sidecar.value("state_demo", "saved") == {"n": 7}
