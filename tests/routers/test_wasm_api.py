@@ -7,8 +7,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
+from tests.echo_app import echo_app
 from tests.routers.conftest import Sidecar, StartSidecar, assert_error, component
 from tests.wasm import modules
 from wasm.examples import build
@@ -198,3 +200,27 @@ async def test_l8s_extensions_save_state_and_draw_ids_through_the_real_services(
     assert int.from_bytes(first.content, "little") == 1
     assert int.from_bytes(second.content, "little") == 2
     assert await sidecar.value("state_demo", "saved") == {"n": 7}
+
+
+async def test_invoke_service_reaches_an_app_through_service_invocation(
+    start_sidecar: StartSidecar, tmp_path: Path
+) -> None:
+    async with echo_app() as port:
+        target = f"http://127.0.0.1:{port}"
+        imports = (
+            modules.IMPORTS
+            + f"""
+          (import "env" "proxy_invoke_service" (func $invoke (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+          (data (i32.const 300) "{target}") (data (i32.const 400) "orders/7") (data (i32.const 420) "hello")"""
+        )
+        body = f"""
+          (drop (call $invoke (i32.const 300) (i32.const {len(target)}) (i32.const 400) (i32.const 8)
+                              (i32.const 420) (i32.const 5) (i32.const 0) (i32.const 4)))
+          (drop (call $set_buffer (i32.const 1) (i32.const 0) (i32.const 0) (i32.load (i32.const 0)) (i32.load (i32.const 4))))
+          (i32.const 0)"""
+        path = write(tmp_path, "caller", modules.module("caller", body, imports=imports))
+        sidecar = await start_sidecar(wasm={"functions": [{"name": "caller", "path": path}]})
+        answer = await sidecar.request("POST", f"{WASM}/caller")
+        assert answer.status_code == 200, answer.text
+        received = orjson.loads(answer.content)
+        assert (received["method"], received["path"], received["body"]) == ("POST", "/orders/7", "hello")
