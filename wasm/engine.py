@@ -2,8 +2,9 @@
 
 Wall-time limits use epoch interruption: a ticker thread advances the engine's epoch every
 ``TICK`` seconds and every call into a module runs with a deadline of a number of ticks, so a
-function stuck in a loop traps with ``interrupt`` at its deadline (fuel would bound instructions,
-not time, and costs more per instruction). Compiling is CPU work: ``compile`` is meant to run in a
+function stuck in a loop traps with ``interrupt`` at its deadline (fuel bounds instructions, not
+time). Fuel is on too, but bounds only the calls run on the event loop (wasm/runner.py); the
+others get more than they can use. Compiling is CPU work: ``compile`` is meant to run in a
 worker thread. Modules are cached by the SHA-256 of their bytes, so the same file installed twice
 (or reloaded unchanged) is compiled once.
 
@@ -45,6 +46,7 @@ class WasmEngine:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+        self._switch_interval = sys.getswitchinterval()
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="l8-wasm")
 
     def start(self) -> None:
@@ -52,8 +54,9 @@ class WasmEngine:
         # thread runs Python; at the default 5 ms switch interval a call that crosses threads
         # four times waited up to 20 ms. 0.2 ms: proxy_get_state through a function went from
         # 1,800 to 2,500 calls a second (bench/wasm_bench.py). Process-wide, set once wasm starts.
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         if self._ticker is None:
+            self._switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL))
             self._ticker = threading.Thread(target=self._tick, name="l8-wasm-epoch", daemon=True)
             self._ticker.start()
 
@@ -69,6 +72,7 @@ class WasmEngine:
         if self._ticker is not None:
             self._ticker.join()
             self._ticker = None
+            sys.setswitchinterval(self._switch_interval)
 
     @staticmethod
     def ticks(seconds: float) -> int:
