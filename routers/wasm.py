@@ -141,3 +141,32 @@ async def call_function(request: Request, id: str, path: str) -> Response:
 @routes.get("/v1.0-alpha1/wasm/{id}", operation_id="wasm_call_root_get", **_CALL_ROOT_DOC)
 async def call_function_root(request: Request, id: str) -> Response:
     return await _call(request, id, "")
+
+
+_BY_HEADER_DOC = {
+    **_CALL_DOC,
+    "summary": "Run the function the id header names (Layotto's form)",
+    "description": "Layotto's demo request, `curl -H 'id: id_1' 'host:2045?name=book1'`, on l8's port: "
+    "the `id` header names the function. No `id` header: 400 ERR_MALFORMED_REQUEST. "
+    + _CALL_DOC["description"],
+    "responses": {
+        **_CALL_DOC["responses"],
+        **schemas.errors_doc(
+            {
+                400: ["ERR_MALFORMED_REQUEST"],
+                404: ["ERR_WASM_FUNCTION_NOT_FOUND"],
+                500: ["ERR_WASM_FUNCTION_TRAP"],
+                503: ["ERR_WASM_FUNCTION_BUSY"],
+            }
+        ),
+    },
+}
+
+
+@routes.post("/v1.0-alpha1/wasm", operation_id="wasm_call_by_header", **_BY_HEADER_DOC)
+@routes.get("/v1.0-alpha1/wasm", operation_id="wasm_call_by_header_get", **_BY_HEADER_DOC)
+async def call_function_by_header(request: Request) -> Response:
+    function_id = request.headers.get("id")
+    if not function_id:
+        raise errors.malformed("the request names no function: give an id header or /v1.0-alpha1/wasm/{id}")
+    return await _call(request, function_id, "")

@@ -54,6 +54,15 @@ async def test_the_demo_chain_answers_with_the_stock(demo: Sidecar) -> None:
 
 async def test_an_unknown_function_is_404(demo: Sidecar) -> None:
     assert_error(await demo.request("GET", f"{WASM}/nope"), 404, "ERR_WASM_FUNCTION_NOT_FOUND")
+    by_header = await demo.request("GET", WASM, headers={"id": "nope"})
+    assert_error(by_header, 404, "ERR_WASM_FUNCTION_NOT_FOUND")
+    assert_error(await demo.request("GET", WASM), 400, "ERR_MALFORMED_REQUEST")
+
+
+async def test_layottos_form_names_the_function_in_an_id_header(demo: Sidecar) -> None:
+    # curl -H 'id: id_1' 'localhost:3500/v1.0-alpha1/wasm?name=book1'
+    response = await demo.request("GET", f"{WASM}?name=book1", headers={"id": "id_1"})
+    assert (response.status_code, response.text) == (200, "There are 100 inventories for book1.")
 
 
 async def test_install_update_uninstall_with_layottos_bodies(demo: Sidecar, tmp_path: Path) -> None:
