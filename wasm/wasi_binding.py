@@ -34,7 +34,7 @@ from pydantic import field_validator
 from components.bindings.base import BindingError, Feature, InvokeRequest, InvokeResponse
 from components.errors import BackendError, ComponentInitError, MetadataError
 from components.metadata import ComponentMetadata, Duration, GoBool, decode, metadata_error, parse_quantity
-from wasm.wasi_command import CommandError, CommandFailed, Limits, compile_command, run_command
+from wasm.wasi_command import CommandError, CommandFailed, Limits, compile_command, module_file, run_command
 
 if TYPE_CHECKING:
     import wasmtime
@@ -76,18 +76,10 @@ class WasmMetadata(ComponentMetadata):
 
 def module_path(url: str) -> str:
     """The file a ``url`` names; ComponentInitError (field ``url``) for a remote or unknown scheme."""
-    scheme, colon, rest = url.partition(":")
-    if not colon or len(scheme) < 2:  # no scheme (or a Windows drive letter): a plain path
-        return url
-    if scheme == "file":
-        return rest.removeprefix("//")
-    if scheme in ("http", "https"):
-        raise ComponentInitError(
-            f"url {url!r}: this sidecar does not fetch wasm modules over the network (no network "
-            "here, and no unreviewed code at start-up); copy the module to disk and use file://",
-            field="url",
-        )
-    raise ComponentInitError(f"url {url!r}: unsupported scheme {scheme!r} (use file://)", field="url")
+    try:
+        return module_file(url)
+    except ValueError as exc:
+        raise ComponentInitError(str(exc), field="url") from None
 
 
 class WasmBinding:

@@ -67,7 +67,7 @@ class Outcome:
     stderr: bytes
 
 
-class _EpochTicker:
+class EpochTicker:
     """Advances an engine's epoch every tick while at least one run is in flight."""
 
     def __init__(self, engine: wasmtime.Engine) -> None:
@@ -100,24 +100,43 @@ class _EpochTicker:
 
 
 @dataclass(frozen=True, slots=True)
-class _Runtime:
+class SharedEngine:
     engine: wasmtime.Engine
-    ticker: _EpochTicker
+    ticker: EpochTicker
 
 
 @cache
-def _runtime() -> _Runtime:
-    """The one engine WASI commands compile on (epoch interruption on), with its ticker."""
+def shared_engine() -> SharedEngine:
+    """The one engine l8's Dapr wasm components compile on (epoch interruption on: every store
+    sets a deadline), with its ticker."""
     import wasmtime
 
     config = wasmtime.Config()
     config.epoch_interruption = True
     engine = wasmtime.Engine(config)
-    return _Runtime(engine, _EpochTicker(engine))
+    return SharedEngine(engine, EpochTicker(engine))
 
 
 _modules: dict[str, wasmtime.Module] = {}
 _modules_lock = threading.Lock()
+
+
+def module_file(url: str) -> str:
+    """The file a Dapr wasm ``url`` names: ``file://path`` (relative to the working directory
+    unless it starts with ``/``) or a plain path. ValueError for ``http(s)://`` (l8 fetches no code
+    over the network: the machines it runs on often have none, and a module pulled at start-up is
+    code nobody reviewed) and any other scheme."""
+    scheme, colon, rest = url.partition(":")
+    if not colon or len(scheme) < 2:  # no scheme (or a Windows drive letter): a plain path
+        return url
+    if scheme == "file":
+        return rest.removeprefix("//")
+    if scheme in ("http", "https"):
+        raise ValueError(
+            f"url {url!r}: this sidecar does not fetch wasm modules over the network (no network "
+            "here, and no unreviewed code at start-up); copy the module to disk and use file://"
+        )
+    raise ValueError(f"url {url!r}: unsupported scheme {scheme!r} (use file://)")
 
 
 def compile_command(binary: bytes) -> wasmtime.Module:
@@ -131,7 +150,7 @@ def compile_command(binary: bytes) -> wasmtime.Module:
     if cached is not None:
         return cached
     try:
-        module = wasmtime.Module(_runtime().engine, binary)
+        module = wasmtime.Module(shared_engine().engine, binary)
     except wasmtime.WasmtimeError as exc:
         raise CommandError(f"not a valid WebAssembly module: {_first_line(exc)}") from None
     if not any(export.name == "_start" for export in module.exports):
@@ -148,7 +167,7 @@ def run_command(module: wasmtime.Module, stdin: bytes, argv: Sequence[str], limi
     CommandFailed (CommandTimeout past the deadline) otherwise."""
     import wasmtime
 
-    runtime = _runtime()
+    runtime = shared_engine()
     store = wasmtime.Store(runtime.engine)
     store.set_limits(memory_size=limits.memory_bytes)
     store.set_epoch_deadline(max(1, round(limits.timeout / TICK_SECONDS)))
