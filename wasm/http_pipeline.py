@@ -29,7 +29,7 @@ from components.metadata import ComponentMetadata, Duration, decode, metadata_er
 from mesh.asgi import ASGIApp, Message, Receive, Scope, Send
 from mesh.errors import SettingsError
 from services import errors
-from wasm.http_wasm import FEATURE_BUFFER_RESPONSE, Exchange, GuestError, GuestInstance, HttpWasmGuest
+from wasm.http_wasm import FEATURE_BUFFER_RESPONSE, Exchange, GuestError, HttpWasmGuest
 from wasm.wasi_command import Limits, module_file
 
 WASM_MIDDLEWARE = "middleware.http.wasm"
@@ -143,9 +143,10 @@ async def _run(guest: HttpWasmGuest, app: ASGIApp, scope: Scope, receive: Receiv
         request_headers=list(scope["headers"]),
         request_body=await _body(receive),
     )
-    instance: GuestInstance | None = None
+    instance = guest.idle()  # a pooled one without a thread hop; a new one is made in a thread
     try:
-        instance = await asyncio.to_thread(guest.acquire)
+        if instance is None:
+            instance = await asyncio.to_thread(guest.acquire)
         go_on, ctx = await asyncio.to_thread(instance.handle_request, exchange)
     except GuestError as exc:
         raise errors.wasm_middleware_failed(guest.name, str(exc)) from None

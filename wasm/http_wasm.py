@@ -207,12 +207,14 @@ class HttpWasmGuest:
         self._idle: list[GuestInstance] = []
         self._lock = threading.Lock()
 
-    def acquire(self) -> GuestInstance:
-        """An idle instance, or a new one (blocking: call from a worker thread)."""
+    def idle(self) -> GuestInstance | None:
+        """An idle instance, if one is pooled (never blocks)."""
         with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return GuestInstance(self)
+            return self._idle.pop() if self._idle else None
+
+    def acquire(self) -> GuestInstance:
+        """An idle instance, or a new one (blocking when it makes one: call from a worker thread)."""
+        return self.idle() or GuestInstance(self)
 
     def give_back(self, instance: GuestInstance) -> None:
         instance.release()

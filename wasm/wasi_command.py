@@ -14,8 +14,10 @@ imported on first use, so a sidecar without wasm components never loads it.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -173,53 +175,83 @@ def run_command(module: wasmtime.Module, stdin: bytes, argv: Sequence[str], limi
     store.set_epoch_deadline(max(1, round(limits.timeout / TICK_SECONDS)))
     wasi = wasmtime.WasiConfig()
     wasi.argv = list(argv)
-    with _streams(stdin) as (stdin_path, stdout_path, stderr_path):
-        if stdin:
-            wasi.stdin_file = stdin_path
-        wasi.stdout_file = stdout_path
-        wasi.stderr_file = stderr_path
-        store.set_wasi(wasi)
-        linker = wasmtime.Linker(runtime.engine)
-        linker.define_wasi()
-        failure: CommandFailed | None = None
-        with runtime.ticker.running():
-            try:
-                instance = linker.instantiate(store, module)
-                start = instance.exports(store)["_start"]
-                assert isinstance(start, wasmtime.Func)
-                start(store)
-            except wasmtime.ExitTrap as exc:
-                code = _exit_code(exc)
-                if code != 0:
-                    failure = CommandFailed(f"the command exited with status {code}")
-            except wasmtime.Trap as exc:
-                if exc.trap_code == wasmtime.TrapCode.INTERRUPT:
-                    failure = CommandTimeout(
-                        f"the command did not finish within {limits.timeout:g}s and was stopped"
-                    )
-                else:
-                    failure = CommandFailed(f"the command trapped: {_cause(exc)}")
-            except wasmtime.WasmtimeError as exc:
-                failure = CommandFailed(f"the command failed: {_first_line(exc)}")
-        del store, linker
-        stdout, stderr = _read(stdout_path), _read(stderr_path)
+    stdin_path, stdout_path, stderr_path = _streams(stdin)
+    if stdin:
+        wasi.stdin_file = stdin_path
+    wasi.stdout_file = stdout_path
+    wasi.stderr_file = stderr_path
+    store.set_wasi(wasi)
+    linker = _linker()
+    failure: CommandFailed | None = None
+    with runtime.ticker.running():
+        try:
+            instance = linker.instantiate(store, module)
+            start = instance.exports(store)["_start"]
+            assert isinstance(start, wasmtime.Func)
+            start(store)
+        except wasmtime.ExitTrap as exc:
+            code = _exit_code(exc)
+            if code != 0:
+                failure = CommandFailed(f"the command exited with status {code}")
+        except wasmtime.Trap as exc:
+            if exc.trap_code == wasmtime.TrapCode.INTERRUPT:
+                failure = CommandTimeout(
+                    f"the command did not finish within {limits.timeout:g}s and was stopped"
+                )
+            else:
+                failure = CommandFailed(f"the command trapped: {_cause(exc)}")
+        except wasmtime.WasmtimeError as exc:
+            failure = CommandFailed(f"the command failed: {_first_line(exc)}")
+    del store
+    stdout, stderr = _read(stdout_path), _read(stderr_path)
     if failure is not None:
         raise type(failure)(str(failure), stderr)
     return Outcome(stdout, stderr)
 
 
-@contextmanager
-def _streams(stdin: bytes) -> Iterator[tuple[str, str, str]]:
-    """Private temporary files for stdin, stdout and stderr. wasmtime's Python API takes stdin
-    from a file only, and its custom output callbacks run Python on wasmtime's own threads (one
-    of which, released while the interpreter exits, aborts the process), so output goes to files
-    too. No data, no stdin (an empty stream), as in Dapr."""
-    with tempfile.TemporaryDirectory(prefix="l8-wasm-") as folder:
-        paths = tuple(os.path.join(folder, name) for name in ("stdin", "stdout", "stderr"))
-        if stdin:
-            with open(paths[0], "wb") as file:
-                file.write(stdin)
-        yield paths[0], paths[1], paths[2]
+_scratch = threading.local()
+_scratch_folders: list[str] = []
+
+
+def _linker() -> wasmtime.Linker:
+    """This thread's linker with WASI defined (it holds no store: one serves every run)."""
+    import wasmtime
+
+    linker: wasmtime.Linker | None = getattr(_scratch, "linker", None)
+    if linker is None:
+        linker = _scratch.linker = wasmtime.Linker(shared_engine().engine)
+        linker.define_wasi()
+    return linker
+
+
+def _streams(stdin: bytes) -> tuple[str, str, str]:
+    """This thread's private files for stdin, stdout and stderr, emptied (stdin filled) for a run.
+    wasmtime's Python API takes stdin from a file only, and its custom output callbacks run Python
+    on wasmtime's own threads (one of which, released while the interpreter exits, aborts the
+    process), so output goes to files too. One folder per worker thread, reused run after run
+    (making and removing one per run cost more than the run), removed at exit. No data, no stdin
+    (an empty stream), as in Dapr."""
+    paths: tuple[str, str, str] | None = getattr(_scratch, "paths", None)
+    if paths is None:
+        folder = tempfile.mkdtemp(prefix="l8-wasm-")
+        with _modules_lock:
+            if not _scratch_folders:
+                atexit.register(_remove_scratch)
+            _scratch_folders.append(folder)
+        paths = _scratch.paths = (
+            os.path.join(folder, "stdin"),
+            os.path.join(folder, "stdout"),
+            os.path.join(folder, "stderr"),
+        )
+    for path, data in zip(paths, (stdin, b"", b""), strict=True):
+        with open(path, "wb") as file:
+            file.write(data)
+    return paths
+
+
+def _remove_scratch() -> None:
+    for folder in _scratch_folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _read(path: str) -> bytes:
