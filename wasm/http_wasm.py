@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from wasm.wasi_command import TICK_SECONDS, Limits, shared_engine
+from wasm.wasi_command import TICK_SECONDS, Limits, exit_code, shared_engine
 
 if TYPE_CHECKING:
     import wasmtime
@@ -165,7 +165,7 @@ class GuestInstance:
             try:
                 return self._call(work)
             except wasmtime.ExitTrap as exc:
-                if "status 0" in str(exc):  # a TinyGo _start returning normally
+                if exit_code(exc) == 0:  # a WASI _start ending with proc_exit(0)
                     return None
                 raise GuestError(f"the guest exited: {_cause(exc)}") from None
             except wasmtime.Trap as exc:

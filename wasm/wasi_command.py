@@ -190,7 +190,7 @@ def run_command(module: wasmtime.Module, stdin: bytes, argv: Sequence[str], limi
             assert isinstance(start, wasmtime.Func)
             start(store)
         except wasmtime.ExitTrap as exc:
-            code = _exit_code(exc)
+            code = exit_code(exc)
             if code != 0:
                 failure = CommandFailed(f"the command exited with status {code}")
         except wasmtime.Trap as exc:
@@ -262,7 +262,8 @@ def _read(path: str) -> bytes:
         return b""
 
 
-def _exit_code(exc: wasmtime.ExitTrap) -> int:
+def exit_code(exc: wasmtime.ExitTrap) -> int:
+    """The status a WASI ``proc_exit`` gave."""
     code = getattr(exc, "code", None)
     if isinstance(code, int):
         return code

@@ -284,3 +284,50 @@ def test_load_guests_reads_the_pipeline_and_names_bad_components(tmp_path: Path)
         with pytest.raises(SettingsError, match=message) as failure:
             load_guests(_pipeline("auth"), {"auth": (WASM_MIDDLEWARE, metadata, "auth.yaml")})
         assert "auth.yaml: component 'auth'" in str(failure.value)
+
+
+WASI_GUEST = """
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "http_handler" "enable_features" (func $enable (param i32) (result i32)))
+  (import "http_handler" "log_enabled" (func $log_enabled (param i32) (result i32)))
+  (import "http_handler" "log" (func $log (param i32 i32 i32)))
+  (import "http_handler" "set_header_value" (func $set (param i32 i32 i32 i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "x-start")
+  (data (i32.const 16) "ran")
+  (data (i32.const 32) "hello from the guest")
+  (global $started (mut i32) (i32.const 0))
+  ;; like TinyGo's: _start runs once per instance, here asking for buffered responses for every request
+  (func (export "_start")
+    (i32.store (i32.const 100) (i32.const 32))
+    (i32.store (i32.const 104) (i32.const 20))
+    (drop (call $fd_write (i32.const 1) (i32.const 100) (i32.const 1) (i32.const 108)))
+    (drop (call $enable (i32.const 2)))
+    (global.set $started (i32.const 1)))
+  (func (export "handle_request") (result i64)
+    (if (i32.eqz (global.get $started)) (then unreachable))
+    (if (call $log_enabled (i32.const -1)) (then unreachable))  ;; debug is off
+    (if (call $log_enabled (i32.const 0))
+      (then (call $log (i32.const 0) (i32.const 32) (i32.const 20))))
+    (i64.const 1))
+  (func (export "handle_response") (param i32 i32)
+    (call $set (i32.const 1) (i32.const 0) (i32.const 7) (i32.const 16) (i32.const 3))))
+"""
+
+
+async def test_a_wasi_guest_starts_once_and_its_start_time_features_apply_to_every_request() -> None:
+    pipeline = HttpPipeline([inline(WASI_GUEST)])
+    for _ in range(2):
+        status, headers, answer, _ = await call(pipeline, "/x")
+        # buffer_response asked for in _start: handle_response's header reaches the caller
+        assert (status, headers[b"x-start"], answer) == (200, b"ran", b"next")
+
+
+async def test_a_guest_answering_itself_defaults_to_an_empty_200() -> None:
+    silent = inline(
+        '(module (memory (export "memory") 1) (func (export "handle_request") (result i64) i64.const 0)'
+        ' (func (export "handle_response") (param i32 i32) unreachable))'
+    )
+    status, headers, answer, app = await call(HttpPipeline([silent]), "/x")
+    assert (status, answer, headers[b"content-length"], app.seen) == (200, b"", b"0", [])
