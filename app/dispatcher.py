@@ -10,7 +10,9 @@ lookup and a regex match or two, then a direct call of the handler. Only routes 
 
 Whatever does not match goes to the fallback route (invocation by the ``dapr-app-id`` header).
 The shared rate limits (mesh/ratelimit), once the lifespan has started them, are checked before a
-route runs. Every ApiError leaves through the error door (app/errors.py); anything else propagates
+route runs; then the wasm middleware of ``httpPipeline`` (wasm/http_pipeline.py) runs around the
+route's matching (GET on the health paths excepted), so a guest's rewritten path is the one
+matched. Every ApiError leaves through the error door (app/errors.py); anything else propagates
 to the middleware, which logs it and answers 500 through the same door.
 """
 
@@ -25,9 +27,11 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import ApiError, answer, send_error
+from app.middleware import HEALTH_PATHS
 from mesh.ratelimit import RateLimits
 from routers.table import Route
 from services import errors
+from wasm.http_pipeline import HttpPipeline
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?\}")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -99,6 +103,8 @@ class Dispatcher:
         self._framework_paths = frozenset(framework_paths)
         self.limits: RateLimits | None = None
         """The started runtime's rate limits; set by the lifespan."""
+        self.pipeline: HttpPipeline | None = None
+        """The started runtime's wasm middleware (``httpPipeline``); set by the lifespan."""
         for route in routes:
             key = _literal_key(route.path)
             if key is None:
@@ -139,9 +145,6 @@ class Dispatcher:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raw: bytes | None = scope.get("raw_path")
-        path = raw.decode("latin-1") if raw else quote(scope["path"])
-        method: str = scope["method"]
         limits = self.limits
         if limits:
             refusal = await limits.check(scope)
@@ -149,6 +152,20 @@ class Dispatcher:
                 error = ApiError(refusal.status, "ERR_TOO_MANY_REQUESTS", refusal.message)
                 await send_error(send, error, [(b"retry-after", str(refusal.retry_after).encode())])
                 return
+        pipeline = self.pipeline
+        # Probes pass untouched, as they pass the API token: a guest must not take a sidecar down.
+        if pipeline and not (scope["method"] == "GET" and scope["path"] in HEALTH_PATHS):
+            try:
+                await pipeline(scope, receive, send, self._route)
+            except ApiError as exc:
+                await send_error(send, exc)
+            return
+        await self._route(scope, receive, send)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw: bytes | None = scope.get("raw_path")
+        path = raw.decode("latin-1") if raw else quote(scope["path"])
+        method: str = scope["method"]
         try:
             found = self._find(method, path)
         except BadEscape as exc:

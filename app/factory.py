@@ -73,6 +73,7 @@ class SidecarApp:
             self.state.runtime = runtime
             sidecar.services = runtime.services
             self.dispatcher.limits = runtime.rate_limits or None
+            self.dispatcher.pipeline = runtime.http_pipeline or None
             sidecar.readiness.ready = True
             try:
                 yield
@@ -80,6 +81,7 @@ class SidecarApp:
                 sidecar.readiness.ready = False
                 sidecar.services = None
                 self.dispatcher.limits = None
+                self.dispatcher.pipeline = None
                 del self.state.runtime
 
     def framework(self) -> FastAPI:

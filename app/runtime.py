@@ -45,6 +45,7 @@ from services.sequencer import SequencerService
 from services.sidecar import Services
 from services.state import StateService
 from services.wasm import WasmService
+from wasm.http_pipeline import HttpPipeline, load_guests
 
 log = structlog.get_logger(__name__)
 
@@ -99,6 +100,7 @@ class Runtime:
     services: Services
     """Built on entry."""
     rate_limits: RateLimits
+    http_pipeline: HttpPipeline
     app_channel: AppChannel
 
     async def __aenter__(self) -> Runtime:
@@ -133,6 +135,11 @@ class Runtime:
             self.rate_limits = _rate_limits(settings, resources)
             self._stack.push_async_callback(self.rate_limits.aclose)
             await self.rate_limits.start()
+            self.http_pipeline = HttpPipeline(
+                await asyncio.to_thread(
+                    load_guests, _configurations(settings, resources), _middleware(resources)
+                )
+            )
             self.tcp_copy.configure(parse_policy(settings.tcp_copy, settings.data_dir))
         except SettingsError as exc:
             raise StartupError(str(exc)) from None
@@ -147,7 +154,7 @@ class Runtime:
         endpoints = await http_endpoints(resources.others, app_id, self._secret_refs)
         for resource in resources.components:
             if registry.category(resource.type) in ("middleware", "secretstores"):
-                continue  # middleware: applied by the pipelines that name them (mesh/ratelimit)
+                continue  # middleware: applied by the pipelines that name them (mesh/ratelimit, wasm/)
             component = await self._start_component(resource)
             if component is not None:
                 self.components.add(component)
@@ -378,14 +385,18 @@ def _configurations(settings: Settings, resources: Resources) -> list[tuple[dict
     return configurations
 
 
-def _rate_limits(settings: Settings, resources: Resources) -> RateLimits:
-    configurations = _configurations(settings, resources)
-    middleware = {
-        resource.name: (resource.type, resource.metadata, resource.source)
+def _middleware(resources: Resources) -> dict[str, tuple[str, dict[str, str], str]]:
+    """Middleware components by name: (type, metadata, source), for the pipelines that name them."""
+    return {
+        resource.name: (resource.type, dict(resource.metadata), resource.source)
         for resource in resources.components
         if registry.category(resource.type) == "middleware"
     }
-    return build_rate_limits(settings.rate_limits, configurations, middleware, settings.app_id)
+
+
+def _rate_limits(settings: Settings, resources: Resources) -> RateLimits:
+    configurations = _configurations(settings, resources)
+    return build_rate_limits(settings.rate_limits, configurations, _middleware(resources), settings.app_id)
 
 
 def _invocation_service(

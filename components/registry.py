@@ -196,6 +196,7 @@ BINDINGS: Registry[Binding] = Registry(
         "bindings.postgres": "components.bindings.postgres:PostgresBinding",
         "bindings.kafka": "components.bindings.kafka:KafkaBinding",
         "bindings.aws.s3": "components.bindings.s3:S3Binding",
+        "bindings.wasm": "wasm.wasi_binding:WasmBinding",
     },
 )
 

@@ -74,6 +74,11 @@ class BodyTooLarge(Exception):
 # -- generic ---------------------------------------------------------------------------------------
 
 
+def wasm_middleware_failed(name: str, reason: str) -> ApiError:
+    """A ``middleware.http.wasm`` guest trapped, timed out or broke the ABI (Dapr answers 500)."""
+    return ApiError(500, "ERR_WASM_MIDDLEWARE", f"wasm middleware {name!r} failed: {reason}")
+
+
 def malformed(message: str) -> ApiError:
     return ApiError(400, "ERR_MALFORMED_REQUEST", message)
 

@@ -76,8 +76,9 @@ def test_every_error_code_is_documented(spec: dict[str, Any]) -> None:
     """Every code the catalogue can answer with appears in some operation's error descriptions."""
     catalogue = Path(errors.__file__).read_text()
     codes = set(re.findall(r'"(ERR_[A-Z_]+)"', catalogue)) - {
-        "ERR_DIRECT_INVOKE"
-    }  # the fallback route is not in the spec
+        "ERR_DIRECT_INVOKE",  # the fallback route is not in the spec
+        "ERR_WASM_MIDDLEWARE",  # an httpPipeline guest's failure answers any route, as rate limits do
+    }
     described = " ".join(
         response.get("description", "")
         for _, _, operation in operations(spec)

@@ -4,7 +4,7 @@ instance's :class:`HostContext`.
 Every import a proxy-wasm 0.1/0.2 module may declare in module ``env`` resolves: the ones l8 does
 not implement answer ``WasmResult.Unimplemented`` (typed as the module declares them), so a module
 never fails to instantiate for a host function it does not call. WASI (``wasi_snapshot_preview1``)
-is wasmtime's own, with stdout and stderr going to the log.
+is wasmtime's own, with stdout and stderr going to l8's own.
 
 Calling l8's services from a host function: the services are coroutines on the sidecar's event
 loop, and a host function is synchronous. Wasm runs in a worker thread (wasmtime releases the GIL

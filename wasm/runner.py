@@ -126,8 +126,10 @@ class Instance:
         self.store.set_limits(memory_size=spec.limits.memory_pages * PAGE)
         wasi = wasmtime.WasiConfig()
         wasi.argv = [spec.name]
-        wasi.stdout_custom = self._output
-        wasi.stderr_custom = self._output
+        # l8's own stdout and stderr, where its log goes: wasmtime's custom output callbacks run
+        # Python on wasmtime's threads, which can abort the process at exit (wasm/wasi_command.py).
+        wasi.inherit_stdout()
+        wasi.inherit_stderr()
         self.store.set_wasi(wasi)
         linker = wasmtime.Linker(engine.engine)
         linker.allow_shadowing = True
@@ -152,10 +154,6 @@ class Instance:
                 context.memory = found
         context.allocate = self.exports.get("proxy_on_memory_allocate") or self.exports.get("malloc")
         self.broken = False
-
-    def _output(self, data: bytes | str) -> None:
-        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-        log.info("[%s] %s", self.spec.name, text.rstrip("\n"))
 
     def _deadline(self, seconds: float) -> None:
         self.context.deadline = time.monotonic() + seconds

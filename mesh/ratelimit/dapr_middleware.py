@@ -5,7 +5,8 @@ requests this sidecar serves, per remote IP and path, in this sidecar only (as i
 its own app id). Bursts are ``maxRequestsPerSecond`` requests (at least one), as Dapr's tollbooth
 allows.
 
-Other middleware types named in a pipeline fail start-up: a pipeline that is silently not applied
+``middleware.http.wasm`` handlers are checked here and applied by wasm/http_pipeline.py. Other
+middleware types named in a pipeline fail start-up: a pipeline that is silently not applied
 (an auth middleware, say) would be worse than none.
 """
 
@@ -19,6 +20,8 @@ from mesh.errors import SettingsError
 from mesh.ratelimit.rules import Rule
 
 RATELIMIT = "middleware.http.ratelimit"
+APPLIED_ELSEWHERE = frozenset({"middleware.http.wasm"})
+"""Middleware types another part of l8 applies (wasm/http_pipeline.py): named, checked, skipped here."""
 _PIPELINES = (("httpPipeline", False), ("appHttpPipeline", True))
 
 
@@ -45,9 +48,12 @@ def pipeline_rules(
                     raise SettingsError(f"{where}: no middleware component named {name!r} is loaded")
                 if kind and kind != found[0]:
                     raise SettingsError(f"{where}: component {name!r} is a {found[0]}, not a {kind}")
+                if found[0] in APPLIED_ELSEWHERE:
+                    continue
                 if found[0] != RATELIMIT:
                     raise SettingsError(
-                        f"{where}: middleware {found[0]} is not supported (l8 has {RATELIMIT})"
+                        f"{where}: middleware {found[0]} is not supported "
+                        f"(l8 has {RATELIMIT} and middleware.http.wasm)"
                     )
                 rules.append(_rule(name, found[1], found[2], app_id if towards_app else None))
     return rules

@@ -1,5 +1,6 @@
 """FastAPI is built only when something needs it: an idle sidecar serving the route table never
-imports it, and the documentation pages still answer."""
+imports it, and the documentation pages still answer. Nor does the embedded sidecar import the
+client libraries of backends it does not run (S3, PostgreSQL, cron, Kafka, WebAssembly)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ def test_an_idle_sidecar_does_not_import_fastapi(tmp_path: Path) -> None:
                     assert (await client.get("/v1.0/healthz")).status_code == 204
                     assert (await client.get("/v1.0/metadata")).status_code == 200
                     assert "fastapi" not in sys.modules, "FastAPI imported at idle"
+                    unused = ("aiobotocore", "botocore", "asyncpg", "croniter", "aiokafka", "wasmtime")
+                    loaded = [name for name in unused if name in sys.modules]
+                    assert not loaded, f"imported without a component using them: {{loaded}}"
                     docs = await client.get("/docs")
                     assert docs.status_code == 200 and b"swagger" in docs.content.lower()
                     spec = await client.get("/openapi.json")

@@ -130,6 +130,23 @@ async def _s3_object(request: pytest.FixtureRequest, name: str) -> bytes | None:
             return data
 
 
+def _wasm_module(request: pytest.FixtureRequest) -> dict[str, str]:
+    """bindings.wasm on the upper-casing WASI command, built from its WAT into the test's folder."""
+    import wasmtime
+
+    path = request.getfixturevalue("tmp_path") / "uppercase.wasm"
+    if not path.exists():
+        path.write_bytes(wasmtime.wat2wasm((WASM_EXAMPLES / "uppercase.wat").read_text()))
+    return {"url": f"file://{path}", "timeout": "5s"}
+
+
+async def _wasm_answer(request: pytest.FixtureRequest, name: str) -> bytes | None:
+    """A WASI command's output goes nowhere but its answer: what the write answered, lower-cased
+    back (the module upper-cases its input)."""
+    answer = request.node.stash.get(_ANSWER, None)
+    return answer.data.lower() if answer is not None else None
+
+
 async def _postgres_table(request: pytest.FixtureRequest) -> None:
     connection = await asyncpg.connect(request.getfixturevalue("postgres_server").dsn)
     try:
@@ -139,6 +156,8 @@ async def _postgres_table(request: pytest.FixtureRequest) -> None:
 
 
 _BUCKET = pytest.StashKey[str]()
+_ANSWER = pytest.StashKey[InvokeResponse | None]()
+WASM_EXAMPLES = Path(__file__).resolve().parents[2] / "wasm" / "examples"
 OUTPUT = frozenset({Feature.OUTPUT_BINDING})
 BOTH = frozenset({Feature.OUTPUT_BINDING, Feature.INPUT_BINDING})
 
@@ -246,6 +265,26 @@ OUTPUTS = (
             ("filePath", "/etc/passwd", "filePath"),
         ),
     ),
+    Output(
+        "wasm",
+        "bindings.wasm",
+        _wasm_module,
+        OUTPUT,
+        frozenset({"execute"}),
+        lambda name, data: InvokeRequest(data, {}, "execute"),
+        _wasm_answer,
+        unreachable=lambda request: {"url": "https://example.com/uppercase.wasm"},
+        server_field="url",
+        bad_metadata=(
+            ("url", None, "url"),
+            ("url", "file:///nonexistent/uppercase.wasm", "url"),
+            ("url", "oci://registry/uppercase", "url"),
+            ("url", "/etc/passwd", "url"),  # not wasm
+            ("timeout", "soon", "timeout"),
+            ("maxMemory", "1Ki", "maxMemory"),
+            ("strictSandbox", "true", "strictSandbox"),
+        ),
+    ),
 )
 
 
@@ -322,6 +361,7 @@ async def test_a_write_reaches_the_backend(
     name = f"w-{uuid.uuid4().hex[:8]}"
     answer = await binding.invoke(output.write(name, b"payload-1"))
     assert answer is None or isinstance(answer, InvokeResponse)
+    request.node.stash[_ANSWER] = answer
     assert await output.read_back(request, name) == b"payload-1"
 
 

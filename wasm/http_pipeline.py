@@ -1,0 +1,269 @@
+"""Dapr's ``middleware.http.wasm`` in a Configuration's ``spec.httpPipeline``: each handler of that
+type runs its http-wasm guest (wasm/http_wasm.py) on every request the sidecar serves, in the
+pipeline's order, after the rate limits and before the route is matched, so a guest can rewrite
+the method, URI (path and query), headers or body the router then sees, answer the request itself
+(``next=0``), or pass it on and see (with ``buffer_response``, rewrite) the answer.
+
+Metadata (Dapr's): ``url`` (``file://path`` or a plain path; ``http(s)://`` refused: l8 fetches no
+code over the network), ``guestConfig`` (the bytes ``get_config`` answers). l8's: ``timeout`` (a
+Go duration, default ``1s``: a guest call past it is stopped and the request answered 500),
+``maxMemory`` (default ``64Mi``), ``poolSize`` (idle instances kept, default ``8``).
+
+A wasm handler in ``spec.appHttpPipeline`` fails start-up: calls towards the app do not go through
+this pipeline yet, and a pipeline silently not applied would be worse than none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+from urllib.parse import unquote
+
+import structlog
+from pydantic import ValidationError, field_validator
+
+from components.errors import MetadataError
+from components.metadata import ComponentMetadata, Duration, decode, metadata_error, parse_quantity
+from mesh.asgi import ASGIApp, Message, Receive, Scope, Send
+from mesh.errors import SettingsError
+from services import errors
+from wasm.http_wasm import FEATURE_BUFFER_RESPONSE, Exchange, GuestError, HttpWasmGuest
+from wasm.wasi_command import Limits, module_file
+
+WASM_MIDDLEWARE = "middleware.http.wasm"
+log = structlog.get_logger("l8.wasm.http")
+
+
+class WasmMiddlewareMetadata(ComponentMetadata):
+    url: str
+    guestConfig: str = ""
+    timeout: Duration = timedelta(seconds=1)
+    maxMemory: str = "64Mi"
+    poolSize: int = 8
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.strip():
+            raise metadata_error("must not be empty")
+        return value.strip()
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise metadata_error("must be positive")
+        return value
+
+    @field_validator("maxMemory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        if parse_quantity(value) < 65536:
+            raise metadata_error("must be at least one wasm page (64Ki)")
+        return value
+
+
+def load_guests(
+    configurations: Iterable[tuple[Mapping[str, Any], str]],
+    middleware: Mapping[str, tuple[str, Mapping[str, str], str]],
+) -> list[HttpWasmGuest]:
+    """The guests of every wasm handler in the configurations' ``httpPipeline``, in order, each
+    compiled and instantiated once (blocking: run it in a worker thread). SettingsError names the
+    component and what is wrong. Handler names were checked by the rate limits' reader already."""
+    guests: list[HttpWasmGuest] = []
+    for spec, source in configurations:
+        for pipeline in ("httpPipeline", "appHttpPipeline"):
+            for handler in (spec.get(pipeline) or {}).get("handlers") or []:
+                found = middleware.get(str(handler.get("name", ""))) if isinstance(handler, Mapping) else None
+                if found is None or found[0] != WASM_MIDDLEWARE:
+                    continue
+                name = str(handler["name"])
+                if pipeline == "appHttpPipeline":
+                    raise SettingsError(
+                        f"{source}: spec.appHttpPipeline: {WASM_MIDDLEWARE} {name!r} is only applied in "
+                        "spec.httpPipeline (calls towards the app do not run wasm middleware)"
+                    )
+                guests.append(_guest(name, found[1], found[2]))
+    return guests
+
+
+def _guest(name: str, metadata: Mapping[str, str], source: str) -> HttpWasmGuest:
+    where = f"{source}: component {name!r}"
+    try:
+        settings = decode(WasmMiddlewareMetadata, metadata)
+        path = module_file(settings.url)
+        with open(path, "rb") as file:
+            binary = file.read()
+        limits = Limits(settings.timeout.total_seconds(), parse_quantity(settings.maxMemory))
+        guest = HttpWasmGuest(name, binary, settings.guestConfig.encode(), limits, max(0, settings.poolSize))
+        guest.warm_up()
+    except MetadataError as exc:
+        raise SettingsError(f"{where}: {exc}") from None
+    except (ValueError, ValidationError) as exc:
+        raise SettingsError(f"{where}: metadata field 'url': {exc}") from None
+    except OSError as exc:
+        raise SettingsError(
+            f"{where}: metadata field 'url': {exc.strerror or exc}: {metadata.get('url')}"
+        ) from None
+    except GuestError as exc:
+        raise SettingsError(f"{where}: metadata field 'url': {exc}") from None
+    return guest
+
+
+class HttpPipeline:
+    """The wasm handlers of ``httpPipeline`` around the rest of the request's way."""
+
+    def __init__(self, guests: Iterable[HttpWasmGuest]) -> None:
+        self.guests = tuple(guests)
+
+    def __bool__(self) -> bool:
+        return bool(self.guests)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
+        for guest in reversed(self.guests):
+            app = _wrapped(guest, app)
+        await app(scope, receive, send)
+
+
+def _wrapped(guest: HttpWasmGuest, app: ASGIApp) -> ASGIApp:
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        await _run(guest, app, scope, receive, send)
+
+    return handle
+
+
+async def _run(guest: HttpWasmGuest, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    exchange = Exchange(
+        method=scope["method"],
+        uri=_uri(scope),
+        protocol=f"HTTP/{scope.get('http_version', '1.1')}",
+        source=_source(scope),
+        request_headers=list(scope["headers"]),
+        request_body=await _body(receive),
+    )
+    instance = guest.idle()  # a pooled one without a thread hop; a new one is made in a thread
+    try:
+        if instance is None:
+            instance = await asyncio.to_thread(guest.acquire)
+        go_on, ctx = await asyncio.to_thread(instance.handle_request, exchange)
+    except GuestError as exc:
+        raise errors.wasm_middleware_failed(guest.name, str(exc)) from None
+    if not go_on:
+        guest.give_back(instance)
+        await _answer(send, exchange)
+        return
+    inner = _rewritten(scope, exchange) if exchange.changed else scope
+    buffered = bool(exchange.features & FEATURE_BUFFER_RESPONSE)
+    recorder = _Recorder(exchange, None if buffered else send)
+    failed = True
+    try:
+        await app(inner, _replay(exchange.request_body, receive), recorder.send)
+        failed = False
+    finally:
+        try:
+            await asyncio.to_thread(instance.handle_response, exchange, ctx, failed)
+        except GuestError as exc:
+            if not failed and (buffered or not recorder.started):
+                raise errors.wasm_middleware_failed(guest.name, str(exc)) from None
+            log.warning("wasm middleware failed after the answer was sent", guest=guest.name, error=str(exc))
+        else:
+            guest.give_back(instance)
+    if buffered:
+        await _answer(send, exchange)
+
+
+class _Recorder:
+    """Keeps the next handler's status, headers (and, buffered, body) in the exchange; passes the
+    messages on unless buffering."""
+
+    def __init__(self, exchange: Exchange, send: Send | None) -> None:
+        self.exchange = exchange
+        self.forward = send
+        self.started = False
+        self.chunks: list[bytes] = []
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            self.exchange.status = message["status"]
+            self.exchange.response_headers = list(message.get("headers", ()))
+        elif message["type"] == "http.response.body" and self.forward is None:
+            self.chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                self.exchange.response_body = b"".join(self.chunks)
+        if self.forward is not None:
+            await self.forward(message)
+
+
+async def _answer(send: Send, exchange: Exchange) -> None:
+    headers = [
+        (k, v)
+        for k, v in exchange.response_headers
+        if k.lower() not in (b"content-length", b"transfer-encoding")
+    ]
+    headers.append((b"content-length", str(len(exchange.response_body)).encode()))
+    await send({"type": "http.response.start", "status": exchange.status, "headers": headers})
+    await send({"type": "http.response.body", "body": exchange.response_body})
+
+
+def _rewritten(scope: Scope, exchange: Exchange) -> Scope:
+    path, _, query = exchange.uri.partition("?")
+    headers = [
+        (k, v)
+        for k, v in exchange.request_headers
+        if k.lower() not in (b"content-length", b"transfer-encoding")
+    ]
+    if exchange.request_body or exchange.method not in ("GET", "HEAD"):
+        headers.append((b"content-length", str(len(exchange.request_body)).encode()))
+    return {
+        **scope,
+        "method": exchange.method,
+        "raw_path": path.encode("latin-1"),
+        "path": unquote(path),
+        "query_string": query.encode("latin-1"),
+        "headers": headers,
+    }
+
+
+def _uri(scope: Scope) -> str:
+    raw: bytes | None = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else scope["path"]
+    query: bytes = scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')}" if query else path
+
+
+def _source(scope: Scope) -> str:
+    client = scope.get("client")
+    if not client:
+        return ""
+    host, port = client[0], client[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def _body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive_more: Receive) -> Receive:
+    """The (possibly rewritten) body once, then the connection's own receive (which waits for the
+    client to go away, as a handler watching for a disconnect expects)."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive_more()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
