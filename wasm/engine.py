@@ -73,6 +73,8 @@ class WasmEngine:
             self._ticker.join()
             self._ticker = None
             sys.setswitchinterval(self._switch_interval)
+        with self._lock:  # freed now, not by the collector at exit (when wasmtime's bindings are gone)
+            self._modules.clear()
 
     @staticmethod
     def ticks(seconds: float) -> int:
