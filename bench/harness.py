@@ -360,6 +360,57 @@ class LoadTools:
         }
 
 
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def max_throughput(
+    load: LoadTools,
+    url: str,
+    pid: int,
+    name: str,
+    warmup: float,
+    seconds: float,
+    *,
+    method: str = "GET",
+    body: str = "",
+) -> dict[str, Any]:
+    """wrk's maximum throughput on ``url`` after a warm-up, with the server's CPU; any error fails."""
+    quiet = wait_quiet()
+    load.wrk(url, warmup, method=method, body=body)
+    with cpu_meter(pid) as cpu:
+        result = load.wrk(url, seconds, method=method, body=body)
+    result.update(server_vcpu=cpu["vcpu"], machine_busy_before=quiet)
+    if result["errors"]:
+        raise BenchError(f"{name}: {result['errors']} errors under load: {result}")
+    log(f"  {name}: {result['rps']:.0f} rps, {cpu['vcpu']} vCPU")
+    return result
+
+
+def fixed_rate(
+    load: LoadTools,
+    url: str,
+    pid: int,
+    name: str,
+    rate: float,
+    seconds: float,
+    warmup: float,
+    *,
+    method: str = "GET",
+    body: str = "",
+) -> dict[str, Any]:
+    """Latency percentiles on ``url`` at ``rate`` requests a second, with the server's CPU; any
+    error or status other than 200/204 fails."""
+    quiet = wait_quiet()
+    with cpu_meter(pid) as cpu:
+        result = load.paced(url, rate, seconds, warmup, method=method, body=body)
+    result.update(server_vcpu=cpu["vcpu"], machine_busy_before=quiet)
+    if result["errors"] or not set(result["statuses"]) <= {"200", "204"}:
+        raise BenchError(f"{name}: errors at a fixed rate: {result}")
+    log(f"  {name}: p50 {result['p50_ms']} p90 {result['p90_ms']} p99 {result['p99_ms']} ms")
+    return result
+
+
 def _run(command: Sequence[str], timeout: float, env: dict[str, str] | None = None) -> str:
     try:
         done = subprocess.run(list(command), capture_output=True, timeout=timeout, env=env, check=False)

@@ -26,17 +26,17 @@ from harness import (
     BenchError,
     LoadTools,
     Processes,
-    cpu_meter,
     ensure_tools,
+    fixed_rate,
     free_port,
     machine,
+    max_throughput,
     missing_requirements,
     pinned,
     run_measured,
     run_settings,
     save_results,
     wait_port,
-    wait_quiet,
     wait_ready,
     write_doc_section,
 )
@@ -117,26 +117,13 @@ class SecretsBench:
 
     def throughput(self, base: str, pid: int, case: tuple[str, str]) -> dict[str, Any]:
         name, path = case
-        quiet = wait_quiet()
-        self.load.wrk(base + path, self.args.warmup)
-        with cpu_meter(pid) as cpu:
-            result = self.load.wrk(base + path, self.args.seconds)
-        result.update(server_vcpu=cpu["vcpu"], machine_busy_before=quiet)
-        if result["errors"]:
-            raise BenchError(f"{name}: {result['errors']} errors under load: {result}")
-        self.log(f"  {name}: {result['rps']:.0f} rps, {cpu['vcpu']} vCPU")
-        return result
+        return max_throughput(self.load, base + path, pid, name, self.args.warmup, self.args.seconds)
 
     def paced(self, base: str, pid: int, case: tuple[str, str]) -> dict[str, Any]:
         name, path = case
-        quiet = wait_quiet()
-        with cpu_meter(pid) as cpu:
-            result = self.load.paced(base + path, self.args.rate, self.args.seconds, self.args.warmup)
-        result.update(server_vcpu=cpu["vcpu"], machine_busy_before=quiet)
-        if result["errors"] or not set(result["statuses"]) <= {"200", "204"}:
-            raise BenchError(f"{name}: errors at a fixed rate: {result}")
-        self.log(f"  {name}: p50 {result['p50_ms']} p90 {result['p90_ms']} p99 {result['p99_ms']} ms")
-        return result
+        return fixed_rate(
+            self.load, base + path, pid, name, self.args.rate, self.args.seconds, self.args.warmup
+        )
 
     def run(self) -> dict[str, Any]:
         self.results["machine"] = machine()

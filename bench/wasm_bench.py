@@ -25,16 +25,16 @@ from harness import (
     BenchError,
     LoadTools,
     Processes,
-    cpu_meter,
     ensure_tools,
+    fixed_rate,
     free_port,
     machine,
+    max_throughput,
     missing_requirements,
     pinned,
     run_measured,
     run_settings,
     save_results,
-    wait_quiet,
     wait_ready,
     write_doc_section,
 )
@@ -140,28 +140,23 @@ class WasmBench:
 
     def throughput(self, base: str, pid: int, case: Case) -> dict[str, Any]:
         name, _, method, path, body = case
-        quiet = wait_quiet()
-        self.load.wrk(base + path, self.args.warmup, method=method, body=body)
-        with cpu_meter(pid) as cpu:
-            result = self.load.wrk(base + path, self.args.seconds, method=method, body=body)
-        result.update(server_vcpu=cpu["vcpu"], machine_busy_before=quiet)
-        if result["errors"]:
-            raise BenchError(f"{name}: {result['errors']} errors under load: {result}")
-        self.log(f"  {name}: {result['rps']:.0f} rps, {cpu['vcpu']} vCPU")
-        return result
+        return max_throughput(
+            self.load, base + path, pid, name, self.args.warmup, self.args.seconds, method=method, body=body
+        )
 
     def paced(self, base: str, pid: int, case: Case) -> dict[str, Any]:
         name, _, method, path, body = case
-        quiet = wait_quiet()
-        with cpu_meter(pid) as cpu:
-            result = self.load.paced(
-                base + path, self.args.rate, self.args.seconds, self.args.warmup, method=method, body=body
-            )
-        result.update(server_vcpu=cpu["vcpu"], machine_busy_before=quiet)
-        if result["errors"] or not set(result["statuses"]) <= {"200", "204"}:
-            raise BenchError(f"{name}: errors at a fixed rate: {result}")
-        self.log(f"  {name}: p50 {result['p50_ms']} p90 {result['p90_ms']} p99 {result['p99_ms']} ms")
-        return result
+        return fixed_rate(
+            self.load,
+            base + path,
+            pid,
+            name,
+            self.args.rate,
+            self.args.seconds,
+            self.args.warmup,
+            method=method,
+            body=body,
+        )
 
     def run(self) -> dict[str, Any]:
         self.results["machine"] = machine()
