@@ -12,7 +12,7 @@ credential it did not get).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from components.errors import ComponentError
 from components.resources import ResourceError
@@ -76,9 +76,3 @@ class SecretRefs:
         """Whether the store a resource's references need has started (or cannot ever)."""
         store_name = self.store_for(auth_store, resource)
         return store_name is None or store_name in self.stores or store_name not in self.declared
-
-
-def redact(metadata: Mapping[str, str], fields: Iterable[str]) -> dict[str, str]:
-    """``metadata`` with the values of ``fields`` masked, for anything that shows it."""
-    hidden = set(fields)
-    return {name: ("***" if name in hidden else value) for name, value in metadata.items()}
