@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import ApiError, answer, send_error
-from app.middleware import HEALTH_PATHS
+from app.middleware import HEALTH_PATHS, ROUTE_TEMPLATE
 from mesh.ratelimit import RateLimits
 from routers.table import Route
 from services import errors
@@ -180,6 +180,7 @@ class Dispatcher:
                 return
             found = (self._fallback, {"path": path.lstrip("/")}, self._fallback_query)
         route, params, query = found
+        scope[ROUTE_TEMPLATE] = route.path
         if route.framework:
             await self._framework(scope, receive, send)
             return

@@ -17,10 +17,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import internal, send_error
 from mesh.proxy import MESH_TOKEN, VOUCHED
+from observability.metrics import HttpServerMetrics
 from services.errors import BodyTooLarge
 
 log = structlog.get_logger("l8.api")
 
+ROUTE_TEMPLATE = "l8.route"
+"""Scope key: the template of the route that took the request (set by the dispatcher), the
+``path`` label of the HTTP server metrics."""
 HEALTH_PATHS = frozenset({"/v1.0/healthz", "/v1.0/healthz/outbound"})
 _MESH_TOKEN = MESH_TOKEN.encode()
 _UNAUTHORIZED = b"invalid api token\n"
@@ -67,6 +71,8 @@ class SidecarMiddleware:
         """(verb, path prefix) of requests whose bodies stream to a store, uncapped (file uploads)."""
         self.api_logging = api_logging
         self.new_request_id = RequestIds()
+        self.metrics: HttpServerMetrics | None = None
+        """The started runtime's HTTP server metrics; set by the lifespan when metrics are on."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,9 +116,13 @@ class SidecarMiddleware:
 
         # Dapr exempts only GET on the health paths (isRouteExcludedFromAPITokenAuth).
         exempt = scope["method"] == "GET" and scope["path"] in HEALTH_PATHS
+        metrics = self.metrics
+        started = time.perf_counter() if self.api_logging or metrics is not None else 0.0
         if self.api_token is not None and not exempt and not vouched:
             if token is None or not hmac.compare_digest(token, self.api_token):
                 await _plain(send_with_id, 401, _UNAUTHORIZED)
+                if metrics is not None:
+                    metrics.record(scope["method"], None, scope["path"], 401, time.perf_counter() - started)
                 return
             scope["headers"] = [(n, v) for n, v in scope["headers"] if n != b"dapr-api-token"]
 
@@ -124,13 +134,20 @@ class SidecarMiddleware:
         elif scope["method"] not in ("GET", "HEAD"):
             receive = _limited(receive, limit)
 
-        started = time.perf_counter() if self.api_logging else 0.0
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
             log.exception("unhandled error", method=scope["method"], path=scope["path"])
             if status == 0:
                 await send_error(send_with_id, internal(exc))
+        if metrics is not None:
+            metrics.record(
+                scope["method"],
+                scope.get(ROUTE_TEMPLATE),
+                scope["path"],
+                status,
+                time.perf_counter() - started,
+            )
         if self.api_logging:
             log.info(
                 "api call",

@@ -25,6 +25,7 @@ from mesh.ratelimit import RateLimits, build_rate_limits
 from mesh.resiliency import Outbound, Resiliency
 from mesh.resolver import Resolver
 from mesh.tcpcopy import TcpCopy, parse_policy
+from observability.metrics import Metrics, MetricSpec, MetricSpecError, MetricsServer, parse_metric_spec
 from services.bindings import BindingsService
 from services.configuration import ConfigurationService
 from services.errors import ApiError
@@ -96,6 +97,9 @@ class Runtime:
         self._declarative: list[Subscription] = []
         self._secret_refs = SecretRefs(())
         self._stack = contextlib.AsyncExitStack()
+        self.metrics: Metrics | None = None
+        """None when metrics are off (--enable-metrics=false, or the Configuration's)."""
+        self.metrics_server: MetricsServer | None = None
 
     services: Services
     """Built on entry."""
@@ -128,7 +132,11 @@ class Runtime:
                 resources = await asyncio.to_thread(load_resources, settings.resources_paths, app_id)
             else:
                 resources = embedded_defaults(settings)
+            await self._start_metrics(_metric_spec(_configurations(settings, resources)))
             self.resiliency = Resiliency.from_resources(resources.others, app_id)
+            if self.metrics is not None:
+                for name in self.resiliency.names:
+                    self.metrics.resiliency_loaded(name)
             self._declarative = declarative_subscriptions(resources.others, app_id)
             scopes = SecretScopes.from_configurations(_configurations(settings, resources))
             resolver = build_resolver(settings.name_resolution)
@@ -158,6 +166,9 @@ class Runtime:
             component = await self._start_component(resource)
             if component is not None:
                 self.components.add(component)
+        if self.metrics is not None:
+            for _ in self.components:
+                self.metrics.component_loaded()
 
         self.app_channel = AppChannel(
             app_id,
@@ -168,6 +179,9 @@ class Runtime:
         )
         await self.app_channel.start()
         self._stack.push_async_callback(self.app_channel.aclose)
+        metrics = self.metrics
+        if metrics is not None:
+            self.app_channel.metrics = metrics.http_client
         sequencer = await SequencerService.start(self._of("sequencer"), app_id, self._outbound("sequencer"))
         self._stack.push_async_callback(sequencer.aclose)
         # Closed before the app channel and the stores: no update is delivered past shutdown.
@@ -179,6 +193,8 @@ class Runtime:
             max_origins=settings.invoke_max_origins, origin_idle_timeout=settings.invoke_origin_idle_timeout
         )
         self._stack.push_async_callback(proxy.aclose)
+        if metrics is not None:
+            proxy.metrics = metrics.http_client
         invocation = _invocation_service(
             settings, self.app_channel, proxy, resolver, endpoints, self.resiliency
         )
@@ -189,6 +205,8 @@ class Runtime:
         pubsub = PubSubService.from_components(
             self._of("pubsub"), app_id, self._outbound("pubsub"), settings.max_request_items
         )
+        if metrics is not None:
+            pubsub.metrics = metrics.pubsub
         secrets = SecretsService.from_components(
             self._of("secretstores"), scopes, self._outbound("secretstores")
         )
@@ -230,6 +248,22 @@ class Runtime:
             components=[f"{c.name} ({c.type})" for c in self.components],
             resources=[str(p) for p in settings.resources_paths] or EMBEDDED,
         )
+
+    async def _start_metrics(self, spec: MetricSpec) -> None:
+        settings = self.settings
+        if not settings.enable_metrics or not spec.enabled:
+            return
+        self.metrics = Metrics(settings.app_id, spec)
+        server = MetricsServer(self.metrics.registry, settings.metrics_listen_address, settings.metrics_port)
+        try:
+            await server.start()
+        except OSError as exc:
+            address = f"{settings.metrics_listen_address}:{settings.metrics_port}"
+            raise StartupError(
+                f"metrics_port (--metrics-port): cannot listen on {address}: {exc.strerror or exc}"
+            ) from None
+        self.metrics_server = server
+        self._stack.push_async_callback(server.aclose)
 
     async def _start_secret_stores(self, resources: list[ComponentResource]) -> None:
         """Secret stores start first, each once the store its own ``secretKeyRef`` reads has
@@ -334,6 +368,8 @@ class Runtime:
             self.services.pubsub.handles, self.app_channel, self.settings.app_id, self.resiliency
         )
         self.subscriber = subscriber
+        if self.metrics is not None:
+            subscriber.metrics = self.metrics.pubsub
         self._stack.push_async_callback(subscriber.aclose)
         discovery = SubscriptionDiscovery(self.app_channel, self.settings.app_id, self._app_subscriptions)
         task = asyncio.create_task(discovery.run(), name="subscription discovery")
@@ -383,6 +419,17 @@ def _configurations(settings: Settings, resources: Resources) -> list[tuple[dict
         if kind == "Configuration" and spec != settings.dapr_configuration:  # the same file once
             configurations.append((spec, source))
     return configurations
+
+
+def _metric_spec(configurations: list[tuple[dict[str, Any], str]]) -> MetricSpec:
+    """The first Configuration's ``spec.metric`` (or ``spec.metrics``); defaults without one."""
+    for spec, source in configurations:
+        if "metric" in spec or "metrics" in spec:
+            try:
+                return parse_metric_spec(spec)
+            except MetricSpecError as exc:
+                raise SettingsError(f"{source}: {exc}") from None
+    return MetricSpec()
 
 
 def _middleware(resources: Resources) -> dict[str, tuple[str, dict[str, str], str]]:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from mesh.http_client import HttpClient, HttpError
+from observability.metrics import HttpClientMetrics
 
 
 class AppUnreachable(Exception):
@@ -45,6 +47,8 @@ class AppChannel:
         self._token = token
         self._max_connections = max_connections
         self._client: HttpClient | None = None
+        self.metrics: HttpClientMetrics | None = None
+        """Set by the runtime when metrics are on: each call's status and round trip."""
 
     @property
     def configured(self) -> bool:
@@ -82,10 +86,15 @@ class AppChannel:
             outgoing.append(("dapr-api-token", self._token))
         if not path.startswith("/"):
             path = "/" + path
+        started = time.perf_counter()
         try:
             answer = await self._client.request(method, path, outgoing, body, timeout)
         except HttpError as exc:
+            if self.metrics is not None:
+                self.metrics.record(method, path, 0, time.perf_counter() - started)
             raise AppUnreachable(f"app at {self.base_url} did not answer {method} {path}: {exc}") from None
+        if self.metrics is not None:
+            self.metrics.record(method, path, answer.status, time.perf_counter() - started)
         received = CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in answer.headers)
         return AppResponse(answer.status, CIMultiDictProxy(received), answer.body)
 

@@ -1,0 +1,316 @@
+"""The metric families, with Dapr's names and labels, and a recorder per area.
+
+Every recorder keeps the label children it has bound, keyed on the few values that vary (a route
+template and a status, a component and a topic), so recording on a hot path is one dict lookup, a
+counter increment and a histogram observation: no label dict is built per request. Label values
+are bounded: templates, patterns, component and policy names, statuses; never a key or a raw path.
+
+Dapr's names as its Prometheus exporter writes them: a count is a counter without ``_total``
+(``dapr_http_server_request_count``), latencies are histograms in milliseconds over Dapr's
+buckets (or ``latencyDistributionBuckets``). l8's own counters follow Prometheus' conventions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from observability.metrics.paths import PathMatcher
+from observability.metrics.spec import MetricSpec
+
+DAPR_LATENCY_BUCKETS_MS: tuple[float, ...] = (
+    1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25, 30, 40, 50, 65, 80, 100, 130, 160, 200, 250, 300, 400,
+    500, 650, 800, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000,
+)  # fmt: skip
+"""Dapr's defaultLatencyDistribution (pkg/diagnostics), in milliseconds."""
+
+DAPR_COUNTS = frozenset(
+    {
+        "dapr_http_server_request_count",
+        "dapr_http_server_response_count",
+        "dapr_http_client_completed_count",
+        "dapr_component_pubsub_ingress_count",
+        "dapr_component_pubsub_egress_count",
+        "dapr_runtime_component_loaded",
+        "dapr_resiliency_loaded",
+        "dapr_resiliency_count",
+    }
+)
+"""Counters exposed under their own name, as Dapr's exporter writes a count (no ``_total``)."""
+
+_CACHED = 4096
+"""Bound children kept per recorder before the cache is emptied (it refills as requests come)."""
+
+
+class HttpServerMetrics:
+    """``dapr_http_server_request_count``, ``_response_count`` and ``_latency`` (ms), labelled
+    ``app_id``, ``method``, ``path``, ``status``. ``path`` is the ``pathMatching`` pattern that
+    matches the request, else the route's template (``increasedCardinality``, Dapr's default) or
+    "" (Dapr's low-cardinality mode)."""
+
+    __slots__ = ("_app_id", "_by_path", "_children", "_families", "_keep_template", "_matcher", "_verbs")
+
+    def __init__(self, families: tuple[Counter, Counter, Histogram], app_id: str, spec: MetricSpec) -> None:
+        self._families = families
+        self._app_id = app_id
+        self._matcher = PathMatcher(spec.path_matching)
+        self._keep_template = spec.increased_cardinality
+        self._verbs = not spec.exclude_verbs
+        self._children: dict[tuple[str, str | None, int], tuple[Any, Any, Any]] = {}
+        self._by_path: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
+
+    def record(self, method: str, template: str | None, path: str, status: int, seconds: float) -> None:
+        """One answered request: ``template`` is the route's (None when no route took it),
+        ``path`` the request's, used only against ``pathMatching`` patterns."""
+        if self._matcher:
+            label = self._matcher.label(path)
+            if label is not None:
+                key = (method, label, status)
+                bound = self._by_path.get(key)
+                if bound is None:
+                    bound = self._bind(self._by_path, key, method, label, status)
+                self._observe(bound, seconds)
+                return
+        key2 = (method, template, status)
+        bound = self._children.get(key2)
+        if bound is None:
+            label = (template or "") if self._keep_template else ""
+            bound = self._bind(self._children, key2, method, label, status)
+        self._observe(bound, seconds)
+
+    @staticmethod
+    def _observe(bound: tuple[Any, Any, Any], seconds: float) -> None:
+        bound[0].inc()
+        bound[1].inc()
+        bound[2].observe(seconds * 1000.0)
+
+    def _bind(
+        self, cache: dict[Any, tuple[Any, Any, Any]], key: Any, method: str, path: str, status: int
+    ) -> tuple[Any, Any, Any]:
+        labels = (self._app_id, method if self._verbs else "", path, str(status))
+        bound = tuple(family.labels(*labels) for family in self._families)
+        if len(cache) >= _CACHED:
+            cache.clear()
+        cache[key] = bound  # type: ignore[assignment]
+        return bound  # type: ignore[return-value]
+
+
+class HttpClientMetrics:
+    """``dapr_http_client_completed_count`` and ``dapr_http_client_roundtrip_latency`` (ms) for
+    calls l8 makes: to its app (the app channel, invocation) and to other sidecars. ``path`` is a
+    ``pathMatching`` pattern or "" (an invoked method is the caller's to choose: never a label)."""
+
+    __slots__ = ("_app_id", "_children", "_families", "_matcher", "_verbs")
+
+    def __init__(self, families: tuple[Counter, Histogram], app_id: str, spec: MetricSpec) -> None:
+        self._families = families
+        self._app_id = app_id
+        self._matcher = PathMatcher(spec.path_matching)
+        self._verbs = not spec.exclude_verbs
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def record(self, method: str, path: str, status: int, seconds: float) -> None:
+        """``status`` 0: no answer (refused, reset, timed out)."""
+        label = (self._matcher.label(path) or "") if self._matcher else ""
+        key = (method, label, status)
+        bound = self._children.get(key)
+        if bound is None:
+            labels = (self._app_id, method if self._verbs else "", label, str(status) if status else "")
+            bound = (self._families[0].labels(*labels), self._families[1].labels(*labels))
+            if len(self._children) >= _CACHED:
+                self._children.clear()
+            self._children[key] = bound
+        bound[0].inc()
+        bound[1].observe(seconds * 1000.0)
+
+
+class PubSubMetrics:
+    """``dapr_component_pubsub_egress_count|latencies`` (a publish, ``success`` true or false)
+    and ``dapr_component_pubsub_ingress_count|latencies`` (a delivery to the app,
+    ``process_status`` success, retry or drop)."""
+
+    __slots__ = ("_app_id", "_egress", "_egress_families", "_ingress", "_ingress_families", "_namespace")
+
+    def __init__(
+        self,
+        egress: tuple[Counter, Histogram],
+        ingress: tuple[Counter, Histogram],
+        app_id: str,
+        namespace: str,
+    ) -> None:
+        self._egress_families = egress
+        self._ingress_families = ingress
+        self._app_id = app_id
+        self._namespace = namespace
+        self._egress: dict[tuple[str, str, bool], tuple[Any, Any]] = {}
+        self._ingress: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+
+    def published(self, component: str, topic: str, success: bool, seconds: float) -> None:
+        key = (component, topic, success)
+        bound = self._egress.get(key)
+        if bound is None:
+            labels = (self._app_id, component, self._namespace, "true" if success else "false", topic)
+            bound = (self._egress_families[0].labels(*labels), self._egress_families[1].labels(*labels))
+            if len(self._egress) >= _CACHED:
+                self._egress.clear()
+            self._egress[key] = bound
+        bound[0].inc()
+        bound[1].observe(seconds * 1000.0)
+
+    def delivered(self, component: str, topic: str, process_status: str, status: str, seconds: float) -> None:
+        """``status``: Dapr's, the process status unless told otherwise."""
+        key = (component, topic, process_status, status)
+        bound = self._ingress.get(key)
+        if bound is None:
+            status = status or process_status
+            labels = (self._app_id, component, self._namespace, process_status, status, topic)
+            families = self._ingress_families
+            bound = (families[0].labels(*labels), families[1].labels(*labels))
+            if len(self._ingress) >= _CACHED:
+                self._ingress.clear()
+            self._ingress[key] = bound
+        bound[0].inc()
+        bound[1].observe(seconds * 1000.0)
+
+
+class Metrics:
+    """Every metric of one sidecar, in a registry of its own (a test can start several runtimes
+    in one process). ``enabled`` False: the runtime hands no recorder out and serves no port."""
+
+    def __init__(self, app_id: str, spec: MetricSpec | None = None, *, namespace: str = "") -> None:
+        spec = spec or MetricSpec()
+        self.spec = spec
+        self.app_id = app_id
+        self.namespace = namespace
+        self.registry = CollectorRegistry(auto_describe=True)
+        buckets = tuple(spec.latency_buckets or DAPR_LATENCY_BUCKETS_MS)
+        http = ("app_id", "method", "path", "status")
+        counter, histogram = self._counter, self._histogram
+        server = (
+            counter(
+                "dapr_http_server_request_count", "Count of HTTP requests processed by the server.", http
+            ),
+            counter("dapr_http_server_response_count", "The number of HTTP responses.", http),
+            histogram(
+                "dapr_http_server_latency", "HTTP request end-to-end latency in server (ms).", http, buckets
+            ),
+        )
+        client = (
+            counter("dapr_http_client_completed_count", "Count of completed requests.", http),
+            histogram(
+                "dapr_http_client_roundtrip_latency",
+                "Time between first byte of request headers sent to last byte of response received (ms).",
+                http,
+                buckets,
+            ),
+        )
+        out = ("app_id", "component", "namespace", "success", "topic")
+        egress = (
+            counter(
+                "dapr_component_pubsub_egress_count",
+                "Outgoing messages published to the pub/sub component.",
+                out,
+            ),
+            histogram(
+                "dapr_component_pubsub_egress_latencies",
+                "Latency of the pub/sub component's answer (ms).",
+                out,
+                buckets,
+            ),
+        )
+        into = ("app_id", "component", "namespace", "process_status", "status", "topic")
+        ingress = (
+            counter(
+                "dapr_component_pubsub_ingress_count", "Incoming messages from the pub/sub component.", into
+            ),
+            histogram(
+                "dapr_component_pubsub_ingress_latencies",
+                "The consuming app's processing latency (ms).",
+                into,
+                buckets,
+            ),
+        )
+        self.http_server = HttpServerMetrics(server, app_id, spec)
+        self.http_client = HttpClientMetrics(client, app_id, spec)
+        self.pubsub = PubSubMetrics(egress, ingress, app_id, namespace)
+        self._component_loaded = counter(
+            "dapr_runtime_component_loaded",
+            "The number of successfully loaded components.",
+            ("app_id", "namespace"),
+        )
+        policy = ("app_id", "flow_direction", "name", "namespace", "policy", "status", "target")
+        self._resiliency_loaded = counter(
+            "dapr_resiliency_loaded", "Number of resiliency policies loaded.", ("app_id", "name", "namespace")
+        )
+        self._resiliency_count = counter(
+            "dapr_resiliency_count", "Number of times a resiliency policy has been applied.", policy
+        )
+        # Exposed as dapr_resiliency_activations_total, as Dapr names it.
+        self._resiliency_activations = counter(
+            "dapr_resiliency_activations", "Number of times a resiliency policy has been activated.", policy
+        )
+        self._rate_limit = counter(
+            "l8_ratelimit_requests",
+            "Requests a rate-limit rule counted, allowed or refused.",
+            ("app_id", "rule", "outcome"),
+        )
+        self._rate_limit_children: dict[tuple[str, bool], Any] = {}
+        self._tcpcopy_records = counter(
+            "l8_tcpcopy_records", "Requests TCP copy wrote to its dump.", ("app_id",)
+        )
+        self._tcpcopy_dropped = counter("l8_tcpcopy_dropped", "Requests TCP copy let go.", ("app_id",))
+        self._sequencer_blocks = counter(
+            "l8_sequencer_blocks", "Id blocks a sequencer reserved from its store.", ("app_id", "component")
+        )
+        self._configuration_deliveries = counter(
+            "l8_configuration_deliveries",
+            "Configuration updates sent to the app.",
+            ("app_id", "component", "success"),
+        )
+
+    def _counter(self, name: str, documentation: str, labels: tuple[str, ...]) -> Counter:
+        return Counter(name, documentation, labels, registry=self.registry)
+
+    def _histogram(
+        self, name: str, documentation: str, labels: tuple[str, ...], buckets: tuple[float, ...]
+    ) -> Histogram:
+        return Histogram(name, documentation, labels, registry=self.registry, buckets=buckets)
+
+    # -- rarely recorded: bound on use -------------------------------------------------------------
+
+    def component_loaded(self) -> None:
+        self._component_loaded.labels(self.app_id, self.namespace).inc()
+
+    def resiliency_loaded(self, name: str) -> None:
+        self._resiliency_loaded.labels(self.app_id, name, self.namespace).inc()
+
+    def resiliency_applied(
+        self, name: str, policy: str, direction: str, target: str, status: str = ""
+    ) -> None:
+        """A policy ran (``policy``: timeout, retry or circuitbreaker)."""
+        self._resiliency_count.labels(
+            self.app_id, direction, name, self.namespace, policy, status, target
+        ).inc()
+
+    def resiliency_activated(
+        self, name: str, policy: str, direction: str, target: str, status: str = ""
+    ) -> None:
+        """A policy acted: a timeout fired, a retry was made, a circuit breaker changed state."""
+        labels = (self.app_id, direction, name, self.namespace, policy, status, target)
+        self._resiliency_activations.labels(*labels).inc()
+
+    def rate_limited(self, rule: str, allowed: bool) -> None:
+        self._rate_limit.labels(self.app_id, rule, "allowed" if allowed else "refused").inc()
+
+    def tcpcopy_recorded(self, records: int = 1) -> None:
+        self._tcpcopy_records.labels(self.app_id).inc(records)
+
+    def tcpcopy_dropped(self, records: int = 1) -> None:
+        self._tcpcopy_dropped.labels(self.app_id).inc(records)
+
+    def sequencer_block(self, component: str) -> None:
+        self._sequencer_blocks.labels(self.app_id, component).inc()
+
+    def configuration_delivered(self, component: str, success: bool) -> None:
+        self._configuration_deliveries.labels(self.app_id, component, "true" if success else "false").inc()
