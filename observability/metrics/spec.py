@@ -47,7 +47,8 @@ def parse_metric_spec(configuration: Mapping[str, Any]) -> MetricSpec:
     where = f"spec.{key}"
     if not isinstance(section, Mapping):
         raise MetricSpecError(f"{where}: must be a mapping")
-    http = section.get("http") or {}
+    http = section.get("http")
+    http = {} if http is None else http
     if not isinstance(http, Mapping):
         raise MetricSpecError(f"{where}.http: must be a mapping")
     return MetricSpec(
