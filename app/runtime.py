@@ -135,6 +135,7 @@ class Runtime:
             await self._start_metrics(_metric_spec(_configurations(settings, resources)))
             self.resiliency = Resiliency.from_resources(resources.others, app_id)
             if self.metrics is not None:
+                self.resiliency.metrics = self.metrics
                 for name in self.resiliency.names:
                     self.metrics.resiliency_loaded(name)
             self._declarative = declarative_subscriptions(resources.others, app_id)

@@ -17,6 +17,7 @@ from observability.metrics.recorders import (
     HttpClientMetrics,
     HttpServerMetrics,
     Metrics,
+    PolicyMetrics,
     PubSubMetrics,
 )
 from observability.metrics.server import MetricsServer
@@ -30,6 +31,7 @@ __all__ = [
     "MetricSpecError",
     "Metrics",
     "MetricsServer",
+    "PolicyMetrics",
     "PubSubMetrics",
     "parse_metric_spec",
 ]

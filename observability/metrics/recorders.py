@@ -174,6 +174,38 @@ class PubSubMetrics:
         bound[1].observe(seconds * 1000.0)
 
 
+class PolicyMetrics:
+    """One resiliency target's ``dapr_resiliency_count`` (a policy applied to a call) and
+    ``dapr_resiliency_activations_total`` (a timeout fired, a retry made, a circuit breaker opened
+    or closed), with its labels bound once."""
+
+    __slots__ = ("_activations", "_applied", "_bind_activation", "_bind_count")
+
+    def __init__(self, metrics: Metrics, name: str, direction: str, target: str) -> None:
+        def bind_count(policy: str) -> Any:
+            return metrics.resiliency_count_child(name, policy, direction, target)
+
+        def bind_activation(policy: str, status: str) -> Any:
+            return metrics.resiliency_activation_child(name, policy, direction, target, status)
+
+        self._bind_count = bind_count
+        self._bind_activation = bind_activation
+        self._applied: dict[str, Any] = {}
+        self._activations: dict[tuple[str, str], Any] = {}
+
+    def applied(self, policy: str) -> None:
+        child = self._applied.get(policy)
+        if child is None:
+            child = self._applied[policy] = self._bind_count(policy)
+        child.inc()
+
+    def activated(self, policy: str, status: str = "") -> None:
+        child = self._activations.get((policy, status))
+        if child is None:
+            child = self._activations[(policy, status)] = self._bind_activation(policy, status)
+        child.inc()
+
+
 class Metrics:
     """Every metric of one sidecar, in a registry of its own (a test can start several runtimes
     in one process). ``enabled`` False: the runtime hands no recorder out and serves no port."""
@@ -285,20 +317,19 @@ class Metrics:
     def resiliency_loaded(self, name: str) -> None:
         self._resiliency_loaded.labels(self.app_id, name, self.namespace).inc()
 
-    def resiliency_applied(
-        self, name: str, policy: str, direction: str, target: str, status: str = ""
-    ) -> None:
-        """A policy ran (``policy``: timeout, retry or circuitbreaker)."""
-        self._resiliency_count.labels(
-            self.app_id, direction, name, self.namespace, policy, status, target
-        ).inc()
+    def resiliency_policy(self, name: str, direction: str, target: str) -> PolicyMetrics:
+        """The recorder of one resiliency target (``target``: Dapr's ``app_<id>`` or
+        ``<type>_<component>``; ``direction``: inbound or outbound)."""
+        return PolicyMetrics(self, name, direction, target)
 
-    def resiliency_activated(
-        self, name: str, policy: str, direction: str, target: str, status: str = ""
-    ) -> None:
-        """A policy acted: a timeout fired, a retry was made, a circuit breaker changed state."""
+    def resiliency_count_child(self, name: str, policy: str, direction: str, target: str) -> Any:
+        return self._resiliency_count.labels(self.app_id, direction, name, self.namespace, policy, "", target)
+
+    def resiliency_activation_child(
+        self, name: str, policy: str, direction: str, target: str, status: str
+    ) -> Any:
         labels = (self.app_id, direction, name, self.namespace, policy, status, target)
-        self._resiliency_activations.labels(*labels).inc()
+        return self._resiliency_activations.labels(*labels)
 
     def rate_limited(self, rule: str, allowed: bool) -> None:
         self._rate_limit.labels(self.app_id, rule, "allowed" if allowed else "refused").inc()

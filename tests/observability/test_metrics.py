@@ -10,6 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from mesh.resiliency import CircuitOpenError, Resiliency, RetriableFailure
 from observability.metrics import Metrics, MetricSpec, MetricSpecError, MetricsServer, parse_metric_spec
 from observability.metrics.exposition import render
 from observability.metrics.paths import PathMatcher
@@ -98,7 +99,10 @@ def test_pubsub_and_l8_counters() -> None:
     metrics.pubsub.published("kafka", "orders", False, 0.004)
     metrics.pubsub.delivered("kafka", "orders", "retry", "", 0.01)
     metrics.resiliency_loaded("retries")
-    metrics.resiliency_activated("retries", "retry", "outbound", "app_b")
+    policy = metrics.resiliency_policy("retries", "outbound", "app_b")
+    policy.applied("retry")
+    policy.activated("retry")
+    policy.activated("circuitbreaker", "open")
     metrics.tcpcopy_recorded()
     metrics.tcpcopy_dropped(2)
     metrics.sequencer_block("ids")
@@ -110,7 +114,14 @@ def test_pubsub_and_l8_counters() -> None:
         == 1
     )
     assert value(metrics, "dapr_resiliency_loaded_total", name="retries") == 1
+    assert (
+        value(
+            metrics, "dapr_resiliency_count_total", policy="retry", target="app_b", flow_direction="outbound"
+        )
+        == 1
+    )
     assert value(metrics, "dapr_resiliency_activations_total", policy="retry", target="app_b") == 1
+    assert value(metrics, "dapr_resiliency_activations_total", policy="circuitbreaker", status="open") == 1
     assert value(metrics, "l8_tcpcopy_records_total") == 1
     assert value(metrics, "l8_tcpcopy_dropped_total") == 2
     assert value(metrics, "l8_sequencer_blocks_total", component="ids") == 1
@@ -176,3 +187,55 @@ async def test_the_server_answers_metrics_and_refuses_other_paths() -> None:
         await server.aclose()
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", server.port)) != 0
+
+
+async def test_a_policy_records_dapr_resiliency_metrics() -> None:
+    metrics = Metrics("a")
+    resiliency = Resiliency.from_resources(
+        [
+            (
+                "Resiliency",
+                {
+                    "apiVersion": "dapr.io/v1alpha1",
+                    "kind": "Resiliency",
+                    "metadata": {"name": "calls"},
+                    "spec": {
+                        "policies": {
+                            "retries": {"twice": {"policy": "constant", "duration": "1ms", "maxRetries": 2}},
+                            "timeouts": {"short": "50ms"},
+                            "circuitBreakers": {"cb": {"trip": "consecutiveFailures > 1", "timeout": "30s"}},
+                        },
+                        "targets": {
+                            "apps": {"b": {"retry": "twice", "timeout": "short", "circuitBreaker": "cb"}}
+                        },
+                    },
+                },
+                "resiliency.yaml",
+            )
+        ],
+        "a",
+    )
+    resiliency.metrics = metrics
+    policy = resiliency.app("b")
+    failures = 0
+
+    async def flaky() -> str:
+        nonlocal failures
+        failures += 1
+        if failures == 1:
+            raise RetriableFailure("503", 503)
+        await asyncio.sleep(1)  # the policy's 50ms timeout fires
+        return "late"
+
+    # 503, then a timeout (the breaker opens), then the open breaker refuses the third attempt.
+    with pytest.raises(CircuitOpenError):
+        await policy.run(flaky)
+    labels = {"name": "calls", "flow_direction": "outbound", "target": "app_b"}
+    assert value(metrics, "dapr_resiliency_count_total", policy="retry", **labels) == 1
+    assert value(metrics, "dapr_resiliency_count_total", policy="timeout", **labels) == 1
+    assert value(metrics, "dapr_resiliency_activations_total", policy="retry", **labels) == 2
+    assert value(metrics, "dapr_resiliency_activations_total", policy="timeout", **labels) == 1
+    assert (
+        value(metrics, "dapr_resiliency_activations_total", policy="circuitbreaker", status="open", **labels)
+        == 1
+    )
