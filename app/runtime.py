@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 
 from app import DAPR_API_VERSION, __version__
+from app.metrics import metric_spec, start_metrics, track_counters
 from app.settings import Settings
 from components import registry
 from components.errors import ComponentInitError, MetadataError
@@ -25,7 +26,7 @@ from mesh.ratelimit import RateLimits, build_rate_limits
 from mesh.resiliency import Outbound, Resiliency
 from mesh.resolver import Resolver
 from mesh.tcpcopy import TcpCopy, parse_policy
-from observability.metrics import Metrics, MetricSpec, MetricSpecError, MetricsServer, parse_metric_spec
+from observability.metrics import Metrics, MetricsServer
 from services.bindings import BindingsService
 from services.configuration import ConfigurationService
 from services.errors import ApiError
@@ -132,7 +133,10 @@ class Runtime:
                 resources = await asyncio.to_thread(load_resources, settings.resources_paths, app_id)
             else:
                 resources = embedded_defaults(settings)
-            await self._start_metrics(_metric_spec(_configurations(settings, resources)))
+            started = await start_metrics(settings, metric_spec(_configurations(settings, resources)))
+            if started is not None:
+                self.metrics, self.metrics_server = started
+                self._stack.push_async_callback(self.metrics_server.aclose)
             self.resiliency = Resiliency.from_resources(resources.others, app_id)
             if self.metrics is not None:
                 self.resiliency.metrics = self.metrics
@@ -240,6 +244,8 @@ class Runtime:
             await wasm.start(settings.wasm.functions)
         except ApiError as exc:
             raise StartupError(f"wasm.functions: {exc.message}") from None
+        if self.metrics is not None:
+            track_counters(self.metrics, self.rate_limits, self.tcp_copy, sequencer, configuration)
         # Other sidecars find this one only once every service is built.
         await self._start_name_resolution(resolver)
         await self._start_subscriptions()
@@ -249,22 +255,6 @@ class Runtime:
             components=[f"{c.name} ({c.type})" for c in self.components],
             resources=[str(p) for p in settings.resources_paths] or EMBEDDED,
         )
-
-    async def _start_metrics(self, spec: MetricSpec) -> None:
-        settings = self.settings
-        if not settings.enable_metrics or not spec.enabled:
-            return
-        self.metrics = Metrics(settings.app_id, spec)
-        server = MetricsServer(self.metrics.registry, settings.metrics_listen_address, settings.metrics_port)
-        try:
-            await server.start()
-        except OSError as exc:
-            address = f"{settings.metrics_listen_address}:{settings.metrics_port}"
-            raise StartupError(
-                f"metrics_port (--metrics-port): cannot listen on {address}: {exc.strerror or exc}"
-            ) from None
-        self.metrics_server = server
-        self._stack.push_async_callback(server.aclose)
 
     async def _start_secret_stores(self, resources: list[ComponentResource]) -> None:
         """Secret stores start first, each once the store its own ``secretKeyRef`` reads has
@@ -420,17 +410,6 @@ def _configurations(settings: Settings, resources: Resources) -> list[tuple[dict
         if kind == "Configuration" and spec != settings.dapr_configuration:  # the same file once
             configurations.append((spec, source))
     return configurations
-
-
-def _metric_spec(configurations: list[tuple[dict[str, Any], str]]) -> MetricSpec:
-    """The first Configuration's ``spec.metric`` (or ``spec.metrics``); defaults without one."""
-    for spec, source in configurations:
-        if "metric" in spec or "metrics" in spec:
-            try:
-                return parse_metric_spec(spec)
-            except MetricSpecError as exc:
-                raise SettingsError(f"{source}: {exc}") from None
-    return MetricSpec()
 
 
 def _middleware(resources: Resources) -> dict[str, tuple[str, dict[str, str], str]]:

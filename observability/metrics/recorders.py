@@ -12,9 +12,13 @@ buckets (or ``latencyDistributionBuckets``). l8's own counters follow Prometheus
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from observability.metrics.paths import PathMatcher
 from observability.metrics.spec import MetricSpec
@@ -282,24 +286,6 @@ class Metrics:
         self._resiliency_activations = counter(
             "dapr_resiliency_activations", "Number of times a resiliency policy has been activated.", policy
         )
-        self._rate_limit = counter(
-            "l8_ratelimit_requests",
-            "Requests a rate-limit rule counted, allowed or refused.",
-            ("app_id", "rule", "outcome"),
-        )
-        self._rate_limit_children: dict[tuple[str, bool], Any] = {}
-        self._tcpcopy_records = counter(
-            "l8_tcpcopy_records", "Requests TCP copy wrote to its dump.", ("app_id",)
-        )
-        self._tcpcopy_dropped = counter("l8_tcpcopy_dropped", "Requests TCP copy let go.", ("app_id",))
-        self._sequencer_blocks = counter(
-            "l8_sequencer_blocks", "Id blocks a sequencer reserved from its store.", ("app_id", "component")
-        )
-        self._configuration_deliveries = counter(
-            "l8_configuration_deliveries",
-            "Configuration updates sent to the app.",
-            ("app_id", "component", "success"),
-        )
 
     def _counter(self, name: str, documentation: str, labels: tuple[str, ...]) -> Counter:
         return Counter(name, documentation, labels, registry=self.registry)
@@ -331,17 +317,36 @@ class Metrics:
         labels = (self.app_id, direction, name, self.namespace, policy, status, target)
         return self._resiliency_activations.labels(*labels)
 
-    def rate_limited(self, rule: str, allowed: bool) -> None:
-        self._rate_limit.labels(self.app_id, rule, "allowed" if allowed else "refused").inc()
+    def track(
+        self, name: str, documentation: str, labels: tuple[str, ...], read: Callable[[], Iterable[Count]]
+    ) -> None:
+        """A counter l8 keeps anyway (a rule's allowed requests, TCP copy's records), read when
+        Prometheus scrapes: nothing is added to the path that counts it. ``read`` gives each
+        label set (without ``app_id``, which comes first) and its count."""
+        self.registry.register(_ReadCounts(name, documentation, ("app_id", *labels), self.app_id, read))
 
-    def tcpcopy_recorded(self, records: int = 1) -> None:
-        self._tcpcopy_records.labels(self.app_id).inc(records)
 
-    def tcpcopy_dropped(self, records: int = 1) -> None:
-        self._tcpcopy_dropped.labels(self.app_id).inc(records)
+Count = tuple[tuple[str, ...], float]
 
-    def sequencer_block(self, component: str) -> None:
-        self._sequencer_blocks.labels(self.app_id, component).inc()
 
-    def configuration_delivered(self, component: str, success: bool) -> None:
-        self._configuration_deliveries.labels(self.app_id, component, "true" if success else "false").inc()
+class _ReadCounts(Collector):
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labels: tuple[str, ...],
+        app_id: str,
+        read: Callable[[], Iterable[Count]],
+    ) -> None:
+        self._name, self._documentation, self._labels = name, documentation, labels
+        self._app_id = app_id
+        self._read = read
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self._name, self._documentation, labels=self._labels)
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=self._labels)
+        for values, count in self._read():
+            family.add_metric([self._app_id, *values], count)
+        yield family

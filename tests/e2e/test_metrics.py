@@ -185,3 +185,31 @@ def test_a_metrics_port_in_use_fails_start_up_with_one_line(tmp_path: Path) -> N
     assert lines == [
         f"l8: metrics_port (--metrics-port): cannot listen on 0.0.0.0:{port}: Address already in use"
     ]
+
+
+def test_l8_counters_for_rate_limits_and_sequencer_blocks(l8: L8Launcher, tmp_path: Path) -> None:
+    settings = tmp_path / "l8.yaml"
+    settings.write_text(
+        "rate_limits:\n  rules:\n"
+        "    - {name: few-writes, resource: /v1.0/state/*, methods: [POST], threshold: 3, interval: 60s}\n",
+        encoding="utf-8",
+    )
+    port = free_port()
+    process = sidecar(l8, port, args=["--config", str(settings)])
+    with httpx.Client(base_url=process.url, timeout=10) as client:
+        statuses = [
+            client.post("/v1.0/state/statestore", json=[{"key": "a", "value": n}]).status_code
+            for n in range(5)
+        ]
+        for _ in range(3):
+            answer = client.post(
+                "/v1.0-alpha1/sequencer/sequencer", json={"key": "ids", "options": {"increment": "WEAK"}}
+            )
+            assert answer.status_code == 200, answer.text
+    assert statuses == [204, 204, 204, 429, 429]
+    samples = scrape(port)
+    rule = {"rule": "few-writes"}
+    assert total(samples, "l8_ratelimit_requests_total", outcome="allowed", **rule) == 3
+    assert total(samples, "l8_ratelimit_requests_total", outcome="refused", **rule) == 2
+    assert total(samples, "dapr_http_server_request_count_total", method="POST", status="429") == 2
+    assert total(samples, "l8_sequencer_blocks_total", component="sequencer") >= 1

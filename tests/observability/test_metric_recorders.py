@@ -84,7 +84,9 @@ def test_path_matcher_follows_servemux_patterns() -> None:
 def test_dapr_counts_keep_their_names_and_have_no_created_samples() -> None:
     metrics = Metrics("a")
     metrics.component_loaded()
-    metrics.rate_limited("per-ip", allowed=False)
+    metrics.track(
+        "l8_ratelimit_requests", "Rules.", ("rule", "outcome"), lambda: [(("per-ip", "refused"), 1)]
+    )
     text = render(metrics.registry).decode()
     assert "# TYPE dapr_runtime_component_loaded counter" in text
     assert 'dapr_runtime_component_loaded{app_id="a",namespace=""} 1.0' in text
@@ -103,10 +105,10 @@ def test_pubsub_and_l8_counters() -> None:
     policy.applied("retry")
     policy.activated("retry")
     policy.activated("circuitbreaker", "open")
-    metrics.tcpcopy_recorded()
-    metrics.tcpcopy_dropped(2)
-    metrics.sequencer_block("ids")
-    metrics.configuration_delivered("config", success=True)
+    blocks = {"ids": 3}
+    metrics.track(
+        "l8_sequencer_blocks", "Blocks.", ("component",), lambda: [((k,), v) for k, v in blocks.items()]
+    )
     assert value(metrics, "dapr_component_pubsub_egress_count_total", success="true", topic="orders") == 1
     assert value(metrics, "dapr_component_pubsub_egress_count_total", success="false") == 1
     assert (
@@ -122,10 +124,9 @@ def test_pubsub_and_l8_counters() -> None:
     )
     assert value(metrics, "dapr_resiliency_activations_total", policy="retry", target="app_b") == 1
     assert value(metrics, "dapr_resiliency_activations_total", policy="circuitbreaker", status="open") == 1
-    assert value(metrics, "l8_tcpcopy_records_total") == 1
-    assert value(metrics, "l8_tcpcopy_dropped_total") == 2
-    assert value(metrics, "l8_sequencer_blocks_total", component="ids") == 1
-    assert value(metrics, "l8_configuration_deliveries_total", success="true") == 1
+    assert value(metrics, "l8_sequencer_blocks_total", app_id="a", component="ids") == 3
+    blocks["ids"] = 5  # read at each scrape
+    assert value(metrics, "l8_sequencer_blocks_total", component="ids") == 5
 
 
 def test_metric_spec_from_a_configuration() -> None:
