@@ -16,7 +16,7 @@ import yaml
 
 from tests.e2e.process import L8Launcher, write_component
 from tests.wasm import modules
-from wasm.examples import build
+from wasm.examples.builder import build
 
 pytestmark = pytest.mark.e2e
 

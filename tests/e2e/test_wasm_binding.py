@@ -11,17 +11,17 @@ import httpx
 import pytest
 
 from tests.e2e.process import L8Launcher, write_component
-from tests.wasm.examples import build
+from wasm.examples.builder import build
 
 pytestmark = pytest.mark.e2e
 
 
 async def test_execute_through_l8(l8: L8Launcher, tmp_path: Path) -> None:
     folder = tmp_path / "resources"
-    write_component(folder, "shout", "bindings.wasm", {"url": f"file://{build('uppercase', tmp_path)}"})
-    write_component(folder, "argv", "bindings.wasm", {"url": str(build("args", tmp_path))})
+    write_component(folder, "shout", "bindings.wasm", {"url": f"file://{build('wat', 'uppercase')}"})
+    write_component(folder, "argv", "bindings.wasm", {"url": str(build("wat", "args"))})
     write_component(
-        folder, "spin", "bindings.wasm", {"url": f"file://{build('loop', tmp_path)}", "timeout": "500ms"}
+        folder, "spin", "bindings.wasm", {"url": f"file://{build('wat', 'loop')}", "timeout": "500ms"}
     )
     sidecar = await asyncio.to_thread(l8, app_id="wasm-binding", resources=[folder])
     async with httpx.AsyncClient(base_url=sidecar.url, timeout=30) as client:
