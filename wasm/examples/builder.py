@@ -10,8 +10,9 @@ Each language has its folder and its toolchain (wasm/examples/README.md):
   ``minimal`` runtime.
 
 A built module lands in ``wasm/examples/build/<language>/<key>/<name>.wasm`` (git ignores it),
-where the key hashes the language's sources, the compiler's identity and the command line: a
-second build of unchanged sources only reads and hashes a few small files.
+where the key hashes the example's source, the shared files of its folder (the ABI bindings, npm's
+lock file), the compiler's identity and the command line: a second build of unchanged sources only
+reads and hashes a few small files.
 
 ``python -m wasm.examples.builder rust function_1 function_2 [--into DIR]`` builds from a shell
 and prints the modules' paths (or copies them into DIR as ``<name>.wasm``).
@@ -29,6 +30,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -217,7 +219,7 @@ _SHARED = {"proxy_wasm"}
 """The shared ABI bindings of the Rust and AssemblyScript folders: included, not built."""
 
 LANGUAGES: dict[str, Language] = {
-    "wat": Language("wat", ".wat", lambda folder: [], _wat, lambda source: "wat2wasm"),
+    "wat": Language("wat", ".wat", lambda folder: [], _wat, lambda source: f"wasmtime {version('wasmtime')}"),
     "rust": Language("rust", ".rs", lambda folder: [folder / "proxy_wasm.rs"], _rust, _rust_identity),
     "assemblyscript": Language(
         "assemblyscript",
