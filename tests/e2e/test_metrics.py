@@ -18,6 +18,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.process import L8Launcher, L8Process, run_l8, write_component
+from tests.e2e.test_configuration_updates import recording_app
 from tests.servers import LOOPBACK, free_port
 from tests.subscriber_app import SubscriberApp
 
@@ -213,3 +214,25 @@ def test_l8_counters_for_rate_limits_and_sequencer_blocks(l8: L8Launcher, tmp_pa
     assert total(samples, "l8_ratelimit_requests_total", outcome="refused", **rule) == 2
     assert total(samples, "dapr_http_server_request_count_total", method="POST", status="429") == 2
     assert total(samples, "l8_sequencer_blocks_total", component="sequencer") >= 1
+
+
+async def test_configuration_deliveries_are_counted(l8: L8Launcher) -> None:
+    port = free_port()
+    async with recording_app() as (app_port, updates):
+        process = await asyncio.to_thread(sidecar, l8, port, args=["--app-port", str(app_port)])
+        async with httpx.AsyncClient(base_url=process.url, timeout=10) as client:
+            answer = await client.get("/v1.0/configuration/configstore/subscribe", params={"key": "limit"})
+            assert answer.status_code == 200, answer.text
+            for value in ("1", "2"):
+                body = {"items": [{"key": "limit", "content": value}]}
+                assert (
+                    await client.post("/v1.0-alpha1/configuration/configstore", json=body)
+                ).status_code == 204
+            for _ in range(100):
+                if len(updates) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+    assert len(updates) == 2
+    samples = scrape(port)
+    assert total(samples, "l8_configuration_deliveries_total", component="configstore", success="true") == 2
+    assert total(samples, "dapr_http_client_completed_count_total", method="POST", status="200") >= 2
