@@ -43,26 +43,44 @@ DAPR_COUNTS = frozenset(
 )
 """Counters exposed under their own name, as Dapr's exporter writes a count (no ``_total``)."""
 
+COUNTS_OF_HISTOGRAMS: dict[str, tuple[tuple[str, str], ...]] = {
+    "dapr_http_server_latency": (
+        ("dapr_http_server_request_count", "Count of HTTP requests processed by the server."),
+        ("dapr_http_server_response_count", "The number of HTTP responses."),
+    ),
+    "dapr_http_client_roundtrip_latency": (
+        ("dapr_http_client_completed_count", "Count of completed requests."),
+    ),
+    "dapr_component_pubsub_egress_latencies": (
+        ("dapr_component_pubsub_egress_count", "Outgoing messages published to the pub/sub component."),
+    ),
+    "dapr_component_pubsub_ingress_latencies": (
+        ("dapr_component_pubsub_ingress_count", "Incoming messages from the pub/sub component."),
+    ),
+}
+"""Dapr's counts that are a latency histogram's count with the same labels: exposed from it when
+Prometheus scrapes, so a request pays one observation, not three."""
+
 _CACHED = 4096
 """Bound children kept per recorder before the cache is emptied (it refills as requests come)."""
 
 
 class HttpServerMetrics:
-    """``dapr_http_server_request_count``, ``_response_count`` and ``_latency`` (ms), labelled
-    ``app_id``, ``method``, ``path``, ``status``. ``path`` is the ``pathMatching`` pattern that
-    matches the request, else the route's template (``increasedCardinality``, Dapr's default) or
-    "" (Dapr's low-cardinality mode)."""
+    """``dapr_http_server_latency`` (ms), labelled ``app_id``, ``method``, ``path``, ``status``;
+    ``dapr_http_server_request_count`` and ``_response_count`` are its counts, read at scrape time.
+    ``path`` is the ``pathMatching`` pattern that matches the request, else the route's template
+    (``increasedCardinality``, Dapr's default) or "" (Dapr's low-cardinality mode)."""
 
-    __slots__ = ("_app_id", "_by_path", "_children", "_families", "_keep_template", "_matcher", "_verbs")
+    __slots__ = ("_app_id", "_by_path", "_children", "_family", "_keep_template", "_matcher", "_verbs")
 
-    def __init__(self, families: tuple[Counter, Counter, Histogram], app_id: str, spec: MetricSpec) -> None:
-        self._families = families
+    def __init__(self, family: Histogram, app_id: str, spec: MetricSpec) -> None:
+        self._family = family
         self._app_id = app_id
         self._matcher = PathMatcher(spec.path_matching)
         self._keep_template = spec.increased_cardinality
         self._verbs = not spec.exclude_verbs
-        self._children: dict[tuple[str, str | None, int], tuple[Any, Any, Any]] = {}
-        self._by_path: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
+        self._children: dict[tuple[str, str | None, int], Any] = {}
+        self._by_path: dict[tuple[str, str, int], Any] = {}
 
     def record(self, method: str, template: str | None, path: str, status: int, seconds: float) -> None:
         """One answered request: ``template`` is the route's (None when no route took it),
@@ -71,111 +89,99 @@ class HttpServerMetrics:
             label = self._matcher.label(path)
             if label is not None:
                 key = (method, label, status)
-                bound = self._by_path.get(key)
-                if bound is None:
-                    bound = self._bind(self._by_path, key, method, label, status)
-                self._observe(bound, seconds)
+                child = self._by_path.get(key)
+                if child is None:
+                    child = self._bind(self._by_path, key, method, label, status)
+                child.observe(seconds * 1000.0)
                 return
         key2 = (method, template, status)
-        bound = self._children.get(key2)
-        if bound is None:
+        child = self._children.get(key2)
+        if child is None:
             label = (template or "") if self._keep_template else ""
-            bound = self._bind(self._children, key2, method, label, status)
-        self._observe(bound, seconds)
+            child = self._bind(self._children, key2, method, label, status)
+        child.observe(seconds * 1000.0)
 
-    @staticmethod
-    def _observe(bound: tuple[Any, Any, Any], seconds: float) -> None:
-        bound[0].inc()
-        bound[1].inc()
-        bound[2].observe(seconds * 1000.0)
-
-    def _bind(
-        self, cache: dict[Any, tuple[Any, Any, Any]], key: Any, method: str, path: str, status: int
-    ) -> tuple[Any, Any, Any]:
-        labels = (self._app_id, method if self._verbs else "", path, str(status))
-        bound = tuple(family.labels(*labels) for family in self._families)
+    def _bind(self, cache: dict[Any, Any], key: Any, method: str, path: str, status: int) -> Any:
+        child = self._family.labels(self._app_id, method if self._verbs else "", path, str(status))
         if len(cache) >= _CACHED:
             cache.clear()
-        cache[key] = bound  # type: ignore[assignment]
-        return bound  # type: ignore[return-value]
+        cache[key] = child
+        return child
 
 
 class HttpClientMetrics:
-    """``dapr_http_client_completed_count`` and ``dapr_http_client_roundtrip_latency`` (ms) for
-    calls l8 makes: to its app (the app channel, invocation) and to other sidecars. ``path`` is a
-    ``pathMatching`` pattern or "" (an invoked method is the caller's to choose: never a label)."""
+    """``dapr_http_client_roundtrip_latency`` (ms), and ``dapr_http_client_completed_count`` its
+    count, for calls l8 makes: to its app (the app channel, invocation) and to other sidecars.
+    ``path`` is a ``pathMatching`` pattern or "" (an invoked method is the caller's to choose:
+    never a label)."""
 
-    __slots__ = ("_app_id", "_children", "_families", "_matcher", "_verbs")
+    __slots__ = ("_app_id", "_children", "_family", "_matcher", "_verbs")
 
-    def __init__(self, families: tuple[Counter, Histogram], app_id: str, spec: MetricSpec) -> None:
-        self._families = families
+    def __init__(self, family: Histogram, app_id: str, spec: MetricSpec) -> None:
+        self._family = family
         self._app_id = app_id
         self._matcher = PathMatcher(spec.path_matching)
         self._verbs = not spec.exclude_verbs
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, str, int], Any] = {}
 
     def record(self, method: str, path: str, status: int, seconds: float) -> None:
         """``status`` 0: no answer (refused, reset, timed out)."""
         label = (self._matcher.label(path) or "") if self._matcher else ""
         key = (method, label, status)
-        bound = self._children.get(key)
-        if bound is None:
-            labels = (self._app_id, method if self._verbs else "", label, str(status) if status else "")
-            bound = (self._families[0].labels(*labels), self._families[1].labels(*labels))
+        child = self._children.get(key)
+        if child is None:
+            method_label = method if self._verbs else ""
+            child = self._family.labels(self._app_id, method_label, label, str(status) if status else "")
             if len(self._children) >= _CACHED:
                 self._children.clear()
-            self._children[key] = bound
-        bound[0].inc()
-        bound[1].observe(seconds * 1000.0)
+            self._children[key] = child
+        child.observe(seconds * 1000.0)
 
 
 class PubSubMetrics:
-    """``dapr_component_pubsub_egress_count|latencies`` (a publish, ``success`` true or false)
-    and ``dapr_component_pubsub_ingress_count|latencies`` (a delivery to the app,
-    ``process_status`` success, retry or drop)."""
+    """``dapr_component_pubsub_egress_latencies`` (a publish, ``success`` true or false) and
+    ``dapr_component_pubsub_ingress_latencies`` (a delivery to the app, ``process_status``
+    success, retry or drop), in ms; the ``..._count`` metrics are their counts."""
 
-    __slots__ = ("_app_id", "_egress", "_egress_families", "_ingress", "_ingress_families", "_namespace")
+    __slots__ = ("_app_id", "_egress", "_egress_family", "_ingress", "_ingress_family", "_namespace")
 
-    def __init__(
-        self,
-        egress: tuple[Counter, Histogram],
-        ingress: tuple[Counter, Histogram],
-        app_id: str,
-        namespace: str,
-    ) -> None:
-        self._egress_families = egress
-        self._ingress_families = ingress
+    def __init__(self, egress: Histogram, ingress: Histogram, app_id: str, namespace: str) -> None:
+        self._egress_family = egress
+        self._ingress_family = ingress
         self._app_id = app_id
         self._namespace = namespace
-        self._egress: dict[tuple[str, str, bool], tuple[Any, Any]] = {}
-        self._ingress: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+        self._egress: dict[tuple[str, str, bool], Any] = {}
+        self._ingress: dict[tuple[str, str, str, str], Any] = {}
 
     def published(self, component: str, topic: str, success: bool, seconds: float) -> None:
         key = (component, topic, success)
-        bound = self._egress.get(key)
-        if bound is None:
+        child = self._egress.get(key)
+        if child is None:
             labels = (self._app_id, component, self._namespace, "true" if success else "false", topic)
-            bound = (self._egress_families[0].labels(*labels), self._egress_families[1].labels(*labels))
+            child = self._egress_family.labels(*labels)
             if len(self._egress) >= _CACHED:
                 self._egress.clear()
-            self._egress[key] = bound
-        bound[0].inc()
-        bound[1].observe(seconds * 1000.0)
+            self._egress[key] = child
+        child.observe(seconds * 1000.0)
 
     def delivered(self, component: str, topic: str, process_status: str, status: str, seconds: float) -> None:
         """``status``: Dapr's, the process status unless told otherwise."""
         key = (component, topic, process_status, status)
-        bound = self._ingress.get(key)
-        if bound is None:
-            status = status or process_status
-            labels = (self._app_id, component, self._namespace, process_status, status, topic)
-            families = self._ingress_families
-            bound = (families[0].labels(*labels), families[1].labels(*labels))
+        child = self._ingress.get(key)
+        if child is None:
+            labels = (
+                self._app_id,
+                component,
+                self._namespace,
+                process_status,
+                status or process_status,
+                topic,
+            )
+            child = self._ingress_family.labels(*labels)
             if len(self._ingress) >= _CACHED:
                 self._ingress.clear()
-            self._ingress[key] = bound
-        bound[0].inc()
-        bound[1].observe(seconds * 1000.0)
+            self._ingress[key] = child
+        child.observe(seconds * 1000.0)
 
 
 class PolicyMetrics:
@@ -222,51 +228,31 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         buckets = tuple(spec.latency_buckets or DAPR_LATENCY_BUCKETS_MS)
         http = ("app_id", "method", "path", "status")
-        counter, histogram = self._counter, self._histogram
-        server = (
-            counter(
-                "dapr_http_server_request_count", "Count of HTTP requests processed by the server.", http
-            ),
-            counter("dapr_http_server_response_count", "The number of HTTP responses.", http),
-            histogram(
-                "dapr_http_server_latency", "HTTP request end-to-end latency in server (ms).", http, buckets
-            ),
+        histogram = self._histogram
+        server = histogram(
+            "dapr_http_server_latency", "HTTP request end-to-end latency in server (ms).", http, buckets
         )
-        client = (
-            counter("dapr_http_client_completed_count", "Count of completed requests.", http),
-            histogram(
-                "dapr_http_client_roundtrip_latency",
-                "Time between first byte of request headers sent to last byte of response received (ms).",
-                http,
-                buckets,
-            ),
+        client = histogram(
+            "dapr_http_client_roundtrip_latency",
+            "Time between first byte of request headers sent to last byte of response received (ms).",
+            http,
+            buckets,
         )
         out = ("app_id", "component", "namespace", "success", "topic")
-        egress = (
-            counter(
-                "dapr_component_pubsub_egress_count",
-                "Outgoing messages published to the pub/sub component.",
-                out,
-            ),
-            histogram(
-                "dapr_component_pubsub_egress_latencies",
-                "Latency of the pub/sub component's answer (ms).",
-                out,
-                buckets,
-            ),
+        egress = histogram(
+            "dapr_component_pubsub_egress_latencies",
+            "Latency of the pub/sub component's answer (ms).",
+            out,
+            buckets,
         )
         into = ("app_id", "component", "namespace", "process_status", "status", "topic")
-        ingress = (
-            counter(
-                "dapr_component_pubsub_ingress_count", "Incoming messages from the pub/sub component.", into
-            ),
-            histogram(
-                "dapr_component_pubsub_ingress_latencies",
-                "The consuming app's processing latency (ms).",
-                into,
-                buckets,
-            ),
+        ingress = histogram(
+            "dapr_component_pubsub_ingress_latencies",
+            "The consuming app's processing latency (ms).",
+            into,
+            buckets,
         )
+        counter = self._counter
         self.http_server = HttpServerMetrics(server, app_id, spec)
         self.http_client = HttpClientMetrics(client, app_id, spec)
         self.pubsub = PubSubMetrics(egress, ingress, app_id, namespace)
