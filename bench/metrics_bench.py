@@ -185,7 +185,7 @@ def render(results: dict[str, Any], stamp: str) -> str:
         "",
         f"Run {stamp}, {results['seconds']:g} s per measurement, {len(results['rounds']['on'])} rounds "
         "alternating off and on; l8 on one core, Redis and wrk on the other. Target: metrics on cost "
-        f"at most {TARGET:.0%} of state GET and publish throughput. l8 saturates its core, so "
+        f"at most {TARGET:.0%} of state GET and publish throughput. Where l8 saturates its core, "
         "throughput is the inverse of its CPU per request: the cost is the rise in CPU per request, "
         "taken from each side's least disturbed round (work elsewhere on the shared machine only "
         "ever adds to it); medians, and the req/s that swing with that work, are beside it.",
@@ -205,8 +205,8 @@ def render(results: dict[str, Any], stamp: str) -> str:
     lines += [
         "",
         "*Recording*: the recorders' own time per request, timed in one process (the HTTP server's "
-        "count, response count and latency; a publish's egress count and latency on top), and its "
-        "share of l8's CPU per request with metrics off.",
+        "latency observation; a publish's egress observation on top), and its share of l8's CPU per "
+        "request with metrics off.",
         "",
         END,
     ]
