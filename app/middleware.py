@@ -1,12 +1,18 @@
 """The sidecar's single ASGI middleware (one layer, because every layer costs on the hot path):
-path clean-up as Dapr's router does it, the request id, ``dapr-api-token`` auth, the body size
-limit and the last-resort error answer. It wraps the whole FastAPI stack (see app/factory.py), so a
+path clean-up as Dapr's router does it, the request id and trace id, ``dapr-api-token`` auth, the
+body size limit and the last-resort error answer.
+
+Every log line written while a request is served carries its ``request_id`` and ``trace_id``. A
+request without a valid W3C ``traceparent`` is given one here (a new sampled trace, its invalid
+``tracestate`` dropped), so the trace id in its log lines is the one its outgoing calls, events and
+bindings carry on. It wraps the whole FastAPI stack (see app/factory.py), so a
 refused request costs no framework work at all."""
 
 from __future__ import annotations
 
 import hmac
 import itertools
+import logging
 import os
 import time
 from typing import Any
@@ -18,12 +24,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.errors import internal, send_error
 from mesh.proxy import MESH_TOKEN, VOUCHED
 from services.errors import BodyTooLarge
+from services.log_levels import PROCESS_LEVELS
+from services.trace_context import TraceContext, parse_traceparent
 
-log = structlog.get_logger("l8.api")
+API_LOGGER = "l8.api"
+log = structlog.get_logger(API_LOGGER)
 
-HEALTH_PATHS = frozenset({"/v1.0/healthz", "/v1.0/healthz/outbound"})
+HEALTH_PATHS = frozenset(
+    {"/v1.0/healthz", "/v1.0/healthz/outbound", "/actuator/health/liveness", "/actuator/health/readiness"}
+)
+"""Probes: GET on them needs no API token (Dapr's healthz; the actuator's, as Kubernetes probes)."""
 _MESH_TOKEN = MESH_TOKEN.encode()
 _UNAUTHORIZED = b"invalid api token\n"
+_TRACE_HEADERS = (b"traceparent", b"tracestate")
 _TWICE = b""  # a token header sent more than once: never equal to a configured token
 
 
@@ -79,9 +92,11 @@ class SidecarMiddleware:
             scope["raw_path"] = cleaned.encode("latin-1")
             scope["path"] = unquote(cleaned)
 
-        request_id = token = length = mesh = None
+        request_id = token = length = mesh = traceparent = None
         for name, value in scope["headers"]:
-            if name == b"x-request-id":
+            if name == b"traceparent":
+                traceparent = value
+            elif name == b"x-request-id":
                 request_id = value.decode("latin-1")
             elif name == b"dapr-api-token":
                 # Sent twice, neither counts: the last one winning let (wrong, right) through.
@@ -95,8 +110,18 @@ class SidecarMiddleware:
             vouched = mesh is not None and hmac.compare_digest(mesh, self.mesh_token)
             scope[VOUCHED] = vouched
         request_id = request_id or self.new_request_id()
+        parent = parse_traceparent(traceparent.decode("latin-1")) if traceparent is not None else None
+        if parent is None:
+            trace = TraceContext.start()
+            scope["headers"] = [
+                *((n, v) for n, v in scope["headers"] if n not in _TRACE_HEADERS),
+                (b"traceparent", trace.traceparent.encode()),
+            ]
+            trace_id = trace.trace_id
+        else:
+            trace_id = parent[0]
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id)
 
         status = 0
         request_id_header = (b"x-request-id", request_id.encode("latin-1"))
@@ -124,15 +149,18 @@ class SidecarMiddleware:
         elif scope["method"] not in ("GET", "HEAD"):
             receive = _limited(receive, limit)
 
-        started = time.perf_counter() if self.api_logging else 0.0
+        # Each call is logged at info with --enable-api-logging, else at debug once the l8.api
+        # logger is set to debug (POST /actuator/logger).
+        logged = self.api_logging or PROCESS_LEVELS.threshold(API_LOGGER) <= logging.DEBUG
+        started = time.perf_counter() if logged else 0.0
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
             log.exception("unhandled error", method=scope["method"], path=scope["path"])
             if status == 0:
                 await send_error(send_with_id, internal(exc))
-        if self.api_logging:
-            log.info(
+        if logged:
+            (log.info if self.api_logging else log.debug)(
                 "api call",
                 method=scope["method"],
                 path=scope["path"],
