@@ -94,24 +94,48 @@ def configure_logging(settings: Settings, levels: LogLevels = PROCESS_LEVELS) ->
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     processors: list[structlog.typing.Processor]
+    foreign_tail: list[structlog.typing.Processor] = []
     if settings.log_as_json:
+        # Tracebacks as data, without the frames' local variables (they can hold secrets).
+        tracebacks = structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        )
         processors = [
             *shared,
-            structlog.processors.dict_tracebacks,
+            tracebacks,
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
         ]
         factory: structlog.typing.WrappedLogger = structlog.BytesLoggerFactory(sys.stderr.buffer)
+        # The standard library's records (uvicorn, aiokafka, l8.wasm) as the same JSON objects.
+        foreign_renderer: structlog.typing.Processor = structlog.processors.JSONRenderer(
+            serializer=lambda value, **options: orjson.dumps(value, **options).decode()
+        )
+        foreign_tail = [tracebacks]
     else:
         processors = [*shared, structlog.dev.ConsoleRenderer(colors=False)]
         factory = lambda *args: NamedPrintLogger(sys.stderr, name=args[0] if args else None)  # noqa: E731
+        foreign_renderer = structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
         processors=processors,
         wrapper_class=LeveledLogger,
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
-    # uvicorn's own loggers: keep warnings and errors, drop its per-request access log.
-    logging.basicConfig(
-        level=max(level, logging.WARNING), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                *foreign_tail,
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, foreign_renderer],
+        )
     )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    # uvicorn's own loggers: keep warnings and errors, drop its per-request access log.
+    root.setLevel(max(level, logging.WARNING))
     logging.getLogger("uvicorn.access").disabled = True

@@ -98,3 +98,49 @@ def test_a_logger_writes_at_its_names_level_as_it_changes(levels: LogLevels) -> 
         ("now shown", "debug"),
         ("failed", "error"),
     ]
+
+
+def test_with_log_as_json_every_line_is_one_json_object_stdlib_ones_too() -> None:
+    """configure_logging in a process of its own (it sets the process's logging): structlog's
+    lines and the standard library's (uvicorn, aiokafka, l8.wasm) alike, tracebacks without locals."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    script = textwrap.dedent(
+        """
+        import logging, structlog
+        from app.logging import configure_logging
+        from app.settings import Settings
+
+        configure_logging(Settings.load({"log_as_json": True, "log_level": "info"}))
+        structlog.get_logger("components.state.redis").info("saved", key="a")
+        structlog.get_logger("components.state.redis").debug("hidden")
+        logging.getLogger("aiokafka.client").warning("metadata from %s failed", "node-1")
+        password = "hunter2"
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("uvicorn.error").exception("unexpected")
+            structlog.get_logger("app.server").exception("unexpected too")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = [orjson.loads(line) for line in done.stderr.splitlines()]
+    assert [(line["logger"], line["level"], line["event"]) for line in lines] == [
+        ("components.state.redis", "info", "saved"),
+        ("aiokafka.client", "warning", "metadata from node-1 failed"),
+        ("uvicorn.error", "error", "unexpected"),
+        ("app.server", "error", "unexpected too"),
+    ]
+    assert all(line["timestamp"].endswith("Z") for line in lines)
+    assert lines[2]["exception"][0]["exc_type"] == "ValueError"
+    assert "hunter2" not in done.stderr
