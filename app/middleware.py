@@ -30,10 +30,26 @@ from services.trace_context import TraceContext, parse_traceparent
 API_LOGGER = "l8.api"
 log = structlog.get_logger(API_LOGGER)
 
-HEALTH_PATHS = frozenset(
-    {"/v1.0/healthz", "/v1.0/healthz/outbound", "/actuator/health/liveness", "/actuator/health/readiness"}
-)
-"""Probes: GET on them needs no API token (Dapr's healthz; the actuator's, as Kubernetes probes)."""
+DAPR_PROBES = frozenset({"/v1.0/healthz", "/v1.0/healthz/outbound"})
+ACTUATOR_PROBES = frozenset({"/actuator/health/liveness", "/actuator/health/readiness"})
+_NAMING_AN_APP = (b"dapr-app-id", b"authorization")
+
+
+def names_an_app(scope: Scope) -> bool:
+    """A request that names an app to invoke (``dapr-app-id``, or basic auth's form of it)."""
+    return any(name in _NAMING_AN_APP for name, _ in scope["headers"])
+
+
+def is_probe(scope: Scope) -> bool:
+    """GET on a health probe: no API token (Dapr exempts its healthz, and Kubernetes probes send
+    none), no wasm pipeline. The actuator's paths are an app's own too (Spring Boot's): a request
+    there naming an app is an invocation like any other, token and pipeline included."""
+    if scope["method"] != "GET":
+        return False
+    path = scope["path"]
+    return path in DAPR_PROBES or (path in ACTUATOR_PROBES and not names_an_app(scope))
+
+
 _MESH_TOKEN = MESH_TOKEN.encode()
 _UNAUTHORIZED = b"invalid api token\n"
 _TRACE_HEADERS = (b"traceparent", b"tracestate")
@@ -134,8 +150,7 @@ class SidecarMiddleware:
             await send(message)
 
         # Dapr exempts only GET on the health paths (isRouteExcludedFromAPITokenAuth).
-        exempt = scope["method"] == "GET" and scope["path"] in HEALTH_PATHS
-        if self.api_token is not None and not exempt and not vouched:
+        if self.api_token is not None and not vouched and not is_probe(scope):
             if token is None or not hmac.compare_digest(token, self.api_token):
                 await _plain(send_with_id, 401, _UNAUTHORIZED)
                 return

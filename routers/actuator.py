@@ -4,7 +4,8 @@ failure, 503 is the convention), ``GET /actuator/info`` and ``POST /actuator/log
 
 The probes answer before start-up ends and after shutdown begins too (the runtime indicator says
 INIT or DOWN); the API token does not apply to them (app/middleware.py), as Kubernetes probes send
-none. Info and logger need the token when one is set."""
+none. Info and logger need the token when one is set. A request naming an app (``dapr-app-id``) on
+these paths invokes that app's own (Spring Boot's actuator lives there too)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def _health(health: Health) -> Response:
 
 @routes.get(
     "/actuator/health/liveness",
+    app_path=True,
     summary="Is the sidecar alive (Kubernetes liveness probe)",
     description="The runtime indicator only: INIT while starting, UP while serving, DOWN once shutdown "
     "began. A backend that is down does not fail liveness (restarting the pod would not bring it back).",
@@ -51,6 +53,7 @@ async def liveness(request: Request) -> Response:
 
 @routes.get(
     "/actuator/health/readiness",
+    app_path=True,
     summary="Can the sidecar serve (Kubernetes readiness probe)",
     description="The runtime indicator and one per component: a component whose backend can fail is "
     "pinged (Redis PING, etcd status, Kafka metadata, SELECT 1, S3 HEAD bucket) within a second, its "
@@ -67,6 +70,7 @@ async def readiness(request: Request) -> Response:
 
 @routes.get(
     "/actuator/info",
+    app_path=True,
     summary="What this sidecar is",
     description="Layotto's info contributors: app (name, version, app id, start time), components, "
     "and the log levels set.",
@@ -79,6 +83,7 @@ async def info(request: Request) -> Response:
 
 @routes.post(
     "/actuator/logger",
+    app_path=True,
     summary="Change a logger's level while running",
     description="Layotto's body: the logger (component) and its new level; the level holds for the "
     "loggers below that name too. Answers {}.",

@@ -140,3 +140,16 @@ async def test_the_api_token_guards_all_but_the_probes(start_sidecar: StartSidec
     assert (await sidecar.request("POST", READINESS)).status_code == 401  # only GET is exempt
     token = {"dapr-api-token": "s3cret"}
     assert (await sidecar.request("GET", INFO, headers=token)).status_code == 200
+
+
+async def test_a_request_naming_an_app_invokes_the_apps_own_actuator(start_sidecar: StartSidecar) -> None:
+    """Spring Boot apps serve /actuator too: with dapr-app-id the path is the app's (invocation),
+    and then neither the probes' token exemption nor the actuator's answer applies."""
+    sidecar = await start_sidecar(component("lockstore", "lock.in-memory"), api_token="s3cret")
+    app = {"dapr-app-id": "orders"}
+    assert (await sidecar.request("GET", READINESS, headers=app)).status_code == 401
+    invoked = await sidecar.request("GET", READINESS, headers={**app, "dapr-api-token": "s3cret"})
+    body = invoked.json()
+    assert "errorCode" in body and body["errorCode"].startswith("ERR_DIRECT_INVOKE"), body
+    info = await sidecar.request("GET", INFO, headers={**app, "dapr-api-token": "s3cret"})
+    assert info.json()["errorCode"].startswith("ERR_DIRECT_INVOKE")
