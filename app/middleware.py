@@ -25,7 +25,8 @@ from app.errors import internal, send_error
 from mesh.proxy import MESH_TOKEN, VOUCHED
 from services.errors import BodyTooLarge
 from services.log_levels import PROCESS_LEVELS
-from services.trace_context import TraceContext, parse_traceparent
+from services.random_ids import random_hex
+from services.trace_context import parse_traceparent
 
 API_LOGGER = "l8.api"
 log = structlog.get_logger(API_LOGGER)
@@ -108,10 +109,12 @@ class SidecarMiddleware:
             scope["raw_path"] = cleaned.encode("latin-1")
             scope["path"] = unquote(cleaned)
 
-        request_id = token = length = mesh = traceparent = None
+        request_id = token = length = mesh = traceparent = tracestate = None
         for name, value in scope["headers"]:
             if name == b"traceparent":
                 traceparent = value
+            elif name == b"tracestate":
+                tracestate = value
             elif name == b"x-request-id":
                 request_id = value.decode("latin-1")
             elif name == b"dapr-api-token":
@@ -127,13 +130,15 @@ class SidecarMiddleware:
             scope[VOUCHED] = vouched
         request_id = request_id or self.new_request_id()
         parent = parse_traceparent(traceparent.decode("latin-1")) if traceparent is not None else None
-        if parent is None:
-            trace = TraceContext.start()
-            scope["headers"] = [
-                *((n, v) for n, v in scope["headers"] if n not in _TRACE_HEADERS),
-                (b"traceparent", trace.traceparent.encode()),
-            ]
-            trace_id = trace.trace_id
+        if parent is None:  # a new sampled trace, as services/trace_context.py starts one
+            ids = random_hex(24)
+            trace_id = ids[:32]
+            new_parent = (b"traceparent", f"00-{trace_id}-{ids[32:]}-01".encode())
+            headers = scope["headers"]
+            if traceparent is None and tracestate is None:
+                scope["headers"] = [*headers, new_parent]
+            else:  # an invalid parent's tracestate goes with it (W3C)
+                scope["headers"] = [*((n, v) for n, v in headers if n not in _TRACE_HEADERS), new_parent]
         else:
             trace_id = parent[0]
         structlog.contextvars.clear_contextvars()
