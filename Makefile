@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest examples toolchains openapi bench bench-state bench-pubsub bench-invoke bench-coordination bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions soak servers clean
+.PHONY: run test lint typecheck pytest examples toolchains openapi bench bench-state bench-pubsub bench-invoke bench-coordination bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-request-context soak servers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -115,6 +115,11 @@ bench-secrets: $(VENV)/.test servers
 
 bench-wasm-functions: $(VENV)/.test servers
 	$(BIN)/python bench/wasm_functions_bench.py
+
+# In-process: what every request's trace id, request id and log-level lookup cost, and a cached
+# readiness probe (BASELINE=<another l8 tree> compares with it in the same run).
+bench-request-context: $(VENV)/.runtime
+	$(BIN)/python bench/request_context_bench.py $(if $(BASELINE),--baseline $(BASELINE))
 
 bench-bindings: $(VENV)/.test
 	$(BIN)/python bench/bindings_bench.py
