@@ -118,3 +118,14 @@ async def test_a_stopped_redis_fails_the_health_check(component_type: str, own_r
         await asyncio.wait_for(instance.ping(), 5)
     finally:
         await instance.close()
+
+
+def test_every_type_with_a_health_check_is_checked_here() -> None:
+    """A new backend that adds ping() joins CHECKED (and so runs against its real server)."""
+    checked = {type(registry.create(name)) for name in CHECKED}
+    pingable = {
+        name
+        for name in registry.component_types()
+        if isinstance(instance := registry.create(name), HealthCheck) and type(instance) not in checked
+    }
+    assert not pingable, f"types with a health check that this suite does not run: {sorted(pingable)}"
