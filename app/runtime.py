@@ -46,6 +46,7 @@ from services.sidecar import Services
 from services.state import StateService
 from services.wasm import WasmService
 from wasm.http_pipeline import HttpPipeline, load_guests
+from wasm.resources import function_resources
 
 log = structlog.get_logger(__name__)
 
@@ -130,6 +131,9 @@ class Runtime:
                 resources = embedded_defaults(settings)
             self.resiliency = Resiliency.from_resources(resources.others, app_id)
             self._declarative = declarative_subscriptions(resources.others, app_id)
+            functions = function_resources(
+                resources.others, app_id, (function.name for function in settings.wasm.functions)
+            )
             scopes = SecretScopes.from_configurations(_configurations(settings, resources))
             resolver = build_resolver(settings.name_resolution)
             self.rate_limits = _rate_limits(settings, resources)
@@ -221,6 +225,11 @@ class Runtime:
             await wasm.start(settings.wasm.functions)
         except ApiError as exc:
             raise StartupError(f"wasm.functions: {exc.message}") from None
+        for function in functions:
+            try:
+                await wasm.install(function.settings)
+            except ApiError as exc:
+                raise StartupError(str(function.error(exc.message, "spec.url"))) from None
         # Other sidecars find this one only once every service is built.
         await self._start_name_resolution(resolver)
         await self._start_subscriptions()
