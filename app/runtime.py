@@ -45,7 +45,7 @@ from services.sequencer import SequencerService
 from services.sidecar import Services
 from services.state import StateService
 from services.wasm import WasmService
-from wasm.http_pipeline import HttpPipeline, load_guests
+from wasm.http_pipeline import AppHttpPipeline, HttpPipeline, load_guests
 from wasm.resources import function_resources
 
 log = structlog.get_logger(__name__)
@@ -144,6 +144,11 @@ class Runtime:
                     load_guests, _configurations(settings, resources), _middleware(resources)
                 )
             )
+            app_guests = await asyncio.to_thread(
+                load_guests, _configurations(settings, resources), _middleware(resources), "appHttpPipeline"
+            )
+            # None without guests: calls to the app then do no pipeline work at all.
+            app_pipeline = AppHttpPipeline(app_guests) if app_guests else None
             self.tcp_copy.configure(parse_policy(settings.tcp_copy, settings.data_dir))
         except SettingsError as exc:
             raise StartupError(str(exc)) from None
@@ -169,6 +174,7 @@ class Runtime:
             protocol=settings.app_protocol,
             address=settings.app_channel_address,
             token=settings.app_api_token.get_secret_value() if settings.app_api_token else None,
+            pipeline=app_pipeline,
         )
         await self.app_channel.start()
         self._stack.push_async_callback(self.app_channel.aclose)
@@ -433,6 +439,7 @@ def _invocation_service(
         resiliency,
         settings.max_body_size,
         sidecar_auth,
+        app_channel.pipeline,
     )
 
 
