@@ -53,7 +53,8 @@ async def through(
     answer = _Answer()
     await pipeline(scope, _once(body), answer.send, _app(call))
     content = b"".join(answer.chunks)
-    return answer.status, [*answer.headers, (b"content-length", str(len(content)).encode())], content
+    length = answer.length if method == "HEAD" and answer.length is not None else str(len(content)).encode()
+    return answer.status, [*answer.headers, (b"content-length", length)], content
 
 
 def _app(call: AppCall) -> ASGIApp:
@@ -72,7 +73,11 @@ def _app(call: AppCall) -> ASGIApp:
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _NOT_FORWARDED]
         status, answer_headers, body = await call(scope["method"], target, headers, b"".join(chunks))
         framed = [(k, v) for k, v in answer_headers if k.lower() not in _NOT_FORWARDED]
-        framed.append((b"content-length", str(len(body)).encode()))
+        # a HEAD answer keeps the length the app announced; any other, its body's
+        length = next((v for k, v in answer_headers if k.lower() == b"content-length"), None)
+        framed.append(
+            (b"content-length", length if scope["method"] == "HEAD" and length else str(len(body)).encode())
+        )
         await send({"type": "http.response.start", "status": status, "headers": framed})
         await send({"type": "http.response.body", "body": body})
 
@@ -96,12 +101,18 @@ class _Answer:
     def __init__(self) -> None:
         self.status = 500
         self.headers: Headers = []
+        self.length: bytes | None = None
         self.chunks: list[bytes] = []
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.status = message["status"]
-            self.headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"content-length"]
+            self.headers = []
+            for name, value in message.get("headers", ()):
+                if name.lower() == b"content-length":
+                    self.length = value
+                else:
+                    self.headers.append((name, value))
         elif message["type"] == "http.response.body":
             self.chunks.append(message.get("body", b""))
 

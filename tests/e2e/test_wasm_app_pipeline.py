@@ -1,8 +1,8 @@
 """middleware.http.wasm in a Configuration's ``appHttpPipeline`` through a real ``l8 run`` and a
 real app: service invocation delivered to the app passes the example guests (one answering 401
 without the right Authorization header, so the app is never called; one rewriting the path the app
-sees), in the pipeline's order; pub/sub deliveries go through the same pipeline; the sidecar's own
-API (httpPipeline) is not affected."""
+sees), in the pipeline's order; pub/sub and input-binding deliveries go through the same pipeline;
+the sidecar's own API (httpPipeline) is not affected."""
 
 from __future__ import annotations
 
@@ -100,15 +100,19 @@ async def test_invocation_of_the_app_runs_the_app_pipeline(
         assert (await client.get("/v1.0/metadata")).status_code == 200
 
 
-async def test_pubsub_deliveries_run_the_app_pipeline(l8: L8Launcher, tmp_path: Path) -> None:
+async def test_pubsub_and_input_binding_deliveries_run_the_app_pipeline(
+    l8: L8Launcher, tmp_path: Path
+) -> None:
     topic = f"orders-{uuid.uuid4().hex[:8]}"
     subscription = {"pubsubname": "pubsub", "topic": topic, "route": "/orders"}
+    resources = _resources(tmp_path, "/orders=/v2/orders")
+    write_component(resources, "ordersclock", "bindings.cron", {"schedule": "@every 1s"})  # POST /ordersclock
     async with SubscriberApp(subscriptions=[subscription]) as app:
         app.respond("/v2/orders", 200)
         sidecar: L8Process = await asyncio.to_thread(
             l8,
             app_id=f"sub-{uuid.uuid4().hex[:6]}",
-            resources=[_resources(tmp_path, "/orders=/v2/orders")],
+            resources=[resources],
             args=["--app-port", str(app.port), "--config", str(_configuration(tmp_path, "rewrite"))],
         )
         async with httpx.AsyncClient(base_url=sidecar.url, timeout=30) as client:
@@ -122,3 +126,7 @@ async def test_pubsub_deliveries_run_the_app_pipeline(l8: L8Launcher, tmp_path: 
         [delivery] = await app.wait_for(1, path="/v2/orders", timeout=15)
         assert delivery.json["data"] == {"order": 1}
         assert app.received("/orders") == []
+        # the binding's OPTIONS probe and its events went through the guest too
+        ticks = await app.wait_for(2, path="/v2/ordersclock", timeout=15)
+        assert {tick.method for tick in ticks} >= {"OPTIONS", "POST"}
+        assert app.received("/ordersclock") == []

@@ -77,6 +77,16 @@ async def test_the_rewrite_example_changes_the_path_the_app_sees(tmp_path: Path)
     assert not any(name == b"content-length" for name, _ in sent)  # framing is the client's
 
 
+async def test_a_head_answer_keeps_the_length_the_app_announced(tmp_path: Path) -> None:
+    pipeline = AppHttpPipeline([example(tmp_path, "rewrite", "/a/=/b/")])
+
+    async def head(method: str, target: str, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
+        return 200, [(b"content-length", b"1234")], b""
+
+    status, headers, body = await through(pipeline, "HEAD", "/a/x", [], b"", head)
+    assert (status, body, dict(headers)[b"content-length"]) == (200, b"", b"1234")
+
+
 async def test_the_auth_example_answers_401_and_the_app_is_not_called(tmp_path: Path) -> None:
     pipeline = AppHttpPipeline([example(tmp_path, "auth", "Bearer s3cret")])
     app = App()
