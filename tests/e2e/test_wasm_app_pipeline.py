@@ -17,7 +17,7 @@ import pytest
 from tests.e2e.process import L8Launcher, L8Process, write_component
 from tests.echo_app import calls, echo_app
 from tests.subscriber_app import SubscriberApp
-from tests.wasm.examples import build
+from wasm.examples.builder import build
 
 pytestmark = pytest.mark.e2e
 
@@ -39,13 +39,13 @@ def _resources(tmp_path: Path, prefix: str) -> Path:
         folder,
         "auth",
         "middleware.http.wasm",
-        {"url": f"file://{build('auth', tmp_path)}", "guestConfig": "Bearer s3cret"},
+        {"url": f"file://{build('wat', 'auth')}", "guestConfig": "Bearer s3cret"},
     )
     write_component(
         folder,
         "rewrite",
         "middleware.http.wasm",
-        {"url": str(build("rewrite", tmp_path)), "guestConfig": prefix},
+        {"url": str(build("wat", "rewrite")), "guestConfig": prefix},
     )
     return folder
 

@@ -16,7 +16,7 @@ import yaml
 
 from tests.e2e.process import L8Launcher, run_l8, write_component
 from tests.wasm import modules
-from wasm.examples import build
+from wasm.examples.builder import build
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +43,7 @@ def _resources(tmp_path: Path) -> Path:
     folder = tmp_path / "resources"
     (folder / "modules").mkdir(parents=True)
     for name in ("function_1", "function_2", "echo"):
-        (folder / "modules" / f"{name}.wasm").write_bytes(build(name))
+        (folder / "modules" / f"{name}.wasm").write_bytes(build("wat", name).read_bytes())
     write_component(folder, "state_demo", "state.in-memory", {})
     (folder / "functions.yaml").write_text(FUNCTIONS)
     return folder

@@ -16,7 +16,7 @@ import pytest
 from mesh import app_pipeline
 from mesh.app_channel import AppChannel, AppUnreachable
 from mesh.app_pipeline import Headers, through
-from tests.wasm.examples import build
+from wasm.examples.builder import build
 from wasm.http_pipeline import AppHttpPipeline
 from wasm.http_wasm import HttpWasmGuest
 from wasm.wasi_command import Limits
@@ -40,7 +40,7 @@ ORDER_GUEST = """
 
 
 def example(tmp_path: Path, name: str, config: str) -> HttpWasmGuest:
-    return HttpWasmGuest(name, build(name, tmp_path).read_bytes(), config.encode(), LIMITS)
+    return HttpWasmGuest(name, build("wat", name).read_bytes(), config.encode(), LIMITS)
 
 
 def inline(wat: str, config: str = "") -> HttpWasmGuest:
