@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from mesh.ratelimit import RateLimits, build_rate_limits
 from mesh.resiliency import Outbound, Resiliency
 from mesh.resolver import Resolver
 from mesh.tcpcopy import TcpCopy, parse_policy
+from services.actuator import ActuatorService, AppInfo
 from services.bindings import BindingsService
 from services.configuration import ConfigurationService
 from services.errors import ApiError
@@ -97,6 +99,7 @@ class Runtime:
         self._declarative: list[Subscription] = []
         self._secret_refs = SecretRefs(())
         self._stack = contextlib.AsyncExitStack()
+        self.started = datetime.now(UTC)
 
     services: Services
     """Built on entry."""
@@ -226,6 +229,9 @@ class Runtime:
             files=FileService.from_components(self._of("file"), self._outbound("file")),
             bindings=bindings,
             wasm=wasm,
+            actuator=ActuatorService.from_components(
+                self.components, AppInfo(app_id, __version__, DAPR_API_VERSION, self.started)
+            ),
         )
         try:
             await wasm.start(settings.wasm.functions)
