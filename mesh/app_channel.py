@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from mesh.http_client import HttpClient, HttpError
+from mesh.app_pipeline import AppPipeline, Headers, through
+from mesh.http_client import Answer, HttpClient, HttpError
 from observability.metrics import HttpClientMetrics
 
 
@@ -40,6 +41,7 @@ class AppChannel:
         address: str = "127.0.0.1",
         token: str | None = None,
         max_connections: int = 256,
+        pipeline: AppPipeline | None = None,
     ) -> None:
         self.app_id = app_id
         self.port = port
@@ -47,6 +49,8 @@ class AppChannel:
         self._token = token
         self._max_connections = max_connections
         self._client: HttpClient | None = None
+        self.pipeline = pipeline
+        """The ``appHttpPipeline`` every call goes through (None: none configured)."""
         self.metrics: HttpClientMetrics | None = None
         """Set by the runtime when metrics are on: each call's status and round trip."""
 
@@ -86,17 +90,54 @@ class AppChannel:
             outgoing.append(("dapr-api-token", self._token))
         if not path.startswith("/"):
             path = "/" + path
-        started = time.perf_counter()
-        try:
-            answer = await self._client.request(method, path, outgoing, body, timeout)
-        except HttpError as exc:
-            if self.metrics is not None:
-                self.metrics.record(method, path, 0, time.perf_counter() - started)
-            raise AppUnreachable(f"app at {self.base_url} did not answer {method} {path}: {exc}") from None
-        if self.metrics is not None:
-            self.metrics.record(method, path, answer.status, time.perf_counter() - started)
+        if self.pipeline is not None:
+            return await self._through_pipeline(self.pipeline, method, path, outgoing, body or b"", timeout)
+        answer = await self._exchange(self._client, method, path, outgoing, body, timeout)
         received = CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in answer.headers)
         return AppResponse(answer.status, CIMultiDictProxy(received), answer.body)
+
+    async def _exchange(
+        self,
+        client: HttpClient,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes | None,
+        timeout: float | None,  # noqa: ASYNC109 - the call's deadline
+    ) -> Answer:
+        """One exchange with the app, recorded in the client metrics; AppUnreachable when it fails."""
+        started = time.perf_counter()
+        try:
+            answer = await client.request(method, target, headers, body, timeout)
+        except HttpError as exc:
+            if self.metrics is not None:
+                self.metrics.record(method, target, 0, time.perf_counter() - started)
+            raise AppUnreachable(f"app at {self.base_url} did not answer {method} {target}: {exc}") from None
+        if self.metrics is not None:
+            self.metrics.record(method, target, answer.status, time.perf_counter() - started)
+        return answer
+
+    async def _through_pipeline(
+        self,
+        pipeline: AppPipeline,
+        method: str,
+        path: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        timeout: float | None,  # noqa: ASYNC109 - the app's deadline, as without a pipeline
+    ) -> AppResponse:
+        client = self._client
+        assert client is not None
+
+        async def call(method: str, target: str, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
+            outgoing = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
+            answer = await self._exchange(client, method, target, outgoing, body or None, timeout)
+            return answer.status, list(answer.headers), answer.body
+
+        raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+        status, answer_headers, content = await through(pipeline, method, path, raw, body, call)
+        received = CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in answer_headers)
+        return AppResponse(status, CIMultiDictProxy(received), content)
 
     async def listening(self, timeout: float = 0.5) -> bool:  # noqa: ASYNC109 - a connect deadline
         """Whether the app's port accepts TCP connections right now."""
