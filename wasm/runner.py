@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from wasm import abi
 from wasm.abi import BufferType, HostContext, MapType
 from wasm.calls import Export
-from wasm.engine import ModuleError, WasmEngine
+from wasm.engine import UNLIMITED_FUEL, ModuleError, WasmEngine
 
 if TYPE_CHECKING:
     import wasmtime
@@ -37,8 +37,6 @@ log = logging.getLogger("l8.wasm")
 
 ROOT_CONTEXT = 1
 PAGE = 65536
-UNLIMITED_FUEL = 2**62
-"""Calls on worker threads are bounded by their epoch deadline, not by fuel."""
 INLINE_FUEL = 2_000_000
 """Instructions a call may run on the event loop (about a millisecond) before it is moved to a
 worker thread."""
