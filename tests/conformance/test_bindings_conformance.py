@@ -39,6 +39,7 @@ from components.bindings.base import (
 from components.errors import ComponentError, ComponentInitError, MetadataError
 from tests.s3_buckets import ACCESS_KEY, SECRET_KEY, new_bucket_now, s3_client, s3_metadata
 from tests.servers import LOOPBACK, free_port
+from wasm.examples.builder import build
 
 Metadata = Callable[[pytest.FixtureRequest], dict[str, str]]
 ReadBack = Callable[[pytest.FixtureRequest, str], Awaitable[bytes | None]]
@@ -131,13 +132,8 @@ async def _s3_object(request: pytest.FixtureRequest, name: str) -> bytes | None:
 
 
 def _wasm_module(request: pytest.FixtureRequest) -> dict[str, str]:
-    """bindings.wasm on the upper-casing WASI command, built from its WAT into the test's folder."""
-    import wasmtime
-
-    path = request.getfixturevalue("tmp_path") / "uppercase.wasm"
-    if not path.exists():
-        path.write_bytes(wasmtime.wat2wasm((WASM_EXAMPLES / "uppercase.wat").read_text()))
-    return {"url": f"file://{path}", "timeout": "5s"}
+    """bindings.wasm on the upper-casing WASI command (wasm/examples/wat/uppercase.wat)."""
+    return {"url": f"file://{build('wat', 'uppercase')}", "timeout": "5s"}
 
 
 async def _wasm_answer(request: pytest.FixtureRequest, name: str) -> bytes | None:
@@ -157,7 +153,6 @@ async def _postgres_table(request: pytest.FixtureRequest) -> None:
 
 _BUCKET = pytest.StashKey[str]()
 _ANSWER = pytest.StashKey[InvokeResponse | None]()
-WASM_EXAMPLES = Path(__file__).resolve().parents[2] / "wasm" / "examples"
 OUTPUT = frozenset({Feature.OUTPUT_BINDING})
 BOTH = frozenset({Feature.OUTPUT_BINDING, Feature.INPUT_BINDING})
 

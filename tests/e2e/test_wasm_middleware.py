@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.e2e.process import L8Launcher, write_component
-from tests.wasm.examples import build
+from wasm.examples.builder import build
 
 pytestmark = pytest.mark.e2e
 
@@ -42,13 +42,13 @@ async def test_a_pipeline_of_wasm_guests_answers_401_and_rewrites_paths(
         resources,
         "auth",
         "middleware.http.wasm",
-        {"url": f"file://{build('auth', tmp_path)}", "guestConfig": "Bearer s3cret"},
+        {"url": f"file://{build('wat', 'auth')}", "guestConfig": "Bearer s3cret"},
     )
     write_component(
         resources,
         "rewrite",
         "middleware.http.wasm",
-        {"url": str(build("rewrite", tmp_path)), "guestConfig": "/shop/stock/=/v1.0/state/statestore/"},
+        {"url": str(build("wat", "rewrite")), "guestConfig": "/shop/stock/=/v1.0/state/statestore/"},
     )
     config = _config(tmp_path, PIPELINE)
     sidecar = await asyncio.to_thread(

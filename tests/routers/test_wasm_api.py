@@ -13,7 +13,7 @@ import pytest
 from tests.echo_app import echo_app
 from tests.routers.conftest import Sidecar, StartSidecar, assert_error, component
 from tests.wasm import modules
-from wasm.examples import build
+from wasm.examples.builder import build
 
 WASM = "/v1.0-alpha1/wasm"
 
@@ -27,8 +27,12 @@ def write(tmp_path: Path, name: str, code: bytes) -> str:
 @pytest.fixture
 async def demo(start_sidecar: StartSidecar, tmp_path: Path) -> Sidecar:
     functions: list[dict[str, Any]] = [
-        {"name": "id_1", "path": write(tmp_path, "function_1", build("function_1"))},
-        {"name": "id_2", "path": write(tmp_path, "function_2", build("function_2")), "instanceNum": 2},
+        {"name": "id_1", "path": write(tmp_path, "function_1", build("wat", "function_1").read_bytes())},
+        {
+            "name": "id_2",
+            "path": write(tmp_path, "function_2", build("wat", "function_2").read_bytes()),
+            "instanceNum": 2,
+        },
     ]
     sidecar = await start_sidecar(component("state_demo", "state.in-memory"), wasm={"functions": functions})
     assert (await sidecar.save("state_demo", [{"key": "book1", "value": 100}])).status_code == 204
@@ -66,7 +70,7 @@ async def test_layottos_form_names_the_function_in_an_id_header(demo: Sidecar) -
 
 
 async def test_install_update_uninstall_with_layottos_bodies(demo: Sidecar, tmp_path: Path) -> None:
-    path = write(tmp_path, "echo", build("echo"))
+    path = write(tmp_path, "echo", build("wat", "echo").read_bytes())
     body = {"name": "echo", "instance_num": 1, "vm_config": {"engine": "wasmtime", "path": path}}
     assert (await demo.request("POST", f"{WASM}/install", json=body)).status_code == 200
     assert (await demo.request("POST", f"{WASM}/echo", content=b"hi")).content == b"hi"
@@ -127,7 +131,7 @@ async def test_a_looping_function_answers_500_and_the_sidecar_goes_on(demo: Side
 
 
 async def test_the_api_token_guards_the_wasm_routes(start_sidecar: StartSidecar, tmp_path: Path) -> None:
-    functions = [{"name": "echo", "path": write(tmp_path, "echo", build("echo"))}]
+    functions = [{"name": "echo", "path": write(tmp_path, "echo", build("wat", "echo").read_bytes())}]
     sidecar = await start_sidecar(api_token="t0ken", wasm={"functions": functions})
     assert (await sidecar.request("POST", f"{WASM}/echo", content=b"x")).status_code == 401
     answer = await sidecar.request("POST", f"{WASM}/echo", content=b"x", headers={"dapr-api-token": "t0ken"})
@@ -148,7 +152,7 @@ async def test_a_bad_function_in_the_settings_fails_start_up(
 async def test_a_changed_file_is_reloaded_under_load_without_a_failed_request(
     start_sidecar: StartSidecar, tmp_path: Path
 ) -> None:
-    path = write(tmp_path, "echo", build("echo"))
+    path = write(tmp_path, "echo", build("wat", "echo").read_bytes())
     sidecar = await start_sidecar(wasm={"functions": [{"name": "echo", "path": path, "instanceNum": 2}]})
     answer_v2 = (
         "(drop (call $set_buffer (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 300) (i32.const 2)))"

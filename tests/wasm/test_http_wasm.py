@@ -5,14 +5,13 @@ errors."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mesh.errors import SettingsError
 from services.errors import ApiError
-from tests.wasm.examples import build
+from wasm.examples.builder import build
 from wasm.http_pipeline import WASM_MIDDLEWARE, HttpPipeline, load_guests
 from wasm.http_wasm import HttpWasmGuest
 from wasm.wasi_command import Limits
@@ -67,8 +66,8 @@ async def call(
     return start["status"], dict(start["headers"]), answer, app
 
 
-def guest(tmp_path: Path, example: str, config: str = "") -> HttpWasmGuest:
-    return HttpWasmGuest(example, build(example, tmp_path).read_bytes(), config.encode(), LIMITS)
+def guest(example: str, config: str = "") -> HttpWasmGuest:
+    return HttpWasmGuest(example, build("wat", example).read_bytes(), config.encode(), LIMITS)
 
 
 def inline(wat: str, config: bytes = b"", limits: Limits = LIMITS) -> HttpWasmGuest:
@@ -77,8 +76,8 @@ def inline(wat: str, config: bytes = b"", limits: Limits = LIMITS) -> HttpWasmGu
     return HttpWasmGuest("inline", wasmtime.wat2wasm(wat), config, limits)
 
 
-async def test_the_rewrite_example_changes_the_path_the_next_handler_sees(tmp_path: Path) -> None:
-    pipeline = HttpPipeline([guest(tmp_path, "rewrite", "/shop/stock/=/v1.0/state/statestore/")])
+async def test_the_rewrite_example_changes_the_path_the_next_handler_sees() -> None:
+    pipeline = HttpPipeline([guest("rewrite", "/shop/stock/=/v1.0/state/statestore/")])
     status, headers, answer, app = await call(pipeline, "/shop/stock/apple", query=b"consistency=strong")
     assert (status, headers[b"x-app"], answer) == (200, b"1", b"next")
     seen = app.seen[0]
@@ -91,8 +90,8 @@ async def test_the_rewrite_example_changes_the_path_the_next_handler_sees(tmp_pa
     assert untouched.seen[0]["path"] == "/v1.0/state/statestore/pear"
 
 
-async def test_the_auth_example_answers_401_itself(tmp_path: Path) -> None:
-    pipeline = HttpPipeline([guest(tmp_path, "auth", "Bearer s3cret")])
+async def test_the_auth_example_answers_401_itself() -> None:
+    pipeline = HttpPipeline([guest("auth", "Bearer s3cret")])
     status, headers, answer, app = await call(pipeline, "/v1.0/state/s/k")
     assert (status, answer, app.seen) == (401, b"unauthorized by wasm\n", [])
     assert headers[b"content-type"] == b"text/plain" and headers[b"www-authenticate"] == b"Bearer"
@@ -209,9 +208,9 @@ async def test_a_buffered_response_is_rewritten_in_handle_response_with_the_requ
     assert dict(seen["headers"])[b"content-length"] == b"17"
 
 
-async def test_guests_run_in_order_and_instances_are_reused(tmp_path: Path) -> None:
-    rewrite = guest(tmp_path, "rewrite", "/old/=/new/")
-    auth = guest(tmp_path, "auth", "Bearer t")
+async def test_guests_run_in_order_and_instances_are_reused() -> None:
+    rewrite = guest("rewrite", "/old/=/new/")
+    auth = guest("auth", "Bearer t")
     pipeline = HttpPipeline([rewrite, auth])
     for _ in range(3):
         status, _, _, app = await call(pipeline, "/old/k", headers=[(b"authorization", b"Bearer t")])
@@ -265,8 +264,8 @@ def _pipeline(name: str, pipeline: str = "httpPipeline") -> list[tuple[dict[str,
     return [({pipeline: {"handlers": [{"name": name, "type": WASM_MIDDLEWARE}]}}, "config.yaml")]
 
 
-def test_load_guests_reads_the_pipeline_and_names_bad_components(tmp_path: Path) -> None:
-    path = build("auth", tmp_path)
+def test_load_guests_reads_the_pipeline_and_names_bad_components() -> None:
+    path = build("wat", "auth")
     middleware = {
         "auth": (WASM_MIDDLEWARE, {"url": f"file://{path}", "guestConfig": "Bearer t"}, "auth.yaml")
     }
@@ -279,7 +278,7 @@ def test_load_guests_reads_the_pipeline_and_names_bad_components(tmp_path: Path)
         ({"url": "file:///no/such.wasm"}, "No such file"),
         ({}, "'url'"),
         ({"url": str(path), "timeout": "never"}, "'timeout'"),
-        ({"url": str(build("uppercase", tmp_path))}, "not an http-wasm guest"),
+        ({"url": str(build("wat", "uppercase"))}, "not an http-wasm guest"),
     ]:
         with pytest.raises(SettingsError, match=message) as failure:
             load_guests(_pipeline("auth"), {"auth": (WASM_MIDDLEWARE, metadata, "auth.yaml")})

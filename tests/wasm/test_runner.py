@@ -12,7 +12,7 @@ import pytest
 from tests.wasm import modules
 from wasm.abi import WasmResult, decode_pairs
 from wasm.engine import ModuleError, WasmEngine
-from wasm.examples import build
+from wasm.examples.builder import build
 from wasm.runner import Function, FunctionTrap, Limits, PoolExhausted, Request, Spec
 
 
@@ -76,8 +76,8 @@ def make(engine: WasmEngine, host: Host) -> Callable[..., object]:
 
 
 async def test_the_demo_pair_answers_through_state_and_invocation(make, host: Host) -> None:
-    await make(build("function_2"))
-    client = await make(build("function_1"))
+    await make(build("wat", "function_2").read_bytes())
+    client = await make(build("wat", "function_1").read_bytes())
     assert client.id == "id_1"
     answer = await client.handle(Request([], b"name=book1"))
     assert (answer.status, answer.body) == (200, b"There are 100 inventories for book1.")
@@ -86,7 +86,7 @@ async def test_the_demo_pair_answers_through_state_and_invocation(make, host: Ho
 
 
 async def test_echo_answers_its_body_many_times_without_leaking(make) -> None:
-    echo = await make(build("echo"))
+    echo = await make(build("wat", "echo").read_bytes())
     for size in (0, 1, 70_000, 10):
         body = bytes(i % 251 for i in range(size))
         assert (await echo.handle(Request([], body))).body == body
@@ -154,7 +154,7 @@ async def test_an_infinite_loop_is_stopped_at_its_deadline_and_the_instance_repl
     with pytest.raises(FunctionTrap, match=r"exceeded its time limit of 0\.3s"):
         await spin.handle(Request([], b""))
     assert time.monotonic() - started < 2
-    echo = await make(build("echo"))
+    echo = await make(build("wat", "echo").read_bytes())
     assert (await echo.handle(Request([], b"still here"))).body == b"still here"
     with pytest.raises(FunctionTrap):  # a fresh instance, which loops again
         await spin.handle(Request([], b""))
@@ -162,7 +162,7 @@ async def test_an_infinite_loop_is_stopped_at_its_deadline_and_the_instance_repl
 
 
 async def test_a_slow_host_call_is_bounded_by_the_deadline(make, host: Host) -> None:
-    await make(build("function_2"), limits=Limits(timeout=0.3))
+    await make(build("wat", "function_2").read_bytes(), limits=Limits(timeout=0.3))
     host.delay = 5
     started = time.monotonic()
     with pytest.raises(FunctionTrap, match="time limit"):
@@ -211,7 +211,7 @@ async def test_bad_modules_are_refused_with_a_clear_error(make, code: bytes, mes
 
 
 async def test_the_pool_grows_to_its_size_and_callers_wait_with_a_bound(make, host: Host) -> None:
-    await make(build("function_2"), instances=2, limits=Limits(pool_wait=0.2))
+    await make(build("wat", "function_2").read_bytes(), instances=2, limits=Limits(pool_wait=0.2))
     function = host.functions["id_2"]
     host.delay = 0.5
     calls = [function.handle(Request([], b"book1")) for _ in range(3)]
@@ -224,13 +224,13 @@ async def test_the_pool_grows_to_its_size_and_callers_wait_with_a_bound(make, ho
 
 
 async def test_the_same_module_is_compiled_once(engine: WasmEngine) -> None:
-    code = build("echo")
+    code = build("wat", "echo").read_bytes()
     assert engine.compile(code) is engine.compile(code)
     assert engine.cached == 1
 
 
 async def test_a_function_calling_no_service_runs_inline_until_a_call_outgrows_its_fuel(make) -> None:
-    echo = await make(build("echo"))
+    echo = await make(build("wat", "echo").read_bytes())
     assert echo.inline
     busy = modules.module(
         "busy",
@@ -251,4 +251,4 @@ async def test_a_function_calling_no_service_runs_inline_until_a_call_outgrows_i
 
 
 async def test_a_function_calling_services_never_runs_inline(make) -> None:
-    assert not (await make(build("function_2"))).inline
+    assert not (await make(build("wat", "function_2").read_bytes())).inline

@@ -12,18 +12,18 @@ import pytest
 from components import registry
 from components.bindings.base import BindingError, InvokeRequest
 from components.errors import ComponentInitError, MetadataError
-from tests.wasm.examples import build
+from wasm.examples.builder import build
 from wasm.wasi_binding import WasmBinding, module_path
 
 
-async def _binding(tmp_path: Path, example: str, **metadata: str) -> WasmBinding:
+async def _binding(example: str, **metadata: str) -> WasmBinding:
     binding = WasmBinding()
-    await binding.init({"url": f"file://{build(example, tmp_path)}", **metadata})
+    await binding.init({"url": f"file://{build('wat', example)}", **metadata})
     return binding
 
 
-async def test_stdin_becomes_stdout(tmp_path: Path) -> None:
-    binding = await _binding(tmp_path, "uppercase")
+async def test_stdin_becomes_stdout() -> None:
+    binding = await _binding("uppercase")
     answer = await binding.invoke(InvokeRequest(b'"hello, wasm"', {}, "execute"))
     assert answer is not None and answer.data == b'"HELLO, WASM"'
     empty = await binding.invoke(InvokeRequest(b"", {}, "execute"))
@@ -31,36 +31,36 @@ async def test_stdin_becomes_stdout(tmp_path: Path) -> None:
     await binding.close()
 
 
-async def test_args_follow_the_module_name_split_on_commas(tmp_path: Path) -> None:
-    binding = await _binding(tmp_path, "args")
+async def test_args_follow_the_module_name_split_on_commas() -> None:
+    binding = await _binding("args")
     answer = await binding.invoke(InvokeRequest(b"", {"args": "one,two words,,3"}, "execute"))
     assert answer is not None and answer.data == b"args\none\ntwo words\n\n3\n"
     bare = await binding.invoke(InvokeRequest(b"", {}, "execute"))
     assert bare is not None and bare.data == b"args\n"
 
 
-async def test_a_plain_path_is_a_url_too(tmp_path: Path) -> None:
+async def test_a_plain_path_is_a_url_too() -> None:
     binding = WasmBinding()
-    await binding.init({"url": str(build("args", tmp_path))})
+    await binding.init({"url": str(build("wat", "args"))})
     answer = await binding.invoke(InvokeRequest(b"", {}, "execute"))
     assert answer is not None and answer.data == b"args\n"
 
 
-async def test_a_non_zero_exit_is_an_error_with_stderr(tmp_path: Path) -> None:
-    binding = await _binding(tmp_path, "fail")
+async def test_a_non_zero_exit_is_an_error_with_stderr() -> None:
+    binding = await _binding("fail")
     with pytest.raises(BindingError, match=r"exited with status 3; stderr: .*went wrong at the end"):
         await binding.invoke(InvokeRequest(b"x" * 3000 + b" went wrong at the end", {}, "execute"))
 
 
-async def test_a_trap_is_an_error(tmp_path: Path) -> None:
-    binding = await _binding(tmp_path, "memory_bomb", maxMemory="1Mi")
+async def test_a_trap_is_an_error() -> None:
+    binding = await _binding("memory_bomb", maxMemory="1Mi")
     with pytest.raises(BindingError, match=r"trapped: .*unreachable"):
         await binding.invoke(InvokeRequest(b"", {}, "execute"))
 
 
-async def test_an_infinite_loop_is_stopped_at_the_deadline_without_blocking_the_loop(tmp_path: Path) -> None:
-    binding = await _binding(tmp_path, "loop", timeout="300ms")
-    upper = await _binding(tmp_path, "uppercase")
+async def test_an_infinite_loop_is_stopped_at_the_deadline_without_blocking_the_loop() -> None:
+    binding = await _binding("loop", timeout="300ms")
+    upper = await _binding("uppercase")
     started = time.monotonic()
     looping = asyncio.ensure_future(binding.invoke(InvokeRequest(b"", {}, "execute")))
     # the event loop stays free while the guest spins: another binding answers meanwhile
@@ -74,14 +74,14 @@ async def test_an_infinite_loop_is_stopped_at_the_deadline_without_blocking_the_
         await binding.invoke(InvokeRequest(b"", {}, "execute"))
 
 
-async def test_memory_within_the_cap_is_granted(tmp_path: Path) -> None:
-    binding = await _binding(tmp_path, "memory_bomb", maxMemory="512Mi")
+async def test_memory_within_the_cap_is_granted() -> None:
+    binding = await _binding("memory_bomb", maxMemory="512Mi")
     answer = await binding.invoke(InvokeRequest(b"", {}, "execute"))
     assert answer is not None and answer.data == b""
 
 
-async def test_only_execute_is_served(tmp_path: Path) -> None:
-    binding = await _binding(tmp_path, "uppercase")
+async def test_only_execute_is_served() -> None:
+    binding = await _binding("uppercase")
     with pytest.raises(BindingError, match="unsupported operation create"):
         await binding.invoke(InvokeRequest(b"", {}, "create"))
 

@@ -31,6 +31,7 @@
   (func (export "proxy_on_request_body") (param $ctx i32) (param $size i32) (param $end i32) (result i32)
     ;; the name: address at 0, size at 4; the value: address at 8, size at 12
     (drop (call $get_buffer (i32.const 0) (i32.const 0) (local.get $size) (i32.const 0) (i32.const 4)))
+    (i32.store (i32.const 12) (i32.const 0))
     (if (i32.ne (call $get_state (i32.const 80) (i32.const 10) (i32.load (i32.const 0)) (i32.load (i32.const 4))
                                  (i32.const 8) (i32.const 12)) (i32.const 0))
       (then (drop (call $log (i32.const 2) (i32.const 96) (i32.const 17)))))
