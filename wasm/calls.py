@@ -169,4 +169,7 @@ if _FAST:
 
     @ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # type: ignore[untyped-decorator]
     def _finalize(env: int) -> None:
-        _handlers.pop(env or 0, None)
+        # Called by wasmtime when a store drops the function, possibly late in interpreter exit.
+        handlers = _handlers
+        if handlers is not None:
+            handlers.pop(env or 0, None)
