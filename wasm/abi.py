@@ -7,11 +7,13 @@ never fails to instantiate for a host function it does not call. WASI (``wasi_sn
 is wasmtime's own, with stdout and stderr going to l8's own.
 
 Calling l8's services from a host function: the services are coroutines on the sidecar's event
-loop, and a host function is synchronous. Wasm runs in a worker thread (wasmtime releases the GIL
-while wasm runs, so the loop keeps serving), and a host function hands its coroutine to the loop
-with ``asyncio.run_coroutine_threadsafe`` and waits for it at most until the call's deadline.
-This was chosen over running wasm on the loop thread (a slow function would stall every request)
-and over a second event loop per thread (the services' clients belong to the main loop).
+loop, and a host function is synchronous. A function that only reads (``proxy_get_state``,
+``proxy_get_secret``) runs on the loop thread in a greenlet, and its host call suspends it until
+the coroutine is done (wasm/suspend.py: no thread hop). Any other service-calling function runs in
+a worker thread (wasmtime releases the GIL while wasm runs, so the loop keeps serving), and a host
+function hands its coroutine to the loop and waits for it at most until the call's deadline
+(:meth:`HostContext.wait`). A call on the loop is bounded by its fuel (wasm/runner.py), so a
+function that computes for long cannot stall every request.
 
 l8's extensions (module ``env``, all return a ``WasmResult``):
 
@@ -126,6 +128,8 @@ class HostContext:
     """The module's exported memory (set once instantiated)."""
     allocate: Any = None
     """Its ``proxy_on_memory_allocate`` or ``malloc`` export (a wasm.calls.Export)."""
+    suspend: Callable[[Coroutine[Any, Any, Any]], Any] | None = None
+    """Set while the call runs on the loop in a greenlet (wasm/suspend.py): how a host call awaits."""
 
     def reset(self) -> None:
         self.buffers = {k: v for k, v in self.buffers.items() if k in _KEPT}
@@ -140,6 +144,8 @@ class HostContext:
         if self.host is None or self.loop is None:
             coroutine.close()
             raise HostError(WasmResult.UNIMPLEMENTED, "no host services")
+        if self.suspend is not None:
+            return self.suspend(coroutine)
         reply: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
         task: list[asyncio.Task[Any]] = []
         self.loop.call_soon_threadsafe(_start, self.loop, coroutine, reply, task)
