@@ -143,19 +143,28 @@ class WasmEngine:
         self._modules: dict[str, wasmtime.Module] = {}
         self._lock = threading.Lock()
         self._started = False
+        self._lowered = False
         self._switch_interval = sys.getswitchinterval()
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="l8-wasm")
 
     def start(self) -> None:
-        # A worker thread back from wasm (or from a host call) waits for the GIL while the loop
-        # thread runs Python; at the default 5 ms switch interval a call that crosses threads
-        # four times waited up to 20 ms. 0.2 ms: proxy_get_state through a function went from
-        # 1,800 to 2,500 calls a second (bench/wasm_bench.py). Process-wide, set once wasm starts.
         if not self._started:
             self._started = True
+            self._ticker.hold()
+
+    def calls_on_threads(self) -> None:
+        """Called before a function's call runs on a worker thread. The first time, lowers the
+        interpreter's switch interval to SWITCH_INTERVAL, process-wide, until close: a worker
+        thread back from wasm (or from a host call) waits for the GIL while the loop thread runs
+        Python, and at the default 5 ms a call that crosses threads four times waited up to 20 ms
+        (0.2 ms: proxy_get_state through a function on threads went from 1,800 to 2,500 calls a
+        second). The interval only matters while another thread waits for the GIL, so it costs
+        the rest of the sidecar nothing measurable (docs/performance.md); a sidecar whose
+        functions all run on the loop (wasm/runner.py, wasm/suspend.py) never lowers it."""
+        if self._started and not self._lowered:
+            self._lowered = True
             self._switch_interval = sys.getswitchinterval()
             sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL))
-            self._ticker.hold()
 
     def close(self) -> None:
         """Waits for the calls running (each bounded by its deadline, which the ticker keeps
@@ -164,6 +173,8 @@ class WasmEngine:
         if self._started:
             self._started = False
             self._ticker.release()
+        if self._lowered:
+            self._lowered = False
             sys.setswitchinterval(self._switch_interval)
         with self._lock:  # freed now, not by the collector at exit (when wasmtime's bindings are gone)
             self._modules.clear()

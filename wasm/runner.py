@@ -412,6 +412,7 @@ class Function:
                 elif not place.busy:
                     return instance.handle(request, INLINE_FUEL)
                 # A call holds the loop's wasm slot (wasm/suspend.py): this one takes a thread.
+                self.engine.calls_on_threads()
                 slotless: Response = await self._in_thread(instance.handle, request)
                 return slotless
             except OutOfFuel:
@@ -427,6 +428,7 @@ class Function:
                 await self._release(instance)
         instance = await self._acquire()
         try:
+            self.engine.calls_on_threads()
             response: Response = await self._in_thread(instance.handle, request)
             return response
         finally:

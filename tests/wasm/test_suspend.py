@@ -212,3 +212,25 @@ def test_wasmtime_aborts_when_two_suspended_calls_resume_out_of_order() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "survived" not in done.stdout
     assert "core::ptr::eq(head, self)" in done.stderr
+
+
+async def test_the_switch_interval_is_lowered_only_once_a_call_runs_on_a_thread(host: SlowHost) -> None:
+    default = sys.getswitchinterval()
+    engine = WasmEngine(workers=2)
+    engine.start()
+    loop = asyncio.get_running_loop()
+    try:
+        reads = Function(engine, engine.compile(reader("id_2")), Spec("id_2", "r"), host, loop)
+        await reads.start()
+        assert (await reads.handle(Request([], b"k"))).body == b"K"
+        assert sys.getswitchinterval() == default  # on the loop: no thread waits for the GIL
+        invoker = Function(
+            engine, engine.compile(build("wat", "function_1").read_bytes()), Spec("c", "c"), host, loop
+        )
+        host.functions["id_2"] = reads
+        await invoker.start()
+        await invoker.handle(Request([], b"name=book1"))
+        assert sys.getswitchinterval() < default
+    finally:
+        engine.close()
+    assert sys.getswitchinterval() == default
