@@ -2,10 +2,11 @@
 run Layotto's call sequence for a request.
 
 An instance is exclusive to one request; the pool grows to ``instances`` and callers wait for a
-free one at most ``pool_wait`` seconds. Each call runs on a worker thread under an epoch deadline
-(wall time) and a memory cap; an instance that trapped (a deadline passed, ``unreachable``, a
-memory fault) is dropped and the next caller gets a fresh one, so a bad call leaves no state
-behind.
+free one at most ``pool_wait`` seconds. Each call runs under an epoch deadline (wall time) and a
+memory cap: on the event loop under a fuel budget when the function calls no service or only
+reads (in a greenlet its host calls suspend, wasm/suspend.py), else on a worker thread. An
+instance that trapped (a deadline passed, ``unreachable``, a memory fault) is dropped and the next
+caller gets a fresh one, so a bad call leaves no state behind.
 
 The call sequence (Layotto's, on MOSN's proxy-wasm host): at start ``_start`` (or
 ``_initialize``), ``proxy_get_id`` (the id lands in the CallData buffer),
