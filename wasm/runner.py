@@ -405,7 +405,7 @@ class Function:
             try:
                 place = suspend.slot(self.loop)
                 if self.suspends:
-                    if await place.take(self.loop, suspend.SLOT_WAIT):
+                    if place.take():
                         try:
                             return await suspend.run(instance.context, instance.handle, request, INLINE_FUEL)  # type: ignore[no-any-return]
                         finally:

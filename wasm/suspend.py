@@ -13,10 +13,10 @@ same stack addresses: a second call suspended at once aborts the process when th
 of order (``assertion failed: core::ptr::eq(head, self)``), and a trap in any call made meanwhile
 walks the chain into overwritten memory and hangs (both seen with wasmtime 51; the subprocess test
 in tests/wasm/test_suspend.py keeps watching the first). So while a call holds the slot, no other
-wasm runs on the loop thread: another suspending call waits for the slot (at most ``SLOT_WAIT``,
-then it takes a worker thread), and a call that would have run inline takes a worker thread
-(wasm/runner.py). With l8 on one core the slot costs little throughput: what the holder waits for
-is a Redis round trip, while the loop goes on with the other requests' HTTP work.
+wasm runs on the loop thread: another call that would have run on the loop, suspending or not,
+takes a worker thread (wasm/runner.py). Waiting for the slot instead (up to 5 ms) was measured
+and dropped: it serialises the state reads (one Redis round trip in flight), which left l8 idle
+half the time under load.
 
 A call that outgrows its fuel traps and is run again on a worker thread, which is safe only
 because the host calls that suspend here change nothing (wasm/runner.py READ_IMPORTS).
@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -36,48 +35,24 @@ import greenlet
 if TYPE_CHECKING:
     from wasm.abi import HostContext
 
-SLOT_WAIT = 0.005
-"""Seconds a suspending call waits for the loop's slot before it takes a worker thread instead."""
-
 
 class Slot:
-    """The loop thread's one place for a suspended wasm call, and the calls waiting for it."""
+    """The loop thread's one place for a wasm call suspended in a greenlet."""
 
-    __slots__ = ("busy", "waiting")
+    __slots__ = ("busy",)
 
     def __init__(self) -> None:
         self.busy = False
-        self.waiting: deque[asyncio.Future[bool]] = deque()
 
-    async def take(self, loop: asyncio.AbstractEventLoop, within: float) -> bool:
-        """Takes the slot, waiting at most ``within`` seconds; False when it stayed busy."""
-        if not self.busy:
-            self.busy = True
-            return True
-        turn: asyncio.Future[bool] = loop.create_future()
-        self.waiting.append(turn)
-        handle = loop.call_later(within, _give_up, turn)
-        try:
-            return await turn
-        except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled() and turn.result():  # handed the slot meanwhile
-                self.give_back()
-            raise
-        finally:
-            handle.cancel()
+    def take(self) -> bool:
+        """Takes the slot when it is free; False when a call holds it."""
+        if self.busy:
+            return False
+        self.busy = True
+        return True
 
     def give_back(self) -> None:
-        while self.waiting:
-            turn = self.waiting.popleft()
-            if not turn.done():
-                turn.set_result(True)  # the slot passes to it, still busy
-                return
         self.busy = False
-
-
-def _give_up(turn: asyncio.Future[bool]) -> None:
-    if not turn.done():
-        turn.set_result(False)
 
 
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Slot] = weakref.WeakKeyDictionary()
