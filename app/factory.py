@@ -28,7 +28,11 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 # FastAPI's own pages (app/framework.py PAGE_PATHS), known here without importing it.
-FRAMEWORK_PAGES = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
+FRAMEWORK_PAGES = frozenset(
+    {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    | {f"/docs/assets/{name}" for name in _ASSETS}
+)
 
 
 class SidecarApp:

@@ -1,12 +1,18 @@
 """The sidecar's single ASGI middleware (one layer, because every layer costs on the hot path):
-path clean-up as Dapr's router does it, the request id, ``dapr-api-token`` auth, the body size
-limit and the last-resort error answer. It wraps the whole FastAPI stack (see app/factory.py), so a
+path clean-up as Dapr's router does it, the request id and trace id, ``dapr-api-token`` auth, the
+body size limit and the last-resort error answer.
+
+Every log line written while a request is served carries its ``request_id`` and ``trace_id``. A
+request without a valid W3C ``traceparent`` is given one here (a new sampled trace, its invalid
+``tracestate`` dropped), so the trace id in its log lines is the one its outgoing calls, events and
+bindings carry on. It wraps the whole FastAPI stack (see app/factory.py), so a
 refused request costs no framework work at all."""
 
 from __future__ import annotations
 
 import hmac
 import itertools
+import logging
 import os
 import time
 from typing import Any
@@ -18,12 +24,36 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.errors import internal, send_error
 from mesh.proxy import MESH_TOKEN, VOUCHED
 from services.errors import BodyTooLarge
+from services.log_levels import PROCESS_LEVELS
+from services.random_ids import random_hex
+from services.trace_context import parse_traceparent
 
-log = structlog.get_logger("l8.api")
+API_LOGGER = "l8.api"
+log = structlog.get_logger(API_LOGGER)
 
-HEALTH_PATHS = frozenset({"/v1.0/healthz", "/v1.0/healthz/outbound"})
+DAPR_PROBES = frozenset({"/v1.0/healthz", "/v1.0/healthz/outbound"})
+ACTUATOR_PROBES = frozenset({"/actuator/health/liveness", "/actuator/health/readiness"})
+_NAMING_AN_APP = (b"dapr-app-id", b"authorization")
+
+
+def names_an_app(scope: Scope) -> bool:
+    """A request that names an app to invoke (``dapr-app-id``, or basic auth's form of it)."""
+    return any(name in _NAMING_AN_APP for name, _ in scope["headers"])
+
+
+def is_probe(scope: Scope) -> bool:
+    """GET on a health probe: no API token (Dapr exempts its healthz, and Kubernetes probes send
+    none), no wasm pipeline. The actuator's paths are an app's own too (Spring Boot's): a request
+    there naming an app is an invocation like any other, token and pipeline included."""
+    if scope["method"] != "GET":
+        return False
+    path = scope["path"]
+    return path in DAPR_PROBES or (path in ACTUATOR_PROBES and not names_an_app(scope))
+
+
 _MESH_TOKEN = MESH_TOKEN.encode()
 _UNAUTHORIZED = b"invalid api token\n"
+_TRACE_HEADERS = (b"traceparent", b"tracestate")
 _TWICE = b""  # a token header sent more than once: never equal to a configured token
 
 
@@ -79,9 +109,13 @@ class SidecarMiddleware:
             scope["raw_path"] = cleaned.encode("latin-1")
             scope["path"] = unquote(cleaned)
 
-        request_id = token = length = mesh = None
+        request_id = token = length = mesh = traceparent = tracestate = None
         for name, value in scope["headers"]:
-            if name == b"x-request-id":
+            if name == b"traceparent":
+                traceparent = value
+            elif name == b"tracestate":
+                tracestate = value
+            elif name == b"x-request-id":
                 request_id = value.decode("latin-1")
             elif name == b"dapr-api-token":
                 # Sent twice, neither counts: the last one winning let (wrong, right) through.
@@ -95,8 +129,20 @@ class SidecarMiddleware:
             vouched = mesh is not None and hmac.compare_digest(mesh, self.mesh_token)
             scope[VOUCHED] = vouched
         request_id = request_id or self.new_request_id()
+        parent = parse_traceparent(traceparent.decode("latin-1")) if traceparent is not None else None
+        if parent is None:  # a new sampled trace, as services/trace_context.py starts one
+            ids = random_hex(24)
+            trace_id = ids[:32]
+            new_parent = (b"traceparent", f"00-{trace_id}-{ids[32:]}-01".encode())
+            headers = scope["headers"]
+            if traceparent is None and tracestate is None:
+                scope["headers"] = [*headers, new_parent]
+            else:  # an invalid parent's tracestate goes with it (W3C)
+                scope["headers"] = [*((n, v) for n, v in headers if n not in _TRACE_HEADERS), new_parent]
+        else:
+            trace_id = parent[0]
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id)
 
         status = 0
         request_id_header = (b"x-request-id", request_id.encode("latin-1"))
@@ -109,8 +155,7 @@ class SidecarMiddleware:
             await send(message)
 
         # Dapr exempts only GET on the health paths (isRouteExcludedFromAPITokenAuth).
-        exempt = scope["method"] == "GET" and scope["path"] in HEALTH_PATHS
-        if self.api_token is not None and not exempt and not vouched:
+        if self.api_token is not None and not vouched and not is_probe(scope):
             if token is None or not hmac.compare_digest(token, self.api_token):
                 await _plain(send_with_id, 401, _UNAUTHORIZED)
                 return
@@ -124,15 +169,18 @@ class SidecarMiddleware:
         elif scope["method"] not in ("GET", "HEAD"):
             receive = _limited(receive, limit)
 
-        started = time.perf_counter() if self.api_logging else 0.0
+        # Each call is logged at info with --enable-api-logging, else at debug once the l8.api
+        # logger is set to debug (POST /actuator/logger).
+        logged = self.api_logging or PROCESS_LEVELS.threshold(API_LOGGER) <= logging.DEBUG
+        started = time.perf_counter() if logged else 0.0
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
             log.exception("unhandled error", method=scope["method"], path=scope["path"])
             if status == 0:
                 await send_error(send_with_id, internal(exc))
-        if self.api_logging:
-            log.info(
+        if logged:
+            (log.info if self.api_logging else log.debug)(
                 "api call",
                 method=scope["method"],
                 path=scope["path"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from mesh.ratelimit import RateLimits, build_rate_limits
 from mesh.resiliency import Outbound, Resiliency
 from mesh.resolver import Resolver
 from mesh.tcpcopy import TcpCopy, parse_policy
+from services.actuator import ActuatorService, AppInfo
 from services.bindings import BindingsService
 from services.configuration import ConfigurationService
 from services.errors import ApiError
@@ -45,7 +47,8 @@ from services.sequencer import SequencerService
 from services.sidecar import Services
 from services.state import StateService
 from services.wasm import WasmService
-from wasm.http_pipeline import HttpPipeline, load_guests
+from wasm.http_pipeline import AppHttpPipeline, HttpPipeline, load_guests
+from wasm.resources import function_resources
 
 log = structlog.get_logger(__name__)
 
@@ -96,6 +99,7 @@ class Runtime:
         self._declarative: list[Subscription] = []
         self._secret_refs = SecretRefs(())
         self._stack = contextlib.AsyncExitStack()
+        self.started = datetime.now(UTC)
 
     services: Services
     """Built on entry."""
@@ -130,6 +134,9 @@ class Runtime:
                 resources = embedded_defaults(settings)
             self.resiliency = Resiliency.from_resources(resources.others, app_id)
             self._declarative = declarative_subscriptions(resources.others, app_id)
+            functions = function_resources(
+                resources.others, app_id, (function.name for function in settings.wasm.functions)
+            )
             scopes = SecretScopes.from_configurations(_configurations(settings, resources))
             resolver = build_resolver(settings.name_resolution)
             self.rate_limits = _rate_limits(settings, resources)
@@ -140,6 +147,11 @@ class Runtime:
                     load_guests, _configurations(settings, resources), _middleware(resources)
                 )
             )
+            app_guests = await asyncio.to_thread(
+                load_guests, _configurations(settings, resources), _middleware(resources), "appHttpPipeline"
+            )
+            # None without guests: calls to the app then do no pipeline work at all.
+            app_pipeline = AppHttpPipeline(app_guests) if app_guests else None
             self.tcp_copy.configure(parse_policy(settings.tcp_copy, settings.data_dir))
         except SettingsError as exc:
             raise StartupError(str(exc)) from None
@@ -165,6 +177,7 @@ class Runtime:
             protocol=settings.app_protocol,
             address=settings.app_channel_address,
             token=settings.app_api_token.get_secret_value() if settings.app_api_token else None,
+            pipeline=app_pipeline,
         )
         await self.app_channel.start()
         self._stack.push_async_callback(self.app_channel.aclose)
@@ -216,11 +229,19 @@ class Runtime:
             files=FileService.from_components(self._of("file"), self._outbound("file")),
             bindings=bindings,
             wasm=wasm,
+            actuator=ActuatorService.from_components(
+                self.components, AppInfo(app_id, __version__, DAPR_API_VERSION, self.started)
+            ),
         )
         try:
             await wasm.start(settings.wasm.functions)
         except ApiError as exc:
             raise StartupError(f"wasm.functions: {exc.message}") from None
+        for function in functions:
+            try:
+                await wasm.install(function.settings)
+            except ApiError as exc:
+                raise StartupError(str(function.error(exc.message, "spec.url"))) from None
         # Other sidecars find this one only once every service is built.
         await self._start_name_resolution(resolver)
         await self._start_subscriptions()
@@ -424,6 +445,7 @@ def _invocation_service(
         resiliency,
         settings.max_body_size,
         sidecar_auth,
+        app_channel.pipeline,
     )
 
 

@@ -99,3 +99,11 @@ class EtcdErrors:
 
 
 ETCD_ERRORS = EtcdErrors()
+
+
+async def ping(client: Any) -> None:
+    """A component's health check: the status of the etcd member its client talks to."""
+    if client is None:
+        raise BackendError("etcd: not connected")
+    with ETCD_ERRORS:
+        await client.status()

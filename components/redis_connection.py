@@ -182,3 +182,11 @@ class RedisErrors:
 
 
 REDIS_ERRORS = RedisErrors()
+
+
+async def ping(client: Redis | None) -> None:
+    """A component's health check: PING on its client (components/health.py)."""
+    if client is None:
+        raise BackendError("redis: not connected")
+    with REDIS_ERRORS:
+        await client.ping()

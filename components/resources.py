@@ -35,10 +35,18 @@ _ENV_PLACEHOLDER = re.compile(r"\{env:([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 class ResourceError(Exception):
     """A resource cannot be used. Renders as one line naming file, component and field."""
 
-    def __init__(self, source: str, message: str, component: str | None = None, field: str | None = None):
+    def __init__(
+        self,
+        source: str,
+        message: str,
+        component: str | None = None,
+        field: str | None = None,
+        *,
+        kind: str = "component",
+    ):
         parts = [source]
         if component:
-            parts.append(f"component {component!r}")
+            parts.append(f"{kind} {component!r}")
         if field:
             parts.append(f"field {field!r}")
         super().__init__(": ".join([*parts, message]))

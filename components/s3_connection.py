@@ -130,5 +130,11 @@ def s3_errors(what: str) -> Iterator[None]:
         raise BackendError(f"{what}: {type(exc).__name__}") from None
 
 
+async def ping_bucket(client: Any, bucket: str) -> None:
+    """A component's health check: HEAD on its bucket."""
+    with s3_errors(f"s3: bucket {bucket!r} does not answer"):
+        await client.head_bucket(Bucket=bucket)
+
+
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None

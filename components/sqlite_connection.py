@@ -127,6 +127,10 @@ class SQLiteDatabase:
                 executor, lambda: job(conn, *args, **kwargs)
             )
 
+    async def ping(self) -> None:
+        """A component's health check: ``SELECT 1`` on the worker (so it also finds a stuck one)."""
+        await self.call(lambda conn: conn.execute("SELECT 1").fetchone())
+
     async def close(self) -> None:
         executor, conn = self._executor, self._conn
         self._executor, self._conn = None, None

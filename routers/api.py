@@ -6,6 +6,7 @@ invocation by the ``dapr-app-id`` header) comes last."""
 from __future__ import annotations
 
 from routers import (
+    actuator,
     bindings,
     configuration,
     fallback,
@@ -35,6 +36,7 @@ ROUTES: tuple[Route, ...] = (
     *wasm.routes.routes,
     *metadata.routes.routes,
     *health.routes.routes,
+    *actuator.routes.routes,
 )
 FALLBACK: Route = fallback.routes.routes[0]
 UNCAPPED_UPLOADS = files.UNCAPPED_UPLOADS

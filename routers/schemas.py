@@ -289,7 +289,12 @@ def json_body(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
     }
 
 
+REFERENCED: dict[str, type[BaseModel]] = {}
+"""Every model a route's documentation points at through :func:`ref`, so the document defines it."""
+
+
 def ref(model: type[BaseModel]) -> dict[str, str]:
+    REFERENCED[model.__name__] = model
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
@@ -343,3 +348,40 @@ class WasmNameRequest(BaseModel):
 class WasmUpdateRequest(BaseModel):
     name: str
     instance_num: int
+
+
+HealthStatus = Literal["UP", "DOWN", "INIT"]
+
+
+class HealthIndicator(BaseModel):
+    status: HealthStatus
+    details: dict[str, Any] | None = Field(
+        None, description="The component's type; why it is DOWN or INIT (reason). Omitted when empty."
+    )
+
+
+class HealthResponse(BaseModel):
+    """Layotto's actuator health: DOWN when any indicator is DOWN, else INIT when any is, else UP."""
+
+    status: HealthStatus
+    components: dict[str, HealthIndicator]
+
+
+class ActuatorComponent(BaseModel):
+    name: str
+    type: str
+    version: str
+
+
+class ActuatorInfo(BaseModel):
+    app: dict[str, Any] = Field(description="name, version, daprApiVersion, appId, startTime, uptimeSeconds")
+    components: list[ActuatorComponent]
+    loggers: dict[str, str] = Field(description="The log levels set, by logger name (root included)")
+
+
+class LoggerLevelRequest(BaseModel):
+    component: str = Field(
+        description="A logger's name: a module path (components.state.redis), a prefix of one "
+        "(components), l8.api (the API log), or root; Layotto's slashes (components/lock) work too"
+    )
+    level: Literal["trace", "debug", "info", "warn", "warning", "error", "fatal", "critical"]

@@ -56,6 +56,9 @@ class Route:
     """Served through FastAPI's full cycle (dependency injection, validation) instead of called
     directly: for a route that needs what that cycle buys, at ~5x the cost of a direct call."""
     documented: bool = True
+    app_path: bool = False
+    """A path an app may serve itself (Spring Boot's ``/actuator/...``): a request there that names
+    an app (``dapr-app-id``) is invoked on that app, as on any path l8 does not serve."""
 
     @property
     def path_params(self) -> tuple[str, ...]:
@@ -84,13 +87,14 @@ class RouteTable:
         *,
         framework: bool = False,
         include_in_schema: bool = True,
+        app_path: bool = False,
         **doc: Any,
     ) -> None:
         if self.tags is not None:
             doc.setdefault("tags", self.tags)
         if not include_in_schema:
             doc["include_in_schema"] = False
-        self.routes.append(Route(path, tuple(methods), handler, doc, framework, include_in_schema))
+        self.routes.append(Route(path, tuple(methods), handler, doc, framework, include_in_schema, app_path))
 
     def route(
         self, path: str, methods: list[str] | tuple[str, ...], **doc: Any

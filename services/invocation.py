@@ -27,6 +27,7 @@ from urllib.parse import quote, unquote
 
 import structlog
 
+from mesh.app_pipeline import AppPipeline, BufferedUpstream, Headers, through
 from mesh.proxy import (
     FORWARDED_BY,
     SMALL_BODY,
@@ -60,9 +61,11 @@ class Target:
     policy: Policy
     drop: frozenset[bytes] = frozenset()
     resolved: tuple[str, str] | None = None
+    """(app id, sidecar address) when the target is another app's sidecar found by the resolver."""
     tls: ssl.SSLContext | None = None
     """An HTTPEndpoint's clientTLS."""
-    """(app id, sidecar address) when the target is another app's sidecar found by the resolver."""
+    pipeline: AppPipeline | None = None
+    """The ``appHttpPipeline`` around a call to this sidecar's own app."""
 
 
 class InvocationService:
@@ -78,6 +81,7 @@ class InvocationService:
         resiliency: Resiliency | None = None,
         max_body_size: int | None = None,
         sidecar_auth: tuple[str, str] | None = None,
+        app_pipeline: AppPipeline | None = None,
     ) -> None:
         self.app_id = app_id
         self.app_base_url = app_base_url
@@ -91,6 +95,7 @@ class InvocationService:
         self.sidecar_auth = sidecar_auth
         """(header, value) that lets this sidecar's calls into other sidecars in: the mesh token, or
         this sidecar's API token for a fleet that shares one."""
+        self.app_pipeline = app_pipeline
 
     async def invoke(
         self, target_app: str, method_path: str, scope: Mapping[str, Any], receive: Any
@@ -160,6 +165,8 @@ class InvocationService:
     ) -> Upstream:
         """One attempt. A sidecar of another app that refuses the connection (it died and its lease
         has not ended yet) is passed over for the app's next instance: nothing was sent to it."""
+        if target.pipeline is not None:
+            return await self._open_through_pipeline(target.pipeline, method, url, headers, body)
         try:
             return await self.proxy.open(method, url, headers, body, self.timeout, target.tls)
         except NotConnected:
@@ -181,6 +188,36 @@ class InvocationService:
                     )
                 except NotConnected:
                     continue
+
+    async def _open_through_pipeline(
+        self,
+        pipeline: AppPipeline,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: AsyncIterator[bytes] | bytes | None,
+    ) -> Upstream:
+        """One attempt at this sidecar's app through its ``appHttpPipeline``: the body read whole
+        (the handlers see it all), the app's answer read whole (they may rewrite it)."""
+        assert self.app_base_url is not None
+        base = self.app_base_url
+        if isinstance(body, AsyncIterator):
+            body = b"".join([chunk async for chunk in body])
+
+        async def call(method: str, target: str, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
+            outgoing = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
+            upstream = await self.proxy.open(method, base + target, outgoing, body or None, self.timeout)
+            try:
+                content = b"".join([chunk async for chunk in upstream.chunks()])
+            finally:
+                upstream.release()
+            return upstream.status, list(upstream.headers), content
+
+        raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+        status, answer_headers, content = await through(
+            pipeline, method, url[len(base) :], raw, body or b"", call
+        )
+        return BufferedUpstream(status, answer_headers, content)
 
     async def _target(
         self, app: str, method_path: str, raw: list[tuple[bytes, bytes]], vouched: bool = True
@@ -215,7 +252,13 @@ class InvocationService:
             if self.app_token is not None:
                 headers["dapr-api-token"] = self.app_token
             policy = self.resiliency.app(app_id)
-            return Target(f"{self.app_base_url}/{method_path}", headers, policy, frozenset({_FORWARDED_BY}))
+            return Target(
+                f"{self.app_base_url}/{method_path}",
+                headers,
+                policy,
+                frozenset({_FORWARDED_BY}),
+                pipeline=self.app_pipeline,
+            )
         try:
             address = await self.resolver.resolve(app_id)
         except ResolveError as exc:

@@ -19,10 +19,13 @@ class Readiness:
     def __init__(self, app_id: str) -> None:
         self.app_id = app_id
         self.ready = False
+        self.stopping = False
+        """Shutdown has begun (the actuator's runtime indicator says DOWN, not INIT)."""
 
     def stop(self) -> None:
         """Shutdown has begun: not ready from now on, while in-flight requests finish."""
         self.ready = False
+        self.stopping = True
 
 
 class ShutdownSwitch:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.actuator import ActuatorService
 from services.bindings import BindingsService
 from services.configuration import ConfigurationService
 from services.files import FileService
@@ -31,3 +32,4 @@ class Services:
     files: FileService
     bindings: BindingsService
     wasm: WasmService
+    actuator: ActuatorService

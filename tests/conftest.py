@@ -1,4 +1,4 @@
-"""What every test shares: the real servers of the session."""
+"""What every test shares: the real servers of the session, and a headless Chromium (tests/browser.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.browser import browser_page, chromium  # noqa: F401  (fixtures: headless Chromium)
 from tests.servers import EtcdServer, KafkaServer, PostgresServer, RedisServer, S3Server
 
 

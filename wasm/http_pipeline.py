@@ -4,13 +4,16 @@ pipeline's order, after the rate limits and before the route is matched, so a gu
 the method, URI (path and query), headers or body the router then sees, answer the request itself
 (``next=0``), or pass it on and see (with ``buffer_response``, rewrite) the answer.
 
+In ``spec.appHttpPipeline`` the same guests run on the calls this sidecar makes to its own app
+(:class:`AppHttpPipeline`, applied by mesh/app_pipeline.py on the app channel and on service
+invocation delivered to the app): in the pipeline's order on the request, in reverse on the
+answer, as Dapr does; a guest that answers keeps the call from reaching the app. A guest that
+fails answers 500 with Dapr's error body, as the app would have been seen to fail.
+
 Metadata (Dapr's): ``url`` (``file://path`` or a plain path; ``http(s)://`` refused: l8 fetches no
 code over the network), ``guestConfig`` (the bytes ``get_config`` answers). l8's: ``timeout`` (a
 Go duration, default ``1s``: a guest call past it is stopped and the request answered 500),
 ``maxMemory`` (default ``64Mi``), ``poolSize`` (idle instances kept, default ``8``).
-
-A wasm handler in ``spec.appHttpPipeline`` fails start-up: calls towards the app do not go through
-this pipeline yet, and a pipeline silently not applied would be worse than none.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from components.metadata import ComponentMetadata, Duration, decode, metadata_er
 from mesh.asgi import ASGIApp, Message, Receive, Scope, Send
 from mesh.errors import SettingsError
 from services import errors
+from services.errors import ApiError
 from wasm.http_wasm import FEATURE_BUFFER_RESPONSE, Exchange, GuestError, HttpWasmGuest
 from wasm.wasi_command import Limits, module_file
 
@@ -68,24 +72,19 @@ class WasmMiddlewareMetadata(ComponentMetadata):
 def load_guests(
     configurations: Iterable[tuple[Mapping[str, Any], str]],
     middleware: Mapping[str, tuple[str, Mapping[str, str], str]],
+    pipeline: str = "httpPipeline",
 ) -> list[HttpWasmGuest]:
-    """The guests of every wasm handler in the configurations' ``httpPipeline``, in order, each
-    compiled and instantiated once (blocking: run it in a worker thread). SettingsError names the
-    component and what is wrong. Handler names were checked by the rate limits' reader already."""
+    """The guests of every wasm handler in the configurations' ``pipeline`` (``httpPipeline`` or
+    ``appHttpPipeline``), in order, each compiled and instantiated once (blocking: run it in a
+    worker thread). SettingsError names the component and what is wrong. Handler names were
+    checked by the rate limits' reader already."""
     guests: list[HttpWasmGuest] = []
-    for spec, source in configurations:
-        for pipeline in ("httpPipeline", "appHttpPipeline"):
-            for handler in (spec.get(pipeline) or {}).get("handlers") or []:
-                found = middleware.get(str(handler.get("name", ""))) if isinstance(handler, Mapping) else None
-                if found is None or found[0] != WASM_MIDDLEWARE:
-                    continue
-                name = str(handler["name"])
-                if pipeline == "appHttpPipeline":
-                    raise SettingsError(
-                        f"{source}: spec.appHttpPipeline: {WASM_MIDDLEWARE} {name!r} is only applied in "
-                        "spec.httpPipeline (calls towards the app do not run wasm middleware)"
-                    )
-                guests.append(_guest(name, found[1], found[2]))
+    for spec, _ in configurations:
+        for handler in (spec.get(pipeline) or {}).get("handlers") or []:
+            found = middleware.get(str(handler.get("name", ""))) if isinstance(handler, Mapping) else None
+            if found is None or found[0] != WASM_MIDDLEWARE:
+                continue
+            guests.append(_guest(str(handler["name"]), found[1], found[2]))
     return guests
 
 
@@ -125,6 +124,31 @@ class HttpPipeline:
         for guest in reversed(self.guests):
             app = _wrapped(guest, app)
         await app(scope, receive, send)
+
+
+class AppHttpPipeline(HttpPipeline):
+    """The wasm handlers of ``appHttpPipeline`` around a call to the app. A failing guest answers
+    the call 500 with Dapr's error body (there is no client to render it for: the caller is this
+    sidecar's own delivery or invocation, which handles a 500 as the app's)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await super().__call__(scope, receive, tracked, app)
+        except ApiError as exc:
+            if started:
+                raise
+            log.warning("wasm middleware failed on a call to the app", error=exc.message)
+            body = exc.body()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
 
 
 def _wrapped(guest: HttpWasmGuest, app: ASGIApp) -> ASGIApp:

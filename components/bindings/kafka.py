@@ -125,6 +125,10 @@ class KafkaBinding:
         self._readers.add(reader)
         return reader
 
+    async def ping(self) -> None:
+        """Health: the cluster's metadata, through the binding's publisher."""
+        await self._kafka.ping()
+
     async def close(self) -> None:
         self._settings = None
         readers, self._readers = list(self._readers), set()

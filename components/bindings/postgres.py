@@ -226,6 +226,16 @@ class PostgresBinding:
         metadata["duration"] = _go_duration((ended - started).total_seconds())
         return InvokeResponse(data, metadata)
 
+    async def ping(self) -> None:
+        """Health: ``SELECT 1`` on a pooled connection (components/health.py)."""
+        pool = self._pool
+        if pool is None:
+            raise BackendError("postgresql: not connected")
+        try:
+            await pool.fetchval("SELECT 1")
+        except (asyncpg.PostgresError, OSError) as exc:
+            raise BackendError(f"postgresql: {exc}") from exc
+
     async def close(self) -> None:
         self._closed = True
         pool, self._pool = self._pool, None

@@ -30,6 +30,7 @@ from components.bindings.base import CREATE, DELETE, GET, BindingError, Feature,
 from components.errors import BackendError
 from components.metadata import decode
 from components.redis_connection import REDIS_ERRORS, RedisConnectionMetadata, connect
+from components.redis_connection import ping as redis_ping
 
 INCREMENT = "increment"
 _OPERATIONS = (CREATE, DELETE, GET, INCREMENT)
@@ -91,6 +92,10 @@ class RedisBinding:
                     await pipeline.execute()
                 return None
         raise BindingError(f"invalid operation type: {operation}")
+
+    async def ping(self) -> None:
+        """Health: PING (components/health.py)."""
+        await redis_ping(self._client)
 
     async def close(self) -> None:
         client, self._client = self._client, None

@@ -62,7 +62,7 @@ from components.bindings.s3_objects import decode_base64, location, read_object,
 from components.bindings.s3_shapes import go_duration, list_objects_output, string_body, tagging, unquote
 from components.errors import BackendError
 from components.metadata import GoBool, decode, is_truthy, metadata_error
-from components.s3_connection import S3ConnectionMetadata, connect, error_code, s3_errors
+from components.s3_connection import S3ConnectionMetadata, connect, error_code, ping_bucket, s3_errors
 
 PRESIGN = "presign"
 _OPERATIONS = (CREATE, GET, DELETE, LIST, PRESIGN, s3_bulk.BULK_GET, s3_bulk.BULK_CREATE, s3_bulk.BULK_DELETE)
@@ -228,6 +228,13 @@ class S3Binding:
             raise BindingError("s3 binding error: required metadata 'presignTTL' missing")
         url = await _presign_url(client, settings.bucket, key, options.presign_ttl)
         return InvokeResponse(orjson.dumps({"presignURL": url}))
+
+    async def ping(self) -> None:
+        """Health: HEAD on the bucket (components/health.py)."""
+        client, settings = self._client, self._settings
+        if client is None or settings is None:
+            raise BackendError("s3: not connected")
+        await ping_bucket(client, settings.bucket)
 
     async def close(self) -> None:
         self._client = None

@@ -50,6 +50,7 @@ from components.configuration.subscriptions import (
 from components.errors import BackendError
 from components.errors import InvalidConfigurationRequestError as Invalid
 from components.etcd_connection import ETCD_ERRORS, EtcdConnectionMetadata, connect
+from components.etcd_connection import ping as etcd_ping
 from components.metadata import decode, metadata_error
 
 log = structlog.get_logger(__name__)
@@ -303,6 +304,10 @@ class EtcdConfigurationStore:
                 subscription.early.append((revision, item))
             elif revision > subscription.after:
                 subscription.offer([item])
+
+    async def ping(self) -> None:
+        """Health: the status of the etcd member (components/health.py)."""
+        await etcd_ping(self._client)
 
     async def close(self) -> None:
         watching, self._watching = self._watching, None

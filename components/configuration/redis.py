@@ -64,6 +64,7 @@ from components.errors import BackendError
 from components.errors import InvalidConfigurationRequestError as Invalid
 from components.metadata import decode
 from components.redis_connection import REDIS_ERRORS, RedisConnectionMetadata, connect, init_error
+from components.redis_connection import ping as redis_ping
 
 log = structlog.get_logger(__name__)
 
@@ -468,6 +469,10 @@ class RedisConfigurationStore:
                 current = {item.key: item for item in await self.get(request)}
                 for key in dict.fromkeys([*subscription.seen, *current]):
                     subscription.observe(key, current.get(key))
+
+    async def ping(self) -> None:
+        """Health: PING (components/health.py)."""
+        await redis_ping(self._client)
 
     async def close(self) -> None:
         listener, self._listener = self._listener, None

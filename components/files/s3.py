@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
 
-from components.errors import FileNotFound, InvalidFileNameError, RangeNotSatisfiableError
+from components.errors import BackendError, FileNotFound, InvalidFileNameError, RangeNotSatisfiableError
 from components.files.base import (
     ByteRange,
     Feature,
@@ -34,7 +34,14 @@ from components.files.base import (
 from components.files.names import name_problem, prefix_problem
 from components.files.read_ahead import read_ahead
 from components.metadata import decode, parse_quantity
-from components.s3_connection import NOT_FOUND_CODES, S3ConnectionMetadata, connect, error_code, s3_errors
+from components.s3_connection import (
+    NOT_FOUND_CODES,
+    S3ConnectionMetadata,
+    connect,
+    error_code,
+    ping_bucket,
+    s3_errors,
+)
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 """S3's smallest part (all but the last)."""
@@ -204,6 +211,12 @@ class S3FileStore:
             for entry in answer.get("Contents", [])
         ]
         return ListResult(files, files[-1].name if files else "", bool(answer.get("IsTruncated")))
+
+    async def ping(self) -> None:
+        """Health: HEAD on the bucket (components/health.py)."""
+        if self._client is None:
+            raise BackendError("s3: not connected")
+        await ping_bucket(self._client, self._bucket)
 
     async def close(self) -> None:
         self._client = None

@@ -33,6 +33,7 @@ import structlog
 
 from components.errors import BackendError
 from components.etcd_connection import ETCD_ERRORS, EtcdConnectionMetadata, connect
+from components.etcd_connection import ping as etcd_ping
 from components.lock.base import Feature, LockStatus, RenewRequest, TryLockRequest, UnlockRequest
 from components.metadata import decode
 
@@ -157,6 +158,10 @@ class EtcdLockStore:
             log.warning("etcd lease not revoked, it will expire by itself", lease=lease_id, error=str(exc))
         except (ConnectionError, OSError, BackendError) as exc:  # the answer is decided already
             log.warning("etcd lease not revoked, it will expire by itself", lease=lease_id, error=str(exc))
+
+    async def ping(self) -> None:
+        """Health: the status of the etcd member (components/health.py)."""
+        await etcd_ping(self._client)
 
     async def close(self) -> None:
         client, self._client = self._client, None

@@ -38,6 +38,7 @@ from components.errors import BackendError, ComponentInitError, MetadataError
 from components.lock.base import Feature, LockStatus, RenewRequest, TryLockRequest, UnlockRequest
 from components.metadata import decode, metadata_error
 from components.redis_connection import REDIS_ERRORS, RedisConnectionMetadata, connect
+from components.redis_connection import ping as redis_ping
 
 T = TypeVar("T")
 
@@ -263,6 +264,18 @@ class RedisLockStore:
     async def renew(self, request: RenewRequest) -> LockStatus:
         expiry_ms = _milliseconds(request.expiry_seconds)
         return await self._live().extend(request.resource_id, request.owner, expiry_ms)
+
+    async def ping(self) -> None:
+        """Health: PING on every server; Redlock stays usable while a majority answers."""
+        hosts = self._hosts
+        if not hosts:
+            raise BackendError("redis: not connected")
+        answers = await asyncio.gather(*(redis_ping(host.client) for host in hosts), return_exceptions=True)
+        failed = [
+            f"{h.address}: {a}" for h, a in zip(hosts, answers, strict=True) if isinstance(a, Exception)
+        ]
+        if len(failed) * 2 >= len(hosts):
+            raise BackendError("; ".join(failed))
 
     async def close(self) -> None:
         hosts, self._hosts, self._locker = self._hosts, [], None

@@ -390,6 +390,16 @@ class KafkaPubSub:
         subscription.start()
         return subscription
 
+    async def ping(self) -> None:
+        """Health: the cluster's metadata from any broker (components/health.py)."""
+        producer = self._producer
+        if producer is None:
+            raise BackendError("kafka: not connected")
+        try:
+            await producer.client.fetch_all_metadata()
+        except kafka_errors.KafkaError as exc:
+            raise BackendError(f"kafka: {exc}") from exc
+
     async def close(self) -> None:
         if self._closed:
             return

@@ -71,6 +71,7 @@ from components.redis_connection import (
     init_error,
     make_client,
 )
+from components.redis_connection import ping as redis_ping
 
 PIPELINES_IN_FLIGHT = 4
 """Publish pipelines out at once per component; further publishes join the next one."""
@@ -213,6 +214,10 @@ class RedisPubSub:
         )
         self._subscriptions.add(subscription)
         return subscription
+
+    async def ping(self) -> None:
+        """Health: PING (components/health.py)."""
+        await redis_ping(self._client)
 
     async def close(self) -> None:
         subscriptions, self._subscriptions = self._subscriptions, set()

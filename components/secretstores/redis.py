@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from components.errors import BackendError
 from components.metadata import decode
 from components.redis_connection import REDIS_ERRORS, connect
+from components.redis_connection import ping as redis_ping
 from components.redis_metadata import RedisConnectionMetadata
 from components.secretstores.base import Feature, SecretNotFoundError
 
@@ -78,6 +79,10 @@ class RedisSecretStore:
                         if secret is not None:
                             found[name] = secret
         return found
+
+    async def ping(self) -> None:
+        """Health: PING (components/health.py)."""
+        await redis_ping(self._client)
 
     async def close(self) -> None:
         if self._client is not None:

@@ -28,6 +28,7 @@ from pydantic import field_validator
 
 from components.errors import BackendError
 from components.etcd_connection import ETCD_ERRORS, EtcdConnectionMetadata, connect
+from components.etcd_connection import ping as etcd_ping
 from components.metadata import decode, metadata_error
 from components.sequencer.base import Feature
 
@@ -140,6 +141,10 @@ class EtcdSequencer:
                     client, self._prefix + key.encode(), update, turns.seen
                 )
             return value
+
+    async def ping(self) -> None:
+        """Health: the status of the etcd member (components/health.py)."""
+        await etcd_ping(self._client)
 
     async def close(self) -> None:
         client, self._client = self._client, None

@@ -22,6 +22,7 @@ from redis.commands.core import AsyncScript
 from components.errors import BackendError
 from components.metadata import decode
 from components.redis_connection import REDIS_ERRORS, RedisConnectionMetadata, connect
+from components.redis_connection import ping as redis_ping
 from components.sequencer.base import Feature
 
 MAX_ID = 2**63 - 1
@@ -77,6 +78,10 @@ class RedisSequencer:
             return
         with REDIS_ERRORS:
             await raise_floor(keys=[key], args=[str(floor)])
+
+    async def ping(self) -> None:
+        """Health: PING (components/health.py)."""
+        await redis_ping(self._client)
 
     async def close(self) -> None:
         client, self._client = self._client, None

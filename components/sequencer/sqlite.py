@@ -121,5 +121,9 @@ class SQLiteSequencer:
                 (key, floor),
             )
 
+    async def ping(self) -> None:
+        """Health: ``SELECT 1`` on the database's worker (components/health.py)."""
+        await self._db.ping()
+
     async def close(self) -> None:
         await self._db.close()

@@ -28,6 +28,7 @@ from components.errors import (
 from components.metadata import decode, metadata_error
 from components.redis_connection import REDIS_ERRORS as _REDIS_ERRORS
 from components.redis_connection import RedisConnectionMetadata, connect
+from components.redis_connection import ping as redis_ping
 from components.state.base import (
     Concurrency,
     DeleteRequest,
@@ -301,6 +302,10 @@ class RedisStateStore:
         if result != _OK:
             status, index = result
             raise _refusal(status, operations[index - 1].key)
+
+    async def ping(self) -> None:
+        """Health: PING (components/health.py)."""
+        await redis_ping(self._client)
 
     async def close(self) -> None:
         client, self._client = self._client, None

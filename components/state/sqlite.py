@@ -236,6 +236,10 @@ class SQLiteStateStore:
                 # Expired rows stay invisible to reads; the next sweep tries again.
                 log.warning("state.sqlite.cleanup_failed", error=str(exc))
 
+    async def ping(self) -> None:
+        """Health: ``SELECT 1`` on the database's worker (components/health.py)."""
+        await self._db.ping()
+
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()

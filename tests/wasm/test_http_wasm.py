@@ -271,8 +271,10 @@ def test_load_guests_reads_the_pipeline_and_names_bad_components() -> None:
     }
     (loaded,) = load_guests(_pipeline("auth"), middleware)
     assert (loaded.name, loaded.config) == ("auth", b"Bearer t")
-    with pytest.raises(SettingsError, match="appHttpPipeline"):
-        load_guests(_pipeline("auth", "appHttpPipeline"), middleware)
+    assert load_guests(_pipeline("auth", "appHttpPipeline"), middleware) == []
+    (app_side,) = load_guests(_pipeline("auth", "appHttpPipeline"), middleware, "appHttpPipeline")
+    assert app_side.name == "auth"
+    assert load_guests(_pipeline("auth"), middleware, "appHttpPipeline") == []
     for metadata, message in [
         ({"url": "https://example.com/auth.wasm"}, "does not fetch wasm modules over the network"),
         ({"url": "file:///no/such.wasm"}, "No such file"),
