@@ -7,11 +7,13 @@ never fails to instantiate for a host function it does not call. WASI (``wasi_sn
 is wasmtime's own, with stdout and stderr going to l8's own.
 
 Calling l8's services from a host function: the services are coroutines on the sidecar's event
-loop, and a host function is synchronous. Wasm runs in a worker thread (wasmtime releases the GIL
-while wasm runs, so the loop keeps serving), and a host function hands its coroutine to the loop
-with ``asyncio.run_coroutine_threadsafe`` and waits for it at most until the call's deadline.
-This was chosen over running wasm on the loop thread (a slow function would stall every request)
-and over a second event loop per thread (the services' clients belong to the main loop).
+loop, and a host function is synchronous. A function that only reads (``proxy_get_state``,
+``proxy_get_secret``) runs on the loop thread in a greenlet, and its host call suspends it until
+the coroutine is done (wasm/suspend.py: no thread hop). Any other service-calling function runs in
+a worker thread (wasmtime releases the GIL while wasm runs, so the loop keeps serving), and a host
+function hands its coroutine to the loop and waits for it at most until the call's deadline
+(:meth:`HostContext.wait`). A call on the loop is bounded by its fuel (wasm/runner.py), so a
+function that computes for long cannot stall every request.
 
 l8's extensions (module ``env``, all return a ``WasmResult``):
 
@@ -28,6 +30,7 @@ import asyncio
 import enum
 import json
 import logging
+import queue
 import struct
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -125,6 +128,8 @@ class HostContext:
     """The module's exported memory (set once instantiated)."""
     allocate: Any = None
     """Its ``proxy_on_memory_allocate`` or ``malloc`` export (a wasm.calls.Export)."""
+    suspend: Callable[[Coroutine[Any, Any, Any]], Any] | None = None
+    """Set while the call runs on the loop in a greenlet (wasm/suspend.py): how a host call awaits."""
 
     def reset(self) -> None:
         self.buffers = {k: v for k, v in self.buffers.items() if k in _KEPT}
@@ -133,17 +138,48 @@ class HostContext:
         self.done = False
 
     def wait(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
-        """Runs ``coroutine`` on the sidecar's loop and waits for it until the deadline."""
+        """Runs ``coroutine`` on the sidecar's loop and waits for it until the deadline (from the
+        worker thread the call runs on). One ``call_soon_threadsafe`` there and one queue put back:
+        ``run_coroutine_threadsafe``'s concurrent future and its chained callbacks cost more."""
         if self.host is None or self.loop is None:
             coroutine.close()
             raise HostError(WasmResult.UNIMPLEMENTED, "no host services")
-        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-        remaining = self.deadline - time.monotonic()
+        if self.suspend is not None:
+            return self.suspend(coroutine)
+        reply: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+        task: list[asyncio.Task[Any]] = []
+        self.loop.call_soon_threadsafe(_start, self.loop, coroutine, reply, task)
         try:
-            return future.result(timeout=max(remaining, 0.0))
-        except TimeoutError:
-            future.cancel()
+            ok, value = reply.get(timeout=max(self.deadline - time.monotonic(), 0.0))
+        except queue.Empty:
+            self.loop.call_soon_threadsafe(_cancel, task)
             raise DeadlineExceeded(f"function {self.function} exceeded its time limit") from None
+        if ok:
+            return value
+        raise value
+
+
+def _start(
+    loop: asyncio.AbstractEventLoop,
+    coroutine: Coroutine[Any, Any, Any],
+    reply: queue.SimpleQueue[tuple[bool, Any]],
+    task: list[asyncio.Task[Any]],
+) -> None:
+    def done(finished: asyncio.Task[Any]) -> None:
+        if finished.cancelled():
+            reply.put((False, DeadlineExceeded("cancelled")))
+        elif (error := finished.exception()) is not None:
+            reply.put((False, error))
+        else:
+            reply.put((True, finished.result()))
+
+    task.append(loop.create_task(coroutine))
+    task[0].add_done_callback(done)
+
+
+def _cancel(task: list[asyncio.Task[Any]]) -> None:
+    for running in task:
+        running.cancel()
 
 
 _KEPT = {BufferType.VM_CONFIGURATION, BufferType.PLUGIN_CONFIGURATION, BufferType.CALL_DATA}
@@ -154,27 +190,31 @@ class MemoryAccessError(Exception):
 
 
 class Guest:
-    """The module's memory and allocator, seen from a host function's caller."""
+    """The module's memory and allocator, seen from a host function's caller: ``caller`` is the
+    raw caller context of wasm.calls.define_raw (``raw``), or wasmtime-py's Caller."""
 
-    def __init__(self, caller: wasmtime.Caller, context: HostContext) -> None:
+    __slots__ = ("caller", "context", "memory", "raw")
+
+    def __init__(self, caller: Any, context: HostContext, raw: Any = None) -> None:
         self.caller = caller
         self.context = context
+        self.raw = raw
         if context.memory is None:
             raise MemoryAccessError("the module exports no memory")
-        self.memory: Any = context.memory
+        self.memory: Any = raw(caller, context.memory) if raw else _PublicMemory(caller, context.memory)
 
     def read(self, ptr: int, size: int) -> bytes:
-        if ptr < 0 or size < 0 or ptr + size > self.memory.data_len(self.caller):
+        if ptr < 0 or size < 0 or ptr + size > self.memory.size():
             raise MemoryAccessError(f"read of {size} bytes at {ptr} is out of bounds")
-        return bytes(self.memory.read(self.caller, ptr, ptr + size))
+        return bytes(self.memory.read(ptr, size))
 
     def text(self, ptr: int, size: int) -> str:
         return self.read(ptr, size).decode("utf-8", "replace")
 
     def write(self, ptr: int, data: bytes) -> None:
-        if ptr < 0 or ptr + len(data) > self.memory.data_len(self.caller):
+        if ptr < 0 or ptr + len(data) > self.memory.size():
             raise MemoryAccessError(f"write of {len(data)} bytes at {ptr} is out of bounds")
-        self.memory.write(self.caller, data, ptr)
+        self.memory.write(ptr, data)
 
     def u32(self, ptr: int, value: int) -> None:
         self.write(ptr, struct.pack("<I", value & 0xFFFFFFFF))
@@ -189,12 +229,33 @@ class Guest:
             allocate = self.context.allocate
             if allocate is None:
                 raise MemoryAccessError("the module exports no proxy_on_memory_allocate or malloc")
-            address = int(allocate(self.caller, len(data)))
+            address = int(
+                allocate.call_in(self.caller, len(data)) if self.raw else allocate(self.caller, len(data))
+            )
             if address == 0:
                 raise MemoryAccessError("the module's allocator returned 0")
             self.write(address, data)
         self.u32(ptr_ptr, address)
         self.u32(size_ptr, len(data))
+
+
+class _PublicMemory:
+    """wasmtime-py's own memory API (when its _ffi is not there)."""
+
+    __slots__ = ("caller", "memory")
+
+    def __init__(self, caller: Any, memory: Any) -> None:
+        self.caller = caller
+        self.memory = memory
+
+    def size(self) -> int:
+        return int(self.memory.data_len(self.caller))
+
+    def read(self, ptr: int, size: int) -> bytes:
+        return bytes(self.memory.read(self.caller, ptr, ptr + size))
+
+    def write(self, ptr: int, data: bytes) -> None:
+        self.memory.write(self.caller, data, ptr)
 
 
 def encode_pairs(pairs: list[tuple[str, str]]) -> bytes:
@@ -480,15 +541,15 @@ class HostFunctions:
         return self.context.host
 
 
-def _wrap(context: HostContext, method: Handler | None, name: str) -> Callable[..., int]:
+def _wrap(context: HostContext, method: Handler | None, name: str, raw: Any = None) -> Callable[..., int]:
     """The wasmtime callback: memory faults become InvalidMemoryAccess, service failures their
     result or InternalFailure; a deadline passed traps the call."""
 
-    def call(caller: wasmtime.Caller, *args: int) -> int:
+    def call(caller: Any, *args: int) -> int:
         if method is None:
             return int(WasmResult.UNIMPLEMENTED)
         try:
-            return int(method(Guest(caller, context), *args))
+            return int(method(Guest(caller, context, raw), *args))
         except MemoryAccessError as exc:
             log.debug("[%s] %s: %s", context.function, name, exc)
             return int(WasmResult.INVALID_MEMORY_ACCESS)
@@ -509,6 +570,9 @@ def define(linker: wasmtime.Linker, module: wasmtime.Module, context: HostContex
     Unimplemented). Raises ValueError naming an import l8 does not provide."""
     import wasmtime
 
+    from wasm import calls
+
+    raw = calls.raw_functions()
     functions = HostFunctions(context)
     for imported in module.imports:
         if imported.module in WASI_MODULES:
@@ -529,6 +593,9 @@ def define(linker: wasmtime.Linker, module: wasmtime.Module, context: HostContex
                 f"(expected ({', '.join(params)}) -> {', '.join(results)})"
             )
         method: Handler | None = getattr(functions, imported.name, None)
-        linker.define_func(
-            "env", imported.name, declared, _wrap(context, method, imported.name), access_caller=True
-        )
+        if raw and all(t == I32 for t in (*params, *results)):
+            handler = _wrap(context, method, imported.name, calls.RawMemory)
+            calls.define_raw(linker, "env", imported.name, declared, handler)
+        else:
+            handler = _wrap(context, method, imported.name)
+            linker.define_func("env", imported.name, declared, handler, access_caller=True)

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from wasm.wasi_command import TICK_SECONDS, Limits, exit_code, shared_engine
+from wasm.engine import UNLIMITED_FUEL, shared_engine
+from wasm.wasi_command import TICK_SECONDS, Limits, exit_code
 
 if TYPE_CHECKING:
     import wasmtime
@@ -118,6 +119,7 @@ class GuestInstance:
         self._slot = _Slot()
         self.store = wasmtime.Store(engine)
         self.store.set_limits(memory_size=guest.limits.memory_bytes)
+        self.store.set_fuel(UNLIMITED_FUEL)  # the engine counts fuel for functions; deadlines bound this
         linker = wasmtime.Linker(engine)
         _define_host(linker, self._slot, guest)
         if guest.uses_wasi:

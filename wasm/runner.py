@@ -2,10 +2,11 @@
 run Layotto's call sequence for a request.
 
 An instance is exclusive to one request; the pool grows to ``instances`` and callers wait for a
-free one at most ``pool_wait`` seconds. Each call runs on a worker thread under an epoch deadline
-(wall time) and a memory cap; an instance that trapped (a deadline passed, ``unreachable``, a
-memory fault) is dropped and the next caller gets a fresh one, so a bad call leaves no state
-behind.
+free one at most ``pool_wait`` seconds. Each call runs under an epoch deadline (wall time) and a
+memory cap: on the event loop under a fuel budget when the function calls no service or only
+reads (in a greenlet its host calls suspend, wasm/suspend.py), else on a worker thread. An
+instance that trapped (a deadline passed, ``unreachable``, a memory fault) is dropped and the next
+caller gets a fresh one, so a bad call leaves no state behind.
 
 The call sequence (Layotto's, on MOSN's proxy-wasm host): at start ``_start`` (or
 ``_initialize``), ``proxy_get_id`` (the id lands in the CallData buffer),
@@ -25,10 +26,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from wasm import abi
+from wasm import abi, suspend
 from wasm.abi import BufferType, HostContext, MapType
 from wasm.calls import Export
-from wasm.engine import ModuleError, WasmEngine
+from wasm.engine import UNLIMITED_FUEL, ModuleError, WasmEngine
 
 if TYPE_CHECKING:
     import wasmtime
@@ -37,22 +38,22 @@ log = logging.getLogger("l8.wasm")
 
 ROOT_CONTEXT = 1
 PAGE = 65536
-UNLIMITED_FUEL = 2**62
-"""Calls on worker threads are bounded by their epoch deadline, not by fuel."""
 INLINE_FUEL = 2_000_000
 """Instructions a call may run on the event loop (about a millisecond) before it is moved to a
 worker thread."""
-SERVICE_IMPORTS = frozenset(
-    {
-        "proxy_get_state",
-        "proxy_invoke_service",
-        "proxy_save_state",
-        "proxy_publish_event",
-        "proxy_get_secret",
-        "proxy_next_id",
-    }
-)
-"""Host functions that wait for the event loop: a function importing one never runs on it."""
+READ_IMPORTS = frozenset({"proxy_get_state", "proxy_get_secret"})
+"""Host functions that wait for the event loop and change nothing: a call using only these can be
+dropped half-way and run again, so it runs on the loop in a greenlet that its host calls suspend
+(wasm/suspend.py), and moves to a worker thread when it outgrows its fuel."""
+SERVICE_IMPORTS = READ_IMPORTS | {
+    "proxy_invoke_service",
+    "proxy_save_state",
+    "proxy_publish_event",
+    "proxy_next_id",
+}
+"""Host functions that wait for the event loop. A function importing one that changes something
+(saves, publishes, invokes, takes an id) runs on worker threads: a call cut short by its fuel
+could not be run again."""
 
 
 class FunctionTrap(Exception):
@@ -289,9 +290,12 @@ class Function:
         self._limit = max(1, spec.instances)
         self._free = asyncio.Condition()
         self._waiting = 0
-        self.inline = not any(i.module == "env" and i.name in SERVICE_IMPORTS for i in module.imports)
+        services = {i.name for i in module.imports if i.module == "env" and i.name in SERVICE_IMPORTS}
+        self.inline = services <= READ_IMPORTS
         """Calls run on the event loop with INLINE_FUEL first: set for a function that calls no
-        service, until one of its calls runs out of that fuel."""
+        service or only reads (READ_IMPORTS), until one of its calls runs out of that fuel."""
+        self.suspends = bool(services)
+        """Its calls on the loop run in a greenlet that its host calls suspend (wasm/suspend.py)."""
 
     def _new_instance(self) -> Instance:
         context = HostContext(host=self.host, loop=self.loop, function=self.spec.name)
@@ -399,7 +403,19 @@ class Function:
             await asyncio.sleep(0)  # a turn for others: a caller looping on inline calls never waits
             instance = await self._acquire()
             try:
-                return instance.handle(request, INLINE_FUEL)
+                place = suspend.slot(self.loop)
+                if self.suspends:
+                    if place.take():
+                        try:
+                            return await suspend.run(instance.context, instance.handle, request, INLINE_FUEL)  # type: ignore[no-any-return]
+                        finally:
+                            place.give_back()
+                elif not place.busy:
+                    return instance.handle(request, INLINE_FUEL)
+                # A call holds the loop's wasm slot (wasm/suspend.py): this one takes a thread.
+                self.engine.calls_on_threads()
+                slotless: Response = await self._in_thread(instance.handle, request)
+                return slotless
             except OutOfFuel:
                 # Its own instance's state is all such a call touched (besides logs): it is
                 # dropped, and the call runs again where it may take its time.
@@ -413,6 +429,7 @@ class Function:
                 await self._release(instance)
         instance = await self._acquire()
         try:
+            self.engine.calls_on_threads()
             response: Response = await self._in_thread(instance.handle, request)
             return response
         finally:

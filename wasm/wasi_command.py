@@ -5,8 +5,8 @@ the log and for the error when the command fails.
 Each run gets a fresh store and instance (a command's ``_start`` runs once per instance) under two
 limits: a memory cap (``Store.set_limits``: a ``memory.grow`` past it fails as the guest's own
 out-of-memory) and a wall-clock deadline through wasmtime's epoch interruption, so a guest in an
-infinite loop traps at its deadline instead of holding a worker thread forever. The epoch ticks
-only while a run is in flight (one ticker thread per engine, started on demand).
+infinite loop traps at its deadline instead of holding a worker thread forever. The engine and its
+epoch ticker are the sidecar's one (wasm/engine.py); the ticker runs while a run is in flight.
 
 Everything here blocks: callers run it in a worker thread (``asyncio.to_thread``). wasmtime is
 imported on first use, so a sidecar without wasm components never loads it.
@@ -20,17 +20,16 @@ import os
 import shutil
 import tempfile
 import threading
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import TYPE_CHECKING
+
+from wasm.engine import TICK, UNLIMITED_FUEL, on_exit, shared_engine
 
 if TYPE_CHECKING:
     import wasmtime
 
-TICK_SECONDS = 0.01
+TICK_SECONDS = TICK
 """How often the epoch advances while a run is in flight: a deadline's resolution."""
 STDERR_TAIL = 1024
 """How much of a failed command's stderr its error carries (its end: where the reason usually is)."""
@@ -67,56 +66,6 @@ class Limits:
 class Outcome:
     stdout: bytes
     stderr: bytes
-
-
-class EpochTicker:
-    """Advances an engine's epoch every tick while at least one run is in flight."""
-
-    def __init__(self, engine: wasmtime.Engine) -> None:
-        self._engine = engine
-        self._lock = threading.Lock()
-        self._running = 0
-        self._thread: threading.Thread | None = None
-
-    @contextmanager
-    def running(self) -> Iterator[None]:
-        with self._lock:
-            self._running += 1
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._tick, name="wasm-epoch", daemon=True)
-                self._thread.start()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._running -= 1
-
-    def _tick(self) -> None:
-        while True:
-            time.sleep(TICK_SECONDS)
-            with self._lock:
-                if not self._running:
-                    self._thread = None
-                    return
-            self._engine.increment_epoch()
-
-
-@dataclass(frozen=True, slots=True)
-class SharedEngine:
-    engine: wasmtime.Engine
-    ticker: EpochTicker
-
-
-@cache
-def shared_engine() -> SharedEngine:
-    """The one engine l8's Dapr wasm components compile on (epoch interruption on: every store
-    sets a deadline), with its ticker."""
-    import wasmtime
-
-    config = wasmtime.Config()
-    config.epoch_interruption = True
-    engine = wasmtime.Engine(config)
-    return SharedEngine(engine, EpochTicker(engine))
 
 
 _modules: dict[str, wasmtime.Module] = {}
@@ -172,6 +121,7 @@ def run_command(module: wasmtime.Module, stdin: bytes, argv: Sequence[str], limi
     runtime = shared_engine()
     store = wasmtime.Store(runtime.engine)
     store.set_limits(memory_size=limits.memory_bytes)
+    store.set_fuel(UNLIMITED_FUEL)  # the engine counts fuel for functions; the deadline bounds this
     store.set_epoch_deadline(max(1, round(limits.timeout / TICK_SECONDS)))
     wasi = wasmtime.WasiConfig()
     wasi.argv = list(argv)
@@ -211,6 +161,16 @@ def run_command(module: wasmtime.Module, stdin: bytes, argv: Sequence[str], limi
 
 _scratch = threading.local()
 _scratch_folders: list[str] = []
+
+
+def _forget() -> None:
+    """At exit: the compiled commands and this thread's linker (worker threads' go with them)."""
+    with _modules_lock:
+        _modules.clear()
+    _scratch.__dict__.pop("linker", None)
+
+
+on_exit(_forget)
 
 
 def _linker() -> wasmtime.Linker:

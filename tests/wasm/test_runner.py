@@ -250,5 +250,7 @@ async def test_a_function_calling_no_service_runs_inline_until_a_call_outgrows_i
     assert (await function.handle(Request([], b""))).body == b"!"
 
 
-async def test_a_function_calling_services_never_runs_inline(make) -> None:
-    assert not (await make(build("wat", "function_2").read_bytes())).inline
+async def test_a_function_that_only_reads_runs_inline_suspending_and_one_that_writes_never(make) -> None:
+    reader = await make(build("wat", "function_2").read_bytes())
+    assert (reader.inline, reader.suspends) == (True, True)
+    assert not (await make(build("wat", "function_1").read_bytes())).inline  # it invokes a service
