@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from app import __version__
 from app.settings import Settings
+from components.metadata import parse_bool
 from mesh.errors import SettingsError
 
 
@@ -76,6 +77,19 @@ def _parser() -> argparse.ArgumentParser:
         help="how long in-flight requests may take at shutdown, default 5",
     )
 
+    run.add_argument(
+        "--enable-metrics",
+        dest="enable_metrics",
+        nargs="?",
+        const=True,
+        type=_go_bool,
+        help="serve Prometheus metrics, default true (--enable-metrics=false: no metrics port)",
+    )
+    run.add_argument("--metrics-port", dest="metrics_port", type=int, help="metrics port, default 9090")
+    run.add_argument(
+        "--metrics-listen-address", dest="metrics_listen_address", help="metrics address, default 0.0.0.0"
+    )
+
     commands.add_parser("openapi", help="print the OpenAPI document")
 
     tcpcopy = commands.add_parser("tcpcopy", help="work with TCP copy dumps").add_subparsers(
@@ -89,6 +103,14 @@ def _parser() -> argparse.ArgumentParser:
     show = tcpcopy.add_parser("show", help="print a dump's records, one a line")
     show.add_argument("dump", type=Path, help="a dump file, or a folder of them")
     return parser
+
+
+def _go_bool(text: str) -> bool:
+    """A Go flag's boolean (``--enable-metrics=false``)."""
+    try:
+        return parse_bool(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a boolean") from None
 
 
 def _settings(arguments: dict[str, Any]) -> Settings:

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import ApiError, answer, send_error
-from app.middleware import is_probe, names_an_app
+from app.middleware import ROUTE_TEMPLATE, is_probe, names_an_app
 from mesh.ratelimit import RateLimits
 from routers.table import Route
 from services import errors
@@ -182,6 +182,7 @@ class Dispatcher:
         route, params, query = found
         if route.app_path and names_an_app(scope):  # the app's own /actuator, invoked
             route, params, query = self._fallback, {"path": path.lstrip("/")}, self._fallback_query
+        scope[ROUTE_TEMPLATE] = route.path
         if route.framework:
             await self._framework(scope, receive, send)
             return

@@ -78,6 +78,7 @@ class SidecarApp:
             sidecar.services = runtime.services
             self.dispatcher.limits = runtime.rate_limits or None
             self.dispatcher.pipeline = runtime.http_pipeline or None
+            self._entry.metrics = runtime.metrics.http_server if runtime.metrics else None
             sidecar.readiness.ready = True
             try:
                 yield
@@ -86,6 +87,7 @@ class SidecarApp:
                 sidecar.services = None
                 self.dispatcher.limits = None
                 self.dispatcher.pipeline = None
+                self._entry.metrics = None
                 del self.state.runtime
 
     def framework(self) -> FastAPI:

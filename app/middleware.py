@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import internal, send_error
 from mesh.proxy import MESH_TOKEN, VOUCHED
+from observability.metrics import HttpServerMetrics
 from services.errors import BodyTooLarge
 from services.log_levels import PROCESS_LEVELS
 from services.random_ids import random_hex
@@ -51,6 +52,9 @@ def is_probe(scope: Scope) -> bool:
     return path in DAPR_PROBES or (path in ACTUATOR_PROBES and not names_an_app(scope))
 
 
+ROUTE_TEMPLATE = "l8.route"
+"""Scope key: the template of the route that took the request (set by the dispatcher), the
+``path`` label of the HTTP server metrics."""
 _MESH_TOKEN = MESH_TOKEN.encode()
 _UNAUTHORIZED = b"invalid api token\n"
 _TRACE_HEADERS = (b"traceparent", b"tracestate")
@@ -97,6 +101,8 @@ class SidecarMiddleware:
         """(verb, path prefix) of requests whose bodies stream to a store, uncapped (file uploads)."""
         self.api_logging = api_logging
         self.new_request_id = RequestIds()
+        self.metrics: HttpServerMetrics | None = None
+        """The started runtime's HTTP server metrics; set by the lifespan when metrics are on."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -155,9 +161,16 @@ class SidecarMiddleware:
             await send(message)
 
         # Dapr exempts only GET on the health paths (isRouteExcludedFromAPITokenAuth).
+        # Each call is logged at info with --enable-api-logging, else at debug once the l8.api
+        # logger is set to debug (POST /actuator/logger).
+        logged = self.api_logging or PROCESS_LEVELS.threshold(API_LOGGER) <= logging.DEBUG
+        metrics = self.metrics
+        started = time.perf_counter() if logged or metrics is not None else 0.0
         if self.api_token is not None and not vouched and not is_probe(scope):
             if token is None or not hmac.compare_digest(token, self.api_token):
                 await _plain(send_with_id, 401, _UNAUTHORIZED)
+                if metrics is not None:
+                    metrics.record(scope["method"], None, scope["path"], 401, time.perf_counter() - started)
                 return
             scope["headers"] = [(n, v) for n, v in scope["headers"] if n != b"dapr-api-token"]
 
@@ -169,16 +182,20 @@ class SidecarMiddleware:
         elif scope["method"] not in ("GET", "HEAD"):
             receive = _limited(receive, limit)
 
-        # Each call is logged at info with --enable-api-logging, else at debug once the l8.api
-        # logger is set to debug (POST /actuator/logger).
-        logged = self.api_logging or PROCESS_LEVELS.threshold(API_LOGGER) <= logging.DEBUG
-        started = time.perf_counter() if logged else 0.0
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
             log.exception("unhandled error", method=scope["method"], path=scope["path"])
             if status == 0:
                 await send_error(send_with_id, internal(exc))
+        if metrics is not None:
+            metrics.record(
+                scope["method"],
+                scope.get(ROUTE_TEMPLATE),
+                scope["path"],
+                status,
+                time.perf_counter() - started,
+            )
         if logged:
             (log.info if self.api_logging else log.debug)(
                 "api call",

@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 
 from app import DAPR_API_VERSION, __version__
+from app.metrics import metric_spec, start_metrics, track_counters
 from app.settings import Settings
 from components import registry
 from components.errors import ComponentInitError, MetadataError
@@ -26,6 +27,7 @@ from mesh.ratelimit import RateLimits, build_rate_limits
 from mesh.resiliency import Outbound, Resiliency
 from mesh.resolver import Resolver
 from mesh.tcpcopy import TcpCopy, parse_policy
+from observability.metrics import Metrics, MetricsServer
 from services.actuator import ActuatorService, AppInfo
 from services.bindings import BindingsService
 from services.configuration import ConfigurationService
@@ -100,6 +102,9 @@ class Runtime:
         self._secret_refs = SecretRefs(())
         self._stack = contextlib.AsyncExitStack()
         self.started = datetime.now(UTC)
+        self.metrics: Metrics | None = None
+        """None when metrics are off (--enable-metrics=false, or the Configuration's)."""
+        self.metrics_server: MetricsServer | None = None
 
     services: Services
     """Built on entry."""
@@ -132,7 +137,15 @@ class Runtime:
                 resources = await asyncio.to_thread(load_resources, settings.resources_paths, app_id)
             else:
                 resources = embedded_defaults(settings)
+            started = await start_metrics(settings, metric_spec(_configurations(settings, resources)))
+            if started is not None:
+                self.metrics, self.metrics_server = started
+                self._stack.push_async_callback(self.metrics_server.aclose)
             self.resiliency = Resiliency.from_resources(resources.others, app_id)
+            if self.metrics is not None:
+                self.resiliency.metrics = self.metrics
+                for name in self.resiliency.names:
+                    self.metrics.resiliency_loaded(name)
             self._declarative = declarative_subscriptions(resources.others, app_id)
             functions = function_resources(
                 resources.others, app_id, (function.name for function in settings.wasm.functions)
@@ -170,6 +183,9 @@ class Runtime:
             component = await self._start_component(resource)
             if component is not None:
                 self.components.add(component)
+        if self.metrics is not None:
+            for _ in self.components:
+                self.metrics.component_loaded()
 
         self.app_channel = AppChannel(
             app_id,
@@ -181,6 +197,9 @@ class Runtime:
         )
         await self.app_channel.start()
         self._stack.push_async_callback(self.app_channel.aclose)
+        metrics = self.metrics
+        if metrics is not None:
+            self.app_channel.metrics = metrics.http_client
         sequencer = await SequencerService.start(self._of("sequencer"), app_id, self._outbound("sequencer"))
         self._stack.push_async_callback(sequencer.aclose)
         # Closed before the app channel and the stores: no update is delivered past shutdown.
@@ -192,6 +211,8 @@ class Runtime:
             max_origins=settings.invoke_max_origins, origin_idle_timeout=settings.invoke_origin_idle_timeout
         )
         self._stack.push_async_callback(proxy.aclose)
+        if metrics is not None:
+            proxy.metrics = metrics.http_client
         invocation = _invocation_service(
             settings, self.app_channel, proxy, resolver, endpoints, self.resiliency
         )
@@ -202,6 +223,8 @@ class Runtime:
         pubsub = PubSubService.from_components(
             self._of("pubsub"), app_id, self._outbound("pubsub"), settings.max_request_items
         )
+        if metrics is not None:
+            pubsub.metrics = metrics.pubsub
         secrets = SecretsService.from_components(
             self._of("secretstores"), scopes, self._outbound("secretstores")
         )
@@ -242,6 +265,8 @@ class Runtime:
                 await wasm.install(function.settings)
             except ApiError as exc:
                 raise StartupError(str(function.error(exc.message, "spec.url"))) from None
+        if self.metrics is not None:
+            track_counters(self.metrics, self.rate_limits, self.tcp_copy, sequencer, configuration)
         # Other sidecars find this one only once every service is built.
         await self._start_name_resolution(resolver)
         await self._start_subscriptions()
@@ -355,6 +380,8 @@ class Runtime:
             self.services.pubsub.handles, self.app_channel, self.settings.app_id, self.resiliency
         )
         self.subscriber = subscriber
+        if self.metrics is not None:
+            subscriber.metrics = self.metrics.pubsub
         self._stack.push_async_callback(subscriber.aclose)
         discovery = SubscriptionDiscovery(self.app_channel, self.settings.app_id, self._app_subscriptions)
         task = asyncio.create_task(discovery.run(), name="subscription discovery")

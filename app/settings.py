@@ -111,6 +111,16 @@ class Settings(BaseSettings):
     idle_timeout: float = Field(
         5.0, gt=0, description="Seconds a connection is kept with no request: before its first, and between."
     )
+    enable_metrics: bool = Field(
+        True, description="Serve Prometheus metrics on metrics_port (daprd's --enable-metrics)."
+    )
+    metrics_port: int = Field(
+        9090,
+        ge=0,
+        le=65535,
+        description="Prometheus metrics port (daprd's default 9090; 0: any free).",
+    )
+    metrics_listen_address: str = Field("0.0.0.0", description="Address the metrics port binds to.")
     max_connections: int = Field(
         10_000,
         ge=1,

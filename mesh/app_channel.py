@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from mesh.app_pipeline import AppPipeline, Headers, through
-from mesh.http_client import HttpClient, HttpError
+from mesh.http_client import Answer, HttpClient, HttpError
+from observability.metrics import HttpClientMetrics
 
 
 class AppUnreachable(Exception):
@@ -49,6 +51,8 @@ class AppChannel:
         self._client: HttpClient | None = None
         self.pipeline = pipeline
         """The ``appHttpPipeline`` every call goes through (None: none configured)."""
+        self.metrics: HttpClientMetrics | None = None
+        """Set by the runtime when metrics are on: each call's status and round trip."""
 
     @property
     def configured(self) -> bool:
@@ -88,12 +92,30 @@ class AppChannel:
             path = "/" + path
         if self.pipeline is not None:
             return await self._through_pipeline(self.pipeline, method, path, outgoing, body or b"", timeout)
-        try:
-            answer = await self._client.request(method, path, outgoing, body, timeout)
-        except HttpError as exc:
-            raise AppUnreachable(f"app at {self.base_url} did not answer {method} {path}: {exc}") from None
+        answer = await self._exchange(self._client, method, path, outgoing, body, timeout)
         received = CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in answer.headers)
         return AppResponse(answer.status, CIMultiDictProxy(received), answer.body)
+
+    async def _exchange(
+        self,
+        client: HttpClient,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes | None,
+        timeout: float | None,  # noqa: ASYNC109 - the call's deadline
+    ) -> Answer:
+        """One exchange with the app, recorded in the client metrics; AppUnreachable when it fails."""
+        started = time.perf_counter()
+        try:
+            answer = await client.request(method, target, headers, body, timeout)
+        except HttpError as exc:
+            if self.metrics is not None:
+                self.metrics.record(method, target, 0, time.perf_counter() - started)
+            raise AppUnreachable(f"app at {self.base_url} did not answer {method} {target}: {exc}") from None
+        if self.metrics is not None:
+            self.metrics.record(method, target, answer.status, time.perf_counter() - started)
+        return answer
 
     async def _through_pipeline(
         self,
@@ -109,12 +131,7 @@ class AppChannel:
 
         async def call(method: str, target: str, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
             outgoing = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
-            try:
-                answer = await client.request(method, target, outgoing, body or None, timeout)
-            except HttpError as exc:
-                raise AppUnreachable(
-                    f"app at {self.base_url} did not answer {method} {target}: {exc}"
-                ) from None
+            answer = await self._exchange(client, method, target, outgoing, body or None, timeout)
             return answer.status, list(answer.headers), answer.body
 
         raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]

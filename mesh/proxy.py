@@ -17,12 +17,14 @@ concurrency (../shared/reference/platform-notes.md).
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from mesh.asgi import Receive
 from mesh.http_client import ConnectError, HttpError
 from mesh.origins import OriginClients
+from observability.metrics import HttpClientMetrics
 
 if TYPE_CHECKING:
     import aiohttp
@@ -174,6 +176,8 @@ class Proxy:
             max_origins=max_origins, idle_timeout=origin_idle_timeout, max_idle_connections=max_connections
         )
         self._closed = False
+        self.metrics: HttpClientMetrics | None = None
+        """Set by the runtime when metrics are on: each call's status and time to its answer's head."""
 
     async def aclose(self) -> None:
         self._closed = True
@@ -196,6 +200,28 @@ class Proxy:
         certificate for an https target (default: the system's). Raises :class:`TargetUnreachable`."""
         if self._closed:
             raise TargetUnreachable("the sidecar is shutting down")
+        metrics = self.metrics
+        if metrics is None:
+            return await self._open(method, url, headers, body, timeout, tls)
+        started = time.perf_counter()
+        path = "/" + url.partition("://")[2].partition("/")[2].partition("?")[0]
+        try:
+            upstream = await self._open(method, url, headers, body, timeout, tls)
+        except TargetUnreachable:
+            metrics.record(method, path, 0, time.perf_counter() - started)
+            raise
+        metrics.record(method, path, upstream.status, time.perf_counter() - started)
+        return upstream
+
+    async def _open(
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: AsyncIterator[bytes] | bytes | None,
+        timeout: float | None,  # noqa: ASYNC109
+        tls: ssl.SSLContext | None,
+    ) -> Upstream:
         if url.startswith("http://") and method != "HEAD" and not isinstance(body, AsyncIterator):
             return await self._open_small(method, url, headers, body, timeout)
         return await self._open_streamed(method, url, headers, body, timeout, tls)

@@ -16,6 +16,7 @@ is logged and the subscription goes on.
 
 from __future__ import annotations
 
+import collections
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -91,6 +92,8 @@ class ConfigurationService:
         self._stores = dict(stores)
         self._app = app_channel
         self._subscriptions: dict[str, _Subscribed] = {}
+        self.deliveries: collections.Counter[tuple[str, bool]] = collections.Counter()
+        """(store, whether the app took it) -> updates sent (l8_configuration_deliveries_total)."""
 
     @classmethod
     def from_components(
@@ -197,7 +200,9 @@ class ConfigurationService:
                 )
             except Exception as exc:  # AppUnreachable, or anything else: the next key still goes
                 log.error("configuration update not delivered", store=store, key=item.key, error=str(exc))
+                self.deliveries[(store, False)] += 1
                 continue
+            self.deliveries[(store, 200 <= answer.status < 300)] += 1
             if not 200 <= answer.status < 300:
                 log.error("the app refused a configuration update", store=store, key=item.key,
                           status=answer.status)  # fmt: skip

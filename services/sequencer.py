@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,10 +84,23 @@ class _Segments:
     """The double buffer of one key: the block being served and, once it runs low, the next one
     being reserved. Served without awaiting while ids are left, so no lock is needed."""
 
-    __slots__ = ("_key", "_last", "_next", "_outbound", "_refill", "_sequencer", "_spare", "_step")
+    __slots__ = (
+        "_key",
+        "_last",
+        "_next",
+        "_outbound",
+        "_refill",
+        "_reserved",
+        "_sequencer",
+        "_spare",
+        "_step",
+    )
 
-    def __init__(self, sequencer: Sequencer, outbound: Outbound, key: str, step: int) -> None:
+    def __init__(
+        self, sequencer: Sequencer, outbound: Outbound, key: str, step: int, reserved: Callable[[], None]
+    ) -> None:
         self._sequencer, self._outbound, self._key, self._step = sequencer, outbound, key, step
+        self._reserved = reserved
         self._next, self._last = 1, 0
         self._spare: tuple[int, int] | None = None
         self._refill: asyncio.Task[None] | None = None
@@ -126,6 +139,7 @@ class _Segments:
                 await asyncio.sleep(0.05)
                 last = await outbound.call(allocate, self._key, self._step)
             self._spare = (last - self._step + 1, last)
+            self._reserved()
         finally:
             self._refill = None
 
@@ -210,6 +224,11 @@ class SequencerHandle:
     """Reservations (an INCRBY, a compare-and-swap) run through it; one resent after a lost reply
     leaves a gap, never a repeat."""
     _keys: OrderedDict[str, _KeyIds] = field(default_factory=OrderedDict)
+    blocks: int = 0
+    """Blocks of ids reserved for WEAK ids so far (l8_sequencer_blocks_total)."""
+
+    def _block_reserved(self) -> None:
+        self.blocks += 1
 
     def storage_key(self, key: str) -> str:
         return api_key("sequencer", self.keys, key)
@@ -220,7 +239,7 @@ class SequencerHandle:
             if len(self._keys) >= MAX_BUFFERED_KEYS:
                 # Dropped, not stopped: a reservation on its way finishes for those waiting on it.
                 self._keys.popitem(last=False)
-            weak = _Segments(self.store, self.outbound, key, self.options.segment_step)
+            weak = _Segments(self.store, self.outbound, key, self.options.segment_step, self._block_reserved)
             found = self._keys[key] = _KeyIds(weak, _StrongIds(self.store, self.outbound, key))
         else:
             self._keys.move_to_end(key)

@@ -11,6 +11,16 @@ from tests.browser import browser_page, chromium  # noqa: F401  (fixtures: headl
 from tests.servers import EtcdServer, KafkaServer, PostgresServer, RedisServer, S3Server
 
 
+@pytest.fixture(autouse=True, scope="session")
+def metrics_on_any_port() -> Iterator[None]:
+    """Runtimes started in the test process keep metrics on (their recording runs in every test),
+    each on a port the system chooses: daprd's 9090 would be taken by the first one, or by another
+    process on the machine. A test of the port sets its own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("L8_METRICS_PORT", "0")
+        yield
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One redis-server for the whole session (started on first use, on a free port, no persistence).

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FLOORS = {"app": 4, "routers": 3, "services": 2, "wasm": 2, "mesh": 1, "components": 0}
-"""Higher imports lower. ``wasm`` sits beside ``services`` (the engine its building blocks use)."""
+FLOORS = {"app": 4, "routers": 3, "services": 2, "wasm": 2, "mesh": 1, "components": 0, "observability": -1}
+"""Higher imports lower. ``wasm`` sits beside ``services`` (the engine its building blocks use);
+``observability`` (metrics) is under everything: every floor records into it."""
 WEB_FRAMEWORKS = ("fastapi", "starlette")
 TRANSPORT_FREE = ("services", "wasm", "mesh", "components")
 

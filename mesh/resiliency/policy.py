@@ -18,6 +18,7 @@ import structlog
 
 from mesh.resiliency.breaker import CircuitBreaker, CircuitOpenError
 from mesh.resiliency.retry import RetryPolicy
+from observability.metrics import PolicyMetrics
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +48,8 @@ class Policy:
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     rng: Callable[[], float] = field(default=random.random, repr=False)
+    metrics: PolicyMetrics | None = field(default=None, repr=False)
+    """Dapr's resiliency metrics for this target, when metrics are on."""
 
     async def run(
         self, attempt: Callable[[], Awaitable[T]], retryable: Callable[[Exception], bool] | None = None
@@ -58,6 +61,15 @@ class Policy:
         :class:`CircuitOpenError`, are raised at once. Cancellation is never retried."""
         if self.retry is None and self.breaker is None and not self.timeout:
             return await attempt()  # the empty policy: one plain attempt
+        metrics = self.metrics
+        if metrics is not None:
+            for kind, part in (
+                ("timeout", self.timeout),
+                ("retry", self.retry),
+                ("circuitbreaker", self.breaker),
+            ):
+                if part:
+                    metrics.applied(kind)
         delays = self.retry.delays(self.rng) if self.retry is not None else iter(())
         started = self.clock()
         retried = 0
@@ -80,6 +92,8 @@ class Policy:
                 if elapsed_limit and self.clock() - started + delay > elapsed_limit:
                     raise
                 retried += 1
+                if metrics is not None:
+                    metrics.activated("retry")
                 log.debug(
                     "attempt failed, retrying", policy=self.name, retry=retried, delay=delay, error=str(exc)
                 )
@@ -94,9 +108,21 @@ class Policy:
             else:
                 result = await attempt()
         except BaseException as exc:  # a cancelled call counts as failed, or a half-open probe would stick
+            if self.metrics is not None and isinstance(exc, TimeoutError) and self.timeout:
+                self.metrics.activated("timeout")
             if self.breaker is not None:
-                self.breaker.after(generation, success=isinstance(exc, self.answers))
+                self._breaker_after(generation, isinstance(exc, self.answers))
             raise
         if self.breaker is not None:
-            self.breaker.after(generation, success=True)
+            self._breaker_after(generation, True)
         return result
+
+    def _breaker_after(self, generation: int, success: bool) -> None:
+        assert self.breaker is not None
+        if self.metrics is None:
+            self.breaker.after(generation, success=success)
+            return
+        before = self.breaker.state
+        self.breaker.after(generation, success=success)
+        if self.breaker.state != before:  # Dapr counts a breaker's change of state as an activation
+            self.metrics.activated("circuitbreaker", self.breaker.state)

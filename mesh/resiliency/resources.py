@@ -35,6 +35,7 @@ from mesh.resiliency.retry import (
     retry_from_metadata,
     retry_value,
 )
+from observability.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +76,9 @@ class Resiliency:
     """app id -> its invocation policy, made at its first call (the documents do not change)"""
     _origins: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
     """target field -> (file, document name), for errors found after merging"""
+    metrics: Metrics | None = field(default=None, repr=False)
+    """Set by the runtime when metrics are on: policies made from then on record Dapr's
+    resiliency metrics."""
 
     @classmethod
     def from_resources(cls, others: Iterable[tuple[str, dict[str, Any], str]], app_id: str) -> Resiliency:
@@ -118,6 +122,7 @@ class Resiliency:
             if names is None:
                 names = self._defaults(["App", ""])
             policy = self._policy(f"app[{app_id}]", ("app", app_id), names)
+            self._observe(policy, f"spec.targets.apps.{app_id}", "outbound", f"app_{app_id}")
             if len(self._app_policies) >= _CACHED_APP_POLICIES:
                 self._app_policies.clear()  # app ids come from requests: the cache stays bounded
             self._app_policies[app_id] = policy
@@ -130,6 +135,8 @@ class Resiliency:
         if names is None:
             names = self._default_names(component_type, direction)
         policy = self._policy(f"component[{component}] {direction}", (component, direction), names)
+        where = f"spec.targets.components.{component}"
+        self._observe(policy, where, direction, f"{component_type.lower()}_{component}")
         if not names.retry and direction == "inbound" and metadata:
             policy.retry = retry_from_metadata(metadata)
         return policy
@@ -149,6 +156,15 @@ class Resiliency:
                 cached = self._breakers[key] = (spec, breaker)
             policy.breaker = cached[1]
         return policy
+
+    def _observe(self, policy: Policy, where: str, direction: str, target: str) -> None:
+        """Dapr's resiliency metrics for ``policy``, named after the document that set it (a
+        target's own, else the first loaded: Dapr's default policies)."""
+        if self.metrics is None or not (policy.timeout or policy.retry or policy.breaker):
+            return
+        origin = self._origins.get(where)
+        name = origin[1] if origin else (self.names[0] if self.names else "")
+        policy.metrics = self.metrics.resiliency_policy(name, direction, target)
 
     def _default_names(self, component_type: str, direction: str) -> PolicyNames:
         kind = _COMPONENT_TYPES.get(component_type.lower(), component_type.capitalize())

@@ -9,6 +9,7 @@ missing component but wins over a bad ``rawPayload``, as in Dapr.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -20,6 +21,7 @@ from components.loaded import LoadedComponent
 from components.metadata import parse_go_bool
 from components.pubsub.base import BulkPublisher, Feature, PublishRequest
 from mesh.resiliency import OutboundFor, no_policy, retry_from_metadata
+from observability.metrics import PubSubMetrics
 from services import errors
 from services.json_body import JsonRefused
 from services.pubsub import cloudevents
@@ -65,6 +67,8 @@ class PubSubService:
         self.app_id = app_id
         self.max_items = max_items
         """The most entries one bulk publish may hold (0: no limit)."""
+        self.metrics: PubSubMetrics | None = None
+        """Set by the runtime when metrics are on: each publish's outcome and latency."""
 
     @classmethod
     def from_components(
@@ -132,10 +136,15 @@ class PubSubService:
                 raise errors.malformed(f"the body is not acceptable JSON: {exc}") from None
             request = PublishRequest(topic, data, metadata=metadata)
         self._require_scope(handle, topic)
+        started = time.perf_counter()
         try:
             await handle.outbound.call_non_idempotent(handle.instance.publish, request)
         except ComponentError as exc:
+            if self.metrics is not None:
+                self.metrics.published(handle.name, topic, False, time.perf_counter() - started)
             raise errors.pubsub_publish_failed(handle.name, topic, exc) from exc
+        if self.metrics is not None:
+            self.metrics.published(handle.name, topic, True, time.perf_counter() - started)
 
     # -- bulk publish ------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ batch can fill.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ from components.metadata import lookup
 from components.pubsub.base import Consumer, Message, PublishRequest, SubscribeRequest
 from mesh.app_channel import AppChannel
 from mesh.resiliency import Policy, Resiliency, RetriableFailure
+from observability.metrics import PubSubMetrics
 from services.pubsub.bulk_subscribe import BulkBatcher, BulkEntry
 from services.pubsub.delivery import (
     CLOUDEVENTS_CONTENT_TYPE,
@@ -58,6 +60,10 @@ log = structlog.get_logger(__name__)
 DEFAULT_MAX_IN_FLIGHT = 10
 DEAD_LETTER_PUBLISH_TIMEOUT = 30.0
 """daprd's deadline for a dead-letter publish."""
+
+
+_PROCESS_STATUS = {Outcome.SUCCESS: "success", Outcome.RETRY: "retry", Outcome.DROP: "drop"}
+"""Dapr's ``process_status`` label of pubsub ingress metrics."""
 
 
 class DeliveryFailed(Exception):
@@ -88,6 +94,8 @@ class Subscriber:
         self._resiliency = resiliency
         self._default_max_in_flight = default_max_in_flight
         self._running: dict[tuple[str, str], _Running] = {}
+        self.metrics: PubSubMetrics | None = None
+        """Set by the runtime when metrics are on: each delivery's outcome and latency."""
         self._lock = asyncio.Lock()
         self._closed = False
 
@@ -171,6 +179,7 @@ class Subscriber:
                 policy=policy,
             )
         delivery = _Delivery(self._channel, handle, subscription, routes, policy, batcher)
+        delivery.metrics = self.metrics
         request = SubscribeRequest(topic=topic, metadata=subscription.metadata, max_in_flight=max_in_flight)
         try:
             consumer = await handle.instance.subscribe(request, delivery.handle)
@@ -249,6 +258,7 @@ class _Delivery:
         self._batcher = batcher
         self._raw = raw_payload(subscription.metadata)
         self._dead_letter_topic = subscription.dead_letter_topic
+        self.metrics: PubSubMetrics | None = None
 
     async def handle(self, message: Message) -> None:
         pubsub = self._handle.name
@@ -276,11 +286,16 @@ class _Delivery:
             await self._dropped(message, "no route matches the event", event, level="debug")
             return
         path = route_path(path)
+        started = time.perf_counter()
         if self._batcher is not None:
             entry = BulkEntry(path, event, message.metadata, raw=message.data if self._raw else None)
             result = await self._batcher.deliver(entry)
         else:
             result = await self._deliver_one(message, path, body, event)
+        if self.metrics is not None:
+            outcome = _PROCESS_STATUS[result.outcome]
+            seconds = time.perf_counter() - started
+            self.metrics.delivered(self._handle.name, self._subscription.topic, outcome, outcome, seconds)
         if result.outcome is Outcome.SUCCESS:
             return
         if result.outcome is Outcome.DROP:

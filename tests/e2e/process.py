@@ -44,6 +44,9 @@ def l8_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         for name, value in os.environ.items()
         if not name.startswith("L8_") and name not in _INHERITED_OUT
     }
+    # Metrics on a port of the system's choosing: sidecars of one test (and of tests run at the same
+    # time) would all want daprd's 9090. A test of the metrics port sets its own.
+    env["L8_METRICS_PORT"] = "0"
     env.update(extra or {})
     return env
 
