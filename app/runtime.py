@@ -271,7 +271,9 @@ class Runtime:
             except ApiError as exc:
                 raise StartupError(str(function.error(exc.message, "spec.url"))) from None
         if self.metrics is not None:
-            track_counters(self.metrics, self.rate_limits, self.tcp_copy, sequencer, configuration)
+            track_counters(
+                self.metrics, self.rate_limits, self.tcp_copy, sequencer, configuration, self.app_health
+            )
         # Other sidecars find this one only once every service is built.
         await self._start_name_resolution(resolver)
         await self._start_subscriptions()

@@ -86,8 +86,8 @@ class AppHealth:
         self.settings = settings
         self._tracker = HealthTracker(settings.threshold)
         self._listeners: list[Listener] = []
-        self.changes = 0
-        """How many times the status changed (for metrics and tests)."""
+        self.changes: dict[AppStatus, int] = {AppStatus.HEALTHY: 0, AppStatus.UNHEALTHY: 0}
+        """How many times the status changed, by the new status (read by the metrics)."""
 
     @property
     def status(self) -> AppStatus:
@@ -111,7 +111,7 @@ class AppHealth:
             if failure is not None:
                 log.debug("app health probe failed", reason=failure, failures=self._tracker.failures)
             return None
-        self.changes += 1
+        self.changes[changed] += 1
         if changed is AppStatus.HEALTHY:
             log.info("app is healthy", path=self.settings.path)
         else:

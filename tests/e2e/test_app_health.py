@@ -14,8 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.process import L8Launcher, L8Process, write_component
+from tests.servers import LOOPBACK, free_port
 from tests.subscriber_app import SubscriberApp
 
 pytestmark = pytest.mark.e2e
@@ -53,11 +55,11 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     return folder
 
 
-async def sidecar(l8: L8Launcher, app: SubscriberApp, resources: Path) -> L8Process:
+async def sidecar(l8: L8Launcher, app: SubscriberApp, resources: Path, *args: str) -> L8Process:
     process = l8.create(
         app_id=f"health-{uuid.uuid4().hex[:8]}",
         resources=[resources],
-        args=["--app-port", str(app.port), *HEALTH_FLAGS],
+        args=["--app-port", str(app.port), *HEALTH_FLAGS, *args],
     )
     await asyncio.to_thread(process.start)
     return process
@@ -86,6 +88,18 @@ async def publish(process: L8Process, topic: str, numbers: range) -> None:
                 f"/v1.0/publish/pubsub/{topic}", json={"n": n}, params={"metadata.partitionKey": str(n)}
             )
             assert answer.status_code == 204, answer.text
+
+
+async def health_changes(metrics_port: int) -> dict[str, float]:
+    """``l8_app_health_changes_total`` by status, parsed by prometheus_client's parser."""
+    async with httpx.AsyncClient() as client:
+        answer = await client.get(f"http://{LOOPBACK}:{metrics_port}/metrics")
+    return {
+        sample.labels["status"]: sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+        if sample.name == "l8_app_health_changes_total"
+    }
 
 
 def delivered(app: SubscriberApp) -> list[int]:
@@ -140,7 +154,8 @@ async def test_a_cron_binding_stops_while_the_app_is_unhealthy_and_fires_again_a
     write_component(resources, "tick", "bindings.cron", {"schedule": "@every 1s"})
     async with SubscriberApp() as app:
         app.respond("/healthz", 200)
-        process = await sidecar(l8, app, resources)
+        metrics_port = free_port()
+        process = await sidecar(l8, app, resources, "--metrics-port", str(metrics_port))
 
         def ticks() -> int:
             return len([d for d in app.received("/tick") if d.method == "POST"])
@@ -162,6 +177,7 @@ async def test_a_cron_binding_stops_while_the_app_is_unhealthy_and_fires_again_a
         while ticks() < paused_at + 2:
             assert time.monotonic() < deadline, "the cron binding did not fire again"
             await asyncio.sleep(0.1)
+        assert await health_changes(metrics_port) == {"healthy": 2, "unhealthy": 1}
 
 
 async def test_nothing_is_pulled_before_the_first_healthy_probe(l8: L8Launcher, tmp_path: Path) -> None:

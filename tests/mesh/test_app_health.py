@@ -53,7 +53,9 @@ def test_the_metadata_shape_is_daprs() -> None:
 
 async def test_probes_follow_the_apps_answers_and_tell_listeners_each_change() -> None:
     async with SubscriberApp() as app, app.channel(app_api_token="app-secret") as channel:
-        health = AppHealth(channel, AppHealthSettings(path="/health", interval=0.05, timeout=0.5, threshold=2))
+        health = AppHealth(
+            channel, AppHealthSettings(path="/health", interval=0.05, timeout=0.5, threshold=2)
+        )
         seen: list[AppStatus] = []
 
         async def listener(status: AppStatus) -> None:
