@@ -402,7 +402,8 @@ class Runtime:
 
     def _start_app_health(self, bindings: BindingsService) -> None:
         """With app health checks, deliveries and input bindings start paused and follow the app's
-        health: paused while it is unhealthy, resumed on the first success (Dapr's behaviour)."""
+        health: paused while it is unhealthy, resumed on the first success; calls invoking the app
+        are refused while it is unhealthy (Dapr's behaviour)."""
         health = self.app_health
         if health is None:
             return
@@ -419,6 +420,7 @@ class Runtime:
                 await bindings.input.pause()
 
         health.on_change(follow)
+        self.services.invocation.app_unhealthy = lambda: health.status is AppStatus.UNHEALTHY
         task = asyncio.create_task(health.run(), name="app health probes")
         self._stack.push_async_callback(_cancel, task)
 

@@ -1,6 +1,6 @@
 """Dapr's app health checks on real ``l8 run`` processes with a real app whose ``/healthz`` is
 flipped (tests/subscriber_app.py): while the app is unhealthy no pub/sub message (a real Redis, a
-real Kafka-protocol broker, the in-memory broker) and no cron event reaches it; once it is healthy
+real Kafka-protocol broker, the in-memory broker) and no cron event reaches it and an invocation of it is refused; once it is healthy
 again every message published meanwhile arrives, each once; GET /v1.0/metadata shows the settings
 in Dapr's shape and the status."""
 
@@ -102,6 +102,11 @@ async def health_changes(metrics_port: int) -> dict[str, float]:
     }
 
 
+async def invoke(process: L8Process) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=process.url) as client:
+        return await client.post(f"/v1.0/invoke/{process.app_id}/method/hello", content=b"hi")
+
+
 def delivered(app: SubscriberApp) -> list[int]:
     return [d.json["data"]["n"] for d in app.received("/orders") if d.method == "POST"]
 
@@ -165,14 +170,23 @@ async def test_a_cron_binding_stops_while_the_app_is_unhealthy_and_fires_again_a
             assert time.monotonic() < deadline, "the cron binding never fired"
             await asyncio.sleep(0.1)
 
+        assert (await invoke(process)).status_code == 200
         app.respond("/healthz", 500)
         await status_becomes(process, "unhealthy")
         paused_at = ticks()
+        refused = await invoke(process)  # daprd short-circuits calls to an unhealthy app
+        assert refused.status_code == 500
+        assert refused.json() == {
+            "errorCode": "ERR_DIRECT_INVOKE",
+            "message": f"failed to invoke, id: {process.app_id}, err: app is not in a healthy state",
+        }
         await asyncio.sleep(2.5)
         assert ticks() == paused_at, "the cron binding fired while the app was unhealthy"
+        assert app.received("/hello") and len(app.received("/hello")) == 1
 
         app.respond("/healthz", 200)
         await status_becomes(process, "healthy")
+        assert (await invoke(process)).status_code == 200
         deadline = time.monotonic() + 10
         while ticks() < paused_at + 2:
             assert time.monotonic() < deadline, "the cron binding did not fire again"
