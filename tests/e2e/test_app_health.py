@@ -1,6 +1,7 @@
 """Dapr's app health checks on real ``l8 run`` processes with a real app whose ``/healthz`` is
 flipped (tests/subscriber_app.py): while the app is unhealthy no pub/sub message (a real Redis, a
-real Kafka-protocol broker, the in-memory broker) and no cron event reaches it and an invocation of it is refused; once it is healthy
+real Kafka-protocol broker, the in-memory broker), no Kafka binding event and no cron event
+reaches it and an invocation of it is refused; once it is healthy
 again every message published meanwhile arrives, each once; GET /v1.0/metadata shows the settings
 in Dapr's shape and the status."""
 
@@ -221,3 +222,59 @@ async def test_without_the_flag_there_is_no_health_in_metadata(l8: L8Launcher) -
         assert "appHealth" not in found
         await asyncio.sleep(0.5)
         assert app.received("/healthz") == []
+
+
+async def test_kafka_binding_events_wait_while_the_app_is_unhealthy(
+    l8: L8Launcher, tmp_path: Path, kafka_server: Any
+) -> None:
+    topic = f"binding-{uuid.uuid4().hex[:8]}"
+    resources = tmp_path / "resources"
+    write_component(
+        resources,
+        "orders",
+        "bindings.kafka",
+        {
+            "brokers": kafka_server.address,
+            "topics": topic,
+            "publishTopic": topic,
+            "consumerGroup": f"group-{topic}",
+            "initialOffset": "oldest",
+            "sessionTimeout": "2s",
+            "heartbeatInterval": "200ms",
+        },
+    )
+    async with SubscriberApp() as app:
+        app.respond("/healthz", 200)
+        process = await sidecar(l8, app, resources)
+
+        def events() -> list[int]:
+            return [d.json["n"] for d in app.received("/orders") if d.method == "POST"]
+
+        async def send(numbers: range) -> None:
+            async with httpx.AsyncClient(base_url=process.url) as client:
+                for n in numbers:
+                    answer = await client.post(
+                        "/v1.0/bindings/orders", json={"operation": "create", "data": {"n": n}}
+                    )
+                    assert answer.status_code == 204, answer.text
+
+        await send(range(1))
+        deadline = time.monotonic() + 20
+        while not events():
+            assert time.monotonic() < deadline, "no binding event while the app is healthy"
+            await asyncio.sleep(0.1)
+
+        app.respond("/healthz", 503)
+        await status_becomes(process, "unhealthy")
+        await send(range(1, 6))
+        await asyncio.sleep(2.0)
+        assert events() == [0], "binding events delivered while the app was unhealthy"
+
+        app.respond("/healthz", 200)
+        await status_becomes(process, "healthy")
+        deadline = time.monotonic() + 30
+        while not set(range(6)) <= set(events()):
+            assert time.monotonic() < deadline, f"binding events lost: got {events()}"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        assert sorted(events()) == list(range(6)), "a binding event came twice"
