@@ -28,7 +28,7 @@ HEALTH_FLAGS = [
     "--app-health-probe-interval",
     "200ms",
     "--app-health-probe-timeout",
-    "300",
+    "1000",
     "--app-health-threshold",
     "2",
 ]
@@ -124,7 +124,7 @@ async def test_messages_wait_while_the_app_is_unhealthy_and_all_arrive_once_afte
         assert (await metadata(process))["appConnectionProperties"]["health"] == {
             "healthCheckPath": "/healthz",
             "healthProbeInterval": "200ms",
-            "healthProbeTimeout": "300ms",
+            "healthProbeTimeout": "1s",
             "healthThreshold": 2,
         }
         # Consumers live (Kafka: partitions assigned) once a first message arrives.

@@ -78,10 +78,10 @@ async def test_probes_follow_the_apps_answers_and_tell_listeners_each_change() -
 
 async def test_a_probe_slower_than_the_timeout_is_a_failure() -> None:
     async with SubscriberApp() as app, app.channel() as channel:
-        health = AppHealth(channel, AppHealthSettings(interval=0.05, timeout=0.2, threshold=1))
+        health = AppHealth(channel, AppHealthSettings(interval=0.05, timeout=0.5, threshold=1))
         app.respond("/healthz", 200)
         assert await health.probe_once() is AppStatus.HEALTHY
-        app.respond("/healthz", Response(200, delay=0.6))
+        app.respond("/healthz", Response(200, delay=1.5))
         assert await health.probe_once() is AppStatus.UNHEALTHY
         app.respond("/healthz", 200)
         assert await health.probe_once() is AppStatus.HEALTHY
@@ -103,5 +103,5 @@ async def test_run_probes_every_interval() -> None:
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        assert 4 <= len(app.received("/healthz")) <= 7
+        assert 3 <= len(app.received("/healthz")) <= 7  # every 0.1 s, not back to back
         assert health.status is AppStatus.HEALTHY
