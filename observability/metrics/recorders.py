@@ -71,7 +71,17 @@ class HttpServerMetrics:
     ``path`` is the ``pathMatching`` pattern that matches the request, else the route's template
     (``increasedCardinality``, Dapr's default) or "" (Dapr's low-cardinality mode)."""
 
-    __slots__ = ("_app_id", "_by_path", "_children", "_family", "_keep_template", "_matcher", "_verbs")
+    __slots__ = (
+        "_app_id",
+        "_by_path",
+        "_children",
+        "_family",
+        "_index",
+        "_keep_template",
+        "_matcher",
+        "_verbs",
+        "buckets",
+    )
 
     def __init__(self, family: Histogram, app_id: str, spec: MetricSpec) -> None:
         self._family = family
@@ -81,6 +91,10 @@ class HttpServerMetrics:
         self._verbs = not spec.exclude_verbs
         self._children: dict[tuple[str, str | None, int], Any] = {}
         self._by_path: dict[tuple[str, str, int], Any] = {}
+        self._index: dict[str, int] = {}
+        self.buckets = tuple(spec.latency_buckets or DAPR_LATENCY_BUCKETS_MS)
+        """The histogram's upper bounds in ms (+Inf, the last count, not among them)."""
+        """A bucket's ``le`` label -> its position (the order the histogram writes them in)."""
 
     def record(self, method: str, template: str | None, path: str, status: int, seconds: float) -> None:
         """One answered request: ``template`` is the route's (None when no route took it),
@@ -100,6 +114,20 @@ class HttpServerMetrics:
             label = (template or "") if self._keep_template else ""
             child = self._bind(self._children, key2, method, label, status)
         child.observe(seconds * 1000.0)
+
+    def by_path(self) -> dict[str, list[float]]:
+        """Each ``path`` label's cumulative bucket counts (the last is the total), summed over its
+        methods and statuses: what the dashboard samples, read from the histogram itself."""
+        found: dict[str, list[float]] = {}
+        for family in self._family.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    counts = found.setdefault(sample.labels["path"], [])
+                    index = self._index.setdefault(sample.labels["le"], len(self._index))
+                    while len(counts) <= index:
+                        counts.append(0.0)
+                    counts[index] += sample.value
+        return found
 
     def _bind(self, cache: dict[Any, Any], key: Any, method: str, path: str, status: int) -> Any:
         child = self._family.labels(self._app_id, method if self._verbs else "", path, str(status))
