@@ -113,7 +113,8 @@ function drawTraffic(traffic) {
   }
   for (const [block, series] of blocks) {
     const rps = last(series.rps) ?? 0;
-    const card = el("div", { class: "block", "data-block": block },
+    const peak = Math.max(0, ...series.rps);
+    const card = el("div", { class: "block", "data-block": block, "data-peak": String(peak) },
       el("div", { class: "block-head" }, el("b", {}, block),
         el("span", { class: "rps", "data-rps": String(rps) }, `${number(rps)} req/s`)),
       chart([series.rps], ["rps"], "req/s"),
