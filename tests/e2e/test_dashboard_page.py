@@ -8,7 +8,9 @@ With ``L8_DASHBOARD_SCREENSHOT=1`` the first test writes the README's screenshot
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from pathlib import Path
 
 import httpx
@@ -39,6 +41,24 @@ def write_subscription(folder: Path) -> None:
         },
     }
     (folder / "subscription.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+
+
+def traffic_for_the_screenshot(url: str, seconds: float = 24.0) -> None:
+    """A few blocks' requests at a rate that rises and falls, so the charts have a shape."""
+    started = time.monotonic()
+    with httpx.Client(base_url=url, timeout=10) as client:
+        while (elapsed := time.monotonic() - started) < seconds:
+            wave = 1 + math.sin(elapsed / 3)
+            for index in range(int(4 + 8 * wave)):
+                client.post("/v1.0/state/orders-store", json=[{"key": f"w{index}", "value": index}])
+                client.get(f"/v1.0/state/orders-store/w{index}")
+            for _ in range(int(3 * (2 - wave))):
+                client.post(
+                    "/v1.0-alpha1/lock/locks",
+                    json={"resourceId": "r", "lockOwner": "o", "expiryInSeconds": 1},
+                )
+            client.get("/v1.0/metadata")
+            time.sleep(0.1)
 
 
 def test_the_dashboard_shows_components_and_its_chart_moves(
@@ -92,7 +112,8 @@ def test_the_dashboard_shows_components_and_its_chart_moves(
     page.locator("#errors tr", has_text="ERR_TOO_MANY_REQUESTS").first.wait_for()
     page.locator("#errors tr", has_text="missing-store").wait_for()
     if os.environ.get("L8_DASHBOARD_SCREENSHOT"):
-        page.wait_for_timeout(2500)  # one more sample on the charts
+        traffic_for_the_screenshot(sidecar.url)
+        page.wait_for_timeout(2500)  # the last sample on the charts
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOT), full_page=True)
     browser_page.assert_clean()
