@@ -150,3 +150,24 @@ async def test_the_dashboard_page_of_an_app_is_invoked(start_sidecar: StartSidec
     # Naming an app makes it an invocation, which needs the token like any other.
     response = await sidecar.request("GET", PAGE, headers={"dapr-app-id": "other"})
     assert response.status_code == 401
+
+
+async def test_with_metrics_off_there_is_no_traffic_to_chart(start_sidecar: StartSidecar) -> None:
+    sidecar = await start_sidecar(component("lockstore", "lock.in-memory"), enable_metrics=False)
+    body = await dashboard(sidecar)
+    assert body["traffic"] is None and body["components"][0]["name"] == "lockstore"
+
+
+async def test_the_traffic_counts_requests_by_block(start_sidecar: StartSidecar) -> None:
+    sidecar = await start_sidecar(component("lockstore", "lock.in-memory"))
+    traffic = sidecar.app.state.runtime.services.dashboard.traffic
+    traffic.sample()
+    for _ in range(4):
+        assert (await sidecar.request("GET", "/v1.0/metadata")).status_code == 200
+        await dashboard(sidecar)  # the dashboard's own polls are not counted
+    traffic.sample()
+    blocks = (await dashboard(sidecar))["traffic"]["blocks"]
+    assert set(blocks) == {"metadata"}
+    # The runtime's own sampling may fall in between: all four are in the points since the first.
+    assert sum(blocks["metadata"]["rps"]) * traffic.interval == 4
+    assert all(p50 > 0 for p50 in blocks["metadata"]["p50"] if p50 is not None)
