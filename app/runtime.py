@@ -29,9 +29,13 @@ from mesh.resiliency import Outbound, Resiliency
 from mesh.resolver import Resolver
 from mesh.tcpcopy import TcpCopy, parse_policy
 from observability.metrics import Metrics, MetricsServer
+from observability.recent_errors import RecentErrors
+from observability.traffic import TrafficWindow
+from routers.dashboard import DASHBOARD_TEMPLATES
 from services.actuator import ActuatorService, AppInfo
 from services.bindings import BindingsService
 from services.configuration import ConfigurationService
+from services.dashboard import DashboardService
 from services.errors import ApiError
 from services.files import FileService
 from services.http_endpoints import http_endpoints
@@ -91,8 +95,16 @@ class Runtime:
     mesh around invocation; leaving it closes all of it in reverse. Built once: nothing in it is
     replaced after start-up."""
 
-    def __init__(self, settings: Settings, *, tcp_copy: TcpCopy | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        tcp_copy: TcpCopy | None = None,
+        recent_errors: RecentErrors | None = None,
+    ) -> None:
         self.settings = settings
+        self.recent_errors = recent_errors if recent_errors is not None else RecentErrors()
+        """The error answers the middleware and dispatcher record, for the dashboard."""
         self.components = ComponentStore()
         self.tcp_copy = tcp_copy if tcp_copy is not None else TcpCopy()
         self.resiliency = Resiliency()
@@ -131,6 +143,17 @@ class Runtime:
 
     async def aclose(self) -> None:
         await self._stack.aclose()
+
+    def _traffic(self) -> TrafficWindow | None:
+        """The dashboard's charts, sampled from the HTTP server histogram in a task of their own;
+        None when metrics are off."""
+        if self.metrics is None:
+            return None
+        server = self.metrics.http_server
+        window = TrafficWindow(server.by_path, server.buckets, exclude=DASHBOARD_TEMPLATES)
+        task = asyncio.get_running_loop().create_task(window.run(), name="dashboard traffic")
+        self._stack.push_async_callback(_cancel, task)
+        return window
 
     async def _start(self) -> None:
         settings = self.settings
@@ -234,6 +257,21 @@ class Runtime:
         )
         wasm = WasmService(state, pubsub, invocation, secrets, sequencer)
         self._stack.push_async_callback(wasm.aclose)
+        metadata = MetadataService(
+            app_id,
+            Versions(dapr=DAPR_API_VERSION, l8=__version__),
+            self.components,
+            invocation,
+            lambda: self.subscriptions,
+            _app_connection(settings, self.app_health),
+            tcp_copy=self.tcp_copy,
+            rate_limits=self.rate_limits,
+            wasm=wasm,
+            app_health=self.app_health,
+        )
+        actuator = ActuatorService.from_components(
+            self.components, AppInfo(app_id, __version__, DAPR_API_VERSION, self.started)
+        )
         self.services = Services(
             state=state,
             pubsub=pubsub,
@@ -242,24 +280,12 @@ class Runtime:
             sequencer=sequencer,
             configuration=configuration,
             secrets=secrets,
-            metadata=MetadataService(
-                app_id,
-                Versions(dapr=DAPR_API_VERSION, l8=__version__),
-                self.components,
-                invocation,
-                lambda: self.subscriptions,
-                _app_connection(settings, self.app_health),
-                tcp_copy=self.tcp_copy,
-                rate_limits=self.rate_limits,
-                wasm=wasm,
-                app_health=self.app_health,
-            ),
+            metadata=metadata,
             files=FileService.from_components(self._of("file"), self._outbound("file")),
             bindings=bindings,
             wasm=wasm,
-            actuator=ActuatorService.from_components(
-                self.components, AppInfo(app_id, __version__, DAPR_API_VERSION, self.started)
-            ),
+            actuator=actuator,
+            dashboard=DashboardService(metadata, actuator, self.recent_errors, self._traffic()),
         )
         try:
             await wasm.start(settings.wasm.functions)
