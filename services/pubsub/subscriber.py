@@ -118,7 +118,8 @@ class Subscriber:
 
     @property
     def active(self) -> list[Subscription]:
-        """The subscriptions with a running consumer, in the order they were started."""
+        """The subscriptions with a consumer (running, or paused while the app is unhealthy), in
+        the order they were started."""
         return [running.subscription for running in self._running.values()]
 
     async def apply(self, subscriptions: Sequence[Subscription]) -> None:
