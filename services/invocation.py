@@ -20,7 +20,7 @@ from __future__ import annotations
 import posixpath
 import re
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
@@ -96,6 +96,9 @@ class InvocationService:
         """(header, value) that lets this sidecar's calls into other sidecars in: the mesh token, or
         this sidecar's API token for a fleet that shares one."""
         self.app_pipeline = app_pipeline
+        self.app_unhealthy: Callable[[], bool] = _never
+        """With app health checks: whether the probes say the app is unhealthy now; calls to it are
+        then refused without reaching it, as daprd short-circuits them."""
 
     async def invoke(
         self, target_app: str, method_path: str, scope: Mapping[str, Any], receive: Any
@@ -249,6 +252,8 @@ class InvocationService:
         if app_id == self.app_id:
             if self.app_base_url is None:
                 raise invoke_failed(app, "app channel is not initialized: l8 was started without --app-port")
+            if self.app_unhealthy():
+                raise invoke_failed(app, "app is not in a healthy state")
             if self.app_token is not None:
                 headers["dapr-api-token"] = self.app_token
             policy = self.resiliency.app(app_id)
@@ -296,6 +301,10 @@ def _clean_method(app: str, method_path: str) -> str:
     dotted = _ESCAPED_DOT.sub(".", method_path)
     # The trailing slash goes too (Dapr's path.Clean; l8's middleware already cleaned the path).
     return posixpath.normpath("/" + dotted).lstrip("/")
+
+
+def _never() -> bool:
+    return False
 
 
 def invoke_failed(app: str, reason: str) -> ApiError:
