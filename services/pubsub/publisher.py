@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import orjson
 
@@ -30,6 +30,9 @@ from services.pubsub.cloudevents import InvalidCloudEvent
 from services.pubsub.handles import PubSubHandle
 from services.pubsub.scopes import TopicScopes
 from services.trace_context import TraceContext
+
+if TYPE_CHECKING:
+    from observability.tracing.tracer import Tracer
 
 RAW_PAYLOAD = "rawPayload"
 BULK_CONCURRENCY = 100
@@ -69,6 +72,9 @@ class PubSubService:
         """The most entries one bulk publish may hold (0: no limit)."""
         self.metrics: PubSubMetrics | None = None
         """Set by the runtime when metrics are on: each publish's outcome and latency."""
+        self.tracer: Tracer | None = None
+        """Set by the runtime when tracing is on: each publish gets a producer span, whose
+        ``traceparent`` the CloudEvent and the message's metadata carry to the subscriber."""
 
     @classmethod
     def from_components(
@@ -108,6 +114,31 @@ class PubSubService:
     # -- publish -----------------------------------------------------------------------------------
 
     async def publish(
+        self,
+        handle: PubSubHandle,
+        topic: str,
+        body: bytes,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+        trace: TraceContext,
+    ) -> None:
+        tracer = self.tracer
+        if tracer is None:
+            await self._publish(handle, topic, body, content_type, metadata, trace)
+            return
+        attributes = {
+            "messaging.system": "pubsub",
+            "messaging.destination": topic,
+            "messaging.destination_kind": "topic",
+            "dapr.component": handle.name,
+        }
+        with tracer.span("pubsub/publish", "producer", attributes) as ids:
+            trace = TraceContext(*ids)
+            # The broker's message carries the span too (Kafka headers, the Redis entry's metadata).
+            metadata = {**metadata, **trace.headers()}
+            await self._publish(handle, topic, body, content_type, metadata, trace)
+
+    async def _publish(
         self,
         handle: PubSubHandle,
         topic: str,
