@@ -3,7 +3,8 @@ decoded with ``opentelemetry-proto``'s classes.
 
 - :class:`OtlpHttpReceiver`: ``POST /v1/traces`` with an ``ExportTraceServiceRequest`` body
   (http/protobuf), on a free loopback port, in a thread of its own;
-- :class:`OtlpGrpcReceiver`: the ``TraceService/Export`` gRPC method, on a free loopback port.
+- :class:`OtlpGrpcReceiver`: the ``TraceService/Export`` gRPC method, on a free loopback port;
+- :class:`ZipkinReceiver`: Zipkin's v2 JSON endpoint (``POST /api/v2/spans``).
 
 Both keep every span they received as a :class:`ReceivedSpan`; :meth:`wait_for` waits until
 spans matching a test's condition have arrived (the sidecar batches them for up to a second).
@@ -11,6 +12,7 @@ spans matching a test's condition have arrived (the sidecar batches them for up 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -163,3 +165,51 @@ class OtlpGrpcReceiver(_Spans):
 
     def __exit__(self, *exc_info: object) -> None:
         self._server.stop(grace=None).wait(5)
+
+
+class ZipkinReceiver(_Spans):
+    """A Zipkin v2 endpoint: ``POST /api/v2/spans`` with a JSON list of spans."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.port = free_port()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                spans = [
+                    ReceivedSpan(
+                        service=span.get("localEndpoint", {}).get("serviceName", ""),
+                        name=span["name"],
+                        kind=span.get("kind", "internal").lower(),
+                        trace_id=span["traceId"],
+                        span_id=span["id"],
+                        parent_id=span.get("parentId", ""),
+                        attributes=dict(span.get("tags", {})),
+                    )
+                    for span in json.loads(body)
+                ]
+                receiver.add(spans)
+                self.send_response(202 if self.path == "/api/v2/spans" else 404)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer((LOOPBACK, self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}/api/v2/spans"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)

@@ -17,7 +17,7 @@ import yaml
 
 from tests.e2e.process import L8Launcher, L8Process, write_component
 from tests.echo_app import echo_app
-from tests.otlp_receiver import OtlpGrpcReceiver, OtlpHttpReceiver, ReceivedSpan
+from tests.otlp_receiver import OtlpGrpcReceiver, OtlpHttpReceiver, ReceivedSpan, ZipkinReceiver
 from tests.subscriber_app import SubscriberApp
 
 pytestmark = pytest.mark.e2e
@@ -143,12 +143,20 @@ async def test_state_calls_get_a_server_span_and_a_component_span(
     assert not [s for s in spans if "healthz" in s.name]  # probes are not traced, as in daprd
 
 
-async def test_publish_and_delivery_share_one_trace_through_kafka(
-    l8: L8Launcher, receiver: OtlpHttpReceiver, tmp_path: Path, kafka_server: Any
+BROKERS = {
+    "kafka": ("pubsub.kafka", "kafka_server", "brokers"),
+    "redis": ("pubsub.redis", "redis_server", "redisHost"),
+}
+
+
+@pytest.mark.parametrize("broker", sorted(BROKERS))
+async def test_publish_and_delivery_share_one_trace_through_the_broker(
+    l8: L8Launcher, receiver: OtlpHttpReceiver, tmp_path: Path, broker: str, request: pytest.FixtureRequest
 ) -> None:
     topic = f"traced-{uuid.uuid4().hex[:10]}"
     folder = tracing_resources(tmp_path / "resources", otel(receiver.endpoint))
-    write_component(folder, "pubsub", "pubsub.kafka", {"brokers": kafka_server.address})
+    component_type, server, field = BROKERS[broker]
+    write_component(folder, "pubsub", component_type, {field: request.getfixturevalue(server).address})
     async with SubscriberApp(
         subscriptions=[{"pubsubname": "pubsub", "topic": topic, "route": "/orders"}]
     ) as app:
@@ -217,3 +225,17 @@ async def _subscribed(process: L8Process, topic: str, within: float = 20.0) -> N
                 return
             assert loop.time() < deadline, f"not subscribed to {topic}"
             await asyncio.sleep(0.05)
+
+
+async def test_spans_go_to_zipkin(l8: L8Launcher, tmp_path: Path) -> None:
+    with ZipkinReceiver() as zipkin:
+        tracing = {"samplingRate": "1", "zipkin": {"endpointAddress": zipkin.endpoint}}
+        sidecar = await started(l8, app_id="zipped", resources=[tracing_resources(tmp_path / "r", tracing)])
+        async with httpx.AsyncClient(base_url=sidecar.url, timeout=30) as client:
+            answer = await client.get("/v1.0/metadata", headers={"traceparent": TRACEPARENT})
+        assert answer.status_code == 200
+        spans = zipkin.wait_for(lambda spans: any(s.name == "/v1.0/metadata" for s in spans))
+    span = by_name(spans, "zipped", "/v1.0/metadata")
+    assert (span.trace_id, span.parent_id, span.kind) == (TRACE_ID, CALLER_SPAN, "server")
+    assert answer.headers["traceparent"] == f"00-{TRACE_ID}-{span.span_id}-01"
+    assert span.attributes["dapr.api"] == "GET /v1.0/metadata"
