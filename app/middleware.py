@@ -5,8 +5,10 @@ body size limit and the last-resort error answer.
 Every log line written while a request is served carries its ``request_id`` and ``trace_id``. A
 request without a valid W3C ``traceparent`` is given one here (a new sampled trace, its invalid
 ``tracestate`` dropped), so the trace id in its log lines is the one its outgoing calls, events and
-bindings carry on. It wraps the whole FastAPI stack (see app/factory.py), so a
-refused request costs no framework work at all."""
+bindings carry on. With tracing on (a ``spec.tracing`` sampling rate above 0) it opens the call's
+server span instead (observability/tracing), makes it current, answers its ``traceparent``, and
+refuses an invalid ``baggage`` header as daprd does; with tracing off none of that runs. It wraps
+the whole FastAPI stack (see app/factory.py), so a refused request costs no framework work at all."""
 
 from __future__ import annotations
 

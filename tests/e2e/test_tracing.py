@@ -118,12 +118,13 @@ async def test_one_trace_from_the_caller_app_through_two_sidecars_to_the_app(
     assert front_server.attributes["dapr.status_code"] == 200
 
 
-async def test_state_calls_get_a_server_span_and_a_component_span(
+async def test_state_and_lock_calls_get_a_server_span_and_a_component_span(
     l8: L8Launcher, tmp_path: Path, redis_server: Any
 ) -> None:
     with OtlpGrpcReceiver() as receiver:
         folder = tracing_resources(tmp_path / "resources", otel(receiver.endpoint, protocol="grpc"))
         write_component(folder, "statestore", "state.redis", {"redisHost": redis_server.address})
+        write_component(folder, "locks", "lock.redis", {"redisHost": redis_server.address})
         sidecar = await started(l8, app_id="stateful", resources=[folder])
         async with httpx.AsyncClient(base_url=sidecar.url, timeout=30) as client:
             saved = await client.post("/v1.0/state/statestore", json=[{"key": "k", "value": 1}])
@@ -131,7 +132,9 @@ async def test_state_calls_get_a_server_span_and_a_component_span(
             got = await client.get("/v1.0/state/statestore/k", headers={"traceparent": TRACEPARENT})
             assert got.status_code == 200
             assert (await client.get("/v1.0/healthz")).status_code == 204
-        spans = receiver.wait_for(lambda spans: any(s.name == "state/get" for s in spans))
+            lock = {"resourceId": "r", "lockOwner": "o", "expiryInSeconds": 5}
+            assert (await client.post("/v1.0-alpha1/lock/locks", json=lock)).json() == {"success": True}
+        spans = receiver.wait_for(lambda spans: {"state/get", "lock/try_lock"} <= {s.name for s in spans})
     server = by_name(spans, "stateful", "/v1.0/state/statestore/k")
     component = by_name(spans, "stateful", "state/get")
     assert (server.trace_id, server.parent_id) == (TRACE_ID, CALLER_SPAN)
@@ -141,6 +144,9 @@ async def test_state_calls_get_a_server_span_and_a_component_span(
     assert server.attributes["db.statement"] == "GET /v1.0/state/statestore/k"
     assert component.attributes["db.name"] == "statestore"
     assert not [s for s in spans if "healthz" in s.name]  # probes are not traced, as in daprd
+    locked = by_name(spans, "stateful", "lock/try_lock")
+    assert locked.parent_id == by_name(spans, "stateful", "/v1.0-alpha1/lock/locks").span_id
+    assert (locked.attributes["db.system"], locked.attributes["db.name"]) == ("lock", "locks")
 
 
 BROKERS = {
