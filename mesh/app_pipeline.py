@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 from urllib.parse import unquote
 
-from mesh.asgi import ASGIApp, Message, Receive, Scope, Send
+from mesh.asgi import ASGIApp, Message, Receive, Scope, Send, read_body, request_target
 
 Headers = list[tuple[bytes, bytes]]
 AppCall = Callable[[str, str, Headers, bytes], Awaitable[tuple[int, Headers, bytes]]]
@@ -59,19 +59,9 @@ async def through(
 
 def _app(call: AppCall) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        raw: bytes = scope.get("raw_path") or scope["path"].encode("latin-1")
-        query: bytes = scope.get("query_string", b"")
-        target = (raw + b"?" + query if query else raw).decode("latin-1")
+        body = await read_body(receive)
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _NOT_FORWARDED]
-        status, answer_headers, body = await call(scope["method"], target, headers, b"".join(chunks))
+        status, answer_headers, body = await call(scope["method"], request_target(scope), headers, body)
         framed = [(k, v) for k, v in answer_headers if k.lower() not in _NOT_FORWARDED]
         # a HEAD answer keeps the length the app announced; any other, its body's
         length = next((v for k, v in answer_headers if k.lower() == b"content-length"), None)

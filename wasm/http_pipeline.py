@@ -29,7 +29,7 @@ from pydantic import ValidationError, field_validator
 
 from components.errors import MetadataError
 from components.metadata import ComponentMetadata, Duration, decode, metadata_error, parse_quantity
-from mesh.asgi import ASGIApp, Message, Receive, Scope, Send
+from mesh.asgi import ASGIApp, Message, Receive, Scope, Send, read_body, request_target
 from mesh.errors import SettingsError
 from services import errors
 from services.errors import ApiError
@@ -161,11 +161,11 @@ def _wrapped(guest: HttpWasmGuest, app: ASGIApp) -> ASGIApp:
 async def _run(guest: HttpWasmGuest, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
     exchange = Exchange(
         method=scope["method"],
-        uri=_uri(scope),
+        uri=request_target(scope),
         protocol=f"HTTP/{scope.get('http_version', '1.1')}",
         source=_source(scope),
         request_headers=list(scope["headers"]),
-        request_body=await _body(receive),
+        request_body=await read_body(receive),
     )
     instance = guest.idle()  # a pooled one without a thread hop; a new one is made in a thread
     try:
@@ -251,31 +251,12 @@ def _rewritten(scope: Scope, exchange: Exchange) -> Scope:
     }
 
 
-def _uri(scope: Scope) -> str:
-    raw: bytes | None = scope.get("raw_path")
-    path = raw.decode("latin-1") if raw else scope["path"]
-    query: bytes = scope.get("query_string", b"")
-    return f"{path}?{query.decode('latin-1')}" if query else path
-
-
 def _source(scope: Scope) -> str:
     client = scope.get("client")
     if not client:
         return ""
     host, port = client[0], client[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-async def _body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 def _replay(body: bytes, receive_more: Receive) -> Receive:
