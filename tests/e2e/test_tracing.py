@@ -15,9 +15,10 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.process import L8Launcher, L8Process, write_component
+from tests.e2e.process import L8Launcher, L8Process, run_l8, write_component
 from tests.echo_app import echo_app
 from tests.otlp_receiver import OtlpGrpcReceiver, OtlpHttpReceiver, ReceivedSpan, ZipkinReceiver
+from tests.servers import free_port
 from tests.subscriber_app import SubscriberApp
 
 pytestmark = pytest.mark.e2e
@@ -245,3 +246,14 @@ async def test_spans_go_to_zipkin(l8: L8Launcher, tmp_path: Path) -> None:
     assert (span.trace_id, span.parent_id, span.kind) == (TRACE_ID, CALLER_SPAN, "server")
     assert answer.headers["traceparent"] == f"00-{TRACE_ID}-{span.span_id}-01"
     assert span.attributes["dapr.api"] == "GET /v1.0/metadata"
+
+
+def test_a_bad_tracing_field_fails_start_up_naming_it(tmp_path: Path) -> None:
+    tracing = {"samplingRate": "1", "otel": {"endpointAddress": "c:4317", "protocol": "thrift"}}
+    folder = tracing_resources(tmp_path / "r", tracing)
+    done = run_l8(
+        "run", "--port", str(free_port()), "--resources-path", str(folder), "--data-dir", str(tmp_path / "d")
+    )
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.startswith("l8:")]
+    assert len(lines) == 1 and "spec.tracing.otel.protocol: 'thrift' is not http or grpc" in lines[0], lines

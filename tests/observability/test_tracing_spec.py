@@ -128,3 +128,14 @@ def test_attributes_by_building_block() -> None:
     binding = server_span_attributes("POST", "/v1.0/bindings/queue")
     assert binding["db.system"] == "bindings" and binding["db.name"] == "queue"
     assert server_span_attributes("GET", "/v1.0/metadata")["dapr.protocol"] == "http"
+
+
+def test_the_first_configuration_with_tracing_applies_and_a_bad_one_names_its_file() -> None:
+    from app.tracing import tracing_spec
+    from mesh.errors import SettingsError
+
+    configurations = [({"metric": {}}, "a.yaml"), ({"tracing": {"samplingRate": "1"}}, "b.yaml")]
+    assert tracing_spec(configurations).sampling_rate == 1.0
+    assert not tracing_spec([]).enabled
+    with pytest.raises(SettingsError, match=r"^c\.yaml: spec\.tracing\.samplingRate"):
+        tracing_spec([({"tracing": {"samplingRate": "x"}}, "c.yaml")])
