@@ -38,6 +38,9 @@ _KINDS = {
 _PROPAGATOR = TraceContextTextMapPropagator()
 EXPORT_DELAY_MS = 1000
 """How long a finished span may wait for its batch (the SDK's default is 5 s)."""
+EXPORT_TIMEOUT = 3.0
+"""Seconds one export may take, retries included (the SDK's default is 10 s): an unreachable
+collector must not hold the sidecar's shutdown past its grace period."""
 
 
 def _ids(span: trace.Span) -> SpanIds:
@@ -125,15 +128,17 @@ def _exporters(spec: TracingSpec) -> list[SpanExporter]:
         if otel.protocol == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
-            exporters.append(GrpcExporter(endpoint=otel.endpoint, insecure=not otel.secure))
+            exporters.append(
+                GrpcExporter(endpoint=otel.endpoint, insecure=not otel.secure, timeout=EXPORT_TIMEOUT)
+            )
         else:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            exporters.append(OTLPSpanExporter(endpoint=otel.url))
+            exporters.append(OTLPSpanExporter(endpoint=otel.url, timeout=EXPORT_TIMEOUT))
     if spec.zipkin is not None:
         from opentelemetry.exporter.zipkin.json import ZipkinExporter
 
-        exporters.append(ZipkinExporter(endpoint=spec.zipkin))
+        exporters.append(ZipkinExporter(endpoint=spec.zipkin, timeout=int(EXPORT_TIMEOUT)))
     if spec.stdout:
         exporters.append(ConsoleSpanExporter())
     return exporters

@@ -6,6 +6,7 @@ exports nothing; gRPC and http/protobuf both; an invalid ``baggage`` is refused 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -257,3 +258,17 @@ def test_a_bad_tracing_field_fails_start_up_naming_it(tmp_path: Path) -> None:
     assert done.returncode == 1
     lines = [line for line in done.stderr.splitlines() if line.startswith("l8:")]
     assert len(lines) == 1 and "spec.tracing.otel.protocol: 'thrift' is not http or grpc" in lines[0], lines
+
+
+async def test_an_unreachable_collector_fails_no_request_and_does_not_hold_shutdown(
+    l8: L8Launcher, tmp_path: Path
+) -> None:
+    folder = tracing_resources(tmp_path / "r", otel(f"127.0.0.1:{free_port()}"))
+    sidecar = await started(l8, app_id="lonely", resources=[folder])
+    async with httpx.AsyncClient(base_url=sidecar.url, timeout=30) as client:
+        for _ in range(3):
+            assert (await client.get("/v1.0/metadata")).status_code == 200
+    await asyncio.sleep(1.5)  # a batch is being sent (and retried) when the stop comes
+    began = time.monotonic()
+    await asyncio.to_thread(sidecar.stop_ok)
+    assert time.monotonic() - began < 8
