@@ -156,7 +156,9 @@ class SidecarMiddleware:
                 return
             server_span = _start_server_span(tracer, scope, traceparent, tracestate)
             trace_id = server_span.ids[0]
-        elif (parent := _parent(traceparent)) is None:  # a new sampled trace, as trace_context.py starts
+        elif (
+            parent := parse_traceparent(traceparent.decode("latin-1")) if traceparent is not None else None
+        ) is None:  # a new sampled trace, as services/trace_context.py starts one
             ids = random_hex(24)
             trace_id = ids[:32]
             new_parent = (b"traceparent", f"00-{trace_id}-{ids[32:]}-01".encode())
@@ -194,7 +196,7 @@ class SidecarMiddleware:
                 if metrics is not None:
                     metrics.record(scope["method"], None, scope["path"], 401, time.perf_counter() - started)
                 if server_span is not None:
-                    server_span.finish(401, {})
+                    server_span.finish(401)
                 return
             scope["headers"] = [(n, v) for n, v in scope["headers"] if n != b"dapr-api-token"]
 
@@ -212,10 +214,9 @@ class SidecarMiddleware:
             log.exception("unhandled error", method=scope["method"], path=scope["path"])
             if status == 0:
                 await send_error(send_with_id, internal(exc))
-                status = status or 500
         finally:
             if server_span is not None:
-                server_span.finish(status, {})
+                server_span.finish(status)
         if metrics is not None:
             metrics.record(
                 scope["method"],
@@ -232,10 +233,6 @@ class SidecarMiddleware:
                 status=status,
                 ms=round((time.perf_counter() - started) * 1000, 3),
             )
-
-
-def _parent(traceparent: bytes | None) -> tuple[str, str] | None:
-    return parse_traceparent(traceparent.decode("latin-1")) if traceparent is not None else None
 
 
 def _start_server_span(

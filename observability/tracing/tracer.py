@@ -63,10 +63,10 @@ class ServerSpan:
         self._token = token
         self.ids = _ids(span)
 
-    def finish(self, status: int, attributes: Mapping[str, Any]) -> None:
+    def finish(self, status: int) -> None:
+        """End the span with the answer's status (0: none was sent)."""
         span = self._span
         if span.is_recording():
-            span.set_attributes(attributes)
             span.set_attribute("dapr.status_code", status)
             span.set_attribute("http.response.status_code", status)
             if status >= 400 or status == 0:
