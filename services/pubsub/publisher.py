@@ -188,6 +188,28 @@ class PubSubService:
         trace: TraceContext,
     ) -> BulkPublishFailure | None:
         """Publish every entry of a bulk body; None when all reached the broker."""
+        tracer = self.tracer
+        if tracer is None:
+            return await self._bulk_publish(handle, topic, body, metadata, trace, True)
+        attributes = {
+            "messaging.system": "pubsub",
+            "messaging.destination": topic,
+            "messaging.destination_kind": "topic",
+            "dapr.component": handle.name,
+        }
+        # One producer span for the batch: every entry's CloudEvent carries its (real) id.
+        with tracer.span("pubsub/bulk_publish", "producer", attributes) as ids:
+            return await self._bulk_publish(handle, topic, body, metadata, TraceContext(*ids), False)
+
+    async def _bulk_publish(
+        self,
+        handle: PubSubHandle,
+        topic: str,
+        body: bytes,
+        metadata: Mapping[str, str],
+        trace: TraceContext,
+        span_per_entry: bool,
+    ) -> BulkPublishFailure | None:
         raw = self._raw_payload(handle, metadata)
         try:
             entries = parse_entries(body, metadata, self.max_items)
@@ -195,7 +217,8 @@ class PubSubService:
             raise self._bulk_request_error(handle.name, topic, exc) from None
         requests: list[PublishRequest] = []
         for entry in entries:
-            requests.append(self._bulk_request(handle, topic, entry, metadata, raw, trace))
+            entry_trace = trace.child() if span_per_entry else trace
+            requests.append(self._bulk_request(handle, topic, entry, metadata, raw, entry_trace))
             if len(requests) % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # an envelope takes ~10 us: other requests get a turn
         self._require_scope(handle, topic)
@@ -233,7 +256,7 @@ class PubSubService:
                 topic=topic,
                 pubsub=handle.name,
                 app_id=self.app_id,
-                trace=trace.child(),
+                trace=trace,
                 metadata=entry.metadata or {},
                 native_ttl=Feature.MESSAGE_TTL in handle.features,
             )

@@ -192,6 +192,38 @@ async def test_publish_and_delivery_share_one_trace_through_the_broker(
     assert consumer.attributes["messaging.system"] == "pubsub"
 
 
+async def test_bulk_publish_entries_are_delivered_under_one_producer_span(
+    l8: L8Launcher, receiver: OtlpHttpReceiver, tmp_path: Path, redis_server: Any
+) -> None:
+    topic = f"bulk-{uuid.uuid4().hex[:10]}"
+    folder = tracing_resources(tmp_path / "resources", otel(receiver.endpoint))
+    write_component(folder, "pubsub", "pubsub.redis", {"redisHost": redis_server.address})
+    async with SubscriberApp(
+        subscriptions=[{"pubsubname": "pubsub", "topic": topic, "route": "/orders"}]
+    ) as app:
+        sidecar = l8.create(
+            app_id=f"bulk-{tmp_path.name}", resources=[folder], args=["--app-port", str(app.port)]
+        )
+        await asyncio.to_thread(sidecar.start)
+        await _subscribed(sidecar, topic)
+        entries = [{"entryId": str(n), "event": {"n": n}, "contentType": "application/json"} for n in (1, 2)]
+        async with httpx.AsyncClient(base_url=sidecar.url, timeout=30) as client:
+            answer = await client.post(
+                f"/v1.0-alpha1/publish/bulk/pubsub/{topic}",
+                json=entries,
+                headers={"traceparent": TRACEPARENT},
+            )
+            assert answer.status_code == 204, answer.text
+        await app.wait_for(2, timeout=20)
+    consumed = f"pubsub/{topic}"
+    spans = receiver.wait_for(lambda spans: sum(s.name == consumed for s in spans) == 2)
+    producer = by_name(spans, sidecar.app_id, "pubsub/bulk_publish")
+    consumers = [s for s in spans if s.name == consumed]
+    assert producer.trace_id == TRACE_ID and producer.kind == "producer"
+    assert [s.parent_id for s in consumers] == [producer.span_id] * 2
+    assert len({s.span_id for s in consumers}) == 2
+
+
 async def test_sampling_rate_zero_exports_nothing(
     l8: L8Launcher, receiver: OtlpHttpReceiver, tmp_path: Path
 ) -> None:
