@@ -304,3 +304,23 @@ async def test_an_unreachable_collector_fails_no_request_and_does_not_hold_shutd
     began = time.monotonic()
     await asyncio.to_thread(sidecar.stop_ok)
     assert time.monotonic() - began < 8
+
+
+async def test_a_callers_unsampled_trace_is_followed_not_exported(
+    l8: L8Launcher, receiver: OtlpHttpReceiver, tmp_path: Path, app_port: int
+) -> None:
+    folder = tracing_resources(tmp_path / "r", otel(receiver.endpoint))
+    sidecar = await started(l8, app_id="follower", resources=[folder], args=["--app-port", str(app_port)])
+    unsampled = f"00-{TRACE_ID}-{CALLER_SPAN}-00"
+    async with httpx.AsyncClient(base_url=sidecar.url, timeout=30) as client:
+        answer = await client.get("/v1.0/invoke/follower/method/x", headers={"traceparent": unsampled})
+        sampled = await client.get("/v1.0/metadata")  # no parent: a new trace, sampled at rate 1
+    assert answer.status_code == 200
+    received = {name.lower(): value for name, value in answer.json()["headers"]}
+    trace_id, _, flags = received["traceparent"].split("-")[1:]
+    assert (trace_id, flags) == (TRACE_ID, "00")  # the caller's decision travels on (ParentBased)
+    assert answer.headers["traceparent"].endswith("-00")
+    assert sampled.headers["traceparent"].endswith("-01")
+    await asyncio.to_thread(sidecar.stop_ok)  # shutdown exports whatever was batched
+    spans = receiver.wait_for(lambda spans: any(s.name == "/v1.0/metadata" for s in spans))
+    assert TRACE_ID not in {s.trace_id for s in spans}
