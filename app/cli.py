@@ -90,6 +90,34 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics-listen-address", dest="metrics_listen_address", help="metrics address, default 0.0.0.0"
     )
 
+    run.add_argument(
+        "--enable-app-health-check",
+        dest="enable_app_health_check",
+        nargs="?",
+        const=True,
+        type=_go_bool,
+        help="probe the app and pause deliveries while it is unhealthy, default false",
+    )
+    run.add_argument(
+        "--app-health-check-path", dest="app_health_check_path", help="probe path, default /healthz"
+    )
+    run.add_argument(
+        "--app-health-probe-interval",
+        dest="app_health_probe_interval",
+        help="seconds between probes (or a duration), default 5",
+    )
+    run.add_argument(
+        "--app-health-probe-timeout",
+        dest="app_health_probe_timeout",
+        help="milliseconds a probe may take (or a duration), default 500",
+    )
+    run.add_argument(
+        "--app-health-threshold",
+        dest="app_health_threshold",
+        type=int,
+        help="failed probes in a row before the app is unhealthy, default 3",
+    )
+
     commands.add_parser("openapi", help="print the OpenAPI document")
 
     tcpcopy = commands.add_parser("tcpcopy", help="work with TCP copy dumps").add_subparsers(

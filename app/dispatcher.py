@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.errors import ApiError, answer, send_error
 from app.middleware import ROUTE_TEMPLATE, is_probe, names_an_app
 from mesh.ratelimit import RateLimits
+from observability.recent_errors import RecentErrors
 from routers.table import Route
 from services import errors
 from wasm.http_pipeline import HttpPipeline
@@ -95,7 +96,10 @@ class Dispatcher:
         fallback: Route,
         framework: ASGIApp,
         framework_paths: Iterable[str] = (),
+        recent_errors: RecentErrors | None = None,
     ) -> None:
+        self.recent_errors = recent_errors if recent_errors is not None else RecentErrors()
+        """Every error answer the dispatcher sends, for the dashboard."""
         self._groups: dict[str, list[_Template]] = {}
         self._fallback = fallback
         self._fallback_query = fallback.query_params
@@ -150,6 +154,7 @@ class Dispatcher:
             refusal = await limits.check(scope)
             if refusal is not None:
                 error = ApiError(refusal.status, "ERR_TOO_MANY_REQUESTS", refusal.message)
+                self._note(scope, error, scope["path"])
                 await send_error(send, error, [(b"retry-after", str(refusal.retry_after).encode())])
                 return
         pipeline = self.pipeline
@@ -158,6 +163,7 @@ class Dispatcher:
             try:
                 await pipeline(scope, receive, send, self._route)
             except ApiError as exc:
+                self._note(scope, exc, scope.get(ROUTE_TEMPLATE) or scope["path"])
                 await send_error(send, exc)
             return
         await self._route(scope, receive, send)
@@ -169,14 +175,18 @@ class Dispatcher:
         try:
             found = self._find(method, path)
         except BadEscape as exc:
-            await send_error(send, errors.malformed(str(exc)))
+            error = errors.malformed(str(exc))
+            self._note(scope, error, scope["path"])
+            await send_error(send, error)
             return
         if found is None:
             if scope["path"] in self._framework_paths and _framework_page(scope):
                 await self._framework(scope, receive, send)
                 return
             if method not in self._fallback.methods:
-                await send_error(send, errors.no_app_id())
+                error = errors.no_app_id()
+                self._note(scope, error, scope["path"])
+                await send_error(send, error)
                 return
             found = (self._fallback, {"path": path.lstrip("/")}, self._fallback_query)
         route, params, query = found
@@ -193,8 +203,12 @@ class Dispatcher:
             else:
                 response = await route.handler(request, **params)
         except ApiError as exc:
+            self._note(scope, exc, route.path)
             response = answer(exc)
         await response(scope, receive, send)
+
+    def _note(self, scope: Scope, error: ApiError, route: str) -> None:
+        self.recent_errors.record(error.status, error.code, error.message, scope["method"], route)
 
 
 def _query(raw: bytes, names: tuple[str, ...]) -> dict[str, str | None]:

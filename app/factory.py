@@ -19,6 +19,7 @@ from app.middleware import SidecarMiddleware
 from app.runtime import Runtime
 from app.settings import Settings
 from mesh.tcpcopy import TcpCopy
+from observability.recent_errors import RecentErrors
 from routers.api import FALLBACK, ROUTES, UNCAPPED_UPLOADS
 from routers.http import SIDECAR, Sidecar
 from routers.table import Route
@@ -49,7 +50,11 @@ class SidecarApp:
         self._routes = (*routes, fallback)
         self._tcp_copy = tcp_copy
         self._framework: FastAPI | None = None
-        self.dispatcher = Dispatcher(routes, fallback, self._serve_framework, FRAMEWORK_PAGES)
+        self.recent_errors = RecentErrors()
+        """The last error answers, recorded by the middleware and the dispatcher (the dashboard's)."""
+        self.dispatcher = Dispatcher(
+            routes, fallback, self._serve_framework, FRAMEWORK_PAGES, recent_errors=self.recent_errors
+        )
         self.sidecar_middleware: dict[str, Any] = {
             "api_token": settings.api_token.get_secret_value() if settings.api_token else None,
             "mesh_token": settings.mesh_token.get_secret_value() if settings.mesh_token else None,
@@ -57,7 +62,9 @@ class SidecarApp:
             "uncapped": UNCAPPED_UPLOADS,
             "api_logging": settings.enable_api_logging,
         }
-        self._entry = SidecarMiddleware(self.dispatcher, **self.sidecar_middleware)
+        self._entry = SidecarMiddleware(
+            self.dispatcher, **self.sidecar_middleware, recent_errors=self.recent_errors
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -73,7 +80,9 @@ class SidecarApp:
         """Builds the runtime once, hands its services to every request, marks the sidecar ready;
         on exit, not ready first, then everything closed in reverse."""
         sidecar = self.sidecar
-        async with Runtime(self.settings, tcp_copy=self._tcp_copy) as runtime:
+        async with Runtime(
+            self.settings, tcp_copy=self._tcp_copy, recent_errors=self.recent_errors
+        ) as runtime:
             self.state.runtime = runtime
             sidecar.services = runtime.services
             self.dispatcher.limits = runtime.rate_limits or None

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.settings import Settings
+from mesh.app_health import AppHealth
 from mesh.errors import SettingsError
 from mesh.ratelimit import RateLimits
 from mesh.tcpcopy import TcpCopy
@@ -51,6 +52,7 @@ def track_counters(
     tcp_copy: TcpCopy,
     sequencer: SequencerService,
     configuration: ConfigurationService,
+    app_health: AppHealth | None = None,
 ) -> None:
     if rate_limits:
         metrics.track(
@@ -92,3 +94,11 @@ def track_counters(
             for (store, ok), count in list(configuration.deliveries.items())
         ],
     )
+    if app_health is not None:
+        changes = app_health.changes
+        metrics.track(
+            "l8_app_health_changes",
+            "Times the app's health (--enable-app-health-check) changed, by the status it changed to.",
+            ("status",),
+            lambda: [((str(status),), count) for status, count in list(changes.items())],
+        )

@@ -26,7 +26,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.errors import internal, send_error
 from mesh.proxy import FORWARDED_BY, MESH_TOKEN, VOUCHED
 from observability.metrics import HttpServerMetrics
+from observability.recent_errors import RecentErrors
 from observability.tracing import server_span_attributes, server_span_name, valid_baggage
+from routers.dashboard import PAGE_PATHS
 from services.errors import BodyTooLarge
 from services.log_levels import PROCESS_LEVELS
 from services.random_ids import random_hex
@@ -56,6 +58,12 @@ def is_probe(scope: Scope) -> bool:
         return False
     path = scope["path"]
     return path in DAPR_PROBES or (path in ACTUATOR_PROBES and not names_an_app(scope))
+
+
+def is_public_page(scope: Scope) -> bool:
+    """GET on the dashboard's page or its files: they hold no data (the page asks for the token
+    and sends it with the JSON it polls), so a browser can load them before it has the token."""
+    return scope["method"] == "GET" and scope["path"] in PAGE_PATHS and not names_an_app(scope)
 
 
 ROUTE_TEMPLATE = "l8.route"
@@ -100,8 +108,11 @@ class SidecarMiddleware:
         api_logging: bool = False,
         mesh_token: str | None = None,
         uncapped: tuple[tuple[str, str], ...] = (),
+        recent_errors: RecentErrors | None = None,
     ) -> None:
         self.app = app
+        self.recent_errors = recent_errors if recent_errors is not None else RecentErrors()
+        """The refusals and last-resort errors answered here, for the dashboard."""
         self.api_token = api_token.encode() if api_token else None
         self.mesh_token = mesh_token.encode() if mesh_token else None
         self.max_body_size = max_body_size
@@ -190,8 +201,9 @@ class SidecarMiddleware:
         logged = self.api_logging or PROCESS_LEVELS.threshold(API_LOGGER) <= logging.DEBUG
         metrics = self.metrics
         started = time.perf_counter() if logged or metrics is not None else 0.0
-        if self.api_token is not None and not vouched and not is_probe(scope):
+        if self.api_token is not None and not vouched and not is_probe(scope) and not is_public_page(scope):
             if token is None or not hmac.compare_digest(token, self.api_token):
+                self.recent_errors.record(401, "", "invalid api token", scope["method"], scope["path"])
                 await _plain(send_with_id, 401, _UNAUTHORIZED)
                 if metrics is not None:
                     metrics.record(scope["method"], None, scope["path"], 401, time.perf_counter() - started)
@@ -213,7 +225,10 @@ class SidecarMiddleware:
         except Exception as exc:
             log.exception("unhandled error", method=scope["method"], path=scope["path"])
             if status == 0:
-                await send_error(send_with_id, internal(exc))
+                error = internal(exc)
+                route = scope.get(ROUTE_TEMPLATE) or scope["path"]
+                self.recent_errors.record(error.status, error.code, error.message, scope["method"], route)
+                await send_error(send_with_id, error)
         finally:
             if server_span is not None:
                 server_span.finish(status)

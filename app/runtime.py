@@ -21,6 +21,7 @@ from components.loaded import ComponentStore, LoadedComponent
 from components.metadata import lookup
 from components.resources import ComponentResource, ResourceError, Resources, load_resources
 from mesh.app_channel import AppChannel
+from mesh.app_health import AppHealth, AppHealthSettings, AppStatus
 from mesh.errors import SettingsError
 from mesh.name_resolution import build_resolver
 from mesh.proxy import MESH_TOKEN, Proxy
@@ -30,10 +31,14 @@ from mesh.resiliency.traced import TracedOutbound
 from mesh.resolver import Resolver
 from mesh.tcpcopy import TcpCopy, parse_policy
 from observability.metrics import Metrics, MetricsServer
+from observability.recent_errors import RecentErrors
 from observability.tracing import start_tracing
+from observability.traffic import TrafficWindow
+from routers.dashboard import DASHBOARD_TEMPLATES
 from services.actuator import ActuatorService, AppInfo
 from services.bindings import BindingsService
 from services.configuration import ConfigurationService
+from services.dashboard import DashboardService
 from services.errors import ApiError
 from services.files import FileService
 from services.http_endpoints import http_endpoints
@@ -96,8 +101,16 @@ class Runtime:
     mesh around invocation; leaving it closes all of it in reverse. Built once: nothing in it is
     replaced after start-up."""
 
-    def __init__(self, settings: Settings, *, tcp_copy: TcpCopy | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        tcp_copy: TcpCopy | None = None,
+        recent_errors: RecentErrors | None = None,
+    ) -> None:
         self.settings = settings
+        self.recent_errors = recent_errors if recent_errors is not None else RecentErrors()
+        """The error answers the middleware and dispatcher record, for the dashboard."""
         self.components = ComponentStore()
         self.tcp_copy = tcp_copy if tcp_copy is not None else TcpCopy()
         self.resiliency = Resiliency()
@@ -113,6 +126,8 @@ class Runtime:
         self.metrics_server: MetricsServer | None = None
         self.tracer: Tracer | None = None
         """None when tracing is off (no ``spec.tracing``, or ``samplingRate: "0"``)."""
+        self.app_health: AppHealth | None = None
+        """None unless --enable-app-health-check (and an app port) is given."""
 
     services: Services
     """Built on entry."""
@@ -136,6 +151,17 @@ class Runtime:
 
     async def aclose(self) -> None:
         await self._stack.aclose()
+
+    def _traffic(self) -> TrafficWindow | None:
+        """The dashboard's charts, sampled from the HTTP server histogram in a task of their own;
+        None when metrics are off."""
+        if self.metrics is None:
+            return None
+        server = self.metrics.http_server
+        window = TrafficWindow(server.by_path, server.buckets, exclude=DASHBOARD_TEMPLATES)
+        task = asyncio.get_running_loop().create_task(window.run(), name="dashboard traffic")
+        self._stack.push_async_callback(_cancel, task)
+        return window
 
     async def _start(self) -> None:
         settings = self.settings
@@ -211,6 +237,7 @@ class Runtime:
         metrics = self.metrics
         if metrics is not None:
             self.app_channel.metrics = metrics.http_client
+        self.app_health = _app_health(settings, self.app_channel)
         sequencer = await SequencerService.start(self._of("sequencer"), app_id, self._outbound("sequencer"))
         self._stack.push_async_callback(sequencer.aclose)
         # Closed before the app channel and the stores: no update is delivered past shutdown.
@@ -242,6 +269,21 @@ class Runtime:
         )
         wasm = WasmService(state, pubsub, invocation, secrets, sequencer)
         self._stack.push_async_callback(wasm.aclose)
+        metadata = MetadataService(
+            app_id,
+            Versions(dapr=DAPR_API_VERSION, l8=__version__),
+            self.components,
+            invocation,
+            lambda: self.subscriptions,
+            _app_connection(settings, self.app_health),
+            tcp_copy=self.tcp_copy,
+            rate_limits=self.rate_limits,
+            wasm=wasm,
+            app_health=self.app_health,
+        )
+        actuator = ActuatorService.from_components(
+            self.components, AppInfo(app_id, __version__, DAPR_API_VERSION, self.started)
+        )
         self.services = Services(
             state=state,
             pubsub=pubsub,
@@ -250,23 +292,12 @@ class Runtime:
             sequencer=sequencer,
             configuration=configuration,
             secrets=secrets,
-            metadata=MetadataService(
-                app_id,
-                Versions(dapr=DAPR_API_VERSION, l8=__version__),
-                self.components,
-                invocation,
-                lambda: self.subscriptions,
-                _app_connection(settings),
-                tcp_copy=self.tcp_copy,
-                rate_limits=self.rate_limits,
-                wasm=wasm,
-            ),
+            metadata=metadata,
             files=FileService.from_components(self._of("file"), self._outbound("file")),
             bindings=bindings,
             wasm=wasm,
-            actuator=ActuatorService.from_components(
-                self.components, AppInfo(app_id, __version__, DAPR_API_VERSION, self.started)
-            ),
+            actuator=actuator,
+            dashboard=DashboardService(metadata, actuator, self.recent_errors, self._traffic()),
         )
         try:
             await wasm.start(settings.wasm.functions)
@@ -278,11 +309,14 @@ class Runtime:
             except ApiError as exc:
                 raise StartupError(str(function.error(exc.message, "spec.url"))) from None
         if self.metrics is not None:
-            track_counters(self.metrics, self.rate_limits, self.tcp_copy, sequencer, configuration)
+            track_counters(
+                self.metrics, self.rate_limits, self.tcp_copy, sequencer, configuration, self.app_health
+            )
         # Other sidecars find this one only once every service is built.
         await self._start_name_resolution(resolver)
         await self._start_subscriptions()
-        self._start_input_bindings(bindings)
+        await self._start_input_bindings(bindings)
+        self._start_app_health(bindings)
         log.info(
             "components ready",
             components=[f"{c.name} ({c.type})" for c in self.components],
@@ -372,9 +406,12 @@ class Runtime:
         self._stack.push_async_callback(bindings.aclose)
         return bindings
 
-    def _start_input_bindings(self, bindings: BindingsService) -> None:
+    async def _start_input_bindings(self, bindings: BindingsService) -> None:
         """Input bindings need the app: a background task probes it once it listens (and again
-        when it comes back) and starts the readers it wants."""
+        when it comes back) and starts the readers it wants (with app health checks, once the app
+        is healthy)."""
+        if self.app_health is not None:
+            await bindings.input.pause()
         task = asyncio.create_task(bindings.input.run(), name="input bindings")
         self._stack.push_async_callback(_cancel, task)
 
@@ -396,8 +433,34 @@ class Runtime:
             subscriber.metrics = self.metrics.pubsub
         subscriber.tracer = self.tracer
         self._stack.push_async_callback(subscriber.aclose)
+        if self.app_health is not None:
+            await subscriber.pause()
         discovery = SubscriptionDiscovery(self.app_channel, self.settings.app_id, self._app_subscriptions)
         task = asyncio.create_task(discovery.run(), name="subscription discovery")
+        self._stack.push_async_callback(_cancel, task)
+
+    def _start_app_health(self, bindings: BindingsService) -> None:
+        """With app health checks, deliveries and input bindings start paused and follow the app's
+        health: paused while it is unhealthy, resumed on the first success; calls invoking the app
+        are refused while it is unhealthy (Dapr's behaviour)."""
+        health = self.app_health
+        if health is None:
+            return
+        subscriber = self.subscriber
+
+        async def follow(status: AppStatus) -> None:
+            if status is AppStatus.HEALTHY:
+                if subscriber is not None:
+                    await subscriber.resume()
+                await bindings.input.resume()
+            else:
+                if subscriber is not None:
+                    await subscriber.pause()
+                await bindings.input.pause()
+
+        health.on_change(follow)
+        self.services.invocation.app_unhealthy = lambda: health.status is AppStatus.UNHEALTHY
+        task = asyncio.create_task(health.run(), name="app health probes")
         self._stack.push_async_callback(_cancel, task)
 
     async def _app_subscriptions(self, programmatic: list[Subscription]) -> None:
@@ -494,14 +557,33 @@ def _invocation_service(
     )
 
 
-def _app_connection(settings: Settings) -> dict[str, Any]:
+def _app_connection(settings: Settings, health: AppHealth | None) -> dict[str, Any]:
     connection: dict[str, Any] = {
         "protocol": settings.app_protocol,
         "channelAddress": settings.app_channel_address,
     }
     if settings.app_port is not None:
         connection["port"] = settings.app_port
+    if health is not None:
+        connection["health"] = health.settings.describe()
     return connection
+
+
+def _app_health(settings: Settings, channel: AppChannel) -> AppHealth | None:
+    if not settings.enable_app_health_check:
+        return None
+    if not channel.configured:
+        log.warning("app health checks need --app-port: the app is not probed")
+        return None
+    return AppHealth(
+        channel,
+        AppHealthSettings(
+            path=settings.app_health_check_path,
+            interval=settings.app_health_probe_interval,
+            timeout=settings.app_health_probe_timeout / 1000,
+            threshold=settings.app_health_threshold,
+        ),
+    )
 
 
 async def _cancel(task: asyncio.Task[None], deadline: float = 5.0) -> None:

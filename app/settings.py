@@ -3,6 +3,7 @@ settings file over defaults. Built in create_app()/the CLI, never at import."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -11,7 +12,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from components.metadata import parse_quantity
+from components.metadata import parse_duration, parse_quantity
 from mesh.errors import SettingsError
 from mesh.name_resolution import NameResolution, parse_name_resolution
 from mesh.ratelimit.settings import RateLimitSettings, parse_rate_limits
@@ -21,6 +22,8 @@ from mesh.tcpcopy.policy import TcpCopySettings
 from wasm.settings import WasmSettings
 
 __all__ = ["Settings", "parse_quantity"]
+
+_NUMBER = re.compile(r"\d+(\.\d+)?")
 
 
 class Settings(BaseSettings):
@@ -127,6 +130,35 @@ class Settings(BaseSettings):
         description="Most connections open at once; lowered to fit the open-file limit "
         "(raised to its hard limit at start-up). Past it a new connection is closed at once.",
     )
+
+    # Dapr's app health checks (mesh/app_health.py): the flags' units are daprd's.
+    enable_app_health_check: bool = Field(
+        False, description="Probe the app; pause pub/sub deliveries and input bindings while it is unhealthy."
+    )
+    app_health_check_path: str = Field("/healthz", description="The path the app health probe GETs.")
+    app_health_probe_interval: float = Field(
+        5.0, gt=0, description="Seconds between app health probes (a number, or a duration: 5s)."
+    )
+    app_health_probe_timeout: float = Field(
+        500,
+        gt=0,
+        description="Milliseconds an app health probe may take, as daprd's (or a duration: 500ms).",
+    )
+    app_health_threshold: int = Field(
+        3, ge=1, description="App health probes failing in a row before the app is unhealthy."
+    )
+
+    @field_validator("app_health_probe_interval", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> float:
+        return parse_duration(value).total_seconds()
+
+    @field_validator("app_health_probe_timeout", mode="before")
+    @classmethod
+    def _milliseconds(cls, value: Any) -> float:
+        if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value.strip())):
+            return float(value)
+        return parse_duration(value).total_seconds() * 1000
 
     @field_validator("max_body_size", "read_buffer_size", mode="before")
     @classmethod

@@ -139,6 +139,14 @@ class AppChannel:
         received = CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in answer_headers)
         return AppResponse(status, CIMultiDictProxy(received), content)
 
+    async def probe(self, path: str, timeout: float) -> int:  # noqa: ASYNC109 - the probe's deadline
+        """A health probe, ``GET path``: the status. As daprd's, it carries no app token and skips
+        the app pipeline. Raises :class:`AppUnreachable` when no answer came within ``timeout``."""
+        if self._client is None or self.base_url is None:
+            raise AppUnreachable("no app channel: l8 was started without --app-port")
+        target = path if path.startswith("/") else "/" + path
+        return (await self._exchange(self._client, "GET", target, [], None, timeout)).status
+
     async def listening(self, timeout: float = 0.5) -> bool:  # noqa: ASYNC109 - a connect deadline
         """Whether the app's port accepts TCP connections right now."""
         if self.port is None:

@@ -29,7 +29,8 @@ _HEALTH_DOC = {
 }
 
 
-def _runtime(request: Request) -> Indication:
+def runtime_state(request: Request) -> Indication:
+    """The runtime indicator: INIT, UP or DOWN (shutting down)."""
     side = sidecar(request)
     stopping = side.readiness.stopping or side.shutdown.requested
     return runtime_indication(serving=side.readiness.ready and side.services is not None, stopping=stopping)
@@ -48,7 +49,7 @@ def _health(health: Health) -> Response:
     **_HEALTH_DOC,
 )
 async def liveness(request: Request) -> Response:
-    return _health(ActuatorService.liveness(_runtime(request)))
+    return _health(ActuatorService.liveness(runtime_state(request)))
 
 
 @routes.get(
@@ -61,7 +62,7 @@ async def liveness(request: Request) -> Response:
     **_HEALTH_DOC,
 )
 async def readiness(request: Request) -> Response:
-    runtime = _runtime(request)
+    runtime = runtime_state(request)
     found = sidecar(request).services
     if found is None:
         return _health(Health.of({"runtime_startup": runtime}))

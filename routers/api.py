@@ -9,6 +9,7 @@ from routers import (
     actuator,
     bindings,
     configuration,
+    dashboard,
     fallback,
     files,
     health,
@@ -37,6 +38,7 @@ ROUTES: tuple[Route, ...] = (
     *metadata.routes.routes,
     *health.routes.routes,
     *actuator.routes.routes,
+    *dashboard.routes.routes,
 )
 FALLBACK: Route = fallback.routes.routes[0]
 UNCAPPED_UPLOADS = files.UNCAPPED_UPLOADS

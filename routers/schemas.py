@@ -385,3 +385,61 @@ class LoggerLevelRequest(BaseModel):
         "(components), l8.api (the API log), or root; Layotto's slashes (components/lock) work too"
     )
     level: Literal["trace", "debug", "info", "warn", "warning", "error", "fatal", "critical"]
+
+
+class DashboardApp(BaseModel):
+    id: str
+    version: str
+    daprApiVersion: str
+    startTime: str
+    uptimeSeconds: float
+    status: Literal["UP", "DOWN", "INIT"]
+
+
+class DashboardComponent(BaseModel):
+    name: str
+    type: str
+    version: str
+    capabilities: list[str]
+    health: Literal["UP", "DOWN", "INIT", "UNKNOWN"]
+    reason: str | None = Field(None, description="Why the health check failed")
+
+
+class DashboardSubscription(BaseModel):
+    pubsubname: str
+    topic: str
+    routes: list[dict[str, str]] = Field(description="{match, path} in evaluation order; the default last")
+    deadLetterTopic: str
+    type: str
+
+
+class DashboardSeries(BaseModel):
+    rps: list[float] = Field(description="Requests answered per second, one per interval")
+    p50: list[float | None] = Field(description="Median latency (ms); null with no request")
+    p99: list[float | None] = Field(description="99th percentile latency (ms); null with no request")
+
+
+class DashboardTraffic(BaseModel):
+    intervalSeconds: float
+    times: list[float] = Field(description="Each point's time (Unix seconds), oldest first")
+    blocks: dict[str, DashboardSeries] = Field(description="By building block (state, invoke, ...)")
+
+
+class DashboardError(BaseModel):
+    time: float = Field(description="Unix seconds")
+    status: int
+    code: str = Field(description="Dapr's errorCode (empty for a refused API token)")
+    message: str
+    method: str
+    route: str = Field(description="The route's template, or the path when no route took it")
+
+
+class DashboardResponse(BaseModel):
+    app: DashboardApp
+    components: list[DashboardComponent]
+    subscriptions: list[DashboardSubscription]
+    rateLimits: list[dict[str, Any]] = Field(description="Each rule with allowed, queued and refused counts")
+    wasmFunctions: list[dict[str, Any]] = Field(description="Each function with calls, errors, traps")
+    actors: dict[str, Any] = Field(description="The actor runtime (Dapr's actorRuntime)")
+    traffic: DashboardTraffic | None = Field(description="null when metrics are off")
+    errors: list[DashboardError] = Field(description="The last error answers, newest first")

@@ -101,6 +101,9 @@ class InvocationService:
         self.app_pipeline = app_pipeline
         self.tracer: Tracer | None = None
         """Set by the runtime when tracing is on: each call then gets a client span."""
+        self.app_unhealthy: Callable[[], bool] = _never
+        """With app health checks: whether the probes say the app is unhealthy now; calls to it are
+        then refused without reaching it, as daprd short-circuits them."""
 
     async def invoke(
         self, target_app: str, method_path: str, scope: Mapping[str, Any], receive: Any
@@ -255,6 +258,8 @@ class InvocationService:
         if app_id == self.app_id:
             if self.app_base_url is None:
                 raise invoke_failed(app, "app channel is not initialized: l8 was started without --app-port")
+            if self.app_unhealthy():
+                raise invoke_failed(app, "app is not in a healthy state")
             if self.app_token is not None:
                 headers["dapr-api-token"] = self.app_token
             policy = self.resiliency.app(app_id)
@@ -319,6 +324,10 @@ def _clean_method(app: str, method_path: str) -> str:
     dotted = _ESCAPED_DOT.sub(".", method_path)
     # The trailing slash goes too (Dapr's path.Clean; l8's middleware already cleaned the path).
     return posixpath.normpath("/" + dotted).lstrip("/")
+
+
+def _never() -> bool:
+    return False
 
 
 def invoke_failed(app: str, reason: str) -> ApiError:

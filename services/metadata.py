@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.loaded import ComponentStore, LoadedComponent
+from mesh.app_health import AppHealth
 from mesh.ratelimit import RateLimits
 from mesh.tcpcopy import TcpCopy
 from services.bindings.directions import directions
@@ -38,11 +39,12 @@ class MetadataService:
     tcp_copy: TcpCopy | None = None
     rate_limits: RateLimits | None = None
     wasm: WasmService | None = None
+    app_health: AppHealth | None = None
     extended: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
-        """Dapr's answer, plus l8's own ``nameResolution``, ``tcpCopy``, ``rateLimits`` and
-        ``wasmFunctions``."""
+        """Dapr's answer, plus l8's own ``nameResolution``, ``tcpCopy``, ``rateLimits``,
+        ``wasmFunctions`` and ``appHealth``."""
         body: dict[str, Any] = {
             "id": self.app_id,
             "runtimeVersion": self.versions.dapr,
@@ -76,6 +78,8 @@ class MetadataService:
         if self.wasm is not None and self.wasm.functions:  # l8's: each function with its counters
             body["wasmFunctions"] = self.wasm.describe()
         body["appConnectionProperties"] = dict(self.app_connection)
+        if self.app_health is not None:  # l8's: what the probes say now (unknown, healthy, unhealthy)
+            body["appHealth"] = {"status": str(self.app_health.status)}
         return body
 
     def attach(self, key: str, value: str) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from services.actuator import ActuatorService
 from services.bindings import BindingsService
 from services.configuration import ConfigurationService
+from services.dashboard import DashboardService
 from services.files import FileService
 from services.invocation import InvocationService
 from services.lock import LockService
@@ -33,3 +34,4 @@ class Services:
     bindings: BindingsService
     wasm: WasmService
     actuator: ActuatorService
+    dashboard: DashboardService

@@ -24,6 +24,9 @@ honours (tests/conformance/test_pubsub_conformance.py proves them):
 * ``Consumer.stop()`` stops fetching, lets in-flight handler calls finish (up to its timeout,
   then cancels them; a cancelled message is not acknowledged) and returns; it is idempotent.
   ``close()`` stops every consumer of the component and releases its connections; idempotent.
+* A backend that keeps nothing for a group with no running consumer (in-memory) makes its
+  consumers a :class:`PausableConsumer`, so a pause (the app unhealthy) loses no message; the
+  runtime stops and restarts the others' consumers, whose groups keep their place in the broker.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 _NO_METADATA: Mapping[str, str] = {}
 
@@ -89,6 +92,18 @@ class Consumer(Protocol):
     """A running subscription of one topic."""
 
     async def stop(self) -> None: ...
+
+
+@runtime_checkable
+class PausableConsumer(Consumer, Protocol):
+    """A consumer that can hold its messages without leaving its group."""
+
+    async def pause(self) -> None:
+        """No handler call starts until ``resume()``; messages arriving meanwhile wait for it, calls
+        already running finish. Idempotent."""
+
+    async def resume(self) -> None:
+        """Hand out the waiting messages, in order, then the new ones. Idempotent."""
 
 
 class PubSub(Protocol):

@@ -52,6 +52,28 @@ class InMemorySubscription:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._dispatcher: asyncio.Task[None] | None = asyncio.create_task(self._dispatch())
         self._stopping: asyncio.Future[None] | None = None
+        self._paused = False
+
+    async def pause(self) -> None:
+        """Messages queue up (the subscription stays in its group) until ``resume()``."""
+        if self._paused or self._stopping is not None:
+            return
+        self._paused = True
+        await self._cancel_dispatcher()
+
+    async def resume(self) -> None:
+        if not self._paused or self._stopping is not None:
+            return
+        self._paused = False
+        self._dispatcher = asyncio.create_task(self._dispatch())
+
+    async def _cancel_dispatcher(self) -> None:
+        # Cancelled while waiting for a slot or the queue: no message is taken and lost.
+        dispatcher, self._dispatcher = self._dispatcher, None
+        if dispatcher is not None:
+            dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await dispatcher
 
     def offer(self, message: Message) -> None:
         self._queue.put_nowait(message)
@@ -86,11 +108,7 @@ class InMemorySubscription:
 
     async def _stop(self) -> None:
         self._group.leave(self)
-        dispatcher, self._dispatcher = self._dispatcher, None
-        if dispatcher is not None:
-            dispatcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await dispatcher
+        await self._cancel_dispatcher()
         # Queued, never started: another member of the group takes them, else they are dropped.
         while not self._queue.empty():
             self._group.offer(self._queue.get_nowait())

@@ -61,6 +61,8 @@ COUNTS_OF_HISTOGRAMS: dict[str, tuple[tuple[str, str], ...]] = {
 """Dapr's counts that are a latency histogram's count with the same labels: exposed from it when
 Prometheus scrapes, so a request pays one observation, not three."""
 
+_PATH = 2
+"""The ``path`` label's place among the HTTP metrics' labels (app_id, method, path, status)."""
 _CACHED = 4096
 """Bound children kept per recorder before the cache is emptied (it refills as requests come)."""
 
@@ -71,7 +73,16 @@ class HttpServerMetrics:
     ``path`` is the ``pathMatching`` pattern that matches the request, else the route's template
     (``increasedCardinality``, Dapr's default) or "" (Dapr's low-cardinality mode)."""
 
-    __slots__ = ("_app_id", "_by_path", "_children", "_family", "_keep_template", "_matcher", "_verbs")
+    __slots__ = (
+        "_app_id",
+        "_by_path",
+        "_children",
+        "_family",
+        "_keep_template",
+        "_matcher",
+        "_verbs",
+        "buckets",
+    )
 
     def __init__(self, family: Histogram, app_id: str, spec: MetricSpec) -> None:
         self._family = family
@@ -81,6 +92,9 @@ class HttpServerMetrics:
         self._verbs = not spec.exclude_verbs
         self._children: dict[tuple[str, str | None, int], Any] = {}
         self._by_path: dict[tuple[str, str, int], Any] = {}
+        self.buckets = tuple(spec.latency_buckets or DAPR_LATENCY_BUCKETS_MS)
+        """The histogram's upper bounds in ms (+Inf, the last count, not among them)."""
+        """A bucket's ``le`` label -> its position (the order the histogram writes them in)."""
 
     def record(self, method: str, template: str | None, path: str, status: int, seconds: float) -> None:
         """One answered request: ``template`` is the route's (None when no route took it),
@@ -100,6 +114,28 @@ class HttpServerMetrics:
             label = (template or "") if self._keep_template else ""
             child = self._bind(self._children, key2, method, label, status)
         child.observe(seconds * 1000.0)
+
+    def by_path(self) -> dict[str, list[float]]:
+        """Each ``path`` label's cumulative bucket counts (the last is +Inf's, the total), summed
+        over its methods and statuses: what the dashboard samples, read from the histogram itself.
+
+        Read from the family's children directly: prometheus_client's ``collect()`` builds a
+        sample per bucket and label set, which took 13 ms for 100 label sets (a stall of the event
+        loop every sampling); this takes ~0.1 ms. tests/observability/test_traffic.py reads real
+        histograms, so a change in those internals fails there."""
+        found: dict[str, list[float]] = {}
+        family: Any = self._family
+        with family._lock:
+            children = list(family._metrics.items())
+        for labels, child in children:
+            counts = found.get(labels[_PATH])
+            if counts is None:
+                counts = found[labels[_PATH]] = [0.0] * len(child._buckets)
+            total = 0.0
+            for index, bucket in enumerate(child._buckets):
+                total += bucket.get()
+                counts[index] += total
+        return found
 
     def _bind(self, cache: dict[Any, Any], key: Any, method: str, path: str, status: int) -> Any:
         child = self._family.labels(self._app_id, method if self._verbs else "", path, str(status))

@@ -7,6 +7,10 @@ names ``input``; a 2xx or 405 answer subscribes, anything else (a 404, the app u
 the binding unread, with a log line. Bindings left unread are probed again each time the app comes
 back after it stopped listening (a restart); a binding being read goes on being read.
 
+While the app is unhealthy (mesh/app_health.py) every reader is stopped, as daprd stops reading
+from bindings, and the bindings are probed and read again once it is healthy; a source that keeps
+events (Kafka, Redis) holds them meanwhile, a cron binding just does not fire.
+
 Delivery: ``POST /<route>`` with the event's raw bytes, ``Content-Type: application/json`` whatever
 they hold, each event metadata entry as a header, a ``traceparent`` (a span under the event's own
 when it carries one, as a Kafka record published through an output binding does, else a new trace),
@@ -102,6 +106,11 @@ class InputBindings:
         ]
         self._lock = asyncio.Lock()
         self._closed = False
+        self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
 
     @property
     def reading(self) -> list[str]:
@@ -129,22 +138,44 @@ class InputBindings:
         """Probe every binding not yet read and start reading those the app wants."""
         async with self._lock:
             for handle in self._handles:
-                if self._closed:
+                if self._closed or self._paused:
                     return
                 if handle.reader is None and await self._wanted(handle):
                     await self._start(handle)
+
+    async def pause(self) -> None:
+        """Stop every reader until ``resume()``."""
+        async with self._lock:
+            if self._closed or self._paused:
+                return
+            self._paused = True
+            await self._stop_readers()
+
+    async def resume(self) -> None:
+        """Probe the bindings again and read those the app wants."""
+        async with self._lock:
+            if not self._paused:
+                return
+            self._paused = False
+        if self._handles and self._channel.configured:
+            await self.start_wanted()
 
     async def aclose(self) -> None:
         """Stop every reader; idempotent."""
         async with self._lock:
             self._closed = True
-            for handle in reversed(self._handles):
-                reader, handle.reader = handle.reader, None
-                if reader is not None:
-                    try:
-                        await reader.stop()
-                    except Exception as exc:
-                        log.error("input binding stop failed", binding=handle.name, error=str(exc))
+            await self._stop_readers()
+
+    async def _stop_readers(self) -> None:
+        for handle in reversed(self._handles):
+            reader, handle.reader = handle.reader, None
+            if reader is not None:
+                try:
+                    await reader.stop()
+                except Exception as exc:
+                    log.error("input binding stop failed", binding=handle.name, error=str(exc))
+                else:
+                    log.info("input binding no longer read", binding=handle.name)
 
     async def _wanted(self, handle: InputBindingHandle) -> bool:
         if not handle.probe:

@@ -11,6 +11,10 @@ pick the path with the routing rules, deliver under the component's inbound retr
   dead-letter topic and acknowledged when one is set; otherwise the handler raises
   :class:`DeliveryFailed` and the backend redelivers by its own rules.
 
+While the app is unhealthy (mesh/app_health.py) the subscriber is paused, as daprd's: consumers
+stop pulling and the messages wait in the broker (a :class:`PausableConsumer` holds them in the
+group; the others' consumers are stopped, their group keeping its place) until ``resume()``.
+
 A dead-letter copy is the original bytes and broker metadata, published on the same pub/sub; if
 that publish fails the handler raises, so the message is not lost.
 
@@ -34,7 +38,13 @@ import structlog
 
 from components.errors import MetadataError
 from components.metadata import lookup
-from components.pubsub.base import Consumer, Message, PublishRequest, SubscribeRequest
+from components.pubsub.base import (
+    Consumer,
+    Message,
+    PausableConsumer,
+    PublishRequest,
+    SubscribeRequest,
+)
 from mesh.app_channel import AppChannel
 from mesh.resiliency import Policy, Resiliency, RetriableFailure
 from observability.metrics import PubSubMetrics
@@ -80,6 +90,7 @@ class _Running:
     subscription: Subscription
     consumer: Consumer
     batcher: BulkBatcher | None
+    paused: bool = False
 
 
 class Subscriber:
@@ -103,10 +114,17 @@ class Subscriber:
         """Set by the runtime when metrics are on: each delivery's outcome and latency."""
         self._lock = asyncio.Lock()
         self._closed = False
+        self._wanted: list[Subscription] = []
+        self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
 
     @property
     def active(self) -> list[Subscription]:
-        """The subscriptions with a running consumer, in the order they were started."""
+        """The subscriptions with a consumer (running, or paused while the app is unhealthy), in
+        the order they were started."""
         return [running.subscription for running in self._running.values()]
 
     async def apply(self, subscriptions: Sequence[Subscription]) -> None:
@@ -117,26 +135,58 @@ class Subscriber:
         async with self._lock:
             if self._closed:
                 return
-            wanted: dict[tuple[str, str], Subscription] = {}
-            for subscription in subscriptions:
-                if subscription.key in wanted:
-                    log.warning(
-                        "duplicate subscription ignored",
-                        pubsub=subscription.pubsub,
-                        topic=subscription.topic,
-                    )
-                    continue
-                wanted[subscription.key] = subscription
+            self._wanted = list(subscriptions)
+            if not self._paused:
+                await self._reconcile(subscriptions)
+
+    async def pause(self) -> None:
+        """Stop pulling messages for the app until ``resume()``; in-flight deliveries finish."""
+        async with self._lock:
+            if self._closed or self._paused:
+                return
+            self._paused = True
             for key, running in list(self._running.items()):
-                if wanted.get(key) != running.subscription:
+                if isinstance(running.consumer, PausableConsumer):
+                    await running.consumer.pause()
+                    running.paused = True
+                else:
                     del self._running[key]
                     await self._stop(running)
-            for key, subscription in wanted.items():
-                if key in self._running:
-                    continue
-                started = await self._start(subscription)
-                if started is not None:
-                    self._running[key] = started
+
+    async def resume(self) -> None:
+        """Pull again: paused consumers go on, stopped ones start where their group stopped."""
+        async with self._lock:
+            if self._closed or not self._paused:
+                return
+            self._paused = False
+            for running in self._running.values():
+                if running.paused:
+                    assert isinstance(running.consumer, PausableConsumer)
+                    await running.consumer.resume()
+                    running.paused = False
+            await self._reconcile(self._wanted)
+
+    async def _reconcile(self, subscriptions: Sequence[Subscription]) -> None:
+        wanted: dict[tuple[str, str], Subscription] = {}
+        for subscription in subscriptions:
+            if subscription.key in wanted:
+                log.warning(
+                    "duplicate subscription ignored",
+                    pubsub=subscription.pubsub,
+                    topic=subscription.topic,
+                )
+                continue
+            wanted[subscription.key] = subscription
+        for key, running in list(self._running.items()):
+            if wanted.get(key) != running.subscription:
+                del self._running[key]
+                await self._stop(running)
+        for key, subscription in wanted.items():
+            if key in self._running:
+                continue
+            started = await self._start(subscription)
+            if started is not None:
+                self._running[key] = started
 
     async def aclose(self) -> None:
         """Stop every consumer; idempotent."""

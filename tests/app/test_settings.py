@@ -138,3 +138,51 @@ def test_invocation_origin_bounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     config.write_text("invoke-max-origins: 0\n")
     with pytest.raises(ValidationError, match="invoke_max_origins"):
         Settings.load({}, config)
+
+
+def test_app_health_settings_take_daprs_units_from_flags_env_and_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.cli import _parser, _settings
+
+    defaults = Settings.load()
+    assert not defaults.enable_app_health_check
+    assert defaults.app_health_check_path == "/healthz"
+    assert defaults.app_health_probe_interval == 5.0  # seconds
+    assert defaults.app_health_probe_timeout == 500.0  # milliseconds
+    assert defaults.app_health_threshold == 3
+    arguments = vars(
+        _parser().parse_args(
+            [
+                "run",
+                "--enable-app-health-check",
+                "--app-health-check-path",
+                "/ready",
+                "--app-health-probe-interval",
+                "2",
+                "--app-health-probe-timeout",
+                "250",
+                "--app-health-threshold",
+                "5",
+            ]
+        )
+    )
+    arguments.pop("command")
+    flags = _settings(arguments)
+    assert flags.enable_app_health_check and flags.app_health_check_path == "/ready"
+    assert (flags.app_health_probe_interval, flags.app_health_probe_timeout) == (2.0, 250.0)
+    assert flags.app_health_threshold == 5
+    arguments = vars(_parser().parse_args(["run", "--enable-app-health-check=false"]))
+    arguments.pop("command")
+    assert not _settings(arguments).enable_app_health_check
+    monkeypatch.setenv("L8_ENABLE_APP_HEALTH_CHECK", "true")
+    monkeypatch.setenv("L8_APP_HEALTH_PROBE_TIMEOUT", "1s")
+    settings_file = tmp_path / "l8.yaml"
+    settings_file.write_text("app-health-probe-interval: 1500ms\napp-health-threshold: 1\n", encoding="utf-8")
+    loaded = Settings.load(config_file=settings_file)
+    assert loaded.enable_app_health_check
+    assert (loaded.app_health_probe_interval, loaded.app_health_probe_timeout) == (1.5, 1000.0)
+    assert loaded.app_health_threshold == 1
+    for bad in ({"app_health_threshold": 0}, {"app_health_probe_interval": "soon"}):
+        with pytest.raises(ValidationError):
+            Settings.load(bad)

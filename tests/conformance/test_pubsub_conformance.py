@@ -23,7 +23,14 @@ import pytest
 
 from components import registry
 from components.errors import ComponentInitError, MetadataError
-from components.pubsub.base import Consumer, Feature, Message, PublishRequest, SubscribeRequest
+from components.pubsub.base import (
+    Consumer,
+    Feature,
+    Message,
+    PausableConsumer,
+    PublishRequest,
+    SubscribeRequest,
+)
 from tests.servers import LOOPBACK, free_port
 
 Metadata = Callable[[pytest.FixtureRequest, str], dict[str, str]]
@@ -52,6 +59,8 @@ class Backend:
     """Metadata pointing at a closed port; init must fail with a ComponentInitError naming ..."""
     server_field: str = ""
     """... this field."""
+    pausable: bool = False
+    """Its consumers are PausableConsumers (what a pause of a non-durable backend needs)."""
 
     @property
     def id(self) -> str:
@@ -90,6 +99,7 @@ BACKENDS = (
         spreads=True,
         any_topic_name=True,
         bad_metadata=(),
+        pausable=True,
     ),
     Backend(
         "pubsub.redis",
@@ -480,6 +490,42 @@ async def test_messages_published_while_the_group_was_stopped(broker, topic, bac
     else:
         assert not set(again.data) & set(missed), "a backend without storage delivered old messages"
     assert inbox.data == []
+
+
+async def test_a_pause_loses_nothing_and_delivers_nothing_twice(broker, topic, backend):
+    """What the subscriber does while the app is unhealthy: a PausableConsumer pauses, any other
+    consumer is stopped and its group subscribed again, so every backend must be one or durable."""
+    inbox = Inbox()
+    consumer = await broker.subscribe(topic, inbox, max_in_flight=1)
+    await broker.ready(topic, inbox)
+    assert isinstance(consumer, PausableConsumer) == backend.pausable
+    assert backend.pausable or backend.durable, "a pause would lose the messages of this backend"
+    before = numbered(3, "before")
+    for data in before:
+        await broker.publish(topic, data)
+    assert await eventually(lambda: set(inbox.data) >= set(before))
+    if isinstance(consumer, PausableConsumer):
+        await consumer.pause()
+        await consumer.pause()  # idempotent
+    else:
+        await consumer.stop()
+    during = numbered(5, "during")
+    for data in during:
+        await broker.publish(topic, data)
+    await asyncio.sleep(0.5)
+    assert not set(inbox.data) & set(during), "delivered while paused"
+    if isinstance(consumer, PausableConsumer):
+        await consumer.resume()
+        await consumer.resume()
+    else:
+        await broker.subscribe(topic, inbox, max_in_flight=1)
+    after = numbered(2, "after")
+    for data in after:
+        await broker.publish(topic, data)
+    assert await eventually(lambda: set(inbox.data) >= set(before + during + after))
+    await asyncio.sleep(0.3)
+    assert sorted(inbox.data) == sorted(before + during + after), "a message came twice"
+    assert [d for d in inbox.data if d in during] == during, "the waiting messages out of order"
 
 
 @only(lambda backend: backend.any_topic_name)
