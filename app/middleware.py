@@ -161,7 +161,7 @@ class SidecarMiddleware:
         request_id = request_id or self.new_request_id()
         tracer = self.tracer
         server_span: ServerSpan | None = None
-        if tracer is not None and scope["path"] not in DAPR_PROBES:
+        if tracer is not None and not is_probe(scope):  # probes make no spans (daprd: healthz)
             if baggage is not None and not valid_baggage(baggage.decode("latin-1")):
                 await _plain(send, 400, _INVALID_BAGGAGE)
                 return
