@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest examples toolchains openapi bench bench-state bench-pubsub bench-invoke bench-coordination bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-request-context bench-metrics bench-dashboard bench-app-health soak servers clean
+.PHONY: run test lint typecheck pytest examples toolchains openapi bench bench-state bench-pubsub bench-invoke bench-coordination bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-request-context bench-metrics bench-tracing bench-dashboard bench-app-health soak servers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -91,7 +91,7 @@ test: lint pytest
 openapi: $(VENV)/.runtime
 	$(BIN)/l8 openapi > openapi/openapi.json
 
-bench: bench-state bench-pubsub bench-invoke bench-coordination bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-metrics bench-dashboard bench-app-health
+bench: bench-state bench-pubsub bench-invoke bench-coordination bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-metrics bench-tracing bench-dashboard bench-app-health
 
 bench-state: $(VENV)/.test servers
 	$(BIN)/python bench/state_bench.py
@@ -132,6 +132,9 @@ bench-wasm: $(VENV)/.test
 
 bench-metrics: $(VENV)/.test servers
 	$(BIN)/python bench/metrics_bench.py
+
+bench-tracing: $(VENV)/.test servers
+	$(BIN)/python bench/tracing_bench.py
 
 bench-dashboard: $(VENV)/.test
 	PYTHONPATH=. $(BIN)/python bench/dashboard_bench.py

@@ -88,6 +88,7 @@ class SidecarApp:
             self.dispatcher.limits = runtime.rate_limits or None
             self.dispatcher.pipeline = runtime.http_pipeline or None
             self._entry.metrics = runtime.metrics.http_server if runtime.metrics else None
+            self._entry.tracer = runtime.tracer
             sidecar.readiness.ready = True
             try:
                 yield
@@ -97,6 +98,7 @@ class SidecarApp:
                 self.dispatcher.limits = None
                 self.dispatcher.pipeline = None
                 self._entry.metrics = None
+                self._entry.tracer = None
                 del self.state.runtime
 
     def framework(self) -> FastAPI:

@@ -5,8 +5,10 @@ body size limit and the last-resort error answer.
 Every log line written while a request is served carries its ``request_id`` and ``trace_id``. A
 request without a valid W3C ``traceparent`` is given one here (a new sampled trace, its invalid
 ``tracestate`` dropped), so the trace id in its log lines is the one its outgoing calls, events and
-bindings carry on. It wraps the whole FastAPI stack (see app/factory.py), so a
-refused request costs no framework work at all."""
+bindings carry on. With tracing on (a ``spec.tracing`` sampling rate above 0) it opens the call's
+server span instead (observability/tracing), makes it current, answers its ``traceparent``, and
+refuses an invalid ``baggage`` header as daprd does; with tracing off none of that runs. It wraps
+the whole FastAPI stack (see app/factory.py), so a refused request costs no framework work at all."""
 
 from __future__ import annotations
 
@@ -15,21 +17,25 @@ import itertools
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import internal, send_error
-from mesh.proxy import MESH_TOKEN, VOUCHED
+from mesh.proxy import FORWARDED_BY, MESH_TOKEN, VOUCHED
 from observability.metrics import HttpServerMetrics
 from observability.recent_errors import RecentErrors
+from observability.tracing import server_span_attributes, server_span_name, valid_baggage
 from routers.dashboard import PAGE_PATHS
 from services.errors import BodyTooLarge
 from services.log_levels import PROCESS_LEVELS
 from services.random_ids import random_hex
 from services.trace_context import parse_traceparent
+
+if TYPE_CHECKING:
+    from observability.tracing.tracer import ServerSpan, Tracer
 
 API_LOGGER = "l8.api"
 log = structlog.get_logger(API_LOGGER)
@@ -64,8 +70,10 @@ ROUTE_TEMPLATE = "l8.route"
 """Scope key: the template of the route that took the request (set by the dispatcher), the
 ``path`` label of the HTTP server metrics."""
 _MESH_TOKEN = MESH_TOKEN.encode()
+_FORWARDED_BY = FORWARDED_BY.encode()
 _UNAUTHORIZED = b"invalid api token\n"
 _TRACE_HEADERS = (b"traceparent", b"tracestate")
+_INVALID_BAGGAGE = b"invalid baggage header\n"
 _TWICE = b""  # a token header sent more than once: never equal to a configured token
 
 
@@ -114,6 +122,9 @@ class SidecarMiddleware:
         self.new_request_id = RequestIds()
         self.metrics: HttpServerMetrics | None = None
         """The started runtime's HTTP server metrics; set by the lifespan when metrics are on."""
+        self.tracer: Tracer | None = None
+        """The started runtime's tracer; set by the lifespan when tracing is on (``spec.tracing``
+        with a sampling rate above 0). None: no span, no context, one check per request."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -126,7 +137,7 @@ class SidecarMiddleware:
             scope["raw_path"] = cleaned.encode("latin-1")
             scope["path"] = unquote(cleaned)
 
-        request_id = token = length = mesh = traceparent = tracestate = None
+        request_id = token = length = mesh = traceparent = tracestate = baggage = None
         for name, value in scope["headers"]:
             if name == b"traceparent":
                 traceparent = value
@@ -141,13 +152,24 @@ class SidecarMiddleware:
                 length = value
             elif name == _MESH_TOKEN:
                 mesh = value if mesh is None else _TWICE
+            elif name == b"baggage":
+                baggage = value if baggage is None else baggage + b"," + value
         vouched = False
         if self.mesh_token is not None:  # another sidecar of the fleet, or not
             vouched = mesh is not None and hmac.compare_digest(mesh, self.mesh_token)
             scope[VOUCHED] = vouched
         request_id = request_id or self.new_request_id()
-        parent = parse_traceparent(traceparent.decode("latin-1")) if traceparent is not None else None
-        if parent is None:  # a new sampled trace, as services/trace_context.py starts one
+        tracer = self.tracer
+        server_span: ServerSpan | None = None
+        if tracer is not None and not is_probe(scope):  # probes make no spans (daprd: healthz)
+            if baggage is not None and not valid_baggage(baggage.decode("latin-1")):
+                await _plain(send, 400, _INVALID_BAGGAGE)
+                return
+            server_span = _start_server_span(tracer, scope, traceparent, tracestate)
+            trace_id = server_span.ids[0]
+        elif (
+            parent := parse_traceparent(traceparent.decode("latin-1")) if traceparent is not None else None
+        ) is None:  # a new sampled trace, as services/trace_context.py starts one
             ids = random_hex(24)
             trace_id = ids[:32]
             new_parent = (b"traceparent", f"00-{trace_id}-{ids[32:]}-01".encode())
@@ -162,13 +184,15 @@ class SidecarMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id)
 
         status = 0
-        request_id_header = (b"x-request-id", request_id.encode("latin-1"))
+        added = [(b"x-request-id", request_id.encode("latin-1"))]
+        if server_span is not None:  # daprd answers with the traceparent of the call's span
+            added.append((b"traceparent", _traceparent(server_span.ids)))
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), request_id_header]
+                message["headers"] = [*message.get("headers", ()), *added]
             await send(message)
 
         # Dapr exempts only GET on the health paths (isRouteExcludedFromAPITokenAuth).
@@ -183,6 +207,8 @@ class SidecarMiddleware:
                 await _plain(send_with_id, 401, _UNAUTHORIZED)
                 if metrics is not None:
                     metrics.record(scope["method"], None, scope["path"], 401, time.perf_counter() - started)
+                if server_span is not None:
+                    server_span.finish(401)
                 return
             scope["headers"] = [(n, v) for n, v in scope["headers"] if n != b"dapr-api-token"]
 
@@ -203,6 +229,9 @@ class SidecarMiddleware:
                 route = scope.get(ROUTE_TEMPLATE) or scope["path"]
                 self.recent_errors.record(error.status, error.code, error.message, scope["method"], route)
                 await send_error(send_with_id, error)
+        finally:
+            if server_span is not None:
+                server_span.finish(status)
         if metrics is not None:
             metrics.record(
                 scope["method"],
@@ -219,6 +248,31 @@ class SidecarMiddleware:
                 status=status,
                 ms=round((time.perf_counter() - started) * 1000, 3),
             )
+
+
+def _start_server_span(
+    tracer: Tracer, scope: Scope, traceparent: bytes | None, tracestate: bytes | None
+) -> ServerSpan:
+    """The call's server span, under the caller's trace context; the request's ``traceparent``
+    (and ``tracestate``) become the span's, so whatever the request calls continues under it."""
+    carrier = {}
+    if traceparent is not None:
+        carrier["traceparent"] = traceparent.decode("latin-1")
+        if tracestate is not None:
+            carrier["tracestate"] = tracestate.decode("latin-1")
+    method, path = scope["method"], scope["path"]
+    forwarded = any(name == _FORWARDED_BY for name, _ in scope["headers"])
+    span = tracer.server(server_span_name(path, forwarded), carrier, server_span_attributes(method, path))
+    headers = [(n, v) for n, v in scope["headers"] if n not in _TRACE_HEADERS]
+    headers.append((b"traceparent", _traceparent(span.ids)))
+    if span.ids[3]:
+        headers.append((b"tracestate", span.ids[3].encode("latin-1")))
+    scope["headers"] = headers
+    return span
+
+
+def _traceparent(ids: tuple[str, str, str, str]) -> bytes:
+    return f"00-{ids[0]}-{ids[1]}-{ids[2]}".encode()
 
 
 def _uncapped(scope: Scope, uncapped: tuple[tuple[str, str], ...]) -> bool:

@@ -7,13 +7,14 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from app import DAPR_API_VERSION, __version__
 from app.metrics import metric_spec, start_metrics, track_counters
 from app.settings import Settings
+from app.tracing import tracing_spec
 from components import registry
 from components.errors import ComponentInitError, MetadataError
 from components.loaded import ComponentStore, LoadedComponent
@@ -26,10 +27,12 @@ from mesh.name_resolution import build_resolver
 from mesh.proxy import MESH_TOKEN, Proxy
 from mesh.ratelimit import RateLimits, build_rate_limits
 from mesh.resiliency import Outbound, Resiliency
+from mesh.resiliency.traced import TracedOutbound
 from mesh.resolver import Resolver
 from mesh.tcpcopy import TcpCopy, parse_policy
 from observability.metrics import Metrics, MetricsServer
 from observability.recent_errors import RecentErrors
+from observability.tracing import start_tracing
 from observability.traffic import TrafficWindow
 from routers.dashboard import DASHBOARD_TEMPLATES
 from services.actuator import ActuatorService, AppInfo
@@ -56,6 +59,9 @@ from services.state import StateService
 from services.wasm import WasmService
 from wasm.http_pipeline import AppHttpPipeline, HttpPipeline, load_guests
 from wasm.resources import function_resources
+
+if TYPE_CHECKING:
+    from observability.tracing.tracer import Tracer
 
 log = structlog.get_logger(__name__)
 
@@ -118,6 +124,8 @@ class Runtime:
         self.metrics: Metrics | None = None
         """None when metrics are off (--enable-metrics=false, or the Configuration's)."""
         self.metrics_server: MetricsServer | None = None
+        self.tracer: Tracer | None = None
+        """None when tracing is off (no ``spec.tracing``, or ``samplingRate: "0"``)."""
         self.app_health: AppHealth | None = None
         """None unless --enable-app-health-check (and an app port) is given."""
 
@@ -167,6 +175,9 @@ class Runtime:
             if started is not None:
                 self.metrics, self.metrics_server = started
                 self._stack.push_async_callback(self.metrics_server.aclose)
+            self.tracer = start_tracing(app_id, tracing_spec(_configurations(settings, resources)))
+            if self.tracer is not None:  # the spans still batched are exported on the way out
+                self._stack.push_async_callback(asyncio.to_thread, self.tracer.shutdown)
             self.resiliency = Resiliency.from_resources(resources.others, app_id)
             if self.metrics is not None:
                 self.resiliency.metrics = self.metrics
@@ -252,6 +263,7 @@ class Runtime:
         )
         if metrics is not None:
             pubsub.metrics = metrics.pubsub
+        invocation.tracer = pubsub.tracer = self.tracer
         secrets = SecretsService.from_components(
             self._of("secretstores"), scopes, self._outbound("secretstores")
         )
@@ -419,6 +431,7 @@ class Runtime:
         self.subscriber = subscriber
         if self.metrics is not None:
             subscriber.metrics = self.metrics.pubsub
+        subscriber.tracer = self.tracer
         self._stack.push_async_callback(subscriber.aclose)
         if self.app_health is not None:
             await subscriber.pause()
@@ -480,7 +493,12 @@ class Runtime:
     def _outbound(self, block: str) -> Callable[[LoadedComponent], Outbound]:
         """Each component's outbound Resiliency policy under the sidecar's component_timeout."""
         deadline = self.settings.component_timeout
-        return lambda component: self.resiliency.component_calls(component.name, block, deadline)
+        tracer = self.tracer
+        if tracer is None or block == "pubsub":  # a publish makes its own span (its id goes in the event)
+            return lambda component: self.resiliency.component_calls(component.name, block, deadline)
+        return lambda component: TracedOutbound(
+            self.resiliency.component_calls(component.name, block, deadline), block, tracer
+        )
 
     def _of(self, block: str) -> list[LoadedComponent]:
         return list(self.components.of(block).values())

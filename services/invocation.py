@@ -20,9 +20,9 @@ from __future__ import annotations
 import posixpath
 import re
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 import structlog
@@ -46,6 +46,9 @@ from services import errors
 from services.errors import ApiError, BodyTooLarge
 from services.http_endpoints import HttpEndpoint
 from services.trace_context import TraceContext
+
+if TYPE_CHECKING:
+    from observability.tracing.tracer import Tracer
 
 log = structlog.get_logger(__name__)
 
@@ -96,6 +99,8 @@ class InvocationService:
         """(header, value) that lets this sidecar's calls into other sidecars in: the mesh token, or
         this sidecar's API token for a fleet that shares one."""
         self.app_pipeline = app_pipeline
+        self.tracer: Tracer | None = None
+        """Set by the runtime when tracing is on: each call then gets a client span."""
         self.app_unhealthy: Callable[[], bool] = _never
         """With app health checks: whether the probes say the app is unhealthy now; calls to it are
         then refused without reaching it, as daprd short-circuits them."""
@@ -144,19 +149,20 @@ class InvocationService:
                 raise RetriableFailure(f"the app answered {upstream.status}", upstream.status)
             return upstream
 
-        try:
-            upstream = await policy.run(attempt)
-        except BodyTooLarge as exc:  # a streamed body grew past the limit on its way
-            raise invoke_failed(target_app, str(exc)) from None
-        except RetriableFailure:
-            upstream = last[0]  # retries ran out: the caller gets the app's last answer
-        except TargetUnreachable as exc:
-            raise invoke_failed(target_app, str(exc)) from None
-        except CircuitOpenError:
-            raise invoke_failed(target_app, "circuit breaker is open") from None
-        except TimeoutError:
-            raise invoke_failed(target_app, "context deadline exceeded") from None
-        return upstream
+        tracer = self.tracer
+        if tracer is None:
+            return await _run(policy, attempt, last, target_app)
+        # The client span of the call: its ids are the traceparent the target continues.
+        name = f"CallLocal/{target_app}/{method_path}"
+        attributes = {
+            "rpc.service": "ServiceInvocation",
+            "net.peer.name": target_app,
+            "dapr.invoke_method": method_path,
+        }
+        with tracer.span(name, "client", attributes) as ids:
+            headers[:] = [(n, v) for n, v in headers if n.lower() not in ("traceparent", "tracestate")]
+            headers.extend(TraceContext(*ids).headers().items())
+            return await _run(policy, attempt, last, target_app)
 
     async def _open(
         self,
@@ -274,6 +280,23 @@ class InvocationService:
         path = f"/v1.0/invoke/{quote(app_id, safe='')}/method/{method_path}"
         policy = self.resiliency.app(app_id)
         return Target(f"http://{address}{path}", headers, policy, resolved=(app_id, address))
+
+
+async def _run(
+    policy: Policy, attempt: Callable[[], Awaitable[Upstream]], last: list[Upstream], target_app: str
+) -> Upstream:
+    try:
+        return await policy.run(attempt)
+    except BodyTooLarge as exc:  # a streamed body grew past the limit on its way
+        raise invoke_failed(target_app, str(exc)) from None
+    except RetriableFailure:
+        return last[0]  # retries ran out: the caller gets the app's last answer
+    except TargetUnreachable as exc:
+        raise invoke_failed(target_app, str(exc)) from None
+    except CircuitOpenError:
+        raise invoke_failed(target_app, "circuit breaker is open") from None
+    except TimeoutError:
+        raise invoke_failed(target_app, "context deadline exceeded") from None
 
 
 def _failed(policy: Policy, status: int) -> bool:

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import orjson
 
@@ -30,6 +30,9 @@ from services.pubsub.cloudevents import InvalidCloudEvent
 from services.pubsub.handles import PubSubHandle
 from services.pubsub.scopes import TopicScopes
 from services.trace_context import TraceContext
+
+if TYPE_CHECKING:
+    from observability.tracing.tracer import Tracer
 
 RAW_PAYLOAD = "rawPayload"
 BULK_CONCURRENCY = 100
@@ -69,6 +72,9 @@ class PubSubService:
         """The most entries one bulk publish may hold (0: no limit)."""
         self.metrics: PubSubMetrics | None = None
         """Set by the runtime when metrics are on: each publish's outcome and latency."""
+        self.tracer: Tracer | None = None
+        """Set by the runtime when tracing is on: each publish gets a producer span, whose
+        ``traceparent`` the CloudEvent and the message's metadata carry to the subscriber."""
 
     @classmethod
     def from_components(
@@ -108,6 +114,31 @@ class PubSubService:
     # -- publish -----------------------------------------------------------------------------------
 
     async def publish(
+        self,
+        handle: PubSubHandle,
+        topic: str,
+        body: bytes,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+        trace: TraceContext,
+    ) -> None:
+        tracer = self.tracer
+        if tracer is None:
+            await self._publish(handle, topic, body, content_type, metadata, trace)
+            return
+        attributes = {
+            "messaging.system": "pubsub",
+            "messaging.destination": topic,
+            "messaging.destination_kind": "topic",
+            "dapr.component": handle.name,
+        }
+        with tracer.span("pubsub/publish", "producer", attributes) as ids:
+            trace = TraceContext(*ids)
+            # The broker's message carries the span too (Kafka headers, the Redis entry's metadata).
+            metadata = {**metadata, **trace.headers()}
+            await self._publish(handle, topic, body, content_type, metadata, trace)
+
+    async def _publish(
         self,
         handle: PubSubHandle,
         topic: str,
@@ -157,6 +188,28 @@ class PubSubService:
         trace: TraceContext,
     ) -> BulkPublishFailure | None:
         """Publish every entry of a bulk body; None when all reached the broker."""
+        tracer = self.tracer
+        if tracer is None:
+            return await self._bulk_publish(handle, topic, body, metadata, trace, True)
+        attributes = {
+            "messaging.system": "pubsub",
+            "messaging.destination": topic,
+            "messaging.destination_kind": "topic",
+            "dapr.component": handle.name,
+        }
+        # One producer span for the batch: every entry's CloudEvent carries its (real) id.
+        with tracer.span("pubsub/bulk_publish", "producer", attributes) as ids:
+            return await self._bulk_publish(handle, topic, body, metadata, TraceContext(*ids), False)
+
+    async def _bulk_publish(
+        self,
+        handle: PubSubHandle,
+        topic: str,
+        body: bytes,
+        metadata: Mapping[str, str],
+        trace: TraceContext,
+        span_per_entry: bool,
+    ) -> BulkPublishFailure | None:
         raw = self._raw_payload(handle, metadata)
         try:
             entries = parse_entries(body, metadata, self.max_items)
@@ -164,7 +217,8 @@ class PubSubService:
             raise self._bulk_request_error(handle.name, topic, exc) from None
         requests: list[PublishRequest] = []
         for entry in entries:
-            requests.append(self._bulk_request(handle, topic, entry, metadata, raw, trace))
+            entry_trace = trace.child() if span_per_entry else trace
+            requests.append(self._bulk_request(handle, topic, entry, metadata, raw, entry_trace))
             if len(requests) % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # an envelope takes ~10 us: other requests get a turn
         self._require_scope(handle, topic)
@@ -202,7 +256,7 @@ class PubSubService:
                 topic=topic,
                 pubsub=handle.name,
                 app_id=self.app_id,
-                trace=trace.child(),
+                trace=trace,
                 metadata=entry.metadata or {},
                 native_ttl=Feature.MESSAGE_TTL in handle.features,
             )

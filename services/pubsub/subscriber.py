@@ -31,7 +31,7 @@ import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -64,6 +64,10 @@ from services.pubsub.delivery import (
 from services.pubsub.handles import PubSubHandle
 from services.pubsub.routing import RouteTable, RuleError
 from services.pubsub.subscriptions import Subscription, route_path
+from services.trace_context import TraceContext
+
+if TYPE_CHECKING:
+    from observability.tracing.tracer import Tracer
 
 log = structlog.get_logger(__name__)
 
@@ -106,6 +110,7 @@ class Subscriber:
         self._default_max_in_flight = default_max_in_flight
         self._running: dict[tuple[str, str], _Running] = {}
         self.metrics: PubSubMetrics | None = None
+        self.tracer: Tracer | None = None
         """Set by the runtime when metrics are on: each delivery's outcome and latency."""
         self._lock = asyncio.Lock()
         self._closed = False
@@ -230,6 +235,7 @@ class Subscriber:
             )
         delivery = _Delivery(self._channel, handle, subscription, routes, policy, batcher)
         delivery.metrics = self.metrics
+        delivery.tracer = self.tracer
         request = SubscribeRequest(topic=topic, metadata=subscription.metadata, max_in_flight=max_in_flight)
         try:
             consumer = await handle.instance.subscribe(request, delivery.handle)
@@ -309,6 +315,7 @@ class _Delivery:
         self._raw = raw_payload(subscription.metadata)
         self._dead_letter_topic = subscription.dead_letter_topic
         self.metrics: PubSubMetrics | None = None
+        self.tracer: Tracer | None = None
 
     async def handle(self, message: Message) -> None:
         pubsub = self._handle.name
@@ -357,6 +364,25 @@ class _Delivery:
         self, message: Message, path: str, body: bytes, event: Mapping[str, Any]
     ) -> DeliveryResult:
         headers = delivery_headers(message.metadata, self._handle.name, event, CLOUDEVENTS_CONTENT_TYPE)
+        tracer = self.tracer
+        if tracer is None:
+            return await self._attempts(path, body, headers)
+        # daprd's delivery span, under the publisher's (the CloudEvent's traceparent); the app's
+        # request carries it.
+        topic = self._subscription.topic
+        attributes = {
+            "messaging.system": "pubsub",
+            "messaging.destination": topic,
+            "messaging.destination_kind": "topic",
+            "dapr.component": self._handle.name,
+        }
+        parent = (_text(event.get("traceparent") or event.get("traceid")), _text(event.get("tracestate")))
+        with tracer.span(f"pubsub/{topic}", "consumer", attributes, parent) as ids:
+            headers.pop("tracestate", None)
+            headers.update(TraceContext(*ids).headers())
+            return await self._attempts(path, body, headers)
+
+    async def _attempts(self, path: str, body: bytes, headers: dict[str, str]) -> DeliveryResult:
         last: list[DeliveryResult] = []
 
         async def attempt() -> DeliveryResult:
@@ -437,3 +463,7 @@ class _Delivery:
         if self._dead_letter_topic:
             fields["dead_letter_topic"] = self._dead_letter_topic
         return fields
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
