@@ -18,8 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-_TRUE = frozenset({"true", "1", "t", "yes", "on"})
-_FALSE = frozenset({"false", "0", "f", "no", "off"})
+from observability.spec_values import parse_bool
 
 
 class MetricSpecError(ValueError):
@@ -65,14 +64,7 @@ def parse_metric_spec(configuration: Mapping[str, Any]) -> MetricSpec:
 
 
 def _bool(value: Any, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise MetricSpecError(f"{where}: {value!r} is not a boolean")
+    return parse_bool(value, where, MetricSpecError)
 
 
 def _paths(value: Any, where: str) -> tuple[str, ...]:

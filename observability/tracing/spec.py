@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-_TRUE = frozenset({"true", "1", "t", "yes", "on"})
-_FALSE = frozenset({"false", "0", "f", "no", "off", ""})
+from observability.spec_values import parse_bool
+
 DEFAULT_SAMPLING_RATE = 1e-4
 """daprd's rate when ``samplingRate`` is empty."""
 
@@ -121,11 +121,5 @@ def _zipkin(value: Any) -> str | None:
 
 
 def _bool(value: Any, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise TracingSpecError(f"{where}: {value!r} is not a boolean")
+    # An empty value is false here, as an absent one is.
+    return parse_bool(value or False, where, TracingSpecError)
