@@ -141,10 +141,14 @@ class Tracer:
         kind: str,
         attributes: Mapping[str, Any],
         parent: tuple[str | None, str | None] | None = None,
+        *,
+        http_status: bool = False,
     ) -> Iterator[SpanIds]:
         """A span current for the ``with`` block, under ``parent`` (``traceparent``, ``tracestate``)
         when given, else under the current span; yields its ids for the headers of what it sends.
-        ``parent=(None, None)`` starts a new trace (daprd: an event without a traceparent)."""
+        ``parent=(None, None)`` starts a new trace (daprd: an event without a traceparent).
+        ``http_status``: the status is the app's answer (:meth:`answered`) alone, as daprd sets
+        it, not an exception's."""
         context = None
         if parent is not None:
             traceparent, tracestate = parent
@@ -152,7 +156,14 @@ class Tracer:
             if tracestate:
                 carrier["tracestate"] = tracestate
             context = _PROPAGATOR.extract(carrier)
-        with self._tracer.start_as_current_span(name, context, _KINDS[kind], attributes) as span:
+        with self._tracer.start_as_current_span(
+            name,
+            context,
+            _KINDS[kind],
+            attributes,
+            record_exception=not http_status,
+            set_status_on_exception=not http_status,
+        ) as span:
             yield _ids(span)
 
     def children(self, name: str, kind: str, count: int) -> ChildSpans:

@@ -243,7 +243,7 @@ class _Delivery:
             "db.connection_string": f"POST /{name}",
         }
         parent = (lookup(event.metadata, "traceparent"), lookup(event.metadata, "tracestate"))
-        with tracer.span(f"bindings/{name}", "client", attributes, parent) as ids:
+        with tracer.span(f"bindings/{name}", "client", attributes, parent, http_status=True) as ids:
             headers = event_headers(event)
             headers.pop("tracestate", None)
             headers.update(TraceContext(*ids).headers())

@@ -373,7 +373,7 @@ class _Delivery:
         topic = self._subscription.topic
         attributes = {"messaging.system": "pubsub", "messaging.destination.name": topic}
         parent = (_text(event.get("traceparent") or event.get("traceid")), _text(event.get("tracestate")))
-        with tracer.span(f"pubsub/{topic}", "client", attributes, parent) as ids:
+        with tracer.span(f"pubsub/{topic}", "client", attributes, parent, http_status=True) as ids:
             headers.pop("tracestate", None)
             headers.update(TraceContext(*ids).headers())
             result = await self._attempts(path, body, headers)

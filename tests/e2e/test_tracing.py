@@ -345,3 +345,72 @@ async def test_a_callers_unsampled_trace_is_followed_not_exported(
     await asyncio.to_thread(sidecar.stop_ok)  # shutdown exports whatever was batched
     spans = receiver.wait_for(lambda spans: any(s.name == "/v1.0/metadata" for s in spans))
     assert TRACE_ID not in {s.trace_id for s in spans}
+
+
+async def test_input_binding_deliveries_get_daprds_span_under_the_events_traceparent(
+    l8: L8Launcher, receiver: OtlpHttpReceiver, tmp_path: Path, kafka_server: Any
+) -> None:
+    topic = f"binding-{uuid.uuid4().hex[:8]}"
+    folder = tracing_resources(tmp_path / "resources", otel(receiver.endpoint))
+    kafka = {
+        "brokers": kafka_server.address,
+        "topics": topic,
+        "publishTopic": topic,
+        "consumerGroup": f"group-{topic}",
+        "initialOffset": "oldest",
+        "consumeRetryInterval": "100ms",
+    }
+    write_component(folder, "orders", "bindings.kafka", kafka)
+    write_component(folder, "tick", "bindings.cron", {"schedule": "@every 1s"})
+    async with SubscriberApp() as app:
+        refused: list[object] = []
+
+        def answer(delivery: Any) -> int:
+            if delivery.method == "POST" and not refused:
+                refused.append(delivery)
+                return 500  # refused once: the record comes again, in a delivery of its own
+            return 200
+
+        app.respond_with("/orders", answer)
+        sidecar = l8.create(
+            app_id=f"bound-{tmp_path.name}", resources=[folder], args=["--app-port", str(app.port)]
+        )
+        await asyncio.to_thread(sidecar.start)
+        async with httpx.AsyncClient(base_url=sidecar.url, timeout=30) as client:
+            sent = await client.post(
+                "/v1.0/bindings/orders",
+                json={"operation": "create", "data": {"id": 7}},
+                headers={"traceparent": TRACEPARENT},
+            )
+            assert sent.status_code == 204, sent.text
+        spans = await asyncio.to_thread(
+            receiver.wait_for,
+            lambda spans: (
+                sum(s.name == "bindings/orders" for s in spans) == 2
+                and any(s.name == "bindings/tick" for s in spans)
+            ),
+            30,
+        )
+        posts = [d for d in app.received("/orders") if d.method == "POST"]
+    deliveries = [s for s in spans if s.name == "bindings/orders"]
+    # daprd (processor/binding sendBindingEventToApp): bindings/{name}, a CLIENT span under the
+    # event's traceparent (the Kafka record's header), with ConstructInputBindingSpanAttributes
+    # and the app's HTTP answer as its status.
+    assert {s.trace_id for s in deliveries} == {TRACE_ID}
+    assert {s.kind for s in deliveries} == {"client"}
+    assert deliveries[0].attributes == {
+        "db.name": "orders",
+        "rpc.service": "Dapr",
+        "db.system": "bindings",
+        "db.connection_string": "POST /orders",
+    }
+    assert sorted(s.status for s in deliveries) == [
+        ("ERROR", "Code(500): Internal Server Error"),
+        ("UNSET", ""),
+    ]
+    # The app's request carries the delivery's span.
+    assert sorted(p.headers["traceparent"].split("-")[2] for p in posts[:2]) == sorted(
+        s.span_id for s in deliveries
+    )
+    tick = next(s for s in spans if s.name == "bindings/tick")
+    assert tick.parent_id == "" and tick.trace_id != TRACE_ID  # no traceparent: a new trace
