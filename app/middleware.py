@@ -262,7 +262,12 @@ def _start_server_span(
             carrier["tracestate"] = tracestate.decode("latin-1")
     method, path = scope["method"], scope["path"]
     forwarded = any(name == _FORWARDED_BY for name, _ in scope["headers"])
-    span = tracer.server(server_span_name(path, forwarded), carrier, server_span_attributes(method, path))
+    span = tracer.server(
+        server_span_name(path, forwarded),
+        carrier,
+        server_span_attributes(method, path, forwarded, scope["headers"]),
+        "server" if forwarded else "client",
+    )
     headers = [(n, v) for n, v in scope["headers"] if n not in _TRACE_HEADERS]
     headers.append((b"traceparent", _traceparent(span.ids)))
     if span.ids[3]:

@@ -263,7 +263,8 @@ class Runtime:
         )
         if metrics is not None:
             pubsub.metrics = metrics.pubsub
-        invocation.tracer = pubsub.tracer = self.tracer
+        pubsub.tracer = self.tracer
+        invocation.traced = self.tracer is not None
         secrets = SecretsService.from_components(
             self._of("secretstores"), scopes, self._outbound("secretstores")
         )
@@ -410,6 +411,7 @@ class Runtime:
         """Input bindings need the app: a background task probes it once it listens (and again
         when it comes back) and starts the readers it wants (with app health checks, once the app
         is healthy)."""
+        bindings.input.tracer = self.tracer
         if self.app_health is not None:
             await bindings.input.pause()
         task = asyncio.create_task(bindings.input.run(), name="input bindings")

@@ -22,7 +22,7 @@ import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, unquote
 
 import structlog
@@ -47,12 +47,10 @@ from services.errors import ApiError, BodyTooLarge
 from services.http_endpoints import HttpEndpoint
 from services.trace_context import TraceContext
 
-if TYPE_CHECKING:
-    from observability.tracing.tracer import Tracer
-
 log = structlog.get_logger(__name__)
 
 _FORWARDED_BY = FORWARDED_BY.encode()
+_TRACE = (b"traceparent", b"tracestate")
 _ESCAPED_DOT = re.compile("%2e", re.IGNORECASE)
 _BAD_METHOD_CHARS = re.compile("[#?\x00-\x1f\x7f]")
 
@@ -99,8 +97,8 @@ class InvocationService:
         """(header, value) that lets this sidecar's calls into other sidecars in: the mesh token, or
         this sidecar's API token for a fleet that shares one."""
         self.app_pipeline = app_pipeline
-        self.tracer: Tracer | None = None
-        """Set by the runtime when tracing is on: each call then gets a client span."""
+        self.traced = False
+        """Set by the runtime when tracing is on: a call then carries the API call's span."""
         self.app_unhealthy: Callable[[], bool] = _never
         """With app health checks: whether the probes say the app is unhealthy now; calls to it are
         then refused without reaching it, as daprd short-circuits them."""
@@ -149,20 +147,12 @@ class InvocationService:
                 raise RetriableFailure(f"the app answered {upstream.status}", upstream.status)
             return upstream
 
-        tracer = self.tracer
-        if tracer is None:
-            return await _run(policy, attempt, last, target_app)
-        # The client span of the call: its ids are the traceparent the target continues.
-        name = f"CallLocal/{target_app}/{method_path}"
-        attributes = {
-            "rpc.service": "ServiceInvocation",
-            "net.peer.name": target_app,
-            "dapr.invoke_method": method_path,
-        }
-        with tracer.span(name, "client", attributes) as ids:
+        if self.traced:
+            # No span of its own: daprd's span of the call is the API call's (the middleware's
+            # ``CallLocal/{app}/{method}``); the target continues that very span.
             headers[:] = [(n, v) for n, v in headers if n.lower() not in ("traceparent", "tracestate")]
-            headers.extend(TraceContext(*ids).headers().items())
-            return await _run(policy, attempt, last, target_app)
+            headers.extend((n.decode("latin-1"), v.decode("latin-1")) for n, v in raw_headers if n in _TRACE)
+        return await _run(policy, attempt, last, target_app)
 
     async def _open(
         self,

@@ -36,6 +36,8 @@ _KINDS = {
     Span.SPAN_KIND_INTERNAL: "internal",
 }
 
+_STATUSES = {0: "UNSET", 1: "OK", 2: "ERROR"}
+
 
 @dataclass(frozen=True)
 class ReceivedSpan:
@@ -46,6 +48,8 @@ class ReceivedSpan:
     span_id: str
     parent_id: str
     attributes: dict[str, Any] = field(default_factory=dict)
+    status: tuple[str, str] = ("UNSET", "")
+    """(``UNSET``/``OK``/``ERROR``, description)."""
 
 
 def _value(value: AnyValue) -> Any:
@@ -67,6 +71,7 @@ def decode(request: trace_service_pb2.ExportTraceServiceRequest) -> list[Receive
                         span_id=span.span_id.hex(),
                         parent_id=span.parent_span_id.hex(),
                         attributes={a.key: _value(a.value) for a in span.attributes},
+                        status=(_STATUSES[span.status.code], span.status.message),
                     )
                 )
     return spans

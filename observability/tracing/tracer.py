@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from http import HTTPStatus
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -67,12 +68,46 @@ class ServerSpan:
         """End the span with the answer's status (0: none was sent)."""
         span = self._span
         if span.is_recording():
-            span.set_attribute("dapr.status_code", status)
-            span.set_attribute("http.response.status_code", status)
-            if status >= 400 or status == 0:
-                span.set_status(Status(StatusCode.ERROR))
+            span.set_attribute("dapr.status_code", str(status))
+            set_http_status(span, status)
         span.end()
         otel_context.detach(self._token)  # type: ignore[arg-type]
+
+
+def http_span_status(status: int) -> Status | None:
+    """daprd's ``traceStatusFromHTTPCode``: below 400 the status stays unset; from 400 on it is
+    an error described ``Code(404): Not Found``. No answer at all (0) is an error too."""
+    if 0 < status < 400:
+        return None
+    try:
+        text = HTTPStatus(status).phrase
+    except ValueError:
+        text = "Unknown"
+    return Status(StatusCode.ERROR, f"Code({status}): {text}")
+
+
+def set_http_status(span: trace.Span, status: int) -> None:
+    error = http_span_status(status)
+    if error is not None:
+        span.set_status(error)
+
+
+class ChildSpans:
+    """Spans started together under the current one, not made current (daprd's producer span per
+    entry of a bulk publish); :meth:`finish` ends them all with the call's HTTP status."""
+
+    __slots__ = ("_spans", "ids")
+
+    def __init__(self, spans: list[trace.Span]) -> None:
+        self._spans = spans
+        self.ids = [_ids(span) for span in spans]
+
+    def finish(self, status: int) -> None:
+        error = http_span_status(status)
+        for span in self._spans:
+            if error is not None:
+                span.set_status(error)
+            span.end()
 
 
 class Tracer:
@@ -88,11 +123,14 @@ class Tracer:
             )
         self._tracer = self._provider.get_tracer("l8")
 
-    def server(self, name: str, carrier: Mapping[str, str], attributes: Mapping[str, Any]) -> ServerSpan:
-        """Start the server span of an API call under the caller's ``traceparent``/``tracestate``
-        (a new trace without one) and make it current."""
+    def server(
+        self, name: str, carrier: Mapping[str, str], attributes: Mapping[str, Any], kind: str = "client"
+    ) -> ServerSpan:
+        """Start the span of an API call under the caller's ``traceparent``/``tracestate`` (a new
+        trace without one) and make it current. daprd's HTTP API span is a CLIENT span; the
+        callee's span of a forwarded invocation a SERVER one."""
         parent = _PROPAGATOR.extract(carrier)
-        span = self._tracer.start_span(name, parent, SpanKind.SERVER, attributes)
+        span = self._tracer.start_span(name, parent, _KINDS[kind], attributes)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         return ServerSpan(span, token)
 
@@ -103,9 +141,14 @@ class Tracer:
         kind: str,
         attributes: Mapping[str, Any],
         parent: tuple[str | None, str | None] | None = None,
+        *,
+        http_status: bool = False,
     ) -> Iterator[SpanIds]:
         """A span current for the ``with`` block, under ``parent`` (``traceparent``, ``tracestate``)
-        when given, else under the current span; yields its ids for the headers of what it sends."""
+        when given, else under the current span; yields its ids for the headers of what it sends.
+        ``parent=(None, None)`` starts a new trace (daprd: an event without a traceparent).
+        ``http_status``: the status is the app's answer (:meth:`answered`) alone, as daprd sets
+        it, not an exception's."""
         context = None
         if parent is not None:
             traceparent, tracestate = parent
@@ -113,8 +156,29 @@ class Tracer:
             if tracestate:
                 carrier["tracestate"] = tracestate
             context = _PROPAGATOR.extract(carrier)
-        with self._tracer.start_as_current_span(name, context, _KINDS[kind], attributes) as span:
+        with self._tracer.start_as_current_span(
+            name,
+            context,
+            _KINDS[kind],
+            attributes,
+            record_exception=not http_status,
+            set_status_on_exception=not http_status,
+        ) as span:
             yield _ids(span)
+
+    def children(self, name: str, kind: str, count: int) -> ChildSpans:
+        """``count`` spans under the current span (see :class:`ChildSpans`)."""
+        return ChildSpans([self._tracer.start_span(name, None, _KINDS[kind]) for _ in range(count)])
+
+    @staticmethod
+    def current() -> SpanIds:
+        """The ids of the current span (the API call's, in a request)."""
+        return _ids(trace.get_current_span())
+
+    @staticmethod
+    def answered(status: int) -> None:
+        """Give the current span (one :meth:`span` opened) the status of the app's HTTP answer."""
+        set_http_status(trace.get_current_span(), status)
 
     def shutdown(self) -> None:
         """Export what is still batched and stop the exporters (blocking: run it in a thread)."""

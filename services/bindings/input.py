@@ -26,6 +26,7 @@ import asyncio
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -36,6 +37,9 @@ from mesh.app_channel import AppChannel, AppUnreachable
 from mesh.resiliency import Policy, Resiliency, RetriableFailure
 from services.bindings.directions import skips_probe
 from services.trace_context import TraceContext
+
+if TYPE_CHECKING:
+    from observability.tracing.tracer import Tracer
 
 log = structlog.get_logger(__name__)
 
@@ -107,6 +111,8 @@ class InputBindings:
         self._lock = asyncio.Lock()
         self._closed = False
         self._paused = False
+        self.tracer: Tracer | None = None
+        """Set by the runtime when tracing is on: each delivery then gets daprd's span."""
 
     @property
     def paused(self) -> bool:
@@ -201,7 +207,7 @@ class InputBindings:
 
     async def _start(self, handle: InputBindingHandle) -> None:
         try:
-            handle.reader = await handle.binding.read(_Delivery(self._channel, handle).handle)
+            handle.reader = await handle.binding.read(_Delivery(self._channel, handle, self.tracer).handle)
         except Exception as exc:
             log.error("input binding failed to start reading", binding=handle.name, error=str(exc))
             return
@@ -215,21 +221,46 @@ class InputBindings:
 
 
 class _Delivery:
-    __slots__ = ("_channel", "_handle")
+    __slots__ = ("_channel", "_handle", "_tracer")
 
-    def __init__(self, channel: AppChannel, handle: InputBindingHandle) -> None:
+    def __init__(self, channel: AppChannel, handle: InputBindingHandle, tracer: Tracer | None) -> None:
         self._channel = channel
         self._handle = handle
+        self._tracer = tracer
 
     async def handle(self, event: ReadEvent) -> bytes | None:
+        tracer = self._tracer
+        if tracer is None:
+            return await self._deliver(event, event_headers(event), None)
+        # daprd's span of the delivery (processor/binding ``sendBindingEventToApp``): ``bindings/{name}``,
+        # a CLIENT span under the event's traceparent (a new trace without a valid one); the app's
+        # request carries it.
+        name = self._handle.name
+        attributes = {
+            "db.name": name,
+            "rpc.service": "Dapr",
+            "db.system": "bindings",
+            "db.connection_string": f"POST /{name}",
+        }
+        parent = (lookup(event.metadata, "traceparent"), lookup(event.metadata, "tracestate"))
+        with tracer.span(f"bindings/{name}", "client", attributes, parent, http_status=True) as ids:
+            headers = event_headers(event)
+            headers.pop("tracestate", None)
+            headers.update(TraceContext(*ids).headers())
+            return await self._deliver(event, headers, tracer)
+
+    async def _deliver(
+        self, event: ReadEvent, headers: dict[str, str], tracer: Tracer | None
+    ) -> bytes | None:
         handle = self._handle
-        headers = event_headers(event)
 
         async def attempt() -> bytes:
             try:
                 response = await self._channel.request("POST", handle.route, body=event.data, headers=headers)
             except AppUnreachable as exc:
                 raise RetriableFailure(str(exc)) from None
+            if tracer is not None:
+                tracer.answered(response.status)
             if not 200 <= response.status < 300:
                 raise RetriableFailure(
                     f"fails to send binding event to http app channel, status code: {response.status}",

@@ -32,7 +32,7 @@ from services.pubsub.scopes import TopicScopes
 from services.trace_context import TraceContext
 
 if TYPE_CHECKING:
-    from observability.tracing.tracer import Tracer
+    from observability.tracing.tracer import ChildSpans, Tracer
 
 RAW_PAYLOAD = "rawPayload"
 BULK_CONCURRENCY = 100
@@ -122,21 +122,12 @@ class PubSubService:
         metadata: Mapping[str, str],
         trace: TraceContext,
     ) -> None:
-        tracer = self.tracer
-        if tracer is None:
-            await self._publish(handle, topic, body, content_type, metadata, trace)
-            return
-        attributes = {
-            "messaging.system": "pubsub",
-            "messaging.destination": topic,
-            "messaging.destination_kind": "topic",
-            "dapr.component": handle.name,
-        }
-        with tracer.span("pubsub/publish", "producer", attributes) as ids:
-            trace = TraceContext(*ids)
-            # The broker's message carries the span too (Kafka headers, the Redis entry's metadata).
+        if self.tracer is not None:
+            # daprd makes no span of its own for a publish: the CloudEvent carries the API call's
+            # span, and so does the broker's message (Kafka headers, the Redis entry's metadata).
+            trace = TraceContext(*self.tracer.current())
             metadata = {**metadata, **trace.headers()}
-            await self._publish(handle, topic, body, content_type, metadata, trace)
+        await self._publish(handle, topic, body, content_type, metadata, trace)
 
     async def _publish(
         self,
@@ -188,18 +179,14 @@ class PubSubService:
         trace: TraceContext,
     ) -> BulkPublishFailure | None:
         """Publish every entry of a bulk body; None when all reached the broker."""
-        tracer = self.tracer
-        if tracer is None:
-            return await self._bulk_publish(handle, topic, body, metadata, trace, True)
-        attributes = {
-            "messaging.system": "pubsub",
-            "messaging.destination": topic,
-            "messaging.destination_kind": "topic",
-            "dapr.component": handle.name,
-        }
-        # One producer span for the batch: every entry's CloudEvent carries its (real) id.
-        with tracer.span("pubsub/bulk_publish", "producer", attributes) as ids:
-            return await self._bulk_publish(handle, topic, body, metadata, TraceContext(*ids), False)
+        return await self._bulk_publish(handle, topic, body, metadata, trace)
+
+    def _entry_spans(self, handle: PubSubHandle, topic: str, count: int, raw: bool) -> ChildSpans | None:
+        """daprd's ``StartProducerSpanChildFromParent``: a PRODUCER span per entry under the API
+        call's, named after the request's path; each entry's CloudEvent carries its own."""
+        if self.tracer is None or raw:
+            return None
+        return self.tracer.children(f"/v1.0-alpha1/publish/bulk/{handle.name}/{topic}", "producer", count)
 
     async def _bulk_publish(
         self,
@@ -208,16 +195,38 @@ class PubSubService:
         body: bytes,
         metadata: Mapping[str, str],
         trace: TraceContext,
-        span_per_entry: bool,
     ) -> BulkPublishFailure | None:
         raw = self._raw_payload(handle, metadata)
         try:
             entries = parse_entries(body, metadata, self.max_items)
         except InvalidBulkRequest as exc:
             raise self._bulk_request_error(handle.name, topic, exc) from None
+        spans = self._entry_spans(handle, topic, len(entries), raw)
+        if self.tracer is not None:  # a raw payload's entries carry the API call's span
+            trace = TraceContext(*self.tracer.current())
+        try:
+            failure = await self._publish_entries(handle, topic, entries, metadata, raw, trace, spans)
+        except errors.ApiError as exc:
+            if spans is not None:
+                spans.finish(exc.status)
+            raise
+        if spans is not None:
+            spans.finish(500 if failure is not None else 204)
+        return failure
+
+    async def _publish_entries(
+        self,
+        handle: PubSubHandle,
+        topic: str,
+        entries: list[BulkEntry],
+        metadata: Mapping[str, str],
+        raw: bool,
+        trace: TraceContext,
+        spans: ChildSpans | None,
+    ) -> BulkPublishFailure | None:
         requests: list[PublishRequest] = []
-        for entry in entries:
-            entry_trace = trace.child() if span_per_entry else trace
+        for index, entry in enumerate(entries):
+            entry_trace = trace.child() if spans is None else TraceContext(*spans.ids[index])
             requests.append(self._bulk_request(handle, topic, entry, metadata, raw, entry_trace))
             if len(requests) % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # an envelope takes ~10 us: other requests get a turn

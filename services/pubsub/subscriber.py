@@ -367,20 +367,18 @@ class _Delivery:
         tracer = self.tracer
         if tracer is None:
             return await self._attempts(path, body, headers)
-        # daprd's delivery span, under the publisher's (the CloudEvent's traceparent); the app's
-        # request carries it.
+        # daprd's delivery span (``StartInternalCallbackSpan``): ``pubsub/{topic}``, a CLIENT span
+        # under the CloudEvent's traceparent, with ``ConstructSubscriptionSpanAttributes`` and the
+        # app's answer as its status; the app's request carries it.
         topic = self._subscription.topic
-        attributes = {
-            "messaging.system": "pubsub",
-            "messaging.destination": topic,
-            "messaging.destination_kind": "topic",
-            "dapr.component": self._handle.name,
-        }
+        attributes = {"messaging.system": "pubsub", "messaging.destination.name": topic}
         parent = (_text(event.get("traceparent") or event.get("traceid")), _text(event.get("tracestate")))
-        with tracer.span(f"pubsub/{topic}", "consumer", attributes, parent) as ids:
+        with tracer.span(f"pubsub/{topic}", "client", attributes, parent, http_status=True) as ids:
             headers.pop("tracestate", None)
             headers.update(TraceContext(*ids).headers())
-            return await self._attempts(path, body, headers)
+            result = await self._attempts(path, body, headers)
+            tracer.answered(result.status or 0)
+            return result
 
     async def _attempts(self, path: str, body: bytes, headers: dict[str, str]) -> DeliveryResult:
         last: list[DeliveryResult] = []

@@ -101,23 +101,26 @@ async def test_one_trace_from_the_caller_app_through_two_sidecars_to_the_app(
     assert received["baggage"] == "tenant=acme"  # baggage travels every hop
     assert answer.headers["traceparent"].split("-")[1] == TRACE_ID
 
-    spans = receiver.wait_for(lambda spans: len({s.service for s in spans if s.kind == "client"}) == 2)
+    spans = receiver.wait_for(lambda spans: {s.service for s in spans} == {"front", "back"})
     assert {s.trace_id for s in spans} == {TRACE_ID}  # ONE trace: caller app -> l8 -> l8 -> app
-    front_server = by_name(spans, "front", "/v1.0/invoke/back/method/orders/7")
-    front_client = by_name(spans, "front", "CallLocal/back/orders/7", "client")
-    back_server = by_name(spans, "back", "CallLocal/back/orders/7", "server")
-    back_client = by_name(spans, "back", "CallLocal/back/orders/7", "client")
-    # Each hop is the child of the one before: the ids in the headers are real spans.
-    assert front_server.parent_id == CALLER_SPAN and front_server.kind == "server"
-    assert front_client.parent_id == front_server.span_id and front_client.kind == "client"
-    assert back_server.parent_id == front_client.span_id and back_server.kind == "server"
-    assert back_client.parent_id == back_server.span_id
-    assert app_parent == back_client.span_id
-    assert front_server.attributes["rpc.service"] == "ServiceInvocation"
-    assert front_server.attributes["net.peer.name"] == "back"
-    assert front_server.attributes["dapr.invoke_method"] == "orders/7"
-    assert front_server.attributes["dapr.protocol"] == "http"
-    assert front_server.attributes["dapr.status_code"] == 200
+    # As daprd: one span per sidecar, both named CallLocal/{app}/{method}; the caller's API span
+    # is a CLIENT span, the callee's a SERVER span; the app gets the callee's span as its parent.
+    assert len(spans) == 2, [(s.service, s.name, s.kind) for s in spans]
+    front = by_name(spans, "front", "CallLocal/back/orders/7", "client")
+    back_span = by_name(spans, "back", "CallLocal/back/orders/7", "server")
+    assert front.parent_id == CALLER_SPAN
+    assert back_span.parent_id == front.span_id
+    assert app_parent == back_span.span_id
+    assert front.attributes == {
+        "rpc.service": "ServiceInvocation",
+        "net.peer.name": "back",
+        "dapr.protocol": "http",
+        "dapr.api": "POST /v1.0/invoke/back/method/orders/7",
+        "dapr.status_code": "200",
+    }
+    assert back_span.attributes["rpc.service"] == "ServiceInvocation"
+    assert back_span.attributes["dapr.invoke_method"] == "orders/7"
+    assert front.status == ("UNSET", "")
 
 
 async def test_state_and_lock_calls_get_a_server_span_and_a_component_span(
@@ -137,7 +140,10 @@ async def test_state_and_lock_calls_get_a_server_span_and_a_component_span(
             assert (await client.get("/actuator/health/liveness")).status_code == 200
             lock = {"resourceId": "r", "lockOwner": "o", "expiryInSeconds": 5}
             assert (await client.post("/v1.0-alpha1/lock/locks", json=lock)).json() == {"success": True}
-        spans = receiver.wait_for(lambda spans: {"state/get", "lock/try_lock"} <= {s.name for s in spans})
+            assert (await client.get("/v1.0/state/nostore/k")).status_code == 400
+        spans = receiver.wait_for(
+            lambda spans: {"state/get", "lock/try_lock", "/v1.0/state/nostore/k"} <= {s.name for s in spans}
+        )
     server = by_name(spans, "stateful", "/v1.0/state/statestore/k")
     component = by_name(spans, "stateful", "state/get")
     assert (server.trace_id, server.parent_id) == (TRACE_ID, CALLER_SPAN)
@@ -145,6 +151,12 @@ async def test_state_and_lock_calls_get_a_server_span_and_a_component_span(
     assert server.attributes["db.system"] == "state"
     assert server.attributes["db.name"] == "statestore"
     assert server.attributes["db.statement"] == "GET /v1.0/state/statestore/k"
+    assert server.attributes["db.connection_string"] == "state"
+    assert server.attributes["dapr.status_code"] == "200"
+    assert server.kind == "client" and server.status == ("UNSET", "")  # daprd's API spans
+    refused = by_name(spans, "stateful", "/v1.0/state/nostore/k")
+    assert refused.status == ("ERROR", "Code(400): Bad Request")
+    assert refused.attributes["dapr.status_code"] == "400"
     assert component.attributes["db.name"] == "statestore"
     assert not [s for s in spans if "health" in s.name]  # probes are not traced (daprd: healthz)
     locked = by_name(spans, "stateful", "lock/try_lock")
@@ -181,19 +193,23 @@ async def test_publish_and_delivery_share_one_trace_through_the_broker(
             assert answer.status_code == 204, answer.text
         delivery = (await app.wait_for(1, timeout=20))[0]
     spans = receiver.wait_for(lambda spans: any(s.name == f"pubsub/{topic}" for s in spans))
-    server = by_name(spans, sidecar.app_id, f"/v1.0/publish/pubsub/{topic}")
-    producer = by_name(spans, sidecar.app_id, "pubsub/publish")
-    consumer = by_name(spans, sidecar.app_id, f"pubsub/{topic}")
-    assert {server.trace_id, producer.trace_id, consumer.trace_id} == {TRACE_ID}
-    assert producer.parent_id == server.span_id and producer.kind == "producer"
-    assert consumer.parent_id == producer.span_id and consumer.kind == "consumer"  # linked by the event
-    assert delivery.json["traceparent"].split("-")[2] == producer.span_id  # the CloudEvent's
+    # As daprd: no span of the publish itself; the CloudEvent carries the API call's span, and the
+    # delivery is a CLIENT span pubsub/{topic} under it, whose id the app's request carries.
+    traced = [s for s in spans if s.trace_id == TRACE_ID]  # the test's /v1.0/metadata polls aside
+    assert len(traced) == 2, [(s.name, s.kind) for s in traced]
+    server = by_name(spans, sidecar.app_id, f"/v1.0/publish/pubsub/{topic}", "client")
+    consumer = by_name(spans, sidecar.app_id, f"pubsub/{topic}", "client")
+    assert {server.trace_id, consumer.trace_id} == {TRACE_ID}
+    assert consumer.parent_id == server.span_id  # linked by the event
+    assert delivery.json["traceparent"].split("-")[2] == server.span_id  # the CloudEvent's
     assert delivery.headers["traceparent"].split("-")[1:3] == [TRACE_ID, consumer.span_id]
-    assert server.attributes["messaging.destination"] == topic
-    assert consumer.attributes["messaging.system"] == "pubsub"
+    assert server.attributes["messaging.system"] == "pubsub"
+    assert server.attributes["messaging.destination.name"] == topic
+    assert consumer.attributes == {"messaging.system": "pubsub", "messaging.destination.name": topic}
+    assert consumer.status == ("UNSET", "")
 
 
-async def test_bulk_publish_entries_are_delivered_under_one_producer_span(
+async def test_bulk_publish_entries_are_delivered_each_under_its_producer_span(
     l8: L8Launcher, receiver: OtlpHttpReceiver, tmp_path: Path, redis_server: Any
 ) -> None:
     topic = f"bulk-{uuid.uuid4().hex[:10]}"
@@ -218,11 +234,15 @@ async def test_bulk_publish_entries_are_delivered_under_one_producer_span(
         await app.wait_for(2, timeout=20)
     consumed = f"pubsub/{topic}"
     spans = receiver.wait_for(lambda spans: sum(s.name == consumed for s in spans) == 2)
-    producer = by_name(spans, sidecar.app_id, "pubsub/bulk_publish")
+    # As daprd: a PRODUCER span per entry, named after the path, under the API call's span; each
+    # entry's CloudEvent carries its own, so each delivery is under its entry's span.
+    path = f"/v1.0-alpha1/publish/bulk/pubsub/{topic}"
+    server = by_name(spans, sidecar.app_id, path, "client")
+    producers = [s for s in spans if s.name == path and s.kind == "producer"]
     consumers = [s for s in spans if s.name == consumed]
-    assert producer.trace_id == TRACE_ID and producer.kind == "producer"
-    assert [s.parent_id for s in consumers] == [producer.span_id] * 2
-    assert len({s.span_id for s in consumers}) == 2
+    assert len(producers) == 2 and {s.parent_id for s in producers} == {server.span_id}
+    assert {s.trace_id for s in [*producers, *consumers]} == {TRACE_ID}
+    assert sorted(s.parent_id for s in consumers) == sorted(s.span_id for s in producers)
 
 
 async def test_sampling_rate_zero_exports_nothing(
@@ -277,7 +297,7 @@ async def test_spans_go_to_zipkin(l8: L8Launcher, tmp_path: Path) -> None:
         assert answer.status_code == 200
         spans = zipkin.wait_for(lambda spans: any(s.name == "/v1.0/metadata" for s in spans))
     span = by_name(spans, "zipped", "/v1.0/metadata")
-    assert (span.trace_id, span.parent_id, span.kind) == (TRACE_ID, CALLER_SPAN, "server")
+    assert (span.trace_id, span.parent_id, span.kind) == (TRACE_ID, CALLER_SPAN, "client")  # daprd's kind
     assert answer.headers["traceparent"] == f"00-{TRACE_ID}-{span.span_id}-01"
     assert span.attributes["dapr.api"] == "GET /v1.0/metadata"
 
@@ -325,3 +345,72 @@ async def test_a_callers_unsampled_trace_is_followed_not_exported(
     await asyncio.to_thread(sidecar.stop_ok)  # shutdown exports whatever was batched
     spans = receiver.wait_for(lambda spans: any(s.name == "/v1.0/metadata" for s in spans))
     assert TRACE_ID not in {s.trace_id for s in spans}
+
+
+async def test_input_binding_deliveries_get_daprds_span_under_the_events_traceparent(
+    l8: L8Launcher, receiver: OtlpHttpReceiver, tmp_path: Path, kafka_server: Any
+) -> None:
+    topic = f"binding-{uuid.uuid4().hex[:8]}"
+    folder = tracing_resources(tmp_path / "resources", otel(receiver.endpoint))
+    kafka = {
+        "brokers": kafka_server.address,
+        "topics": topic,
+        "publishTopic": topic,
+        "consumerGroup": f"group-{topic}",
+        "initialOffset": "oldest",
+        "consumeRetryInterval": "100ms",
+    }
+    write_component(folder, "orders", "bindings.kafka", kafka)
+    write_component(folder, "tick", "bindings.cron", {"schedule": "@every 1s"})
+    async with SubscriberApp() as app:
+        refused: list[object] = []
+
+        def answer(delivery: Any) -> int:
+            if delivery.method == "POST" and not refused:
+                refused.append(delivery)
+                return 500  # refused once: the record comes again, in a delivery of its own
+            return 200
+
+        app.respond_with("/orders", answer)
+        sidecar = l8.create(
+            app_id=f"bound-{tmp_path.name}", resources=[folder], args=["--app-port", str(app.port)]
+        )
+        await asyncio.to_thread(sidecar.start)
+        async with httpx.AsyncClient(base_url=sidecar.url, timeout=30) as client:
+            sent = await client.post(
+                "/v1.0/bindings/orders",
+                json={"operation": "create", "data": {"id": 7}},
+                headers={"traceparent": TRACEPARENT},
+            )
+            assert sent.status_code == 204, sent.text
+        spans = await asyncio.to_thread(
+            receiver.wait_for,
+            lambda spans: (
+                sum(s.name == "bindings/orders" for s in spans) == 2
+                and any(s.name == "bindings/tick" for s in spans)
+            ),
+            30,
+        )
+        posts = [d for d in app.received("/orders") if d.method == "POST"]
+    deliveries = [s for s in spans if s.name == "bindings/orders"]
+    # daprd (processor/binding sendBindingEventToApp): bindings/{name}, a CLIENT span under the
+    # event's traceparent (the Kafka record's header), with ConstructInputBindingSpanAttributes
+    # and the app's HTTP answer as its status.
+    assert {s.trace_id for s in deliveries} == {TRACE_ID}
+    assert {s.kind for s in deliveries} == {"client"}
+    assert deliveries[0].attributes == {
+        "db.name": "orders",
+        "rpc.service": "Dapr",
+        "db.system": "bindings",
+        "db.connection_string": "POST /orders",
+    }
+    assert sorted(s.status for s in deliveries) == [
+        ("ERROR", "Code(500): Internal Server Error"),
+        ("UNSET", ""),
+    ]
+    # The app's request carries the delivery's span.
+    assert sorted(p.headers["traceparent"].split("-")[2] for p in posts[:2]) == sorted(
+        s.span_id for s in deliveries
+    )
+    tick = next(s for s in spans if s.name == "bindings/tick")
+    assert tick.parent_id == "" and tick.trace_id != TRACE_ID  # no traceparent: a new trace

@@ -107,27 +107,80 @@ def test_invalid_baggage(header: str) -> None:
     assert not valid_baggage(header)
 
 
-def test_span_names() -> None:
+def test_span_names_follow_daprd() -> None:
     assert server_span_name("/v1.0/state/store/k", forwarded=False) == "/v1.0/state/store/k"
+    # daprd names both the caller's API span and the callee's span CallLocal/{app}/{method}.
     assert server_span_name("/v1.0/invoke/back/method/a/b", forwarded=True) == "CallLocal/back/a/b"
-    assert server_span_name("/v1.0/invoke/back/method/a/b", forwarded=False) == "/v1.0/invoke/back/method/a/b"
+    assert server_span_name("/v1.0/invoke/back/method/a/b", forwarded=False) == "CallLocal/back/a/b"
+    assert server_span_name("/v1.0/invoke/back", forwarded=False) == "/v1.0/invoke/back"
 
 
-def test_attributes_by_building_block() -> None:
+def test_attributes_by_building_block_as_daprd_sets_them() -> None:
     state = server_span_attributes("GET", "/v1.0/state/store/k")
-    assert state["db.system"] == "state" and state["db.name"] == "store"
-    assert (
-        state["db.statement"] == "GET /v1.0/state/store/k" and state["dapr.api"] == "GET /v1.0/state/store/k"
+    assert state == {
+        "db.system": "state",
+        "db.connection_string": "state",
+        "db.statement": "GET /v1.0/state/store/k",
+        "db.name": "store",
+        "dapr.protocol": "http",
+        "dapr.api": "GET /v1.0/state/store/k",
+    }
+    secrets = server_span_attributes("GET", "/v1.0/secrets/vault/k")
+    assert (secrets["db.system"], secrets["db.name"], secrets["db.connection_string"]) == (
+        "secrets",
+        "vault",
+        "secrets",
     )
+    binding = server_span_attributes("POST", "/v1.0/bindings/queue")
+    assert (binding["db.system"], binding["db.name"]) == ("bindings", "queue")
     invoke = server_span_attributes("POST", "/v1.0/invoke/back/method/orders/1")
     assert invoke["rpc.service"] == "ServiceInvocation" and invoke["net.peer.name"] == "back"
-    assert invoke["dapr.invoke_method"] == "orders/1"
+    assert "dapr.invoke_method" not in invoke
+    callee = server_span_attributes("POST", "/v1.0/invoke/back/method/orders/1", forwarded=True)
+    assert callee["rpc.service"] == "ServiceInvocation" and callee["dapr.invoke_method"] == "orders/1"
+    assert "net.peer.name" not in callee
     publish = server_span_attributes("POST", "/v1.0/publish/pubsub/orders")
-    assert publish["messaging.system"] == "pubsub" and publish["messaging.destination"] == "orders"
-    assert publish["messaging.destination_kind"] == "topic"
-    binding = server_span_attributes("POST", "/v1.0/bindings/queue")
-    assert binding["db.system"] == "bindings" and binding["db.name"] == "queue"
-    assert server_span_attributes("GET", "/v1.0/metadata")["dapr.protocol"] == "http"
+    assert (publish["messaging.system"], publish["messaging.destination.name"]) == ("pubsub", "orders")
+    assert "messaging.destination_kind" not in publish and "messaging.destination" not in publish
+    bulk = server_span_attributes("POST", "/v1.0-alpha1/publish/bulk/pubsub/orders")
+    assert bulk["messaging.destination.name"] == "orders"
+    assert server_span_attributes("GET", "/v1.0/metadata") == {
+        "dapr.protocol": "http",
+        "dapr.api": "GET /v1.0/metadata",
+    }
+
+
+def test_dapr_prefixed_request_headers_become_attributes_but_never_the_api_token() -> None:
+    headers = [(b"dapr-app-id", b"back"), (b"dapr-api-token", b"secret"), (b"x-other", b"1")]
+    attributes = server_span_attributes("GET", "/v1.0/metadata", headers=headers)
+    assert attributes["dapr-app-id"] == "back"
+    assert "dapr-api-token" not in attributes and "x-other" not in attributes
+
+
+@pytest.mark.parametrize(
+    ("status", "description"),
+    [
+        (200, None),
+        (204, None),
+        (302, None),
+        (400, "Code(400): Bad Request"),
+        (404, "Code(404): Not Found"),
+        (500, "Code(500): Internal Server Error"),
+        (599, "Code(599): Unknown"),
+        (0, "Code(0): Unknown"),
+    ],
+)
+def test_span_status_from_the_http_status_as_daprd(status: int, description: str | None) -> None:
+    from opentelemetry.trace import StatusCode
+
+    from observability.tracing.tracer import http_span_status
+
+    result = http_span_status(status)
+    if description is None:
+        assert result is None  # daprd leaves the status unset below 400
+    else:
+        assert result is not None
+        assert (result.status_code, result.description) == (StatusCode.ERROR, description)
 
 
 def test_the_first_configuration_with_tracing_applies_and_a_bad_one_names_its_file() -> None:
