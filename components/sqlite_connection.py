@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -72,6 +73,24 @@ def _make_parent_dir(target: str) -> None:
         Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
+def _prepare_when_free(
+    conn: sqlite3.Connection, prepare: Callable[[sqlite3.Connection], None], busy_timeout: float
+) -> None:
+    """``prepare(conn)`` (idempotent: pragmas, CREATE ... IF NOT EXISTS), tried again while the
+    database is locked, up to ``busy_timeout``. Switching to WAL while other processes open the same
+    new file can answer SQLITE_BUSY at once, without the busy handler (several sidecars sharing
+    one database start together)."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            prepare(conn)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
 class SQLiteDatabase:
     """One connection, used only by one worker thread: every call is a job queued on it."""
 
@@ -97,7 +116,7 @@ class SQLiteDatabase:
                 uri=target.startswith("file:"),
             )
             try:
-                prepare(conn)
+                _prepare_when_free(conn, prepare, busy_timeout)
             except BaseException:
                 conn.close()
                 raise
