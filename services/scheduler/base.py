@@ -90,6 +90,7 @@ class Scheduler(Protocol):
     async def delete_prefix(self, kind: str, app_id: str, prefix: str) -> int:
         """Delete every job of ``kind`` whose name starts with ``prefix`` (an actor's reminders)."""
 
-    def deliver(self, kind: str, handler: Deliver) -> None:
+    def deliver(self, kind: str, handler: Deliver, accept: Callable[[JobKey], bool] | None = None) -> None:
         """Who delivers the ticks of ``kind``; ticks of a kind nobody delivers on this sidecar are
-        left to the sidecars that do."""
+        left to the sidecars that do. ``accept`` (optional, cheap, no I/O) says which due jobs this
+        sidecar should claim: a reminder only on the sidecar that owns its actor."""
