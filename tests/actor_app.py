@@ -18,6 +18,7 @@ Used in-process (the server runs on the test's event loop). Importing this modul
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -92,7 +93,11 @@ class ActorTestApp:
         ]
 
     async def wait_for(
-        self, count: int, method: str | None = None, actor_id: str | None = None, timeout: float = 10.0
+        self,
+        count: int,
+        method: str | None = None,
+        actor_id: str | None = None,
+        timeout: float = 10.0,  # noqa: ASYNC109
     ) -> list[Call]:
         give_up = time.monotonic() + timeout
         while len(found := self.of(method, actor_id)) < count:
@@ -101,10 +106,8 @@ class ActorTestApp:
                     f"{len(found)} of {count} {method or 'calls'} after {timeout}s: {self.calls}"
                 )
             self._arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), timeout=0.1)
-            except TimeoutError:
-                pass
         return found
 
     # -- the app -----------------------------------------------------------------------------------
