@@ -559,10 +559,6 @@ def actor_no_address() -> ApiError:
     return ApiError(404, "ERR_ACTOR_NO_ADDRESS", "did not find address for actor")
 
 
-def actor_no_app_channel() -> ApiError:
-    return ApiError(400, "ERR_ACTOR_NO_APP_CHANNEL", "app channel is not initialized")
-
-
 def actor_runtime_not_found() -> ApiError:
     return ApiError(
         500,
