@@ -48,7 +48,10 @@ async def test_schedule_get_delete(sidecar: Sidecar, version: str) -> None:
 async def test_get_of_a_missing_job_is_daprds_500(sidecar: Sidecar) -> None:
     response = await sidecar.request("GET", "/v1.0/jobs/nothing")
     body = assert_error(response, 500, "DAPR_SCHEDULER_GET_JOB", details=["ErrorInfo"])
-    assert body["message"] == "failed to get job due to: rpc error: code = NotFound desc = job not found: nothing"
+    assert (
+        body["message"]
+        == "failed to get job due to: rpc error: code = NotFound desc = job not found: nothing"
+    )
     assert detail(body, "ErrorInfo")["reason"] == "DAPR_SCHEDULER_GET_JOB"
 
 
@@ -63,17 +66,25 @@ async def test_data_of_any_json_is_rendered_as_an_any(sidecar: Sidecar, data: An
 
 
 async def test_snake_case_due_time_policies_and_overwrite(sidecar: Sidecar) -> None:
-    assert (await post(sidecar, "j", {"due_time": "2030-01-01T00:00:00Z", "failure_policy": {"drop": {}}})).status_code == 204
+    assert (
+        await post(sidecar, "j", {"due_time": "2030-01-01T00:00:00Z", "failure_policy": {"drop": {}}})
+    ).status_code == 204
     found = (await sidecar.request("GET", "/v1.0/jobs/j")).json()
     assert found == {"name": "j", "dueTime": "2030-01-01T00:00:00Z", "failurePolicy": {"drop": {}}}
     again = await post(sidecar, "j", {"schedule": "0 30 * * * *"})
     body = assert_error(again, 500, "DAPR_SCHEDULER_SCHEDULE_JOB", details=["ErrorInfo"])
     assert "already exists" in body["message"]
     policy = {"constant": {"interval": "1.5s"}}
-    response = await post(sidecar, "j", {"schedule": "0 30 * * * *", "overwrite": True, "failurePolicy": policy})
+    response = await post(
+        sidecar, "j", {"schedule": "0 30 * * * *", "overwrite": True, "failurePolicy": policy}
+    )
     assert response.status_code == 204
     found = (await sidecar.request("GET", "/v1.0/jobs/j")).json()
-    assert found == {"name": "j", "schedule": "0 30 * * * *", "failurePolicy": {"constant": {"interval": "1.500s"}}}
+    assert found == {
+        "name": "j",
+        "schedule": "0 30 * * * *",
+        "failurePolicy": {"constant": {"interval": "1.500s"}},
+    }
 
 
 @pytest.mark.parametrize(
@@ -96,8 +107,18 @@ async def test_snake_case_due_time_policies_and_overwrite(sidecar: Sidecar) -> N
         ("j", {"dueTime": "1s", "repeats": -1}, 400, "ERR_MALFORMED_REQUEST"),
         ("j", {"dueTime": "1s", "repeats": "x"}, 400, "ERR_MALFORMED_REQUEST"),
         ("j", {"dueTime": "1s", "overwrite": "yes"}, 400, "ERR_MALFORMED_REQUEST"),
-        ("j", {"dueTime": "1s", "failurePolicy": {"constant": {"interval": "soon"}}}, 400, "ERR_MALFORMED_REQUEST"),
-        ("j", {"dueTime": "1s", "failurePolicy": {"constant": {"maxRetries": -1}}}, 400, "ERR_MALFORMED_REQUEST"),
+        (
+            "j",
+            {"dueTime": "1s", "failurePolicy": {"constant": {"interval": "soon"}}},
+            400,
+            "ERR_MALFORMED_REQUEST",
+        ),
+        (
+            "j",
+            {"dueTime": "1s", "failurePolicy": {"constant": {"maxRetries": -1}}},
+            400,
+            "ERR_MALFORMED_REQUEST",
+        ),
         ("j", {"dueTime": "1s", "failurePolicy": "drop"}, 400, "ERR_MALFORMED_REQUEST"),
     ],
 )
