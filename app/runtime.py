@@ -16,7 +16,7 @@ from app.metrics import metric_spec, start_metrics, track_counters
 from app.settings import Settings
 from app.tracing import tracing_spec
 from components import registry
-from components.errors import ComponentInitError, MetadataError
+from components.errors import ComponentError, ComponentInitError, MetadataError
 from components.loaded import ComponentStore, LoadedComponent
 from components.metadata import lookup
 from components.resources import ComponentResource, ResourceError, Resources, load_resources
@@ -46,6 +46,8 @@ from services.errors import ApiError
 from services.files import FileService
 from services.http_endpoints import http_endpoints
 from services.invocation import InvocationService
+from services.jobs import KIND as JOB_KIND
+from services.jobs import JobsService, JobTrigger
 from services.lock import LockService
 from services.metadata import MetadataService, Versions
 from services.pubsub.declarative import declarative_subscriptions
@@ -136,8 +138,6 @@ class Runtime:
         """None when tracing is off (no ``spec.tracing``, or ``samplingRate: "0"``)."""
         self.app_health: AppHealth | None = None
         """None unless --enable-app-health-check (and an app port) is given."""
-        self.scheduler: SchedulerService | None = None
-        """Reminders (and jobs): on the name-resolution server, else SQLite in --data-dir."""
 
     services: Services
     """Built on entry."""
@@ -248,6 +248,7 @@ class Runtime:
         if metrics is not None:
             self.app_channel.metrics = metrics.http_client
         self.app_health = _app_health(settings, self.app_channel)
+        scheduler = await self._start_scheduler()
         sequencer = await SequencerService.start(self._of("sequencer"), app_id, self._outbound("sequencer"))
         self._stack.push_async_callback(sequencer.aclose)
         # Closed before the app channel and the stores: no update is delivered past shutdown.
@@ -291,8 +292,9 @@ class Runtime:
             rate_limits=self.rate_limits,
             wasm=wasm,
             app_health=self.app_health,
+            scheduler_addresses=scheduler.addresses,
         )
-        actors = await self._start_actors(state)
+        actors = await self._start_actors(state, scheduler)
         metadata.actors = actors
         actuator = ActuatorService.from_components(
             self.components, AppInfo(app_id, __version__, DAPR_API_VERSION, self.started)
@@ -311,6 +313,8 @@ class Runtime:
             wasm=wasm,
             actuator=actuator,
             dashboard=DashboardService(metadata, actuator, self.recent_errors, self._traffic()),
+            scheduler=scheduler,
+            jobs=JobsService(scheduler, app_id),
             actors=actors,
         )
         try:
@@ -337,6 +341,20 @@ class Runtime:
             components=[f"{c.name} ({c.type})" for c in self.components],
             resources=[str(p) for p in settings.resources_paths] or EMBEDDED,
         )
+
+    async def _start_scheduler(self) -> SchedulerService:
+        """The scheduler on the name-resolution store (SQLite under data_dir when static), closed
+        before the app channel; jobs are triggered on the app only when there is one."""
+        settings = self.settings
+        scheduler = build_scheduler(settings.name_resolution, settings.data_dir, settings.app_id)
+        self._stack.push_async_callback(scheduler.close)
+        try:
+            await scheduler.start()
+        except ComponentError as exc:
+            raise StartupError(f"scheduler: {exc}") from None
+        if self.app_channel.configured:
+            scheduler.deliver(JOB_KIND, JobTrigger(self.app_channel))
+        return scheduler
 
     async def _start_secret_stores(self, resources: list[ComponentResource]) -> None:
         """Secret stores start first, each once the store its own ``secretKeyRef`` reads has
@@ -410,15 +428,11 @@ class Runtime:
             resource.source,
         )
 
-    async def _start_actors(self, state: StateService) -> ActorRuntime:
-        """The scheduler and placement on the name-resolution server (one sidecar alone: SQLite and
-        itself), then the actor runtime over them. The exit stack closes the runtime first (it
-        drains every actor), then placement, then the scheduler."""
+    async def _start_actors(self, state: StateService, scheduler: SchedulerService) -> ActorRuntime:
+        """Placement on the name-resolution server (one sidecar alone: itself), then the actor
+        runtime over it and the scheduler. The exit stack closes the runtime first (it drains every
+        actor), then placement, then the scheduler."""
         settings = self.settings
-        scheduler = build_scheduler(settings.name_resolution, settings.data_dir, settings.app_id)
-        self._stack.push_async_callback(scheduler.close)
-        await scheduler.start()
-        self.scheduler = scheduler
         placement = build_placement(settings.name_resolution)
         self._stack.push_async_callback(placement.aclose)
         await placement.start(settings.app_id, self._address())
