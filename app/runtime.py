@@ -435,7 +435,10 @@ class Runtime:
         settings = self.settings
         placement = build_placement(settings.name_resolution)
         self._stack.push_async_callback(placement.aclose)
-        await placement.start(settings.app_id, self._address())
+        try:
+            await placement.start(settings.app_id, self._address())
+        except Exception as exc:  # the name-resolution server is away: start-up names it
+            raise StartupError(f"name_resolution: actor placement cannot start: {exc}") from None
         actors = build_actor_runtime(
             settings.app_id,
             placement,

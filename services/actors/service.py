@@ -21,6 +21,7 @@ from urllib.parse import quote
 import structlog
 
 from mesh.app_channel import AppResponse, AppUnreachable
+from mesh.errors import PlacementUnavailable
 from mesh.placement.base import Placement
 from services import errors
 from services.actors.activation import Activation, Deactivated
@@ -151,7 +152,7 @@ class ActorRuntime:
         """The actor's activation here, or the address of the sidecar that owns it."""
         if self.closed:
             raise errors.actor_runtime_closed()
-        owner = await self.placement.lookup(actor_type, actor_id)
+        owner = await self._owner(actor_type, actor_id)
         if owner is None:
             raise errors.actor_no_address()
         if owner != self.placement.address:
@@ -159,6 +160,12 @@ class ActorRuntime:
         if actor_type not in self.config.types:
             raise errors.actor_no_address()
         return await self.table.activate(actor_type, actor_id, self.config.of(actor_type))
+
+    async def _owner(self, actor_type: str, actor_id: str) -> str | None:
+        try:
+            return await self.placement.lookup(actor_type, actor_id)
+        except PlacementUnavailable as exc:
+            raise errors.actor_invoke_failed(str(exc)) from None
 
     async def _forward(
         self, owner: str, verb: str, target: str, query: str, headers: Headers, body: bytes, hop: int
@@ -322,7 +329,7 @@ class ActorRuntime:
         check_name("timer", name)
         if self.closed:
             raise errors.actor_runtime_closed()
-        owner = await self.placement.lookup(actor_type, actor_id)
+        owner = await self._owner(actor_type, actor_id)
         if owner is not None and owner != self.placement.address:
             target = f"{api_path(actor_type, actor_id)}/timers/{quote(name, safe='')}"
             return await self._forward(owner, "DELETE", target, "", headers, b"", hop)
@@ -339,7 +346,10 @@ class ActorRuntime:
         """Deactivate here the actors placement now gives to another sidecar."""
         moved = []
         for activation in self.table.activations():
-            owner = await self.placement.lookup(*activation.key)
+            try:
+                owner = await self.placement.lookup(*activation.key)
+            except PlacementUnavailable:
+                continue  # unknown: kept (a sidecar that loses its lease fences itself)
             if owner != self.placement.address:
                 moved.append(activation)
         if moved:
