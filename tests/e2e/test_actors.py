@@ -46,10 +46,10 @@ async def started(l8: L8Launcher, client: httpx.AsyncClient, app: ActorTestApp, 
     return sidecar
 
 
-def actor_app(**config: Any) -> ActorTestApp:
+def actor_app(idle: str = "1s", **config: Any) -> ActorTestApp:
     return ActorTestApp(
         ["counter", "reentrant"],
-        actorIdleTimeout="1s",
+        actorIdleTimeout=idle,
         drainOngoingCallTimeout="10s",
         entitiesConfig=[{"entities": ["reentrant"], "reentrancy": {"enabled": True, "maxStackDepth": 4}}],
         **config,
@@ -187,3 +187,33 @@ async def test_two_sidecars_sharing_redis_run_each_actor_once(
                 == 1
             )
         assert first_app.of("sleep") and second_app.of("sleep")  # the ring spread the actors
+
+
+async def test_a_sidecar_joining_takes_over_actors_only_after_the_old_owner_let_them_go(
+    l8: L8Launcher, client: httpx.AsyncClient, tmp_path: Path, redis_server: Any
+) -> None:
+    config = tmp_path / "fleet.yaml"
+    config.write_text(
+        f"name_resolution:\n  type: redis\n  redisHost: {redis_server.address}\n  ttl: 2s\n  cacheSeconds: 0.1\n"
+    )
+    app_id = f"actors-{uuid.uuid4().hex[:8]}"
+    ids = [f"a{n}" for n in range(30)]
+    async with actor_app("1h") as first_app, actor_app("1h") as second_app:
+        first = await started(l8, client, first_app, app_id=app_id, args=["--config", str(config)])
+        for actor_id in ids:
+            answer = await client.put(f"{first.url}{ACTORS}/counter/{actor_id}/method/echo")
+            assert answer.status_code == 200, answer.text
+        assert {c.actor_id for c in first_app.of("echo")} == set(ids)
+        second = await started(l8, client, second_app, app_id=app_id, args=["--config", str(config)])
+        answers = await asyncio.gather(
+            *(client.put(f"{second.url}{ACTORS}/counter/{actor_id}/method/echo") for actor_id in ids)
+        )
+        assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200]
+        moved = {c.actor_id for c in second_app.of("echo")}
+        assert moved and moved != set(ids)  # the ring gave the newcomer some of the actors
+        for actor_id in moved:
+            [let_go] = first_app.of("DELETE", actor_id)
+            assert let_go.at < second_app.of("echo", actor_id)[0].at, actor_id
+        for actor_id in set(ids) - moved:
+            assert not first_app.of("DELETE", actor_id)
+            assert len(first_app.of("echo", actor_id)) == 2
