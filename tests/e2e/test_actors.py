@@ -188,6 +188,24 @@ async def test_two_sidecars_sharing_redis_run_each_actor_once(
             )
         assert first_app.of("sleep") and second_app.of("sleep")  # the ring spread the actors
 
+        # A reminder fires once, on the app whose sidecar owns the actor, whichever sidecar's
+        # scheduler claimed the tick (a tick claimed by the other one is forwarded).
+        for actor_id in ids:
+            created = await client.post(
+                f"{first.url}{ACTORS}/counter/{actor_id}/reminders/ping", json={"dueTime": "0s"}
+            )
+            assert created.status_code == 204, created.text
+        give_up = time.monotonic() + 15
+        while len(first_app.of("remind/ping")) + len(second_app.of("remind/ping")) < len(ids):
+            assert time.monotonic() < give_up, "not every reminder fired"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)
+        for actor_id in ids:
+            owner_app = first_app if first_app.of("sleep", actor_id) else second_app
+            other_app = second_app if owner_app is first_app else first_app
+            assert len(owner_app.of("remind/ping", actor_id)) == 1, actor_id
+            assert not other_app.of("remind/ping", actor_id), actor_id
+
 
 async def test_a_sidecar_joining_takes_over_actors_only_after_the_old_owner_let_them_go(
     l8: L8Launcher, client: httpx.AsyncClient, tmp_path: Path, redis_server: Any
