@@ -185,7 +185,7 @@ async def test_idle_actors_are_deactivated_and_released(
     runtime = await runtime_for(placement, channel, config(actorIdleTimeout="300ms"))
     await runtime.invoke("counter", "a", "echo")
     assert runtime.active_actors() == [{"type": "counter", "count": 1}]
-    [deactivated] = await app.wait_for(1, "DELETE", timeout=3)
+    [deactivated] = await app.wait_for(1, "DELETE", timeout=10)
     assert deactivated.actor_id == "a"
     assert runtime.active_actors() == [{"type": "counter", "count": 0}]
     assert placement.released == [("counter", "a")]

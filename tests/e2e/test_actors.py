@@ -79,7 +79,7 @@ async def test_calls_take_turns_per_actor_and_reenter_along_a_chain(
 
         # A nested call into the same actor, carrying the chain's id, re-enters instead of waiting.
         nested = {"sidecar": sidecar.url, "type": "reentrant", "id": "r1", "method": "echo", "body": "inner"}
-        reentered = await client.put(f"{url}/reentrant/r1/method/call", json=nested, timeout=5)
+        reentered = await client.put(f"{url}/reentrant/r1/method/call", json=nested, timeout=10)
         assert reentered.status_code == 200, reentered.text
         assert reentered.json() == "inner"
         outer, inner = app.of("call")[-1], app.of("echo", "r1")[-1]
@@ -94,7 +94,7 @@ async def test_idle_actors_are_deactivated_and_their_state_outlives_them(
         url = f"{sidecar.url}{ACTORS}/counter/c1"
         saved = await client.put(f"{url}/method/state", json={"sidecar": sidecar.url, "set": {"n": 41}})
         assert saved.status_code == 200, saved.text
-        [deactivated] = await app.wait_for(1, "DELETE", "c1", timeout=5)
+        [deactivated] = await app.wait_for(1, "DELETE", "c1", timeout=10)
         assert deactivated.at - app.of("state")[-1].at >= 0.9
         assert (await client.get(f"{url}/state/n")).status_code == 400  # not active any more
         read = await client.put(f"{url}/method/state", json={"sidecar": sidecar.url, "get": ["n"]})
@@ -110,7 +110,7 @@ async def test_timers_fire_and_die_with_the_actor(l8: L8Launcher, client: httpx.
         app.cancel.add("fast")
         assert (await client.put(f"{url}/timers/fast", json={"period": "100ms"})).status_code == 204
         await app.wait_for(1, "timer/slow")
-        await app.wait_for(1, "DELETE", "c1", timeout=5)  # idle one second after the last tick
+        await app.wait_for(1, "DELETE", "c1", timeout=10)  # idle one second after the last tick
         await asyncio.sleep(2.5)
         assert len(app.of("timer/slow")) == 1  # its second tick was due after the deactivation
         assert len(app.of("timer/fast")) == 1  # cancelled by the app's answer
