@@ -286,7 +286,8 @@ async def test_timers_fire_and_are_deleted(sidecar: Sidecar, app: ActorTestApp) 
         (b'{"dueTime":"later"}', 500, "ERR_ACTOR_TIMER_CREATE"),
         (b'{"period":"R0/PT1S"}', 500, "ERR_ACTOR_TIMER_CREATE"),
         (b'{"period":"1s","ttl":"bad"}', 500, "ERR_ACTOR_TIMER_CREATE"),
-        (b'"x"', 500, "ERR_ACTOR_TIMER_CREATE"),
+        (b'"x"', 400, "ERR_MALFORMED_REQUEST"),
+        (b'{"period":5}', 400, "ERR_MALFORMED_REQUEST"),
     ],
 )
 async def test_bad_timers(sidecar: Sidecar, body: bytes, status: int, code: str) -> None:
@@ -341,7 +342,7 @@ async def test_reminders_create_get_overwrite_and_delete(sidecar: Sidecar) -> No
         (b'{"dueTime":"1s","overwrite":"yes"}', 400, "ERR_MALFORMED_REQUEST"),
         (b'{"dueTime":"tomorrow"}', 500, "ERR_ACTOR_REMINDER_CREATE"),
         (b'{"period":"R0/PT1S"}', 500, "ERR_ACTOR_REMINDER_CREATE"),
-        (b'{"period":5}', 500, "ERR_ACTOR_REMINDER_CREATE"),
+        (b'{"period":5}', 400, "ERR_MALFORMED_REQUEST"),
     ],
 )
 async def test_bad_reminders(sidecar: Sidecar, body: bytes, status: int, code: str) -> None:
