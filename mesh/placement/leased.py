@@ -251,9 +251,7 @@ class LeasedPlacement(abc.ABC):
 
     def status(self) -> str:
         """The one line of ``actorRuntime.placement`` in the metadata API, in Dapr's words."""
-        if self._fenced:
-            return "placement: fenced"
-        return "placement: connected" if self._connected else "placement: disconnected"
+        return "placement: connected" if self._connected and not self._fenced else "placement: disconnected"
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -261,6 +259,7 @@ class LeasedPlacement(abc.ABC):
             "server": self.server,
             "address": self.address,
             "status": self.status(),
+            "fenced": self._fenced,
             "ttlSeconds": self.ttl,
             "hostedTypes": sorted(self._types),
             "members": {actor_type: sorted(ring.hosts) for actor_type, ring in sorted(self._tables.items())},

@@ -126,7 +126,7 @@ async def test_local_placement_hosts_its_types_here_and_no_other() -> None:
         "kind": "local",
         "server": None,
         "address": "127.0.0.1:3500",
-        "status": "placement: local",
+        "status": "placement: connected",
         "hostedTypes": ["Cart"],
         "members": {"Cart": ["127.0.0.1:3500"]},
         "claims": 1,
@@ -160,6 +160,11 @@ async def test_three_hosts_agree_on_the_owner_of_every_id(sidecars: Sidecars) ->
         assert len(answers) == 1, answers
         owners[n] = answers.pop()
     assert set(owners.values()) == addresses  # every host owns some
+    described = hosts[0].describe()
+    assert described["kind"] == sidecars.backend and described["server"] == sidecars.server
+    assert described["hostedTypes"] == [actor_type] and described["address"] == "127.0.0.1:3501"
+    assert described["members"][actor_type] == sorted(addresses)
+    assert caller.describe()["hostedTypes"] == [] and caller.status() == "placement: connected"
 
     # Once read, a type is answered from memory: with its store frozen away, the caller still knows.
     gate = sidecars.gates[caller.address]
@@ -229,7 +234,8 @@ async def test_a_host_whose_lease_lapses_fences_itself_before_another_can_claim(
     assert fenced[0] < claimed_at, (fenced[0] - frozen_at, claimed_at - frozen_at)
     assert fenced[0] - frozen_at < TTL  # before the lease could have ended in the store
     assert await a.claim(actor_type, "cart-2") is False  # fenced: no new activation
-    assert a.describe()["status"] == "placement: fenced" and a.describe()["claims"] == 0
+    assert a.describe()["status"] == "placement: disconnected" and a.describe()["fenced"]
+    assert a.describe()["claims"] == 0
 
     gate.thaw()  # a gets a new lease and hosts again, with new claims only
     await _until(lambda: _is(a.describe()["status"] == "placement: connected"), 3 * TTL)
