@@ -21,7 +21,13 @@ table that changes wakes the notifier, which runs the ``on_change`` listeners (c
 while they run are handled in one more pass).
 
 **Claims** that could not be released (the store away) are tried again after each renewal, so a
-claim this sidecar no longer uses never blocks another sidecar for longer than the outage.
+claim this sidecar no longer uses never blocks another sidecar for longer than the outage. Claims
+and releases of one actor reach the store one at a time, in the order they were made.
+
+What the store must keep: its leases. A store that loses them (a Redis restarted without
+persistence, keys deleted by hand) ends every lease at once; a host learns it at its next renewal
+or claim, within a third of the ttl, and fences itself, but until then another host may claim one
+of its actors.
 """
 
 from __future__ import annotations
@@ -175,8 +181,12 @@ class LeasedPlacement(abc.ABC):
                 if not await self._retype(old, types):
                     self._keeper.lapse()
             log.info("placement hosts", types=sorted(types), address=self.address, store=self.server)
-        # This sidecar's own membership is in its tables at once, not at the next refresh.
-        await self._refresh(sorted(set(self._tables) | types | old))
+        # This sidecar's own membership is in its tables at once, not at the next refresh (which
+        # reads them anyway if the store does not answer now).
+        try:
+            await self._refresh(sorted(set(self._tables) | types | old))
+        except Exception as exc:
+            log.warning("placement members not read", store=self.server, error=str(exc))
 
     async def lookup(self, actor_type: str, actor_id: str) -> str | None:
         """See the contract; the first lookup of a type raises

@@ -284,6 +284,18 @@ async def test_a_lease_the_store_ended_fences_its_host_at_the_next_call(sidecars
 
 
 @pytest.mark.parametrize("sidecars", SHARED, indirect=True)
+async def test_a_host_of_many_types_joins_and_leaves_each(sidecars: Sidecars) -> None:
+    types = [f"{_actor_type()}/{n}" for n in range(150)]  # past etcd's 128 operations per transaction
+    a, caller = await sidecars.make("127.0.0.1:3561"), await sidecars.make("127.0.0.1:3562")
+    await a.host(frozenset(types))
+    assert {await caller.lookup(actor_type, "x") for actor_type in types} == {"127.0.0.1:3561"}
+    await a.host(frozenset(types[:10]))
+    await _until(lambda: _eq(_members(caller, types[10]), set()), 2)
+    assert await caller.lookup(types[0], "x") == "127.0.0.1:3561"
+    assert await a.claim(types[0], "a/b c") and not await a.claim(types[10], "x")
+
+
+@pytest.mark.parametrize("sidecars", SHARED, indirect=True)
 async def test_on_change_runs_when_a_host_joins_and_leaves(sidecars: Sidecars) -> None:
     actor_type = _actor_type()
     a = await sidecars.make("127.0.0.1:3531")
