@@ -389,3 +389,9 @@ async def test_a_reminder_fires_on_the_actor_and_stops_when_the_app_says_so(
         "ERR_ACTOR_REMINDER_NOT_FOUND",
     )
     assert (await sidecar.request("DELETE", f"{ACTORS}/counter/c1/reminders/go")).status_code == 204
+
+
+async def test_no_patch_and_no_deactivation_route(sidecar: Sidecar) -> None:
+    """Dapr's router has neither: both reach the invocation fallback, which finds no app id."""
+    assert_error(await sidecar.request("PATCH", f"{ACTORS}/counter/c1/method/echo"), 404, "ERR_DIRECT_INVOKE")
+    assert_error(await sidecar.request("DELETE", f"{ACTORS}/counter/c1"), 404, "ERR_DIRECT_INVOKE")
