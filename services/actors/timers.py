@@ -14,7 +14,11 @@ from typing import Any
 import orjson
 import structlog
 
+from mesh.app_channel import AppUnreachable
 from services import durations, errors
+from services.actors.activation import Activation, Deactivated
+from services.actors.app import ActorApp, cancels
+from services.errors import ApiError
 from services.state_requests import json_type
 
 log = structlog.get_logger(__name__)
@@ -129,3 +133,31 @@ async def run_timer(timer: Timer, fire: Fire) -> None:
             if timer.schedule.expires is not None and following > timer.schedule.expires:
                 following = None
         tick = following
+
+
+def start_timer(activation: Activation, timer: Timer, app: ActorApp) -> None:
+    """Run ``timer`` on the activation (replacing one of its name); it ends with the activation."""
+    old = activation.timers.pop(timer.name, None)
+    if old is not None:
+        old.cancel()
+
+    async def fire(timer: Timer) -> bool:
+        try:
+            async with activation.turn():
+                response = await app.fire(*activation.key, "timer", timer.name, timer.body())
+        except Deactivated:
+            return False
+        except (AppUnreachable, ApiError) as exc:
+            log.warning("a timer tick was not delivered", timer=timer.name, error=str(exc))
+            return True
+        return not cancels(response)
+
+    async def run() -> None:
+        try:
+            await run_timer(timer, fire)
+        finally:
+            if activation.timers.get(timer.name) is task:
+                del activation.timers[timer.name]
+
+    task = asyncio.get_running_loop().create_task(run(), name=f"actor timer {timer.name}")
+    activation.timers[timer.name] = task
