@@ -177,9 +177,11 @@ class LeasedPlacement(abc.ABC):
             elif self._fenced:
                 self._types = types  # the next beat grants the new lease with them
             else:
+                # On an error the types stay the old ones, whose memberships the renewals keep.
+                moved = await self._retype(old, types)
                 self._types = types
-                if not await self._retype(old, types):
-                    self._keeper.lapse()
+                if not moved:
+                    self._keeper.lapse()  # the next beat grants a new lease with the new types
             log.info("placement hosts", types=sorted(types), address=self.address, store=self.server)
         # This sidecar's own membership is in its tables at once, not at the next refresh (which
         # reads them anyway if the store does not answer now).

@@ -179,6 +179,27 @@ async def _eq(found: Awaitable[set[str]], expected: set[str]) -> bool:
 
 
 @pytest.mark.parametrize("sidecars", SHARED, indirect=True)
+async def test_lookups_of_a_new_type_read_it_once_together(sidecars: Sidecars) -> None:
+    actor_type = _actor_type()
+    host = await sidecars.make("127.0.0.1:3571")
+    await host.host(frozenset({actor_type}))
+    caller = await sidecars.make("127.0.0.1:3572")
+    reads: list[str] = []
+    read_type = caller._read_type
+
+    async def counted(actor_type: str) -> Any:
+        reads.append(actor_type)
+        return await read_type(actor_type)
+
+    caller._read_type = counted  # type: ignore[method-assign]
+    found = await asyncio.gather(*(caller.lookup(actor_type, f"id-{n}") for n in range(50)))
+    assert set(found) == {"127.0.0.1:3571"}
+    for n in range(1000):
+        await caller.lookup(actor_type, f"id-{n}")
+    assert reads == [actor_type]  # one read, shared by the lookups that came together; then memory
+
+
+@pytest.mark.parametrize("sidecars", SHARED, indirect=True)
 async def test_a_claim_is_held_by_one_host_until_released(sidecars: Sidecars) -> None:
     actor_type = _actor_type()
     a, b, c = [await sidecars.make(f"127.0.0.1:{3511 + n}") for n in range(3)]
