@@ -367,8 +367,13 @@ class LeasedPlacement(abc.ABC):
         if pending is None:
             pending = asyncio.ensure_future(self._read_type(actor_type))
             self._first_reads[actor_type] = pending
-            pending.add_done_callback(lambda _: self._first_reads.pop(actor_type, None))
+            pending.add_done_callback(lambda done: self._read_done(actor_type, done))
         return await asyncio.shield(pending)
+
+    def _read_done(self, actor_type: str, done: asyncio.Future[Ring]) -> None:
+        self._first_reads.pop(actor_type, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here too: every lookup waiting for it may have been cancelled
 
     async def _read_type(self, actor_type: str) -> Ring:
         try:

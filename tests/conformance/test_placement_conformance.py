@@ -204,6 +204,19 @@ async def test_lookups_of_a_new_type_read_it_once_together(sidecars: Sidecars) -
 
 
 @pytest.mark.parametrize("sidecars", SHARED, indirect=True)
+async def test_a_new_type_that_cannot_be_read_is_unavailable_not_unhosted(sidecars: Sidecars) -> None:
+    actor_type = _actor_type()
+    host = await sidecars.make("127.0.0.1:3575")
+    await host.host(frozenset({actor_type}))
+    caller = await sidecars.make("127.0.0.1:3576", gate=True)
+    sidecars.gates[caller.address].freeze()
+    with pytest.raises(PlacementUnavailable):
+        await caller.lookup(actor_type, "cart-1")
+    sidecars.gates[caller.address].thaw()
+    assert await caller.lookup(actor_type, "cart-1") == "127.0.0.1:3575"
+
+
+@pytest.mark.parametrize("sidecars", SHARED, indirect=True)
 async def test_a_claim_is_held_by_one_host_until_released(sidecars: Sidecars) -> None:
     actor_type = _actor_type()
     a, b, c = [await sidecars.make(f"127.0.0.1:{3511 + n}") for n in range(3)]
