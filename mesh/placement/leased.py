@@ -177,9 +177,11 @@ class LeasedPlacement(abc.ABC):
             elif self._fenced:
                 self._types = types  # the next beat grants the new lease with them
             else:
+                # On an error the types stay the old ones, whose memberships the renewals keep.
+                moved = await self._retype(old, types)
                 self._types = types
-                if not await self._retype(old, types):
-                    self._keeper.lapse()
+                if not moved:
+                    self._keeper.lapse()  # the next beat grants a new lease with the new types
             log.info("placement hosts", types=sorted(types), address=self.address, store=self.server)
         # This sidecar's own membership is in its tables at once, not at the next refresh (which
         # reads them anyway if the store does not answer now).
@@ -365,8 +367,13 @@ class LeasedPlacement(abc.ABC):
         if pending is None:
             pending = asyncio.ensure_future(self._read_type(actor_type))
             self._first_reads[actor_type] = pending
-            pending.add_done_callback(lambda _: self._first_reads.pop(actor_type, None))
+            pending.add_done_callback(lambda done: self._read_done(actor_type, done))
         return await asyncio.shield(pending)
+
+    def _read_done(self, actor_type: str, done: asyncio.Future[Ring]) -> None:
+        self._first_reads.pop(actor_type, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here too: every lookup waiting for it may have been cancelled
 
     async def _read_type(self, actor_type: str) -> Ring:
         try:
