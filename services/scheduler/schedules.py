@@ -18,11 +18,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from components.bindings.cron import Schedule as CronSchedule
 from services import durations
 from services.scheduler.base import Job
+
+if TYPE_CHECKING:  # croniter is imported only when a cron schedule is read
+    from components.bindings.cron import Schedule as CronSchedule
 
 DEFAULT_RETRY_INTERVAL = 1.0
 DEFAULT_MAX_RETRIES = 3
@@ -68,6 +70,8 @@ def job_cadence(text: str) -> Cadence:
         if cadence is None:
             raise ValueError(f"schedule {text!r} has no period")
         return cadence
+    from components.bindings.cron import Schedule as CronSchedule
+
     cron = CronSchedule(spec)
     if cron.zone is None:
         cron.zone = UTC  # Dapr's scheduler reads cron fields in UTC
