@@ -84,15 +84,18 @@ def test_repeats_and_ttl_end_the_ticks() -> None:
     )
 
 
-def test_missed_ticks_are_not_made_up_one_by_one() -> None:
+def test_late_ticks_are_caught_up_but_long_gaps_skipped() -> None:
     every = job(schedule="@every 10s")
-    # The tick due at NOW fired an hour late: the next one is the first still ahead, on the grid.
+    # Delivered 5 s late: the next tick is still the one after it (overdue, it fires at once).
+    assert schedules.next_tick(every, NOW, 1, NOW + 15) == pytest.approx(NOW + 10)
+    # An hour late (no sidecar ran): the schedule resumes within the catch-up window, on its grid.
     later = NOW + 3600.5
     following = schedules.next_tick(every, NOW, 1, later)
-    assert following is not None and later < following <= later + 10
+    assert following is not None and later - schedules.CATCH_UP <= following < later - schedules.CATCH_UP + 10
     assert (following - NOW) % 10 == pytest.approx(0, abs=1e-6)
     cron = job(schedule="0 * * * * *")
-    assert schedules.next_tick(cron, NOW, 1, NOW + 600) == at("2026-12-06T10:11:00+00:00")
+    assert schedules.next_tick(cron, NOW, 1, NOW + 30) == at("2026-12-06T10:01:00+00:00")
+    assert schedules.next_tick(cron, NOW, 1, NOW + 600) == at("2026-12-06T10:10:00+00:00")
 
 
 def test_reminder_periods() -> None:
