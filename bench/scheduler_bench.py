@@ -7,9 +7,11 @@ scheduler-bench markers.
 
 Placement: l8 on core 0; the app (bench/scheduler_target.py), Redis and the benchmark on core 1.
 Each round schedules ``--jobs`` one-shot jobs (``dueTime`` an RFC 3339 time, spread evenly over
-``--spread`` seconds, starting ``--lead`` seconds after the round begins, so every job is stored
-before its tick) and waits for every trigger; a last round puts all of them at one instant (a
-burst). Each job's data carries its due time, so the app measures the delay on the same clock.
+``--spread`` seconds, starting a lead after the round begins: four times what scheduling them
+takes at the pace measured first, at least ``--lead``) and waits for every trigger (a job whose
+scheduling answered later than 0.1 s before its tick is left out of the figures and counted); a
+last round puts all of them at one instant (a burst). Each job's data carries its due time, so
+the app measures the delay on the same clock.
 
 Target (issue 17): firing delay p99 <= 100 ms at 1,000 jobs.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -71,6 +74,7 @@ class SchedulerBench:
         self.args = arguments
         self.workdir = workdir
         self.processes = processes
+        self.lead = arguments.lead
 
     def start_app(self) -> str:
         port = free_port()
@@ -99,8 +103,24 @@ class SchedulerBench:
         wait_ready(process, f"{base}/v1.0/healthz")
         return process, base
 
+    async def measure_lead(self, base: str) -> None:
+        """Time the scheduling of 100 jobs (then deleted) and give a round four times what
+        scheduling all of them would take at that pace, at least ``--lead``: every job is stored
+        before the first tick, even on a busy machine."""
+        async with httpx.AsyncClient(timeout=30) as client:
+            started = time.perf_counter()
+            for index in range(100):
+                answer = await client.post(f"{base}/v1.0/jobs/probe-{index}", json={"dueTime": "1h"})
+                if answer.status_code != 204:
+                    raise BenchError(f"scheduling answered {answer.status_code}: {answer.text}")
+            pace = (time.perf_counter() - started) / 100
+            for index in range(100):
+                await client.delete(f"{base}/v1.0/jobs/probe-{index}")
+        self.lead = max(self.args.lead, 4 * pace * self.args.jobs + 2)
+        log(f"scheduling takes {pace * 1000:.1f} ms a job: rounds start {self.lead:.1f} s ahead")
+
     def due_times(self, burst: bool) -> list[float]:
-        start = time.time() + self.args.lead
+        start = time.time() + self.lead
         if burst:
             return [start] * self.args.jobs
         step = self.args.spread / self.args.jobs
@@ -112,6 +132,7 @@ class SchedulerBench:
             dues = self.due_times(burst)
             prefix = uuid.uuid4().hex[:6]
             gate = asyncio.Semaphore(32)
+            late: set[str] = set()
 
             async def schedule(index: int, due: float) -> None:
                 moment = datetime.fromtimestamp(due, UTC).isoformat().replace("+00:00", "Z")
@@ -120,15 +141,14 @@ class SchedulerBench:
                                                json={"dueTime": moment, "data": {"due": due}})  # fmt: skip
                 if answer.status_code != 204:
                     raise BenchError(f"scheduling answered {answer.status_code}: {answer.text}")
+                if time.time() > due - 0.1:
+                    late.add(f"{prefix}-{index}")  # stored too close to its tick: not measured
 
             await asyncio.gather(*(schedule(index, due) for index, due in enumerate(dues)))
-            stored = time.time()
-            if stored > min(dues):
-                raise BenchError(
-                    f"scheduling took longer than --lead ({stored - min(dues) + self.args.lead:.1f} s)"
-                )
+            if len(late) > len(dues) // 10:
+                raise BenchError(f"{len(late)} jobs were stored after their tick: the machine is too busy")
             found = await self.collect(client, app, max(dues))
-        return self.summary(found, prefix)
+        return self.summary(found, prefix, late)
 
     async def collect(self, client: httpx.AsyncClient, app: str, last_due: float) -> dict[str, Any]:
         deadline = last_due + 30
@@ -142,9 +162,12 @@ class SchedulerBench:
                 raise BenchError(f"{len(found['delays'])} of {self.args.jobs} triggers arrived")
             await asyncio.sleep(0.2)
 
-    def summary(self, found: dict[str, Any], prefix: str) -> dict[str, Any]:
+    def summary(self, found: dict[str, Any], prefix: str, late: set[str] | None = None) -> dict[str, Any]:
         names = [name for name in found["names"] if name.startswith(prefix)]
-        return {**quantiles(found["delays"]), "triggers": len(found["delays"]), "distinct": len(set(names))}
+        measured = [delay for name, delay in zip(found["names"], found["delays"], strict=True)
+                    if name not in (late or ())]  # fmt: skip
+        return {**quantiles(measured), "triggers": len(found["delays"]), "distinct": len(set(names)),
+                "late_scheduled": len(late or ())}  # fmt: skip
 
     async def baseline(self, app: str) -> dict[str, Any]:
         """The same triggers from asyncio timers in this process: the floor any scheduler pays."""
@@ -164,7 +187,7 @@ class SchedulerBench:
         return self.summary(found, "base-")
 
     def run(self) -> dict[str, Any]:
-        results: dict[str, Any] = {"machine": machine(), "stores": {}}
+        results: dict[str, Any] = {"machine": machine(), "stores": {}, "load_before": os.getloadavg()}
         app = self.start_app()
         redis_port = self.start_redis()
         configs = {
@@ -175,6 +198,7 @@ class SchedulerBench:
         results["baseline"] = [asyncio.run(self.baseline(app)) for _ in range(self.args.rounds)]
         for name, config in configs.items():
             process, base = self.start_l8(name, app, config)
+            asyncio.run(self.measure_lead(base))
             rounds = []
             for index in range(self.args.rounds):
                 log(f"{name}: round {index + 1}/{self.args.rounds}")
@@ -183,6 +207,7 @@ class SchedulerBench:
             burst = asyncio.run(self.one_round(base, app, burst=True))
             results["stores"][name] = {"rounds": rounds, "burst": burst}
             self.processes.stop(process)
+        results["load_after"] = os.getloadavg()
         return results
 
 
@@ -200,7 +225,9 @@ def render(results: dict[str, Any], arguments: argparse.Namespace, stamp: str, r
         "",
         f"- Machine: {m['cpu_model']} ({m['cpu_mhz']} MHz), {m['cpus']} vCPUs, {m['os']}, "
         f"Python {m['python']}.",
-        f"- Raw numbers: `{results_name}` (git-ignored).",
+        f"- Raw numbers: `{results_name}` (git-ignored). Load average (1 min) before and after: "
+        f"{results['load_before'][0]:.1f} and {results['load_after'][0]:.1f} (other work on the machine "
+        "shows in the figures, most in Redis's, whose server shares core 1).",
         f"- Method: l8 on core {SERVER_CORE}; the app (`bench/scheduler_target.py`), Redis and the benchmark "
         f"on core {LOAD_CORE}. Each round schedules {arguments.jobs:,} one-shot jobs through "
         f"`POST /v1.0/jobs/{{name}}` with due times spread evenly over {arguments.spread:g} s; the delay is "
