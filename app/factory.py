@@ -94,9 +94,10 @@ class SidecarApp:
             self.dispatcher.pipeline = runtime.http_pipeline or None
             self._entry.metrics = runtime.metrics.http_server if runtime.metrics else None
             self._entry.tracer = runtime.tracer
-            grpc_api = await self._start_grpc()
-            sidecar.readiness.ready = True
+            grpc_api = None
             try:
+                grpc_api = await self._start_grpc()
+                sidecar.readiness.ready = True
                 if grpc_api is not None:
                     await grpc_api.serving(True)
                 yield

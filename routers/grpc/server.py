@@ -70,7 +70,7 @@ class GrpcApi:
         self, sidecar: Sidecar, host: str, port: int, max_message_size: int, api_token: str | None
     ) -> None:
         self.sidecar = sidecar
-        self.address = f"{host}:{port}"
+        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address
         self.port = port
         """The port listened on, once started (the one the system picked for 0)."""
         self._streams: set[asyncio.Task[Any]] = set()
