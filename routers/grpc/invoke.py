@@ -8,6 +8,7 @@ message."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import grpc
 from dapr.proto.common.v1 import common_pb2
@@ -21,6 +22,7 @@ _VERBS = {value: name for name, value in common_pb2.HTTPExtension.Verb.items()}
 # HTTP/2 and gRPC's own headers: not the call's to pass on.
 _NOT_FORWARDED = frozenset({"content-type", "content-length", "user-agent", "te", "host", "dapr-api-token"})
 
+_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
 _CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     401: grpc.StatusCode.UNAUTHENTICATED,
@@ -68,9 +70,9 @@ async def invoke_service(services: Services, request: Any, context: Context) -> 
         sent = True
         return {"type": "http.request", "body": data, "more_body": False}
 
-    upstream = await services.invocation.invoke(
-        request.id, message.method.lstrip("/"), _scope(message, context), receive
-    )
+    # The service takes the method as a request path holds it: escaped (what is already is kept).
+    method = quote(message.method.lstrip("/"), safe=_PATH_SAFE)
+    upstream = await services.invocation.invoke(request.id, method, _scope(message, context), receive)
     try:
         body = b"".join([chunk async for chunk in upstream.chunks()])
     finally:

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import httpx
+import orjson
 import pytest
 from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import (
@@ -18,6 +19,7 @@ from dapr.proto.runtime.v1 import (
     configuration_pb2,
     dapr_pb2,
     dapr_pb2_grpc,
+    invoke_pb2,
     metadata_pb2,
     pubsub_pb2,
     state_pb2,
@@ -33,6 +35,7 @@ from app.runtime import StartupError
 from app.settings import Settings
 from routers.grpc.errors import grpc_code, to_status
 from services import errors
+from tests.echo_app import echo_app
 from tests.routers.conftest import Sidecar, StartSidecar, component
 from tests.servers import LOOPBACK
 
@@ -325,3 +328,52 @@ async def test_the_grpc_api_can_be_switched_off(tmp_path: Any) -> None:
         assert app.state.grpc_api is None
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://l8") as client:
             assert (await client.get("/v1.0/healthz")).status_code == 204
+
+
+# -- invocation ------------------------------------------------------------------------------------
+
+
+async def test_invoke_service_reaches_the_app_with_verb_query_and_metadata(
+    start_sidecar: StartSidecar,
+) -> None:
+    async with echo_app() as app_port:
+        sidecar = await start_sidecar(STORE, app_port=app_port)
+        async with await _channel(sidecar) as channel:
+            stub = dapr_pb2_grpc.DaprStub(channel)
+            message = common_pb2.InvokeRequest(
+                method="orders/a b",
+                data=any_pb2.Any(value=b"hello"),
+                content_type="text/plain",
+                http_extension=common_pb2.HTTPExtension(
+                    verb=common_pb2.HTTPExtension.PUT, querystring="x=1&y=2"
+                ),
+            )
+            call = stub.InvokeService(
+                invoke_pb2.InvokeServiceRequest(id=sidecar.app_id, message=message),
+                metadata=(("x-team", "payments"),),
+            )
+            answer = await call
+            echoed = orjson.loads(answer.data.value)
+            assert (echoed["method"], echoed["path"], echoed["query"]) == ("PUT", "/orders/a%20b", "x=1&y=2")
+            assert echoed["body"] == "hello"
+            headers = {name.lower(): value for name, value in echoed["headers"]}
+            assert headers["content-type"] == "text/plain"
+            assert headers["x-team"] == "payments"
+            assert headers["dapr-caller-app-id"] == sidecar.app_id
+            assert answer.content_type.startswith("application/json")
+            assert ("dapr-http-status", "200") in tuple(await call.initial_metadata())
+
+            failing = common_pb2.InvokeRequest(method="status/503")  # no http_extension: POST
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.InvokeService(invoke_pb2.InvokeServiceRequest(id=sidecar.app_id, message=failing))
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert orjson.loads(refused.value.details() or "") == {"status": 503}
+            assert ("dapr-http-status", "503") in tuple(refused.value.initial_metadata() or ())
+
+
+async def test_invoke_service_without_an_app_id_is_refused(stub: dapr_pb2_grpc.DaprStub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.InvokeService(
+            invoke_pb2.InvokeServiceRequest(message=common_pb2.InvokeRequest(method="m"))
+        )
+    assert _details(refused.value)[0].reason == "ERR_DIRECT_INVOKE"
