@@ -125,7 +125,7 @@ class PubSubService:
         if self.tracer is not None:
             # daprd makes no span of its own for a publish: the CloudEvent carries the API call's
             # span, and so does the broker's message (Kafka headers, the Redis entry's metadata).
-            trace = TraceContext(*self.tracer.current())
+            trace = self._api_call_span(trace)
             metadata = {**metadata, **trace.headers()}
         await self._publish(handle, topic, body, content_type, metadata, trace)
 
@@ -239,7 +239,7 @@ class PubSubService:
     ) -> BulkPublishFailure | None:
         spans = self._entry_spans(handle, topic, len(entries), raw)
         if self.tracer is not None:  # a raw payload's entries carry the API call's span
-            trace = TraceContext(*self.tracer.current())
+            trace = self._api_call_span(trace)
         try:
             failure = await self._publish_entries(handle, topic, entries, metadata, raw, trace, spans)
         except errors.ApiError as exc:
@@ -343,6 +343,13 @@ class PubSubService:
         return errors.pubsub_marshal_events(pubsub, topic, self.app_id, exc.reason)
 
     # -- shared checks -----------------------------------------------------------------------------
+
+    def _api_call_span(self, trace: TraceContext) -> TraceContext:
+        """The current span (the HTTP API call's), or ``trace`` when there is none: the gRPC API
+        opens no span of its own yet, and the invalid span's zero ids must not go out."""
+        assert self.tracer is not None
+        ids = self.tracer.current()
+        return trace if int(ids[0], 16) == 0 else TraceContext(*ids)
 
     @staticmethod
     def _raw_payload(handle: PubSubHandle, metadata: Mapping[str, str]) -> bool:

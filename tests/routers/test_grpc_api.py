@@ -33,6 +33,7 @@ from grpc_status import rpc_status
 from app.factory import create_app
 from app.runtime import StartupError
 from app.settings import Settings
+from components.pubsub.base import SubscribeRequest
 from routers.grpc.errors import grpc_code, to_status
 from services import errors
 from tests.echo_app import echo_app
@@ -377,3 +378,33 @@ async def test_invoke_service_without_an_app_id_is_refused(stub: dapr_pb2_grpc.D
             invoke_pb2.InvokeServiceRequest(message=common_pb2.InvokeRequest(method="m"))
         )
     assert _details(refused.value)[0].reason == "ERR_DIRECT_INVOKE"
+
+
+# -- publish: the event's trace --------------------------------------------------------------------
+
+PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.mark.parametrize("tracing", [False, True], ids=["tracing off", "tracing on"])
+async def test_a_published_event_continues_the_callers_trace(
+    start_sidecar: StartSidecar, tracing: bool
+) -> None:
+    settings = {"dapr_configuration": {"tracing": {"samplingRate": "1"}}} if tracing else {}
+    sidecar = await start_sidecar(component("pubsub", "pubsub.in-memory"), **settings)
+    captured: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def handler(message: Any) -> None:
+        captured.put_nowait(message)
+
+    broker = sidecar.app.state.runtime.components.of("pubsub")["pubsub"].instance
+    await broker.subscribe(SubscribeRequest("orders"), handler)
+    async with await _channel(sidecar) as channel:
+        request = pubsub_pb2.PublishEventRequest(
+            pubsub_name="pubsub", topic="orders", data=b'{"n": 1}', data_content_type="application/json"
+        )
+        await dapr_pb2_grpc.DaprStub(channel).PublishEvent(request, metadata=(("traceparent", PARENT),))
+    event = orjson.loads((await asyncio.wait_for(captured.get(), 5)).data)
+    assert event["data"] == {"n": 1}
+    version, trace_id, span_id, flags = event["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", "4bf92f3577b34da6a3ce929d0e0e4736", "01")
+    assert span_id not in ("00f067aa0ba902b7", "0" * 16)
