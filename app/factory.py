@@ -128,6 +128,7 @@ class SidecarApp:
             settings.grpc_port,
             settings.max_body_size,
             settings.api_token.get_secret_value() if settings.api_token else None,
+            api_logging=settings.enable_api_logging,
         )
         try:
             port = await grpc_api.start()

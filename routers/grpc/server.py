@@ -17,7 +17,7 @@ from dapr.proto.runtime.v1 import dapr_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from routers.grpc.api import SERVICE, dapr_servicer
+from routers.grpc.api import SERVICE, ApiLog, dapr_servicer
 from routers.http import Sidecar
 
 log = structlog.get_logger(__name__)
@@ -67,13 +67,21 @@ class GrpcApi:
     before they close."""
 
     def __init__(
-        self, sidecar: Sidecar, host: str, port: int, max_message_size: int, api_token: str | None
+        self,
+        sidecar: Sidecar,
+        host: str,
+        port: int,
+        max_message_size: int,
+        api_token: str | None,
+        *,
+        api_logging: bool = False,
     ) -> None:
         self.sidecar = sidecar
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address
         self.port = port
         """The port listened on, once started (the one the system picked for 0)."""
         self._streams: set[asyncio.Task[Any]] = set()
+        self._api_log = ApiLog(api_logging)
         interceptors = [_TokenCheck(api_token)] if api_token else []
         self._server = grpc.aio.server(
             interceptors=interceptors,
@@ -88,7 +96,7 @@ class GrpcApi:
 
     async def start(self) -> int:
         server = self._server
-        servicer = dapr_servicer(self.sidecar, self._streams)
+        servicer = dapr_servicer(self.sidecar, self._streams, self._api_log)
         dapr_pb2_grpc.add_DaprServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

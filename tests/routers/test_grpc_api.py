@@ -29,6 +29,7 @@ from google.rpc import code_pb2, error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
+from structlog.testing import capture_logs
 
 from app.factory import create_app
 from app.runtime import StartupError
@@ -408,3 +409,18 @@ async def test_a_published_event_continues_the_callers_trace(
     version, trace_id, span_id, flags = event["traceparent"].split("-")
     assert (version, trace_id, flags) == ("00", "4bf92f3577b34da6a3ce929d0e0e4736", "01")
     assert span_id not in ("00f067aa0ba902b7", "0" * 16)
+
+
+async def test_api_logging_logs_each_grpc_call_with_its_status(start_sidecar: StartSidecar) -> None:
+    sidecar = await start_sidecar(STORE, enable_api_logging=True)
+    async with await _channel(sidecar) as channel:
+        stub = dapr_pb2_grpc.DaprStub(channel)
+        with capture_logs() as logs:
+            await stub.GetState(state_pb2.GetStateRequest(store_name="statestore", key="k"))
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.GetState(state_pb2.GetStateRequest(store_name="nope", key="k"))
+    calls = [(e["log_level"], e["method"], e["status"]) for e in logs if e["event"] == "api call"]
+    assert calls == [
+        ("info", "/dapr.proto.runtime.v1.Dapr/GetState", "OK"),
+        ("info", "/dapr.proto.runtime.v1.Dapr/GetState", "INVALID_ARGUMENT"),
+    ]
