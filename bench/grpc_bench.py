@@ -3,12 +3,12 @@ same calls over l8's HTTP API and against a minimal grpcio asyncio server doing 
 work (bench/grpc_ceiling.py, the Python ceiling), in one run; written into docs/performance.md
 between the grpc-bench markers.
 
-Placement: the server under test on core 0 (l8, then the ceiling; one at a time); Redis and the
-load tools on core 1. Components: ``state.redis`` and ``pubsub.redis`` on that Redis. gRPC load:
-h2load (nghttp2-client) posting a framed request message over h2c, with per-request timings
-(``--log-file``) for the percentiles; HTTP load: wrk, as the other benchmarks. Every RPC is
-called once through a real gRPC client first and its answer checked (h2load sees HTTP statuses
-only, not gRPC's).
+Placement: l8 and the ceiling on core 0, both running, loaded one at a time (each round measures
+both, so a busy machine weighs on both alike); Redis and the load tools on core 1. Components:
+``state.redis`` and ``pubsub.redis`` on that Redis. gRPC load: h2load (nghttp2-client) posting a
+framed request message over h2c, with per-request timings (``--log-file``) for the percentiles;
+HTTP load: wrk, as the other benchmarks. Every RPC is called once through a real gRPC client
+first and its answer checked (h2load sees HTTP statuses only, not gRPC's).
 
 Targets (issue 18): l8's gRPC state get and publish >= 0.6x the ceiling's throughput; added p90
 over l8's gRPC no-op (``SetMetadata``, the whole door and nothing else) <= 0.5 ms at 1,000 rps.
@@ -236,40 +236,34 @@ class GrpcBench:
         return result
 
     def run(self) -> dict[str, Any]:
+        """Both servers run from the start, idle but for the one under load: each round measures
+        l8 and the ceiling one after the other, so a busy machine weighs on both alike."""
         redis_port = self.start_redis()
         process, base, grpc_port = self.start_l8(redis_port)
         check(grpc_port, seed=True)
+        ceiling, ceiling_port = self.start_ceiling(redis_port)
+        check(ceiling_port, seed=False)
         rounds: list[dict[str, Any]] = []
+        ceiling_rounds: list[dict[str, Any]] = []
         for index in range(self.args.rounds):
-            self.log(f"l8, round {index + 1}/{self.args.rounds}: maximum throughput")
+            self.log(f"round {index + 1}/{self.args.rounds}: maximum throughput")
             found: dict[str, Any] = {}
+            ceiling_found: dict[str, Any] = {}
             for name, rpc, _ in RPCS:
                 found[f"grpc {name}"] = self.grpc_throughput(process.pid, grpc_port, rpc, f"gRPC {name}")
+                ceiling_found[name] = self.grpc_throughput(ceiling.pid, ceiling_port, rpc, f"ceiling {name}")
             for name, method, path, body in HTTP:
                 found[f"http {name}"] = max_throughput(
                     self.http, base + path, process.pid, f"HTTP {name}", self.args.warmup, self.args.seconds,
                     method=method, body=body,
                 )  # fmt: skip
-            self.log(f"l8, round {index + 1}/{self.args.rounds}: latency at {self.args.rate:g} rps")
+            self.log(f"round {index + 1}/{self.args.rounds}: latency at {self.args.rate:g} rps")
             for name, rpc, _ in RPCS:
                 found[f"paced {name}"] = self.grpc_paced(process.pid, grpc_port, rpc, f"gRPC {name}")
             rounds.append(found)
+            ceiling_rounds.append(ceiling_found)
         self.results["l8_rounds"] = rounds
-        self.processes.stop(process)
-
-        ceiling, ceiling_port = self.start_ceiling(redis_port)
-        check(ceiling_port, seed=False)
-        ceiling_rounds = []
-        for index in range(self.args.rounds):
-            self.log(f"ceiling, round {index + 1}/{self.args.rounds}")
-            ceiling_rounds.append(
-                {
-                    name: self.grpc_throughput(ceiling.pid, ceiling_port, rpc, f"ceiling {name}")
-                    for name, rpc, _ in RPCS
-                }
-            )
         self.results["ceiling_rounds"] = ceiling_rounds
-        self.processes.stop(ceiling)
         return self.results
 
 
@@ -309,8 +303,9 @@ def render(results: dict[str, Any], summary: dict[str, Any], results_name: str) 
         f"- Machine: {m['cpu_model']} ({m['cpu_mhz']} MHz), {m['cpus']} vCPUs, {m['os']}, "
         f"Python {m['python']}.",
         f"- Raw numbers: `{results_name}` (git-ignored).",
-        f"- Method: the server on core {SERVER_CORE} (l8 with `state.redis` and `pubsub.redis`, then "
-        f"bench/grpc_ceiling.py, a minimal grpcio asyncio server doing the same Redis work); Redis and "
+        f"- Method: the servers on core {SERVER_CORE} (l8 with `state.redis` and `pubsub.redis`, and "
+        f"bench/grpc_ceiling.py, a minimal grpcio asyncio server doing the same Redis work; both "
+        "running, measured one after the other in each round); Redis and "
         f"the load on core {LOAD_CORE}. gRPC: h2load over h2c, {settings['connections']} connections, "
         f"one call in flight on each; HTTP: wrk, {settings['connections']} connections. "
         f"{settings['seconds']:g} s per case, medians of {settings['rounds']} rounds. Latency: h2load at "
