@@ -129,6 +129,7 @@ class SidecarApp:
             settings.max_body_size,
             settings.api_token.get_secret_value() if settings.api_token else None,
             api_logging=settings.enable_api_logging,
+            tracer=self.state.runtime.tracer,
         )
         try:
             port = await grpc_api.start()

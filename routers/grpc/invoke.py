@@ -23,6 +23,7 @@ _VERBS = {value: name for name, value in common_pb2.HTTPExtension.Verb.items()}
 _NOT_FORWARDED = frozenset({"content-type", "content-length", "user-agent", "te", "host", "dapr-api-token"})
 
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+_TRACE = frozenset({"traceparent", "tracestate"})
 _CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     401: grpc.StatusCode.UNAUTHENTICATED,
@@ -40,12 +41,16 @@ _CODES = {
 """grpc-gateway's mapping of an HTTP status to a gRPC code, which daprd uses."""
 
 
-def _scope(message: Any, context: Context) -> dict[str, Any]:
+def _scope(message: Any, context: Context, traced: bool) -> dict[str, Any]:
     verb = _VERBS.get(message.http_extension.verb, "NONE")
     headers: list[tuple[bytes, bytes]] = []
     for key, value in context.invocation_metadata() or ():
+        if traced and key in _TRACE:
+            continue  # the call's own span (the door's) is the target's parent, as over HTTP
         if isinstance(value, str) and key not in _NOT_FORWARDED and not key.startswith((":", "grpc-")):
             headers.append((key.encode("latin-1"), value.encode("latin-1")))
+    if traced:
+        headers.extend(_current_span_headers())
     data: bytes = message.data.value
     if message.content_type:
         headers.append((b"content-type", message.content_type.encode("latin-1")))
@@ -56,6 +61,16 @@ def _scope(message: Any, context: Context) -> dict[str, Any]:
         "query_string": message.http_extension.querystring.encode("latin-1"),
         VOUCHED: False,  # an app's call: a caller id it sends is not another sidecar's word
     }
+
+
+def _current_span_headers() -> list[tuple[bytes, bytes]]:
+    from observability.tracing.tracer import Tracer  # tracing is on: its SDK is loaded already
+
+    trace_id, span_id, flags, tracestate = Tracer.current()
+    found = [(b"traceparent", f"00-{trace_id}-{span_id}-{flags}".encode())]
+    if tracestate:
+        found.append((b"tracestate", tracestate.encode("latin-1")))
+    return found
 
 
 async def invoke_service(services: Services, request: Any, context: Context) -> common_pb2.InvokeResponse:
@@ -72,7 +87,9 @@ async def invoke_service(services: Services, request: Any, context: Context) -> 
 
     # The service takes the method as a request path holds it: escaped (what is already is kept).
     method = quote(message.method.lstrip("/"), safe=_PATH_SAFE)
-    upstream = await services.invocation.invoke(request.id, method, _scope(message, context), receive)
+    invocation = services.invocation
+    scope = _scope(message, context, invocation.traced)
+    upstream = await invocation.invoke(request.id, method, scope, receive)
     try:
         body = b"".join([chunk async for chunk in upstream.chunks()])
     finally:

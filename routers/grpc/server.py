@@ -6,10 +6,9 @@ checked on every call of Dapr's service (``dapr-api-token`` metadata) when one i
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
@@ -17,8 +16,11 @@ from dapr.proto.runtime.v1 import dapr_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from routers.grpc.api import SERVICE, ApiLog, dapr_servicer
+from routers.grpc.api import SERVICE, Door, dapr_servicer
 from routers.http import Sidecar
+
+if TYPE_CHECKING:
+    from observability.tracing.tracer import Tracer
 
 log = structlog.get_logger(__name__)
 
@@ -75,13 +77,13 @@ class GrpcApi:
         api_token: str | None,
         *,
         api_logging: bool = False,
+        tracer: Tracer | None = None,
     ) -> None:
         self.sidecar = sidecar
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address
         self.port = port
         """The port listened on, once started (the one the system picked for 0)."""
-        self._streams: set[asyncio.Task[Any]] = set()
-        self._api_log = ApiLog(api_logging)
+        self._door = Door(sidecar, api_logging=api_logging, tracer=tracer)
         interceptors = [_TokenCheck(api_token)] if api_token else []
         self._server = grpc.aio.server(
             interceptors=interceptors,
@@ -96,7 +98,7 @@ class GrpcApi:
 
     async def start(self) -> int:
         server = self._server
-        servicer = dapr_servicer(self.sidecar, self._streams, self._api_log)
+        servicer = dapr_servicer(self._door)
         dapr_pb2_grpc.add_DaprServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -127,6 +129,6 @@ class GrpcApi:
             return
         self._started = False
         await self._health.enter_graceful_shutdown()
-        for task in list(self._streams):
+        for task in list(self._door.streams):
             task.cancel()
         await self._server.stop(grace)
