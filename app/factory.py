@@ -116,7 +116,7 @@ class SidecarApp:
     async def _start_grpc(self) -> GrpcApi | None:
         """Dapr's gRPC API (routers/grpc/), unless switched off; ``state.grpc_api`` holds it, with
         the port it listens on."""
-        settings = self.settings
+        settings, runtime = self.settings, self.state.runtime
         if not settings.enable_grpc:
             self.state.grpc_api = None
             return None
@@ -129,7 +129,8 @@ class SidecarApp:
             settings.max_body_size,
             settings.api_token.get_secret_value() if settings.api_token else None,
             api_logging=settings.enable_api_logging,
-            tracer=self.state.runtime.tracer,
+            tracer=runtime.tracer,
+            metrics=runtime.metrics.grpc_server if runtime.metrics else None,
         )
         try:
             port = await grpc_api.start()

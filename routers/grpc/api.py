@@ -30,6 +30,7 @@ from services.log_levels import PROCESS_LEVELS
 from services.sidecar import Services
 
 if TYPE_CHECKING:
+    from observability.metrics import GrpcServerMetrics
     from observability.tracing.tracer import ServerSpan, Tracer
 
 API_LOGGER = "l8.api"
@@ -63,8 +64,17 @@ def _status(context: Context) -> grpc.StatusCode:
 class Door:
     """What every call of Dapr's service goes through, for one sidecar."""
 
-    def __init__(self, sidecar: Sidecar, *, api_logging: bool = False, tracer: Tracer | None = None) -> None:
+    def __init__(
+        self,
+        sidecar: Sidecar,
+        *,
+        api_logging: bool = False,
+        tracer: Tracer | None = None,
+        metrics: GrpcServerMetrics | None = None,
+    ) -> None:
         self.sidecar = sidecar
+        self.metrics = metrics
+        """None when metrics are off."""
         self.api_logging = api_logging
         """``--enable-api-logging``: each call at info; else at debug once ``l8.api`` is at debug."""
         self.tracer = tracer
@@ -82,13 +92,18 @@ class Door:
     def _logged(self) -> bool:
         return self.api_logging or PROCESS_LEVELS.threshold(API_LOGGER) <= logging.DEBUG
 
-    def _log(self, method: str, context: Context, started: float) -> None:
-        (log.info if self.api_logging else log.debug)(
-            "api call",
-            method=method,
-            status=_status(context).name,
-            ms=round((time.perf_counter() - started) * 1000, 3),
-        )
+    def _done(self, method: str, context: Context, started: float, logged: bool) -> None:
+        """The call's metrics and log line, once it has its status."""
+        if self.metrics is None and not logged:
+            return
+        status = _status(context).name
+        seconds = time.perf_counter() - started
+        if self.metrics is not None:
+            self.metrics.record(method, status, seconds)
+        if logged:
+            (log.info if self.api_logging else log.debug)(
+                "api call", method=method, status=status, ms=round(seconds * 1000, 3)
+            )
 
     def _span(self, method: str, name: str, request: Any, context: Context) -> ServerSpan | None:
         if self.tracer is None:
@@ -119,8 +134,7 @@ class Door:
             finally:
                 if span is not None:
                     self._end(span, context)
-                if logged:
-                    self._log(method, context, started)
+                self._done(method, context, started, logged)
 
         return rpc
 
@@ -142,8 +156,7 @@ class Door:
             finally:
                 if task is not None:
                     self.streams.discard(task)
-                if logged:
-                    self._log(method, context, started)
+                self._done(method, context, started, logged)
 
         return rpc
 

@@ -20,6 +20,7 @@ from routers.grpc.api import SERVICE, Door, dapr_servicer
 from routers.http import Sidecar
 
 if TYPE_CHECKING:
+    from observability.metrics import GrpcServerMetrics
     from observability.tracing.tracer import Tracer
 
 log = structlog.get_logger(__name__)
@@ -78,12 +79,13 @@ class GrpcApi:
         *,
         api_logging: bool = False,
         tracer: Tracer | None = None,
+        metrics: GrpcServerMetrics | None = None,
     ) -> None:
         self.sidecar = sidecar
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address
         self.port = port
         """The port listened on, once started (the one the system picked for 0)."""
-        self._door = Door(sidecar, api_logging=api_logging, tracer=tracer)
+        self._door = Door(sidecar, api_logging=api_logging, tracer=tracer, metrics=metrics)
         interceptors = [_TokenCheck(api_token)] if api_token else []
         self._server = grpc.aio.server(
             interceptors=interceptors,

@@ -29,12 +29,14 @@ from google.rpc import code_pb2, error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
+from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from app.factory import create_app
 from app.runtime import StartupError
 from app.settings import Settings
 from components.pubsub.base import SubscribeRequest
+from observability.metrics.exposition import render
 from routers.grpc.errors import grpc_code, to_status
 from services import errors
 from tests.echo_app import echo_app
@@ -424,3 +426,27 @@ async def test_api_logging_logs_each_grpc_call_with_its_status(start_sidecar: St
         ("info", "/dapr.proto.runtime.v1.Dapr/GetState", "OK"),
         ("info", "/dapr.proto.runtime.v1.Dapr/GetState", "INVALID_ARGUMENT"),
     ]
+
+
+async def test_grpc_calls_are_counted_in_daprs_grpc_server_metrics(start_sidecar: StartSidecar) -> None:
+    sidecar = await start_sidecar(STORE)
+    async with await _channel(sidecar) as channel:
+        stub = dapr_pb2_grpc.DaprStub(channel)
+        for _ in range(2):
+            await stub.GetState(state_pb2.GetStateRequest(store_name="statestore", key="k"))
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.GetState(state_pb2.GetStateRequest(store_name="nope", key="k"))
+    text = render(sidecar.app.state.runtime.metrics.registry).decode()
+    found = {
+        (s.name, s.labels["grpc_server_status"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name in ("dapr_grpc_io_server_completed_rpcs", "dapr_grpc_io_server_server_latency_count")
+        and s.labels.get("grpc_server_method") == "/dapr.proto.runtime.v1.Dapr/GetState"
+    }
+    assert found == {
+        ("dapr_grpc_io_server_completed_rpcs", "OK"): 2.0,
+        ("dapr_grpc_io_server_completed_rpcs", "INVALID_ARGUMENT"): 1.0,
+        ("dapr_grpc_io_server_server_latency_count", "OK"): 2.0,
+        ("dapr_grpc_io_server_server_latency_count", "INVALID_ARGUMENT"): 1.0,
+    }
