@@ -450,3 +450,13 @@ async def test_grpc_calls_are_counted_in_daprs_grpc_server_metrics(start_sidecar
         ("dapr_grpc_io_server_server_latency_count", "OK"): 2.0,
         ("dapr_grpc_io_server_server_latency_count", "INVALID_ARGUMENT"): 1.0,
     }
+
+
+async def test_a_body_limit_beyond_grpcs_int_caps_messages_at_its_largest(
+    start_sidecar: StartSidecar,
+) -> None:
+    sidecar = await start_sidecar(STORE, max_body_size="2Gi")
+    async with await _channel(sidecar) as channel:
+        await dapr_pb2_grpc.DaprStub(channel).GetState(
+            state_pb2.GetStateRequest(store_name="statestore", key="k")
+        )
