@@ -537,11 +537,12 @@ def wasm_module_invalid(name: str, reason: str) -> ApiError:
     return ApiError(400, "ERR_WASM_MODULE_INVALID", f"wasm function {name}: {reason}")
 
 
-# -- jobs (the scheduler): daprd's reasons are the error codes, with an ErrorInfo ------------------
+# -- jobs (the scheduler): daprd's reasons are the error codes, with an ErrorInfo (daprd's namespace
+# when none is set: default) --------------------------------------------------------------------------
 
 
 def _job_error(status: int, reason: str, message: str, app_id: str) -> ApiError:
-    return ApiError(status, reason, message, [_error_info(reason, {"appID": app_id, "namespace": ""})])
+    return ApiError(status, reason, message, [_error_info(reason, {"appID": app_id, "namespace": "default"})])
 
 
 def job_name_in_body(app_id: str) -> ApiError:
