@@ -191,6 +191,18 @@ def state_delete_failed(key: str, error: Exception) -> ApiError:
     return ApiError(_etag_status(error), "ERR_STATE_DELETE", f"failed deleting state with key {key}: {error}")
 
 
+def state_bulk_delete_failed(store: str, error: Exception) -> ApiError:
+    """gRPC's DeleteBulkState (HTTP has no bulk delete)."""
+    return ApiError(
+        _etag_status(error), "ERR_STATE_BULK_DELETE", f"failed deleting state in state store {store}: {error}"
+    )
+
+
+def state_key_empty() -> ApiError:
+    """A gRPC SaveState item without a key."""
+    return ApiError(400, "ERR_STATE_SAVE", "state key cannot be empty")
+
+
 def state_transaction_failed(error: Exception) -> ApiError:
     return ApiError(500, "ERR_STATE_TRANSACTION", f"error while executing state transaction: {error}")
 
