@@ -24,8 +24,10 @@ from mesh.app_channel import AppChannel
 from mesh.app_health import AppHealth, AppHealthSettings, AppStatus
 from mesh.errors import SettingsError
 from mesh.name_resolution import build_resolver
+from mesh.placement.factory import build_placement
 from mesh.proxy import MESH_TOKEN, Proxy
 from mesh.ratelimit import RateLimits, build_rate_limits
+from mesh.redis_registry import RedisRegistrySettings
 from mesh.resiliency import Outbound, Resiliency
 from mesh.resiliency.traced import TracedOutbound
 from mesh.resolver import Resolver, StaticResolverSettings
@@ -35,6 +37,8 @@ from observability.recent_errors import RecentErrors
 from observability.tracing import start_tracing
 from observability.traffic import TrafficWindow
 from routers.dashboard import DASHBOARD_TEMPLATES
+from services.actors import ActorRuntime, build_actor_runtime
+from services.actors.config import ConfigWatch
 from services.actuator import ActuatorService, AppInfo
 from services.bindings import BindingsService
 from services.configuration import ConfigurationService
@@ -81,7 +85,11 @@ def embedded_defaults(settings: Settings) -> Resources:
     return Resources(
         components=[
             ComponentResource(
-                "statestore", "state.sqlite", "v1", {"connectionString": str(data / "state.db")}, EMBEDDED
+                "statestore",
+                "state.sqlite",
+                "v1",
+                {"connectionString": str(data / "state.db"), "actorStateStore": "true"},
+                EMBEDDED,
             ),
             ComponentResource("pubsub", "pubsub.in-memory", "v1", {}, EMBEDDED),
             ComponentResource("lockstore", "lock.in-memory", "v1", {}, EMBEDDED),
@@ -287,6 +295,8 @@ class Runtime:
             app_health=self.app_health,
             scheduler_addresses=scheduler.addresses,
         )
+        actors = await self._start_actors(state, scheduler)
+        metadata.actors = actors
         actuator = ActuatorService.from_components(
             self.components, AppInfo(app_id, __version__, DAPR_API_VERSION, self.started)
         )
@@ -306,6 +316,7 @@ class Runtime:
             dashboard=DashboardService(metadata, actuator, self.recent_errors, self._traffic()),
             scheduler=scheduler,
             jobs=JobsService(scheduler, app_id),
+            actors=actors,
         )
         try:
             await wasm.start(settings.wasm.functions)
@@ -326,6 +337,7 @@ class Runtime:
         await self._start_subscriptions()
         await self._start_input_bindings(bindings)
         self._start_app_health(bindings)
+        self._follow_actor_config(actors)
         log.info(
             "components ready",
             components=[f"{c.name} ({c.type})" for c in self.components],
@@ -427,6 +439,47 @@ class Runtime:
             resource.source,
         )
 
+    async def _start_actors(self, state: StateService, scheduler: SchedulerService) -> ActorRuntime:
+        """Placement on the name-resolution server (one sidecar alone: itself), then the actor
+        runtime over it and the scheduler. The exit stack closes the runtime first (it drains every
+        actor), then placement, then the scheduler."""
+        settings = self.settings
+        placement = build_placement(settings.name_resolution)
+        self._stack.push_async_callback(placement.aclose)
+        try:
+            await placement.start(settings.app_id, self._address())
+        except SettingsError as exc:
+            raise StartupError(str(exc)) from None
+        except Exception as exc:  # the name-resolution server is away: start-up names it
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            redis = isinstance(settings.name_resolution, RedisRegistrySettings)
+            field = "redisHost" if redis else "endpoints"
+            server = placement.describe().get("server")
+            raise StartupError(f"name_resolution.{field}: cannot register at {server}: {reason}") from None
+        actors = build_actor_runtime(
+            settings.app_id,
+            placement,
+            self.app_channel,
+            state,
+            self._of("state"),
+            scheduler,
+            sidecar_auth=_sidecar_auth(settings),
+        )
+        self._stack.push_async_callback(actors.aclose)
+        actors.start()
+        return actors
+
+    def _follow_actor_config(self, actors: ActorRuntime) -> None:
+        """The app's ``/dapr/config``, read once it listens and after each restart."""
+        watch = ConfigWatch(self.app_channel, self.settings.app_id, actors.apply)
+        task = asyncio.create_task(watch.run(), name="actor configuration")
+        self._stack.push_async_callback(_cancel, task)
+
+    def _address(self) -> str:
+        """This sidecar's HTTP API as other sidecars reach it."""
+        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "::", "") else self.settings.host
+        return f"{host}:{self.settings.http_port}"
+
     def _bindings(self) -> BindingsService:
         try:
             bindings = BindingsService.from_components(
@@ -515,8 +568,7 @@ class Runtime:
 
     async def _start_name_resolution(self, resolver: Resolver) -> None:
         # A registry's default address for this sidecar (advertiseAddress overrides it).
-        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "::", "") else self.settings.host
-        address = f"{host}:{self.settings.http_port}"
+        address = self._address()
         self._stack.push_async_callback(resolver.aclose)  # idempotent: also after a failed start
         try:
             await resolver.start(self.settings.app_id, address)
@@ -570,11 +622,7 @@ def _invocation_service(
     resiliency: Resiliency,
 ) -> InvocationService:
     token = settings.app_api_token.get_secret_value() if settings.app_api_token else None
-    sidecar_auth = None
-    if settings.mesh_token is not None:
-        sidecar_auth = (MESH_TOKEN, settings.mesh_token.get_secret_value())
-    elif settings.api_token is not None:  # a fleet sharing one API token
-        sidecar_auth = ("dapr-api-token", settings.api_token.get_secret_value())
+    sidecar_auth = _sidecar_auth(settings)
     return InvocationService(
         settings.app_id,
         app_channel.base_url,
@@ -588,6 +636,16 @@ def _invocation_service(
         sidecar_auth,
         app_channel.pipeline,
     )
+
+
+def _sidecar_auth(settings: Settings) -> tuple[str, str] | None:
+    """What a call to another sidecar of the fleet carries: the mesh token, else the API token the
+    fleet shares (if any)."""
+    if settings.mesh_token is not None:
+        return (MESH_TOKEN, settings.mesh_token.get_secret_value())
+    if settings.api_token is not None:
+        return ("dapr-api-token", settings.api_token.get_secret_value())
+    return None
 
 
 def _app_connection(settings: Settings, health: AppHealth | None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from components.loaded import ComponentStore, LoadedComponent
 from mesh.app_health import AppHealth
 from mesh.ratelimit import RateLimits
 from mesh.tcpcopy import TcpCopy
+from services.actors import ActorRuntime
 from services.bindings.directions import directions
 from services.invocation import InvocationService
 from services.pubsub.subscriptions import Subscription
@@ -40,6 +41,7 @@ class MetadataService:
     rate_limits: RateLimits | None = None
     wasm: WasmService | None = None
     app_health: AppHealth | None = None
+    actors: ActorRuntime | None = None
     extended: dict[str, str] = field(default_factory=dict)
     scheduler_addresses: Sequence[str] = ()
     """Where the scheduler's store is (Dapr lists its scheduler services' addresses)."""
@@ -66,6 +68,11 @@ class MetadataService:
             },
             "actorRuntime": {"runtimeStatus": "DISABLED", "hostReady": False, "placement": ""},
         }
+        if self.actors is not None:
+            runtime = self.actors.describe()
+            body["actorRuntime"] = runtime
+            if runtime["activeActors"]:  # Dapr's deprecated alias
+                body["actors"] = runtime["activeActors"]
         if self.scheduler_addresses:  # snake_case, as daprd writes it
             body["scheduler"] = {"connected_addresses": list(self.scheduler_addresses)}
         subscriptions = self.subscriptions()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.actors import ActorRuntime
 from services.actuator import ActuatorService
 from services.bindings import BindingsService
 from services.configuration import ConfigurationService
@@ -40,3 +41,5 @@ class Services:
     scheduler: Scheduler
     """Jobs and actor reminders, durable, fired once per tick across the app id's sidecars."""
     jobs: JobsService
+    actors: ActorRuntime | None = None
+    """None until the runtime has built it (and in sidecars assembled without one)."""
