@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from mesh.app_channel import AppChannel, AppUnreachable
+from mesh.app_channel import AppConnection, AppUnreachable
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +81,7 @@ class AppHealth:
     """Probes the app until cancelled (``run()`` is a background task of the runtime) and calls each
     listener, in order, on every change of status."""
 
-    def __init__(self, channel: AppChannel, settings: AppHealthSettings) -> None:
+    def __init__(self, channel: AppConnection, settings: AppHealthSettings) -> None:
         self._channel = channel
         self.settings = settings
         self._tracker = HealthTracker(settings.threshold)
