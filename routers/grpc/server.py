@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 TOKEN_HEADER = "dapr-api-token"
+MAX_MESSAGE_LIMIT = 2**31 - 1
+"""grpcio takes a message size as a C int: a larger --max-body-size (2Gi) caps gRPC messages at it."""
 _DAPR_PREFIX = f"/{SERVICE}/"
 
 
@@ -87,11 +89,12 @@ class GrpcApi:
         """The port listened on, once started (the one the system picked for 0)."""
         self._door = Door(sidecar, api_logging=api_logging, tracer=tracer, metrics=metrics)
         interceptors = [_TokenCheck(api_token)] if api_token else []
+        limit = min(max_message_size, MAX_MESSAGE_LIMIT)
         self._server = grpc.aio.server(
             interceptors=interceptors,
             options=[
-                ("grpc.max_receive_message_length", max_message_size),
-                ("grpc.max_send_message_length", max_message_size),
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
                 ("grpc.so_reuseport", 0),  # a taken port is an error, not a second listener
             ],
         )

@@ -16,6 +16,7 @@ import pytest
 from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import (
     actors_pb2,
+    binding_pb2,
     configuration_pb2,
     dapr_pb2,
     dapr_pb2_grpc,
@@ -450,3 +451,61 @@ async def test_grpc_calls_are_counted_in_daprs_grpc_server_metrics(start_sidecar
         ("dapr_grpc_io_server_server_latency_count", "OK"): 2.0,
         ("dapr_grpc_io_server_server_latency_count", "INVALID_ARGUMENT"): 1.0,
     }
+
+
+async def test_a_body_limit_beyond_grpcs_int_caps_messages_at_its_largest(
+    start_sidecar: StartSidecar,
+) -> None:
+    sidecar = await start_sidecar(STORE, max_body_size="2Gi")
+    async with await _channel(sidecar) as channel:
+        await dapr_pb2_grpc.DaprStub(channel).GetState(
+            state_pb2.GetStateRequest(store_name="statestore", key="k")
+        )
+
+
+async def test_delete_bulk_state_is_all_or_nothing_on_a_transactional_store(
+    stub: dapr_pb2_grpc.DaprStub,
+) -> None:
+    items = [common_pb2.StateItem(key=key, value=b"1") for key in ("a", "b", "c")]
+    await stub.SaveState(state_pb2.SaveStateRequest(store_name="statestore", states=items))
+    etag = (await stub.GetState(state_pb2.GetStateRequest(store_name="statestore", key="a"))).etag
+    stale = common_pb2.StateItem(key="b", etag=common_pb2.Etag(value="999"))
+    request = state_pb2.DeleteBulkStateRequest(
+        store_name="statestore",
+        states=[common_pb2.StateItem(key="a", etag=common_pb2.Etag(value=etag)), stale],
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.DeleteBulkState(request)
+    assert refused.value.code() == grpc.StatusCode.ABORTED
+    assert _details(refused.value)[0].reason == "ERR_STATE_BULK_DELETE"
+    kept = await stub.GetBulkState(state_pb2.GetBulkStateRequest(store_name="statestore", keys=["a", "b"]))
+    assert [item.data for item in kept.items] == [b"1", b"1"]  # nothing deleted
+    await stub.DeleteBulkState(
+        state_pb2.DeleteBulkStateRequest(
+            store_name="statestore", states=[common_pb2.StateItem(key="a"), common_pb2.StateItem(key="b")]
+        )
+    )
+    left = await stub.GetBulkState(
+        state_pb2.GetBulkStateRequest(store_name="statestore", keys=["a", "b", "c"])
+    )
+    assert [item.data for item in left.items] == [b"", b"", b"1"]
+
+
+async def test_invoke_binding_passes_data_and_metadata(start_sidecar: StartSidecar, tmp_path: Any) -> None:
+    sidecar = await start_sidecar(
+        component("files", "bindings.localstorage", rootPath=str(tmp_path / "files"))
+    )
+    async with await _channel(sidecar) as channel:
+        stub = dapr_pb2_grpc.DaprStub(channel)
+        create = binding_pb2.InvokeBindingRequest(
+            name="files", operation="create", data=b"hello", metadata={"fileName": "a.txt"}
+        )
+        await stub.InvokeBinding(create, metadata=(("traceparent", PARENT),))
+        answer = await stub.InvokeBinding(
+            binding_pb2.InvokeBindingRequest(name="files", operation="get", metadata={"fileName": "a.txt"})
+        )
+        assert answer.data == b"hello"
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.InvokeBinding(binding_pb2.InvokeBindingRequest(name="files", operation="explode"))
+    assert refused.value.code() == grpc.StatusCode.INTERNAL
+    assert "does not support operation explode" in (refused.value.details() or "")
