@@ -238,17 +238,22 @@ class AppChannel:
         """Whether the app's port accepts TCP connections right now."""
         if self.port is None:
             return False
-        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
-        # arrives as the connect completes, and a poller built on it then never stops.
-        with contextlib.suppress(OSError, TimeoutError):
-            async with asyncio.timeout(timeout):
-                _, writer = await asyncio.open_connection(self._host(), self.port)
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            return True
-        return False
+        return await port_open(self._host(), self.port, timeout)
 
     def _host(self) -> str:
         assert self.base_url is not None
         return self.base_url.split("://", 1)[1].rsplit(":", 1)[0]
+
+
+async def port_open(host: str, port: int, timeout: float) -> bool:  # noqa: ASYNC109 - a connect deadline
+    """Whether ``host:port`` accepts a TCP connection within ``timeout`` (closed at once)."""
+    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+    # arrives as the connect completes, and a poller built on it then never stops.
+    with contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(host, port)
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False

@@ -13,8 +13,6 @@ acknowledged. A call that cannot reach the app (UNAVAILABLE, the deadline passed
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,7 +24,7 @@ from dapr.proto.runtime.v1 import appcallback_pb2, appcallback_pb2_grpc
 from google.protobuf import any_pb2, empty_pb2
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from mesh.app_channel import AppResponse, AppUnreachable
+from mesh.app_channel import AppResponse, AppUnreachable, port_open
 from routers.grpc import app_events
 from routers.grpc.app_events import EventUnreadable
 
@@ -271,11 +269,4 @@ class GrpcAppChannel:
     async def listening(self, timeout: float = 0.5) -> bool:  # noqa: ASYNC109 - a connect deadline
         if self.port is None:
             return False
-        with contextlib.suppress(OSError, TimeoutError):
-            async with asyncio.timeout(timeout):
-                _, writer = await asyncio.open_connection(self.address, self.port)
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            return True
-        return False
+        return await port_open(self.address, self.port, timeout)
