@@ -13,6 +13,7 @@ acknowledged. A call that cannot reach the app (UNAVAILABLE, the deadline passed
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,6 +66,7 @@ _NOT_METADATA = frozenset(
         "upgrade",
     }
 )
+_METADATA_KEY = re.compile(r"[0-9a-z_.\-]+")
 _JSON = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"}))
 _EMPTY = CIMultiDictProxy(CIMultiDict[str]())
 
@@ -114,7 +116,7 @@ class GrpcAppChannel:
         if channel is not None:
             await channel.close()
 
-    def _stubs(self) -> appcallback_pb2_grpc.AppCallbackStub:
+    def _app(self) -> appcallback_pb2_grpc.AppCallbackStub:
         if self._callback is None:
             raise AppUnreachable("no app channel: l8 was started without --app-port")
         return self._callback
@@ -126,6 +128,9 @@ class GrpcAppChannel:
         for name, value in (headers or {}).items():
             key = name.lower()
             if key in _NOT_METADATA or key.startswith(("grpc-", ":")) or key == "dapr-api-token":
+                continue
+            # gRPC's ASCII metadata: a binary (-bin) entry or a value it cannot carry is left out.
+            if key.endswith("-bin") or not _METADATA_KEY.fullmatch(key) or not value.isascii():
                 continue
             metadata.append((key, value))
         if self._token is not None:
@@ -171,7 +176,7 @@ class GrpcAppChannel:
             ),
         )
         try:
-            answer = await self._call(self._stubs().OnInvoke, request, headers, timeout)
+            answer = await self._call(self._app().OnInvoke, request, headers, timeout)
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             status = {"code": code.value[0], "message": exc.details() or "", "details": []}
@@ -183,7 +188,7 @@ class GrpcAppChannel:
 
     async def read_subscriptions(self, headers: Mapping[str, str], timeout: float) -> AppResponse:  # noqa: ASYNC109
         try:
-            answer = await self._call(self._stubs().ListTopicSubscriptions, empty_pb2.Empty(), None, timeout)
+            answer = await self._call(self._app().ListTopicSubscriptions, empty_pb2.Empty(), None, timeout)
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
                 return AppResponse(404, _EMPTY, b"")
@@ -204,7 +209,7 @@ class GrpcAppChannel:
             log.error("event not delivered to the gRPC app", path=path, error=str(exc))
             return AppResponse(404, _EMPTY, str(exc).encode())
         try:
-            answer = await self._call(self._stubs().OnTopicEvent, request, headers, None)
+            answer = await self._call(self._app().OnTopicEvent, request, headers, None)
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
                 log.warning("the gRPC app does not implement OnTopicEvent; event acknowledged", id=request.id)
@@ -231,7 +236,7 @@ class GrpcAppChannel:
     async def binding_wanted(self, name: str, route: str, timeout: float) -> AppResponse:  # noqa: ASYNC109
         """``ListInputBindings``: 200 when it names the binding, 404 otherwise."""
         try:
-            answer = await self._call(self._stubs().ListInputBindings, empty_pb2.Empty(), None, timeout)
+            answer = await self._call(self._app().ListInputBindings, empty_pb2.Empty(), None, timeout)
         except grpc.aio.AioRpcError as exc:
             if exc.code() is not grpc.StatusCode.UNIMPLEMENTED:
                 log.error("the app's ListInputBindings failed", code=exc.code().name, error=exc.details())
@@ -248,7 +253,7 @@ class GrpcAppChannel:
         trace = {k: v for k, v in headers.items() if k.lower() in ("traceparent", "tracestate")}
         request = appcallback_pb2.BindingEventRequest(name=name, data=body, metadata=metadata)
         try:
-            answer = await self._call(self._stubs().OnBindingEvent, request, trace, None)
+            answer = await self._call(self._app().OnBindingEvent, request, trace, None)
         except grpc.aio.AioRpcError as exc:
             return AppResponse(HTTP_STATUS.get(exc.code(), 500), _EMPTY, (exc.details() or "").encode())
         return AppResponse(200, _EMPTY, answer.data)

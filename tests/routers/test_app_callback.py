@@ -49,7 +49,14 @@ async def test_an_invocation_carries_the_method_verb_query_data_and_token(
         "PUT",
         "/orders/7?a=1&b=2",
         body=b"ping",
-        headers={"Content-Type": "text/plain", "dapr-caller-app-id": "cart", "dapr-api-token": "forged"},
+        headers={
+            "Content-Type": "text/plain",
+            "dapr-caller-app-id": "cart",
+            "dapr-api-token": "forged",
+            "X-Name": "caf\u00e9",  # not ASCII: gRPC metadata cannot carry it
+            "trace-bin": "x",
+            "bad key": "v",
+        },
     )
     assert (answer.status, answer.body, answer.headers["content-type"]) == (200, b"pong:ping", "text/x")
     name, request, metadata = recorder.calls[-1]
@@ -60,6 +67,7 @@ async def test_an_invocation_carries_the_method_verb_query_data_and_token(
     assert request.http_extension.querystring == "a=1&b=2"
     assert metadata["dapr-caller-app-id"] == "cart"
     assert metadata["dapr-api-token"] == "app-token"  # APP_API_TOKEN's, never the caller's
+    assert not {"x-name", "trace-bin", "bad key", "content-type"} & set(metadata)
 
 
 @pytest.mark.parametrize(
