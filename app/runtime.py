@@ -16,7 +16,7 @@ from app.metrics import metric_spec, start_metrics, track_counters
 from app.settings import Settings
 from app.tracing import tracing_spec
 from components import registry
-from components.errors import ComponentInitError, MetadataError
+from components.errors import ComponentError, ComponentInitError, MetadataError
 from components.loaded import ComponentStore, LoadedComponent
 from components.metadata import lookup
 from components.resources import ComponentResource, ResourceError, Resources, load_resources
@@ -28,7 +28,7 @@ from mesh.proxy import MESH_TOKEN, Proxy
 from mesh.ratelimit import RateLimits, build_rate_limits
 from mesh.resiliency import Outbound, Resiliency
 from mesh.resiliency.traced import TracedOutbound
-from mesh.resolver import Resolver
+from mesh.resolver import Resolver, StaticResolverSettings
 from mesh.tcpcopy import TcpCopy, parse_policy
 from observability.metrics import Metrics, MetricsServer
 from observability.recent_errors import RecentErrors
@@ -43,6 +43,8 @@ from services.errors import ApiError
 from services.files import FileService
 from services.http_endpoints import http_endpoints
 from services.invocation import InvocationService
+from services.jobs import KIND as JOB_KIND
+from services.jobs import JobsService, JobTrigger
 from services.lock import LockService
 from services.metadata import MetadataService, Versions
 from services.pubsub.declarative import declarative_subscriptions
@@ -50,6 +52,7 @@ from services.pubsub.discovery import SubscriptionDiscovery
 from services.pubsub.publisher import PubSubService
 from services.pubsub.subscriber import Subscriber
 from services.pubsub.subscriptions import Subscription
+from services.scheduler.service import SchedulerService, build_scheduler
 from services.secret_refs import SecretRefs
 from services.secret_scopes import SecretScopes
 from services.secrets import SecretsService
@@ -227,6 +230,7 @@ class Runtime:
         metrics = self.metrics
         self.app_channel = await self._app_channel(settings, app_pipeline)
         self.app_health = _app_health(settings, self.app_channel)
+        scheduler = self._scheduler()
         sequencer = await SequencerService.start(self._of("sequencer"), app_id, self._outbound("sequencer"))
         self._stack.push_async_callback(sequencer.aclose)
         # Closed before the app channel and the stores: no update is delivered past shutdown.
@@ -270,6 +274,7 @@ class Runtime:
             rate_limits=self.rate_limits,
             wasm=wasm,
             app_health=self.app_health,
+            scheduler_addresses=scheduler.addresses,
         )
         actuator = ActuatorService.from_components(
             self.components, AppInfo(app_id, __version__, DAPR_API_VERSION, self.started)
@@ -288,6 +293,8 @@ class Runtime:
             wasm=wasm,
             actuator=actuator,
             dashboard=DashboardService(metadata, actuator, self.recent_errors, self._traffic()),
+            scheduler=scheduler,
+            jobs=JobsService(scheduler, app_id),
         )
         try:
             await wasm.start(settings.wasm.functions)
@@ -304,6 +311,7 @@ class Runtime:
             )
         # Other sidecars find this one only once every service is built.
         await self._start_name_resolution(resolver)
+        await self._start_scheduler(scheduler)
         await self._start_subscriptions()
         await self._start_input_bindings(bindings)
         self._start_app_health(bindings)
@@ -312,6 +320,29 @@ class Runtime:
             components=[f"{c.name} ({c.type})" for c in self.components],
             resources=[str(p) for p in settings.resources_paths] or EMBEDDED,
         )
+
+    def _scheduler(self) -> SchedulerService:
+        """The scheduler on the name-resolution store (SQLite under data_dir when static). Closed
+        before the app channel (the exit stack unwinds in reverse); started with the runtime."""
+        settings = self.settings
+        scheduler = build_scheduler(settings.name_resolution, settings.data_dir, settings.app_id)
+        self._stack.push_async_callback(scheduler.close)
+        return scheduler
+
+    async def _start_scheduler(self, scheduler: SchedulerService) -> None:
+        """Open the scheduler's store (after name resolution, whose errors about the same server
+        come first) and fire jobs on the app, when there is one."""
+        try:
+            await scheduler.start()
+        except ComponentError as exc:
+            field = getattr(exc, "field", None)
+            if isinstance(self.settings.name_resolution, StaticResolverSettings):
+                where = "data_dir"  # SQLite under it
+            else:
+                where = f"name_resolution.{field}" if field else "name_resolution"
+            raise StartupError(f"{where}: the scheduler cannot use its store: {exc}") from None
+        if self.app_channel.configured:
+            scheduler.deliver(JOB_KIND, JobTrigger(self.app_channel))
 
     async def _start_secret_stores(self, resources: list[ComponentResource]) -> None:
         """Secret stores start first, each once the store its own ``secretKeyRef`` reads has

@@ -120,6 +120,14 @@ class MetadataResponse(BaseModel):
     )
     appConnectionProperties: AppConnectionProperties | None = None
     actorRuntime: ActorRuntime | None = None
+    scheduler: SchedulerInfo | None = None
+
+
+class SchedulerInfo(BaseModel):
+    connected_addresses: list[str] = Field(
+        description="where the scheduler's jobs live (snake_case, as daprd writes it): the Redis or etcd "
+        "of name_resolution, or sqlite:<path>"
+    )
 
 
 class BulkPublishEntry(BaseModel):
@@ -443,3 +451,45 @@ class DashboardResponse(BaseModel):
     actors: dict[str, Any] = Field(description="The actor runtime (Dapr's actorRuntime)")
     traffic: DashboardTraffic | None = Field(description="null when metrics are off")
     errors: list[DashboardError] = Field(description="The last error answers, newest first")
+
+
+class JobFailurePolicy(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"constant": {"interval": "5s", "maxRetries": 3}}}
+    )
+
+    constant: dict[str, Any] | None = Field(
+        None, description='retried every "interval" (a duration), up to "maxRetries" (absent: no limit)'
+    )
+    drop: dict[str, Any] | None = Field(None, description="{}: a failed tick is not retried")
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"schedule": "@every 1m", "repeats": 10, "data": {"task": "backup"}}}
+    )
+
+    schedule: str | None = Field(
+        None,
+        description="@every <duration>, @yearly/@annually/@monthly/@weekly/@daily/@midnight/@hourly, "
+        "or cron with six fields (seconds first), in UTC",
+    )
+    dueTime: str | None = Field(None, description="the first tick: a duration from now or an RFC 3339 time")
+    repeats: int | None = Field(None, ge=0, description="how many ticks in all")
+    ttl: str | None = Field(None, description="no tick after this: a duration from now or an RFC 3339 time")
+    data: Any = Field(None, description="any JSON, sent as the body of POST /job/{name} on the app")
+    failurePolicy: JobFailurePolicy | None = Field(None, description="default: constant, 1s, 3 retries")
+    overwrite: bool = Field(False, description="replace a job of this name (else it is an error)")
+
+
+class JobResponse(BaseModel):
+    name: str
+    schedule: str | None = None
+    repeats: int | None = None
+    dueTime: str | None = None
+    ttl: str | None = None
+    data: dict[str, Any] | None = Field(
+        None,
+        description='a protobuf Any: {"@type": "type.googleapis.com/google.protobuf.Value", "value": <data>}',
+    )
+    failurePolicy: JobFailurePolicy

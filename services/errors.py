@@ -547,3 +547,36 @@ def wasm_function_exists(function_id: str) -> ApiError:
 
 def wasm_module_invalid(name: str, reason: str) -> ApiError:
     return ApiError(400, "ERR_WASM_MODULE_INVALID", f"wasm function {name}: {reason}")
+
+
+# -- jobs (the scheduler): daprd's reasons are the error codes, with an ErrorInfo (daprd's namespace
+# when none is set: default) --------------------------------------------------------------------------
+
+
+def _job_error(status: int, reason: str, message: str, app_id: str) -> ApiError:
+    return ApiError(status, reason, message, [_error_info(reason, {"appID": app_id, "namespace": "default"})])
+
+
+def job_name_in_body(app_id: str) -> ApiError:
+    return _job_error(400, "DAPR_SCHEDULER_JOB_NAME", "Set the job name in the url only", app_id)
+
+
+def job_name_empty(app_id: str) -> ApiError:
+    """An empty job name, or one with ``|`` (daprd keeps it for its own keys)."""
+    return _job_error(400, "DAPR_SCHEDULER_JOB_NAME_EMPTY", "Name is empty", app_id)
+
+
+def job_schedule_empty(app_id: str) -> ApiError:
+    return _job_error(400, "DAPR_SCHEDULER_SCHEDULE_EMPTY", "Schedule is empty", app_id)
+
+
+def schedule_job_failed(app_id: str, reason: str) -> ApiError:
+    return _job_error(500, "DAPR_SCHEDULER_SCHEDULE_JOB", f"failed to schedule job due to: {reason}", app_id)
+
+
+def get_job_failed(app_id: str, reason: str) -> ApiError:
+    return _job_error(500, "DAPR_SCHEDULER_GET_JOB", f"failed to get job due to: {reason}", app_id)
+
+
+def delete_job_failed(app_id: str, reason: str) -> ApiError:
+    return _job_error(500, "DAPR_SCHEDULER_DELETE_JOB", f"failed to delete job due to: {reason}", app_id)

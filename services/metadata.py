@@ -41,6 +41,8 @@ class MetadataService:
     wasm: WasmService | None = None
     app_health: AppHealth | None = None
     extended: dict[str, str] = field(default_factory=dict)
+    scheduler_addresses: Sequence[str] = ()
+    """Where the scheduler's store is (Dapr lists its scheduler services' addresses)."""
 
     def describe(self) -> dict[str, Any]:
         """Dapr's answer, plus l8's own ``nameResolution``, ``tcpCopy``, ``rateLimits``,
@@ -64,6 +66,8 @@ class MetadataService:
             },
             "actorRuntime": {"runtimeStatus": "DISABLED", "hostReady": False, "placement": ""},
         }
+        if self.scheduler_addresses:  # snake_case, as daprd writes it
+            body["scheduler"] = {"connected_addresses": list(self.scheduler_addresses)}
         subscriptions = self.subscriptions()
         if subscriptions:
             body["subscriptions"] = [_subscription(s) for s in subscriptions]

@@ -11,9 +11,11 @@ from services.configuration import ConfigurationService
 from services.dashboard import DashboardService
 from services.files import FileService
 from services.invocation import InvocationService
+from services.jobs import JobsService
 from services.lock import LockService
 from services.metadata import MetadataService
 from services.pubsub.publisher import PubSubService
+from services.scheduler.base import Scheduler
 from services.secrets import SecretsService
 from services.sequencer import SequencerService
 from services.state import StateService
@@ -35,3 +37,6 @@ class Services:
     wasm: WasmService
     actuator: ActuatorService
     dashboard: DashboardService
+    scheduler: Scheduler
+    """Jobs and actor reminders, durable, fired once per tick across the app id's sidecars."""
+    jobs: JobsService
