@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import quote
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -88,6 +89,10 @@ class AppConnection(Protocol):
         self, name: str, route: str, body: bytes, headers: Mapping[str, str]
     ) -> AppResponse:
         """One input binding event for the binding ``name`` (``route`` over HTTP)."""
+        ...
+
+    async def deliver_job(self, name: str, data: bytes, timeout: float | None) -> AppResponse:  # noqa: ASYNC109
+        """A job's trigger (``data``: its data as JSON)."""
         ...
 
     async def probe(self, path: str, timeout: float) -> int:  # noqa: ASYNC109 - the probe's deadline
@@ -182,6 +187,11 @@ class AppChannel:
         self, name: str, route: str, body: bytes, headers: Mapping[str, str]
     ) -> AppResponse:
         return await self.request("POST", route, body=body, headers=headers)
+
+    async def deliver_job(self, name: str, data: bytes, timeout: float | None) -> AppResponse:  # noqa: ASYNC109
+        path = "/job/" + quote(name, safe="!$&'()*+,;=:@-._~")
+        headers = {"content-type": "application/json"}
+        return await self.request("POST", path, body=data, headers=headers, timeout=timeout)
 
     async def _exchange(
         self,

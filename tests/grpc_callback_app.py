@@ -88,6 +88,10 @@ class Recorder(
         ]
         return appcallback_pb2.TopicEventBulkResponse(statuses=statuses)
 
+    async def OnJobEventAlpha1(self, request: Any, context: Any) -> Any:
+        await self._record("OnJobEventAlpha1", request, context)
+        return appcallback_pb2.JobEventResponse()
+
     async def HealthCheck(self, request: Any, context: Any) -> Any:
         await self._record("HealthCheck", request, context)
         return appcallback_pb2.HealthCheckResponse()

@@ -258,6 +258,27 @@ class GrpcAppChannel:
             return AppResponse(HTTP_STATUS.get(exc.code(), 500), _EMPTY, (exc.details() or "").encode())
         return AppResponse(200, _EMPTY, answer.data)
 
+    async def deliver_job(self, name: str, data: bytes, timeout: float | None) -> AppResponse:  # noqa: ASYNC109
+        """``AppCallbackAlpha.OnJobEventAlpha1``, as daprd triggers a job: the name, the data, the
+        method ``job/{name}`` with verb POST. UNIMPLEMENTED (no handler for the job) reads as the
+        HTTP app's 404."""
+        if self._alpha is None:
+            raise AppUnreachable("no app channel: l8 was started without --app-port")
+        request = appcallback_pb2.JobEventRequest(
+            name=name,
+            data=any_pb2.Any(value=data),
+            method="job/" + name,
+            content_type="application/json",
+            http_extension=common_pb2.HTTPExtension(verb=_VERBS["POST"]),
+        )
+        try:
+            await self._call(self._alpha.OnJobEventAlpha1, request, None, timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
+                return AppResponse(404, _EMPTY, b"")
+            return AppResponse(HTTP_STATUS.get(exc.code(), 500), _EMPTY, (exc.details() or "").encode())
+        return AppResponse(200, _EMPTY, b"")
+
     async def probe(self, path: str, timeout: float) -> int:  # noqa: ASYNC109 - the probe's deadline
         """``AppCallbackHealthCheck.HealthCheck`` (no app token, as daprd's probe): 200 on success,
         the HTTP status of the app's error code otherwise."""

@@ -3,7 +3,7 @@ behind a real ``l8 run --app-protocol grpc``: l8 calls its ``AppCallback`` servi
 subscriptions (``ListTopicSubscriptions``) and their events (``OnTopicEvent``, RETRY retried,
 DROP to the dead-letter topic), invocations over HTTP and over gRPC (``OnInvoke``), input binding
 events (``ListInputBindings``, ``OnBindingEvent``, from a cron binding) and the health probe
-(``AppCallbackHealthCheck``), each with the app token. The app runs in this process on its own
+(``AppCallbackHealthCheck``) and a scheduled job (``OnJobEventAlpha1``), each with the app token. The app runs in this process on its own
 gRPC server thread, as ``App.run`` starts it."""
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ import pytest
 import yaml
 from dapr.clients import DaprClient
 from dapr.clients.grpc._response import TopicEventResponse
-from dapr.ext.grpc import App, BindingRequest, InvokeMethodRequest, InvokeMethodResponse, SubscriptionMessage
+from dapr.ext.grpc import (
+    App,
+    BindingRequest,
+    InvokeMethodRequest,
+    InvokeMethodResponse,
+    JobEvent,
+    SubscriptionMessage,
+)
 
 from tests.e2e.process import L8Launcher, L8Process, write_component
 from tests.servers import LOOPBACK, free_port
@@ -43,6 +50,7 @@ class GrpcApp:
         }
         self.tokens: list[str | None] = []
         self.ticks: list[BindingRequest] = []
+        self.jobs: list[JobEvent] = []
         self.health_checks = 0
         self.healthy = True
         app = App()
@@ -89,6 +97,10 @@ class GrpcApp:
         @app.binding("tick")
         def tick(request: BindingRequest) -> None:
             self.ticks.append(request)
+
+        @app.job_event("nightly")
+        def nightly(event: JobEvent) -> None:
+            self.jobs.append(event)
 
         def health() -> None:
             self.health_checks += 1
@@ -278,6 +290,17 @@ def test_input_binding_events_reach_the_apps_binding_only(sidecar: L8Process, gr
     assert tick.metadata["dapr-api-token"] == [TOKEN]
     assert "input binding read" in sidecar.stderr and "binding=tick" in sidecar.stderr
     assert "binding=ignored" not in sidecar.stderr.split("input binding read", 1)[1].split("\n", 1)[0]
+
+
+def test_a_scheduled_job_reaches_the_apps_job_handler(sidecar: L8Process, grpc_app: GrpcApp) -> None:
+    answer = httpx.post(
+        f"{sidecar.url}/v1.0-alpha1/jobs/nightly", json={"dueTime": "0s", "data": {"batch": 3}}
+    )
+    assert answer.status_code == 204, answer.text
+    grpc_app.wait(lambda: len(grpc_app.jobs), 1)
+    (job,) = grpc_app.jobs
+    assert job.name == "nightly"
+    assert orjson.loads(job.data) == {"batch": 3}
 
 
 def test_the_health_probe_is_the_apps_health_check(sidecar: L8Process, grpc_app: GrpcApp) -> None:

@@ -305,6 +305,20 @@ async def test_a_binding_event_carries_its_data_and_metadata(
     assert (await channel.deliver_binding("tick", "/tick", b"", {})).status == 500
 
 
+async def test_a_job_trigger_is_on_job_event(app: tuple[Recorder, int], channel: GrpcAppChannel) -> None:
+    answer = await channel.deliver_job("nightly", b'{"n": 1}', 5)
+    assert answer.status == 200
+    name, request, metadata = app[0].calls[-1]
+    assert (name, request.name, request.method) == ("OnJobEventAlpha1", "nightly", "job/nightly")
+    assert (request.data.value, request.content_type) == (b'{"n": 1}', "application/json")
+    assert request.http_extension.verb == common_pb2.HTTPExtension.Verb.POST
+    assert metadata["dapr-api-token"] == "app-token"
+    app[0].error = grpc.StatusCode.UNIMPLEMENTED  # no handler: done, as an HTTP app's 404
+    assert (await channel.deliver_job("nightly", b"", 5)).status == 404
+    app[0].error = grpc.StatusCode.INTERNAL
+    assert (await channel.deliver_job("nightly", b"", 5)).status == 500
+
+
 async def test_the_probe_is_the_health_check_without_the_token(
     app: tuple[Recorder, int], channel: GrpcAppChannel
 ) -> None:
