@@ -25,7 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="start the sidecar", argument_default=argparse.SUPPRESS)
     run.add_argument("--app-id", dest="app_id", help="this app's id")
     run.add_argument("--app-port", dest="app_port", type=int, help="port the app listens on")
-    run.add_argument("--app-protocol", dest="app_protocol", choices=["http", "https"], help="default http")
+    run.add_argument(
+        "--app-protocol", dest="app_protocol", choices=["http", "https", "grpc"], help="default http"
+    )
     run.add_argument("--app-channel-address", dest="app_channel_address", help="default 127.0.0.1")
     run.add_argument("--dapr-http-port", "--port", dest="http_port", type=int, help="API port, default 3500")
     run.add_argument(

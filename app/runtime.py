@@ -20,7 +20,7 @@ from components.errors import ComponentError, ComponentInitError, MetadataError
 from components.loaded import ComponentStore, LoadedComponent
 from components.metadata import lookup
 from components.resources import ComponentResource, ResourceError, Resources, load_resources
-from mesh.app_channel import AppChannel
+from mesh.app_channel import AppChannel, AppConnection
 from mesh.app_health import AppHealth, AppHealthSettings, AppStatus
 from mesh.errors import SettingsError
 from mesh.name_resolution import build_resolver
@@ -144,7 +144,7 @@ class Runtime:
     """Built on entry."""
     rate_limits: RateLimits
     http_pipeline: HttpPipeline
-    app_channel: AppChannel
+    app_channel: AppConnection
 
     async def __aenter__(self) -> Runtime:
         try:
@@ -235,19 +235,8 @@ class Runtime:
             for _ in self.components:
                 self.metrics.component_loaded()
 
-        self.app_channel = AppChannel(
-            app_id,
-            settings.app_port,
-            protocol=settings.app_protocol,
-            address=settings.app_channel_address,
-            token=settings.app_api_token.get_secret_value() if settings.app_api_token else None,
-            pipeline=app_pipeline,
-        )
-        await self.app_channel.start()
-        self._stack.push_async_callback(self.app_channel.aclose)
         metrics = self.metrics
-        if metrics is not None:
-            self.app_channel.metrics = metrics.http_client
+        self.app_channel = await self._app_channel(settings, app_pipeline)
         self.app_health = _app_health(settings, self.app_channel)
         scheduler = self._scheduler()
         sequencer = await SequencerService.start(self._of("sequencer"), app_id, self._outbound("sequencer"))
@@ -480,6 +469,37 @@ class Runtime:
         host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "::", "") else self.settings.host
         return f"{host}:{self.settings.http_port}"
 
+    async def _app_channel(self, settings: Settings, pipeline: Any) -> AppConnection:
+        """The channel to the app: l8's HTTP client, or with ``--app-protocol grpc`` the app's
+        ``AppCallback`` service (routers/grpc/app_callback.py). Closed after everything using it."""
+        token = settings.app_api_token.get_secret_value() if settings.app_api_token else None
+        if settings.app_protocol == "grpc":
+            from routers.grpc.app_callback import GrpcAppChannel
+
+            callback = GrpcAppChannel(
+                settings.app_id,
+                settings.app_port,
+                address=settings.app_channel_address,
+                token=token,
+                max_message_size=settings.max_body_size,
+            )
+            await callback.start()
+            self._stack.push_async_callback(callback.aclose)
+            return callback
+        channel = AppChannel(
+            settings.app_id,
+            settings.app_port,
+            protocol=settings.app_protocol,
+            address=settings.app_channel_address,
+            token=token,
+            pipeline=pipeline,
+        )
+        await channel.start()
+        self._stack.push_async_callback(channel.aclose)
+        if self.metrics is not None:
+            channel.metrics = self.metrics.http_client
+        return channel
+
     def _bindings(self) -> BindingsService:
         try:
             bindings = BindingsService.from_components(
@@ -615,7 +635,7 @@ def _rate_limits(settings: Settings, resources: Resources) -> RateLimits:
 
 def _invocation_service(
     settings: Settings,
-    app_channel: AppChannel,
+    app_channel: AppConnection,
     proxy: Proxy,
     resolver: Resolver,
     endpoints: dict[str, Any],
@@ -634,7 +654,8 @@ def _invocation_service(
         resiliency,
         settings.max_body_size,
         sidecar_auth,
-        app_channel.pipeline,
+        app_channel.pipeline if isinstance(app_channel, AppChannel) else None,
+        None if isinstance(app_channel, AppChannel) else app_channel,
     )
 
 
@@ -660,7 +681,7 @@ def _app_connection(settings: Settings, health: AppHealth | None) -> dict[str, A
     return connection
 
 
-def _app_health(settings: Settings, channel: AppChannel) -> AppHealth | None:
+def _app_health(settings: Settings, channel: AppConnection) -> AppHealth | None:
     if not settings.enable_app_health_check:
         return None
     if not channel.configured:

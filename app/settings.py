@@ -32,7 +32,7 @@ class Settings(BaseSettings):
 
     app_id: str = Field("", description="This app's id (Dapr --app-id); prefixes state keys.")
     app_port: int | None = Field(None, ge=1, le=65535, description="Port the app listens on.")
-    app_protocol: Literal["http", "https"] = "http"
+    app_protocol: Literal["http", "https", "grpc"] = "http"
     app_channel_address: str = "127.0.0.1"
     http_port: int = Field(3500, ge=0, le=65535, description="Port of l8's HTTP API.")
     host: str = Field("127.0.0.1", description="Address l8's HTTP and gRPC APIs bind to.")

@@ -1,5 +1,12 @@
-"""The channel to this sidecar's own app (``--app-port``), owned by the runtime: pub/sub delivery
-and subscription discovery go through it (service invocation streams through mesh/proxy.py).
+"""The channel to this sidecar's own app (``--app-port``), owned by the runtime: pub/sub delivery,
+subscription discovery, input binding events and health probes go through it (service invocation
+of an HTTP app streams through mesh/proxy.py).
+
+:class:`AppConnection` is what the services need of it, one method per kind of call, each answered
+in the HTTP contract's shape (a status and a body as the app's HTTP routes answer them): l8's own
+HTTP channel below, or the gRPC one (routers/grpc/app_callback.py, ``--app-protocol grpc``), which
+calls the app's ``AppCallback`` service and answers in the same shape, so the services read one
+contract whatever the app speaks.
 
 Its calls are small and mostly one at a time, so it uses l8's own keep-alive HTTP/1.1 client
 (mesh/http_client.py: about 95 us of CPU a call against aiohttp's 210 us, docs/performance.md).
@@ -12,6 +19,8 @@ import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import quote
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -29,6 +38,70 @@ class AppResponse:
     status: int
     headers: CIMultiDictProxy[str]
     body: bytes
+
+
+SUBSCRIBE_PATH = "/dapr/subscribe"
+
+
+class AppConnection(Protocol):
+    """What the services call on the app; every method raises :class:`AppUnreachable` when the app
+    could not be reached or did not answer."""
+
+    app_id: str
+    port: int | None
+    base_url: str | None
+
+    @property
+    def configured(self) -> bool: ...
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the whole call's deadline
+    ) -> AppResponse:
+        """A call of one of the app's methods (``path``, with its query), as an invocation."""
+        ...
+
+    async def read_subscriptions(self, headers: Mapping[str, str], timeout: float) -> AppResponse:  # noqa: ASYNC109
+        """The app's programmatic subscriptions: ``GET /dapr/subscribe``'s answer."""
+        ...
+
+    async def deliver_event(
+        self, path: str, body: bytes, headers: Mapping[str, str], topic: str = ""
+    ) -> AppResponse:
+        """One pub/sub message (``body``: the CloudEvent JSON) for the route ``path`` of the
+        subscription to ``topic`` (a dead-letter copy still says its first topic inside)."""
+        ...
+
+    async def deliver_bulk(self, path: str, body: bytes, headers: Mapping[str, str]) -> AppResponse:
+        """A batch of a bulk subscription (``body``: Dapr's bulk envelope JSON)."""
+        ...
+
+    async def binding_wanted(self, name: str, route: str, timeout: float) -> AppResponse:  # noqa: ASYNC109
+        """Whether the app reads the input binding: ``OPTIONS route``'s answer."""
+        ...
+
+    async def deliver_binding(
+        self, name: str, route: str, body: bytes, headers: Mapping[str, str]
+    ) -> AppResponse:
+        """One input binding event for the binding ``name`` (``route`` over HTTP)."""
+        ...
+
+    async def deliver_job(self, name: str, data: bytes, timeout: float | None) -> AppResponse:  # noqa: ASYNC109
+        """A job's trigger (``data``: its data as JSON)."""
+        ...
+
+    async def probe(self, path: str, timeout: float) -> int:  # noqa: ASYNC109 - the probe's deadline
+        """A health probe: an HTTP status."""
+        ...
+
+    async def listening(self, timeout: float = 0.5) -> bool:  # noqa: ASYNC109 - a connect deadline
+        """Whether the app's port accepts TCP connections right now."""
+        ...
 
 
 class AppChannel:
@@ -96,6 +169,30 @@ class AppChannel:
         received = CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in answer.headers)
         return AppResponse(answer.status, CIMultiDictProxy(received), answer.body)
 
+    async def read_subscriptions(self, headers: Mapping[str, str], timeout: float) -> AppResponse:  # noqa: ASYNC109
+        return await self.request("GET", SUBSCRIBE_PATH, headers=headers, timeout=timeout)
+
+    async def deliver_event(
+        self, path: str, body: bytes, headers: Mapping[str, str], topic: str = ""
+    ) -> AppResponse:
+        return await self.request("POST", path, body=body, headers=headers)
+
+    async def deliver_bulk(self, path: str, body: bytes, headers: Mapping[str, str]) -> AppResponse:
+        return await self.request("POST", path, body=body, headers=headers)
+
+    async def binding_wanted(self, name: str, route: str, timeout: float) -> AppResponse:  # noqa: ASYNC109
+        return await self.request("OPTIONS", route, timeout=timeout)
+
+    async def deliver_binding(
+        self, name: str, route: str, body: bytes, headers: Mapping[str, str]
+    ) -> AppResponse:
+        return await self.request("POST", route, body=body, headers=headers)
+
+    async def deliver_job(self, name: str, data: bytes, timeout: float | None) -> AppResponse:  # noqa: ASYNC109
+        path = "/job/" + quote(name, safe="!$&'()*+,;=:@-._~")
+        headers = {"content-type": "application/json"}
+        return await self.request("POST", path, body=data, headers=headers, timeout=timeout)
+
     async def _exchange(
         self,
         client: HttpClient,
@@ -151,17 +248,22 @@ class AppChannel:
         """Whether the app's port accepts TCP connections right now."""
         if self.port is None:
             return False
-        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
-        # arrives as the connect completes, and a poller built on it then never stops.
-        with contextlib.suppress(OSError, TimeoutError):
-            async with asyncio.timeout(timeout):
-                _, writer = await asyncio.open_connection(self._host(), self.port)
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            return True
-        return False
+        return await port_open(self._host(), self.port, timeout)
 
     def _host(self) -> str:
         assert self.base_url is not None
         return self.base_url.split("://", 1)[1].rsplit(":", 1)[0]
+
+
+async def port_open(host: str, port: int, timeout: float) -> bool:  # noqa: ASYNC109 - a connect deadline
+    """Whether ``host:port`` accepts a TCP connection within ``timeout`` (closed at once)."""
+    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+    # arrives as the connect completes, and a poller built on it then never stops.
+    with contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(host, port)
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False

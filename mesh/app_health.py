@@ -5,8 +5,8 @@ Dapr's rules: every ``interval`` a ``GET <path>`` to the app (no ``dapr-api-toke
 pipeline); a 2xx answer within ``timeout`` is a success, anything else (another status, no answer
 in time, the app unreachable) a failure. ``threshold`` failures in a row make the app unhealthy;
 one success makes it healthy again. Until its first success the app counts as not healthy, so
-nothing is pulled for an app that has not said it is ready. Only HTTP is probed (l8's app channel
-is HTTP; Dapr's gRPC health check has no counterpart here).
+nothing is pulled for an app that has not said it is ready. The probe is the app channel's: for a
+gRPC app (``--app-protocol grpc``) its ``AppCallbackHealthCheck.HealthCheck`` instead of the GET.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from mesh.app_channel import AppChannel, AppUnreachable
+from mesh.app_channel import AppConnection, AppUnreachable
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +81,7 @@ class AppHealth:
     """Probes the app until cancelled (``run()`` is a background task of the runtime) and calls each
     listener, in order, on every change of status."""
 
-    def __init__(self, channel: AppChannel, settings: AppHealthSettings) -> None:
+    def __init__(self, channel: AppConnection, settings: AppHealthSettings) -> None:
         self._channel = channel
         self.settings = settings
         self._tracker = HealthTracker(settings.threshold)

@@ -39,7 +39,7 @@ from components.configuration.base import (
 from components.errors import ComponentError, InvalidConfigurationRequestError
 from components.loaded import LoadedComponent
 from components.metadata import parse_bool
-from mesh.app_channel import AppChannel
+from mesh.app_channel import AppConnection
 from mesh.resiliency import NO_POLICY, Outbound, OutboundFor, no_policy
 from services import errors, protojson
 from services.configuration_cache import ConfigurationCache
@@ -94,7 +94,7 @@ def _group_label(group: str | None, label: str | None) -> tuple[str, str]:
 
 
 class ConfigurationService:
-    def __init__(self, stores: Mapping[str, ConfigurationStoreHandle], app_channel: AppChannel) -> None:
+    def __init__(self, stores: Mapping[str, ConfigurationStoreHandle], app_channel: AppConnection) -> None:
         self._stores = dict(stores)
         self._app = app_channel
         self._subscriptions: dict[str, _Subscribed] = {}
@@ -105,7 +105,7 @@ class ConfigurationService:
     def from_components(
         cls,
         components: Iterable[LoadedComponent],
-        app_channel: AppChannel,
+        app_channel: AppConnection,
         outbound: OutboundFor = no_policy,
     ) -> ConfigurationService:
         """The service over the started stores; ``cacheEnable: "true"`` gives a store a cached copy."""

@@ -27,6 +27,7 @@ from urllib.parse import quote, unquote
 
 import structlog
 
+from mesh.app_channel import AppConnection, AppUnreachable
 from mesh.app_pipeline import AppPipeline, BufferedUpstream, Headers, through
 from mesh.proxy import (
     FORWARDED_BY,
@@ -67,6 +68,8 @@ class Target:
     """An HTTPEndpoint's clientTLS."""
     pipeline: AppPipeline | None = None
     """The ``appHttpPipeline`` around a call to this sidecar's own app."""
+    callback: AppConnection | None = None
+    """This sidecar's own gRPC app (``--app-protocol grpc``): the call goes to its ``OnInvoke``."""
 
 
 class InvocationService:
@@ -83,6 +86,7 @@ class InvocationService:
         max_body_size: int | None = None,
         sidecar_auth: tuple[str, str] | None = None,
         app_pipeline: AppPipeline | None = None,
+        app_callback: AppConnection | None = None,
     ) -> None:
         self.app_id = app_id
         self.app_base_url = app_base_url
@@ -97,6 +101,8 @@ class InvocationService:
         """(header, value) that lets this sidecar's calls into other sidecars in: the mesh token, or
         this sidecar's API token for a fleet that shares one."""
         self.app_pipeline = app_pipeline
+        self.app_callback = app_callback
+        """The channel of a gRPC app: calls for this sidecar's app reach its ``OnInvoke`` through it."""
         self.traced = False
         """Set by the runtime when tracing is on: a call then carries the API call's span."""
         self.app_unhealthy: Callable[[], bool] = _never
@@ -164,6 +170,8 @@ class InvocationService:
     ) -> Upstream:
         """One attempt. A sidecar of another app that refuses the connection (it died and its lease
         has not ended yet) is passed over for the app's next instance: nothing was sent to it."""
+        if target.callback is not None:
+            return await self._open_callback(target.callback, method, url, headers, body)
         if target.pipeline is not None:
             return await self._open_through_pipeline(target.pipeline, method, url, headers, body)
         try:
@@ -187,6 +195,28 @@ class InvocationService:
                     )
                 except NotConnected:
                     continue
+
+    async def _open_callback(
+        self,
+        callback: AppConnection,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: AsyncIterator[bytes] | bytes | None,
+    ) -> Upstream:
+        """One attempt at this sidecar's gRPC app (``url``: the method path and its query)."""
+        if isinstance(body, AsyncIterator):
+            body = b"".join([chunk async for chunk in body])
+        try:
+            answer = await callback.request(
+                method, url, body=body, headers=dict(headers), timeout=self.timeout
+            )
+        except AppUnreachable as exc:
+            raise TargetUnreachable(str(exc)) from None
+        answer_headers = [
+            (n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in answer.headers.items()
+        ]
+        return BufferedUpstream(answer.status, answer_headers, answer.body)
 
     async def _open_through_pipeline(
         self,
@@ -253,6 +283,10 @@ class InvocationService:
             if self.app_token is not None:
                 headers["dapr-api-token"] = self.app_token
             policy = self.resiliency.app(app_id)
+            if self.app_callback is not None:
+                return Target(
+                    method_path, headers, policy, frozenset({_FORWARDED_BY}), callback=self.app_callback
+                )
             return Target(
                 f"{self.app_base_url}/{method_path}",
                 headers,

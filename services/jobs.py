@@ -13,13 +13,12 @@ missing job is daprd's 500 ``DAPR_SCHEDULER_GET_JOB`` ("job not found").
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 import orjson
 import structlog
 
 from components.errors import ComponentError
-from mesh.app_channel import AppChannel, AppUnreachable
+from mesh.app_channel import AppConnection, AppUnreachable
 from services import errors, protojson
 from services.scheduler import schedules
 from services.scheduler.base import Job, JobExists, JobKey, Outcome, Scheduler, Tick
@@ -162,24 +161,18 @@ class JobsService:
 
 
 class JobTrigger:
-    """Delivers a job's tick to the app: ``POST /job/{name}`` with the data JSON (2xx and 404 are
-    done; any other answer, or no answer, is a failure retried per the job's policy)."""
+    """Delivers a job's tick to the app: ``POST /job/{name}`` with the data JSON, or a gRPC app's
+    ``OnJobEventAlpha1`` (2xx and 404, a gRPC app's UNIMPLEMENTED, are done; any other answer, or
+    no answer, is a failure retried per the job's policy)."""
 
-    def __init__(self, channel: AppChannel, timeout: float | None = None) -> None:
+    def __init__(self, channel: AppConnection, timeout: float | None = None) -> None:
         self._channel = channel
         self._timeout = timeout
 
     async def __call__(self, tick: Tick) -> Outcome:
         name = tick.job.key.name
-        path = "/job/" + quote(name, safe="!$&'()*+,;=:@-._~")
         try:
-            answer = await self._channel.request(
-                "POST",
-                path,
-                body=tick.job.data or b"",
-                headers={"content-type": "application/json"},
-                timeout=self._timeout,
-            )
+            answer = await self._channel.deliver_job(name, tick.job.data or b"", self._timeout)
         except AppUnreachable as exc:
             log.warning("job trigger: the app did not answer", job=name, attempt=tick.attempt, error=str(exc))
             return Outcome.FAILED

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from components.loaded import LoadedComponent
-from mesh.app_channel import AppChannel
+from mesh.app_channel import AppConnection
 from mesh.placement.base import Placement
 from services.actors.app import ActorApp
 from services.actors.forward import Peers
@@ -23,7 +23,7 @@ __all__ = ["ActorRuntime", "build_actor_runtime"]
 def build_actor_runtime(
     app_id: str,
     placement: Placement,
-    channel: AppChannel,
+    channel: AppConnection,
     state: StateService,
     state_components: Iterable[LoadedComponent],
     scheduler: Scheduler | None,

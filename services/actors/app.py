@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import structlog
 
-from mesh.app_channel import AppChannel, AppResponse, AppUnreachable
+from mesh.app_channel import AppConnection, AppResponse, AppUnreachable
 
 log = structlog.get_logger(__name__)
 
@@ -28,7 +28,7 @@ def cancels(response: AppResponse) -> bool:
 
 
 class ActorApp:
-    def __init__(self, channel: AppChannel, timeout: float | None = None) -> None:
+    def __init__(self, channel: AppConnection, timeout: float | None = None) -> None:
         self.channel = channel
         self.timeout = timeout
         """The deadline of one method call (None: none, as daprd's actor calls)."""

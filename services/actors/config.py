@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import structlog
 
-from mesh.app_channel import AppChannel, AppUnreachable
+from mesh.app_channel import AppConnection, AppUnreachable
 from services import durations
 
 log = structlog.get_logger(__name__)
@@ -128,7 +128,7 @@ class ConfigWatch:
 
     def __init__(
         self,
-        channel: AppChannel,
+        channel: AppConnection,
         app_id: str,
         on_config: OnConfig,
         *,

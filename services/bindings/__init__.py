@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from components.bindings.base import Feature
 from components.loaded import LoadedComponent
-from mesh.app_channel import AppChannel
+from mesh.app_channel import AppConnection
 from mesh.resiliency import OutboundFor, Resiliency, no_policy
 from services.bindings.directions import check_contracts, directions
 from services.bindings.input import InputBindings
@@ -25,7 +25,7 @@ class BindingsService:
     def from_components(
         cls,
         components: Iterable[LoadedComponent],
-        channel: AppChannel,
+        channel: AppConnection,
         resiliency: Resiliency,
         outbound: OutboundFor = no_policy,
     ) -> BindingsService:

@@ -33,7 +33,7 @@ import structlog
 from components.bindings.base import InputBinding, Reader, ReadEvent
 from components.loaded import LoadedComponent
 from components.metadata import lookup
-from mesh.app_channel import AppChannel, AppUnreachable
+from mesh.app_channel import AppConnection, AppUnreachable
 from mesh.resiliency import Policy, Resiliency, RetriableFailure
 from services.bindings.directions import skips_probe
 from services.trace_context import TraceContext
@@ -89,7 +89,7 @@ class InputBindings:
     def __init__(
         self,
         components: Iterable[LoadedComponent],
-        channel: AppChannel,
+        channel: AppConnection,
         resiliency: Resiliency,
         *,
         probe_interval: float = 0.5,
@@ -187,7 +187,7 @@ class InputBindings:
         if not handle.probe:
             return True
         try:
-            response = await self._channel.request("OPTIONS", handle.route, timeout=self._probe_timeout)
+            response = await self._channel.binding_wanted(handle.name, handle.route, self._probe_timeout)
         except AppUnreachable as exc:
             log.warning(
                 "input binding not read: the app did not answer its probe",
@@ -223,7 +223,7 @@ class InputBindings:
 class _Delivery:
     __slots__ = ("_channel", "_handle", "_tracer")
 
-    def __init__(self, channel: AppChannel, handle: InputBindingHandle, tracer: Tracer | None) -> None:
+    def __init__(self, channel: AppConnection, handle: InputBindingHandle, tracer: Tracer | None) -> None:
         self._channel = channel
         self._handle = handle
         self._tracer = tracer
@@ -256,7 +256,7 @@ class _Delivery:
 
         async def attempt() -> bytes:
             try:
-                response = await self._channel.request("POST", handle.route, body=event.data, headers=headers)
+                response = await self._channel.deliver_binding(handle.name, handle.route, event.data, headers)
             except AppUnreachable as exc:
                 raise RetriableFailure(str(exc)) from None
             if tracer is not None:

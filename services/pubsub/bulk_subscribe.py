@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 import structlog
 
-from mesh.app_channel import AppChannel, AppUnreachable
+from mesh.app_channel import AppConnection, AppUnreachable
 from mesh.resiliency import Policy, RetriableFailure
 from services.pubsub.delivery import (
     CLOUDEVENTS_CONTENT_TYPE,
@@ -119,7 +119,7 @@ class BulkBatcher:
 
     def __init__(
         self,
-        channel: AppChannel,
+        channel: AppConnection,
         *,
         pubsub: str,
         topic: str,
@@ -234,7 +234,7 @@ class BulkBatcher:
         headers.update(trace_headers(batch[0].event))
         entry_ids = [entry.entry_id for entry in batch]
         try:
-            response = await self._channel.request("POST", path, body=orjson.dumps(envelope), headers=headers)
+            response = await self._channel.deliver_bulk(path, orjson.dumps(envelope), headers)
         except AppUnreachable as exc:
             return dict.fromkeys(entry_ids, DeliveryResult(Outcome.RETRY, None, str(exc)))
         return interpret_bulk(response.status, response.body, entry_ids)

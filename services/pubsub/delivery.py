@@ -25,7 +25,7 @@ import orjson
 
 from components.metadata import is_truthy, lookup
 from components.pubsub.base import Message
-from mesh.app_channel import AppChannel, AppUnreachable
+from mesh.app_channel import AppConnection, AppUnreachable
 from services.trace_context import TraceContext
 
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
@@ -209,11 +209,14 @@ def _excerpt(body: bytes, limit: int = 200) -> str:
     return text + ("..." if len(body) > limit else "")
 
 
-async def deliver(channel: AppChannel, path: str, body: bytes, headers: Mapping[str, str]) -> DeliveryResult:
-    """POST one message to the app and read its answer; a transport failure is a RETRY without a
-    status. No deadline of its own: a Resiliency timeout bounds it, as in daprd."""
+async def deliver(
+    channel: AppConnection, path: str, body: bytes, headers: Mapping[str, str], topic: str = ""
+) -> DeliveryResult:
+    """POST one message (of the subscription to ``topic``) to the app and read its answer; a
+    transport failure is a RETRY without a status. No deadline of its own: a Resiliency timeout
+    bounds it, as in daprd."""
     try:
-        response = await channel.request("POST", path, body=body, headers=headers)
+        response = await channel.deliver_event(path, body, headers, topic)
     except AppUnreachable as exc:
         return DeliveryResult(Outcome.RETRY, None, str(exc))
     return interpret(response.status, response.body)

@@ -21,13 +21,11 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from mesh.app_channel import AppChannel, AppUnreachable
+from mesh.app_channel import AppConnection, AppUnreachable
 from services.pubsub.programmatic import parse_programmatic
 from services.pubsub.subscriptions import Subscription
 
 log = structlog.get_logger(__name__)
-
-SUBSCRIBE_PATH = "/dapr/subscribe"
 
 OnChange = Callable[[list[Subscription]], Awaitable[None]]
 
@@ -43,7 +41,7 @@ class SubscriptionDiscovery:
 
     def __init__(
         self,
-        channel: AppChannel,
+        channel: AppConnection,
         app_id: str,
         on_change: OnChange,
         *,
@@ -102,9 +100,7 @@ class SubscriptionDiscovery:
         failures = 0
         while True:
             try:
-                response = await self._channel.request(
-                    "GET", SUBSCRIBE_PATH, headers=headers, timeout=self._read_timeout
-                )
+                response = await self._channel.read_subscriptions(headers, self._read_timeout)
             except AppUnreachable as exc:
                 failures += 1
                 if failures > self._retries:

@@ -45,7 +45,7 @@ from components.pubsub.base import (
     PublishRequest,
     SubscribeRequest,
 )
-from mesh.app_channel import AppChannel
+from mesh.app_channel import AppConnection
 from mesh.resiliency import Policy, Resiliency, RetriableFailure
 from observability.metrics import PubSubMetrics
 from services.pubsub.bulk_subscribe import BulkBatcher, BulkEntry
@@ -97,7 +97,7 @@ class Subscriber:
     def __init__(
         self,
         pubsubs: Mapping[str, PubSubHandle],
-        channel: AppChannel,
+        channel: AppConnection,
         app_id: str,
         resiliency: Resiliency,
         *,
@@ -299,7 +299,7 @@ class _Delivery:
 
     def __init__(
         self,
-        channel: AppChannel,
+        channel: AppConnection,
         handle: PubSubHandle,
         subscription: Subscription,
         routes: RouteTable,
@@ -384,7 +384,7 @@ class _Delivery:
         last: list[DeliveryResult] = []
 
         async def attempt() -> DeliveryResult:
-            result = await deliver(self._channel, path, body, headers)
+            result = await deliver(self._channel, path, body, headers, self._subscription.topic)
             if result.outcome is Outcome.RETRY:
                 last.append(result)
                 raise RetriableFailure(result.detail, result.status)
