@@ -17,8 +17,9 @@ from starlette.types import Receive, Scope, Send
 
 from app.dispatcher import Dispatcher
 from app.middleware import SidecarMiddleware
-from app.runtime import Runtime, StartupError
+from app.runtime import Runtime
 from app.settings import Settings
+from app.startup import StartupError
 from mesh.tcpcopy import TcpCopy
 from observability.recent_errors import RecentErrors
 from routers.api import FALLBACK, ROUTES, UNCAPPED_UPLOADS

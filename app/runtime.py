@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,33 +12,40 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from app import DAPR_API_VERSION, __version__
+from app.actor_assembly import (
+    follow_actor_config,
+    open_scheduler,
+    sidecar_address,
+    start_actors,
+    start_scheduler,
+)
+from app.actor_assembly import sidecar_auth as sidecar_auth_of
+from app.app_connection import app_health, connection_properties, open_app_channel
 from app.metrics import metric_spec, start_metrics, track_counters
 from app.settings import Settings
+from app.startup import StartupError
+from app.teardown import cancel, close_logged, close_quietly
 from app.tracing import tracing_spec
 from components import registry
-from components.errors import ComponentError, ComponentInitError, MetadataError
+from components.errors import ComponentInitError, MetadataError
 from components.loaded import ComponentStore, LoadedComponent
 from components.metadata import lookup
 from components.resources import ComponentResource, ResourceError, Resources, load_resources
 from mesh.app_channel import AppChannel, AppConnection
-from mesh.app_health import AppHealth, AppHealthSettings, AppStatus
+from mesh.app_health import AppHealth, AppStatus
 from mesh.errors import SettingsError
 from mesh.name_resolution import build_resolver
-from mesh.placement.factory import build_placement
-from mesh.proxy import MESH_TOKEN, Proxy
+from mesh.proxy import Proxy
 from mesh.ratelimit import RateLimits, build_rate_limits
-from mesh.redis_registry import RedisRegistrySettings
 from mesh.resiliency import Outbound, Resiliency
 from mesh.resiliency.traced import TracedOutbound
-from mesh.resolver import Resolver, StaticResolverSettings
+from mesh.resolver import Resolver
 from mesh.tcpcopy import TcpCopy, parse_policy
 from observability.metrics import Metrics, MetricsServer
 from observability.recent_errors import RecentErrors
 from observability.tracing import start_tracing
 from observability.traffic import TrafficWindow
 from routers.dashboard import DASHBOARD_TEMPLATES
-from services.actors import ActorRuntime, build_actor_runtime
-from services.actors.config import ConfigWatch
 from services.actuator import ActuatorService, AppInfo
 from services.bindings import BindingsService
 from services.configuration import ConfigurationService
@@ -47,8 +54,7 @@ from services.errors import ApiError
 from services.files import FileService
 from services.http_endpoints import http_endpoints
 from services.invocation import InvocationService
-from services.jobs import KIND as JOB_KIND
-from services.jobs import JobsService, JobTrigger
+from services.jobs import JobsService
 from services.lock import LockService
 from services.metadata import MetadataService, Versions
 from services.pubsub.declarative import declarative_subscriptions
@@ -56,7 +62,6 @@ from services.pubsub.discovery import SubscriptionDiscovery
 from services.pubsub.publisher import PubSubService
 from services.pubsub.subscriber import Subscriber
 from services.pubsub.subscriptions import Subscription
-from services.scheduler.service import SchedulerService, build_scheduler
 from services.secret_refs import SecretRefs
 from services.secret_scopes import SecretScopes
 from services.secrets import SecretsService
@@ -73,10 +78,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 EMBEDDED = "embedded default"
-
-
-class StartupError(Exception):
-    """Start-up cannot go on; the message is one line naming the file, component and field."""
 
 
 def embedded_defaults(settings: Settings) -> Resources:
@@ -171,7 +172,7 @@ class Runtime:
         server = self.metrics.http_server
         window = TrafficWindow(server.by_path, server.buckets, exclude=DASHBOARD_TEMPLATES)
         task = asyncio.get_running_loop().create_task(window.run(), name="dashboard traffic")
-        self._stack.push_async_callback(_cancel, task)
+        self._stack.push_async_callback(cancel, task)
         return window
 
     async def _start(self) -> None:
@@ -236,9 +237,9 @@ class Runtime:
                 self.metrics.component_loaded()
 
         metrics = self.metrics
-        self.app_channel = await self._app_channel(settings, app_pipeline)
-        self.app_health = _app_health(settings, self.app_channel)
-        scheduler = self._scheduler()
+        self.app_channel = await open_app_channel(settings, self._stack, app_pipeline, self.metrics)
+        self.app_health = app_health(settings, self.app_channel)
+        scheduler = open_scheduler(settings, self._stack)
         sequencer = await SequencerService.start(self._of("sequencer"), app_id, self._outbound("sequencer"))
         self._stack.push_async_callback(sequencer.aclose)
         # Closed before the app channel and the stores: no update is delivered past shutdown.
@@ -277,14 +278,16 @@ class Runtime:
             self.components,
             invocation,
             lambda: self.subscriptions,
-            _app_connection(settings, self.app_health),
+            connection_properties(settings, self.app_health),
             tcp_copy=self.tcp_copy,
             rate_limits=self.rate_limits,
             wasm=wasm,
             app_health=self.app_health,
             scheduler_addresses=scheduler.addresses,
         )
-        actors = await self._start_actors(state, scheduler)
+        actors = await start_actors(
+            settings, self._stack, self.app_channel, state, self._of("state"), scheduler
+        )
         metadata.actors = actors
         actuator = ActuatorService.from_components(
             self.components, AppInfo(app_id, __version__, DAPR_API_VERSION, self.started)
@@ -322,39 +325,16 @@ class Runtime:
             )
         # Other sidecars find this one only once every service is built.
         await self._start_name_resolution(resolver)
-        await self._start_scheduler(scheduler)
+        await start_scheduler(settings, scheduler, self.app_channel)
         await self._start_subscriptions()
         await self._start_input_bindings(bindings)
         self._start_app_health(bindings)
-        self._follow_actor_config(actors)
+        follow_actor_config(settings, self._stack, self.app_channel, actors)
         log.info(
             "components ready",
             components=[f"{c.name} ({c.type})" for c in self.components],
             resources=[str(p) for p in settings.resources_paths] or EMBEDDED,
         )
-
-    def _scheduler(self) -> SchedulerService:
-        """The scheduler on the name-resolution store (SQLite under data_dir when static). Closed
-        before the app channel (the exit stack unwinds in reverse); started with the runtime."""
-        settings = self.settings
-        scheduler = build_scheduler(settings.name_resolution, settings.data_dir, settings.app_id)
-        self._stack.push_async_callback(scheduler.close)
-        return scheduler
-
-    async def _start_scheduler(self, scheduler: SchedulerService) -> None:
-        """Open the scheduler's store (after name resolution, whose errors about the same server
-        come first) and fire jobs on the app, when there is one."""
-        try:
-            await scheduler.start()
-        except ComponentError as exc:
-            field = getattr(exc, "field", None)
-            if isinstance(self.settings.name_resolution, StaticResolverSettings):
-                where = "data_dir"  # SQLite under it
-            else:
-                where = f"name_resolution.{field}" if field else "name_resolution"
-            raise StartupError(f"{where}: the scheduler cannot use its store: {exc}") from None
-        if self.app_channel.configured:
-            scheduler.deliver(JOB_KIND, JobTrigger(self.app_channel))
 
     async def _start_secret_stores(self, resources: list[ComponentResource]) -> None:
         """Secret stores start first, each once the store its own ``secretKeyRef`` reads has
@@ -406,7 +386,7 @@ class Runtime:
         try:
             await asyncio.wait_for(instance.init(metadata), timeout=resource.init_timeout)
         except (MetadataError, ComponentInitError, TimeoutError) as exc:
-            await _close_quietly(instance)
+            await close_quietly(instance)
             if isinstance(exc, MetadataError):
                 error = fail(exc.message, exc.field)
             elif isinstance(exc, ComponentInitError):
@@ -417,7 +397,7 @@ class Runtime:
                 log.warning("component skipped (ignoreErrors)", error=str(error))
                 return None
             raise error from None
-        self._stack.push_async_callback(_close_logged, resource.name, instance.close)
+        self._stack.push_async_callback(close_logged, resource.name, instance.close)
         log.debug("component started", component=resource.name, type=resource.type)
         return LoadedComponent(
             resource.name,
@@ -427,78 +407,6 @@ class Runtime:
             metadata,
             resource.source,
         )
-
-    async def _start_actors(self, state: StateService, scheduler: SchedulerService) -> ActorRuntime:
-        """Placement on the name-resolution server (one sidecar alone: itself), then the actor
-        runtime over it and the scheduler. The exit stack closes the runtime first (it drains every
-        actor), then placement, then the scheduler."""
-        settings = self.settings
-        placement = build_placement(settings.name_resolution)
-        self._stack.push_async_callback(placement.aclose)
-        try:
-            await placement.start(settings.app_id, self._address())
-        except SettingsError as exc:
-            raise StartupError(str(exc)) from None
-        except Exception as exc:  # the name-resolution server is away: start-up names it
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            redis = isinstance(settings.name_resolution, RedisRegistrySettings)
-            field = "redisHost" if redis else "endpoints"
-            server = placement.describe().get("server")
-            raise StartupError(f"name_resolution.{field}: cannot register at {server}: {reason}") from None
-        actors = build_actor_runtime(
-            settings.app_id,
-            placement,
-            self.app_channel,
-            state,
-            self._of("state"),
-            scheduler,
-            sidecar_auth=_sidecar_auth(settings),
-        )
-        self._stack.push_async_callback(actors.aclose)
-        actors.start()
-        return actors
-
-    def _follow_actor_config(self, actors: ActorRuntime) -> None:
-        """The app's ``/dapr/config``, read once it listens and after each restart."""
-        watch = ConfigWatch(self.app_channel, self.settings.app_id, actors.apply)
-        task = asyncio.create_task(watch.run(), name="actor configuration")
-        self._stack.push_async_callback(_cancel, task)
-
-    def _address(self) -> str:
-        """This sidecar's HTTP API as other sidecars reach it."""
-        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "::", "") else self.settings.host
-        return f"{host}:{self.settings.http_port}"
-
-    async def _app_channel(self, settings: Settings, pipeline: Any) -> AppConnection:
-        """The channel to the app: l8's HTTP client, or with ``--app-protocol grpc`` the app's
-        ``AppCallback`` service (routers/grpc/app_callback.py). Closed after everything using it."""
-        token = settings.app_api_token.get_secret_value() if settings.app_api_token else None
-        if settings.app_protocol == "grpc":
-            from routers.grpc.app_callback import GrpcAppChannel
-
-            callback = GrpcAppChannel(
-                settings.app_id,
-                settings.app_port,
-                address=settings.app_channel_address,
-                token=token,
-                max_message_size=settings.max_body_size,
-            )
-            await callback.start()
-            self._stack.push_async_callback(callback.aclose)
-            return callback
-        channel = AppChannel(
-            settings.app_id,
-            settings.app_port,
-            protocol=settings.app_protocol,
-            address=settings.app_channel_address,
-            token=token,
-            pipeline=pipeline,
-        )
-        await channel.start()
-        self._stack.push_async_callback(channel.aclose)
-        if self.metrics is not None:
-            channel.metrics = self.metrics.http_client
-        return channel
 
     def _bindings(self) -> BindingsService:
         try:
@@ -519,7 +427,7 @@ class Runtime:
         if self.app_health is not None:
             await bindings.input.pause()
         task = asyncio.create_task(bindings.input.run(), name="input bindings")
-        self._stack.push_async_callback(_cancel, task)
+        self._stack.push_async_callback(cancel, task)
 
     async def _start_subscriptions(self) -> None:
         """Deliveries need the app: once it listens, discovery reads its subscriptions and the
@@ -543,7 +451,7 @@ class Runtime:
             await subscriber.pause()
         discovery = SubscriptionDiscovery(self.app_channel, self.settings.app_id, self._app_subscriptions)
         task = asyncio.create_task(discovery.run(), name="subscription discovery")
-        self._stack.push_async_callback(_cancel, task)
+        self._stack.push_async_callback(cancel, task)
 
     def _start_app_health(self, bindings: BindingsService) -> None:
         """With app health checks, deliveries and input bindings start paused and follow the app's
@@ -567,7 +475,7 @@ class Runtime:
         health.on_change(follow)
         self.services.invocation.app_unhealthy = lambda: health.status is AppStatus.UNHEALTHY
         task = asyncio.create_task(health.run(), name="app health probes")
-        self._stack.push_async_callback(_cancel, task)
+        self._stack.push_async_callback(cancel, task)
 
     async def _app_subscriptions(self, programmatic: list[Subscription]) -> None:
         """Declarative subscriptions first; the app's for the same (pubsub, topic) are ignored."""
@@ -588,7 +496,7 @@ class Runtime:
 
     async def _start_name_resolution(self, resolver: Resolver) -> None:
         # A registry's default address for this sidecar (advertiseAddress overrides it).
-        address = self._address()
+        address = sidecar_address(self.settings)
         self._stack.push_async_callback(resolver.aclose)  # idempotent: also after a failed start
         try:
             await resolver.start(self.settings.app_id, address)
@@ -642,7 +550,7 @@ def _invocation_service(
     resiliency: Resiliency,
 ) -> InvocationService:
     token = settings.app_api_token.get_secret_value() if settings.app_api_token else None
-    sidecar_auth = _sidecar_auth(settings)
+    sidecar_auth = sidecar_auth_of(settings)
     return InvocationService(
         settings.app_id,
         app_channel.base_url,
@@ -657,69 +565,3 @@ def _invocation_service(
         app_channel.pipeline if isinstance(app_channel, AppChannel) else None,
         None if isinstance(app_channel, AppChannel) else app_channel,
     )
-
-
-def _sidecar_auth(settings: Settings) -> tuple[str, str] | None:
-    """What a call to another sidecar of the fleet carries: the mesh token, else the API token the
-    fleet shares (if any)."""
-    if settings.mesh_token is not None:
-        return (MESH_TOKEN, settings.mesh_token.get_secret_value())
-    if settings.api_token is not None:
-        return ("dapr-api-token", settings.api_token.get_secret_value())
-    return None
-
-
-def _app_connection(settings: Settings, health: AppHealth | None) -> dict[str, Any]:
-    connection: dict[str, Any] = {
-        "protocol": settings.app_protocol,
-        "channelAddress": settings.app_channel_address,
-    }
-    if settings.app_port is not None:
-        connection["port"] = settings.app_port
-    if health is not None:
-        connection["health"] = health.settings.describe()
-    return connection
-
-
-def _app_health(settings: Settings, channel: AppConnection) -> AppHealth | None:
-    if not settings.enable_app_health_check:
-        return None
-    if not channel.configured:
-        log.warning("app health checks need --app-port: the app is not probed")
-        return None
-    return AppHealth(
-        channel,
-        AppHealthSettings(
-            path=settings.app_health_check_path,
-            interval=settings.app_health_probe_interval,
-            timeout=settings.app_health_probe_timeout / 1000,
-            threshold=settings.app_health_threshold,
-        ),
-    )
-
-
-async def _cancel(task: asyncio.Task[None], deadline: float = 5.0) -> None:
-    """Cancel a background task and wait for it, within ``deadline``: shutdown never hangs on one
-    (a task may swallow one cancellation; it is cancelled again until it ends or time runs out)."""
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + deadline
-    while not task.done() and loop.time() < give_up:
-        task.cancel()
-        await asyncio.wait([task], timeout=min(0.5, max(0.0, give_up - loop.time())))
-    if not task.done():
-        log.error("background task did not stop", task=task.get_name())
-    elif not task.cancelled() and task.exception() is not None:
-        log.error("background task failed", task=task.get_name(), error=repr(task.exception()))
-
-
-async def _close_quietly(instance: Any) -> None:
-    with contextlib.suppress(Exception):
-        await instance.close()
-
-
-async def _close_logged(name: str, close: Callable[[], Awaitable[None]]) -> None:
-    """Teardown goes on past a failing close; every failure is reported once."""
-    try:
-        await close()
-    except Exception as exc:
-        log.error("component close failed", component=name, error=str(exc))

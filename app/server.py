@@ -17,8 +17,8 @@ from app import __version__
 from app.factory import create_app
 from app.http_protocol import connection_limits, sidecar_protocol
 from app.logging import configure_logging
-from app.runtime import StartupError
 from app.settings import Settings
+from app.startup import StartupError
 from mesh.tcpcopy import TcpCopy, copy_requested
 
 log = structlog.get_logger(__name__)

@@ -17,8 +17,8 @@ import yaml
 from redis.asyncio import Redis
 
 from app.factory import create_app
-from app.runtime import StartupError
 from app.settings import Settings
+from app.startup import StartupError
 from tests.servers import RedisServer
 
 

@@ -335,7 +335,7 @@ async def test_metadata_lists_bindings_with_their_directions(
 async def test_bad_component_metadata_fails_start_up_naming_the_field(
     start_sidecar: StartSidecar, type_: str, metadata: dict[str, str], field: str
 ) -> None:
-    from app.runtime import StartupError
+    from app.startup import StartupError
 
     with pytest.raises(StartupError, match=field):
         await start_sidecar(component("b", type_, **metadata))

@@ -157,7 +157,7 @@ async def test_cached_gets_follow_the_store_without_reading_it(
 
 
 async def test_bad_cache_setting_fails_start_up(start_sidecar: StartSidecar) -> None:
-    from app.runtime import StartupError
+    from app.startup import StartupError
 
     with pytest.raises(StartupError, match="cacheEnable"):
         await start_sidecar(component("c", "configuration.in-memory", cacheEnable="sometimes"))

@@ -34,8 +34,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from app.factory import create_app
-from app.runtime import StartupError
 from app.settings import Settings
+from app.startup import StartupError
 from components.pubsub.base import SubscribeRequest
 from observability.metrics.exposition import render
 from routers.grpc.errors import grpc_code, to_status

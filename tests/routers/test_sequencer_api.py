@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.runtime import StartupError
+from app.startup import StartupError
 from tests.routers.conftest import Sidecar, StartSidecar, assert_error, component
 
 SEQUENCER = "/v1.0-alpha1/sequencer"

@@ -142,7 +142,7 @@ async def test_the_api_token_guards_the_wasm_routes(start_sidecar: StartSidecar,
 async def test_a_bad_function_in_the_settings_fails_start_up(
     start_sidecar: StartSidecar, tmp_path: Path
 ) -> None:
-    from app.runtime import StartupError
+    from app.startup import StartupError
 
     functions = [{"name": "echo", "path": write(tmp_path, "echo", b"not wasm")}]
     with pytest.raises(StartupError, match=r"wasm\.functions: wasm function echo: not a WebAssembly module"):
