@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest examples toolchains openapi bench bench-state bench-pubsub bench-invoke bench-coordination bench-scheduler bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-request-context bench-metrics bench-tracing bench-dashboard bench-app-health bench-placement bench-grpc soak servers clean
+.PHONY: run test lint typecheck pytest examples toolchains openapi layotto-proto bench bench-state bench-pubsub bench-invoke bench-coordination bench-scheduler bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-request-context bench-metrics bench-tracing bench-dashboard bench-app-health bench-placement bench-grpc soak servers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -90,6 +90,12 @@ test: lint pytest
 # Regenerate the checked-in OpenAPI document (a test fails when it drifts from the app).
 openapi: $(VENV)/.runtime
 	$(BIN)/l8 openapi > openapi/openapi.json
+
+# Regenerate the checked-in modules of Layotto's gRPC service from its .proto (a test fails when
+# they differ from what grpcio-tools makes of it).
+layotto-proto: $(VENV)/.test
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. \
+		routers/grpc/layotto/proto/runtime.proto
 
 bench: bench-state bench-pubsub bench-invoke bench-coordination bench-scheduler bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-metrics bench-tracing bench-dashboard bench-app-health bench-placement bench-grpc
 
