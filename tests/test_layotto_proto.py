@@ -5,8 +5,10 @@ routers/grpc/layotto/proto/runtime.proto (``make layotto-proto`` regenerates the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from dapr.proto.runtime.v1 import binding_pb2, pubsub_pb2, secret_pb2, state_pb2
 from grpc_tools import protoc
 
 from routers.grpc.layotto.proto import runtime_pb2
@@ -60,3 +62,52 @@ def test_layottos_service_name() -> None:
     assert "spec.proto.runtime.v1.Runtime" in {
         s.full_name for s in runtime_pb2.DESCRIPTOR.services_by_name.values()
     }
+
+
+def _shape(descriptor: Any, seen: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A message's fields, nested messages included: (number, type, repeated, and the shape of a
+    message field); what decides the bytes on the wire."""
+    fields: dict[str, Any] = {}
+    for field in descriptor.fields:
+        nested = field.message_type
+        inner = None
+        if nested is not None and nested.full_name not in seen:
+            inner = _shape(nested, seen | {descriptor.full_name})
+        fields[field.name] = (field.number, field.type, field.is_repeated, inner)
+    return fields
+
+
+SHARED = [
+    ("GetStateRequest", state_pb2.GetStateRequest),
+    ("GetStateResponse", state_pb2.GetStateResponse),
+    ("GetBulkStateRequest", state_pb2.GetBulkStateRequest),
+    ("GetBulkStateResponse", state_pb2.GetBulkStateResponse),
+    ("SaveStateRequest", state_pb2.SaveStateRequest),
+    ("DeleteStateRequest", state_pb2.DeleteStateRequest),
+    ("DeleteBulkStateRequest", state_pb2.DeleteBulkStateRequest),
+    ("ExecuteStateTransactionRequest", state_pb2.ExecuteStateTransactionRequest),
+    ("PublishEventRequest", pubsub_pb2.PublishEventRequest),
+    ("InvokeBindingRequest", binding_pb2.InvokeBindingRequest),
+    ("InvokeBindingResponse", binding_pb2.InvokeBindingResponse),
+    ("GetSecretRequest", secret_pb2.GetSecretRequest),
+    ("GetSecretResponse", secret_pb2.GetSecretResponse),
+    ("GetBulkSecretRequest", secret_pb2.GetBulkSecretRequest),
+    ("GetBulkSecretResponse", secret_pb2.GetBulkSecretResponse),
+]
+
+
+@pytest.mark.parametrize(("message", "dapr"), SHARED, ids=[name for name, _ in SHARED])
+def test_shared_rpcs_have_daprs_fields(message: str, dapr: Any) -> None:
+    """routers/grpc/layotto/shared.py serves these with Dapr's handlers: Layotto's message must
+    have Dapr's fields (Dapr's may have more, which Layotto's clients never send)."""
+    layotto = _shape(runtime_pb2.DESCRIPTOR.message_types_by_name[message])
+    daprs = _shape(dapr.DESCRIPTOR)
+
+    def within(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
+        for name, (number, kind, repeated, inner) in ours.items():
+            assert name in theirs, f"{message}.{name} is not Dapr's"
+            assert theirs[name][:3] == (number, kind, repeated), f"{message}.{name}"
+            if inner is not None and theirs[name][3] is not None:
+                within(inner, theirs[name][3])
+
+    within(layotto, daprs)

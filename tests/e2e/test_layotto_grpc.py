@@ -1,6 +1,7 @@
 """Layotto's gRPC service (``spec.proto.runtime.v1.Runtime``) on a real ``l8 run``'s gRPC port,
 driven by a grpcio client over the stubs generated from routers/grpc/layotto/proto/runtime.proto:
-sequencer ids, configuration save/get/delete/subscribe, locks, files streamed both ways in
+sequencer ids, configuration save/get/delete/subscribe, locks, the RPCs Layotto shares with Dapr
+(state, publish, secrets), files streamed both ways in
 chunks (with the sidecar's memory bounded), errors with their gRPC codes, the API token, and
 UNIMPLEMENTED for Layotto's RPCs l8 does not serve."""
 
@@ -34,6 +35,12 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[L8Process]:
     write_component(folder, "config", "configuration.in-memory")
     write_component(folder, "locks", "lock.in-memory")
     write_component(folder, "files", "file.local", {"rootPath": str(workdir / "root")})
+    write_component(folder, "statestore", "state.sqlite", {"connectionString": str(workdir / "state.db")})
+    write_component(folder, "pubsub", "pubsub.in-memory")
+    (workdir / "secrets.json").write_text('{"api-key": "s3cr3t-layotto"}')
+    write_component(
+        folder, "vault", "secretstores.local.file", {"secretsFile": str(workdir / "secrets.json")}
+    )
     launcher = L8Launcher(workdir)
     try:
         yield launcher(app_id="layotto-app", resources=[folder])
@@ -294,6 +301,51 @@ def test_big_files_stream_with_bounded_memory(
             digest.update(answer.data)
     assert digest.hexdigest() == sent
     assert peak.peak - before < 50 * MiB, f"l8 grew by {(peak.peak - before) / MiB:.0f} MiB"
+
+
+# -- the RPCs shared with Dapr ---------------------------------------------------------------------
+
+
+def test_state_with_etags_and_transactions(runtime: runtime_pb2_grpc.RuntimeStub) -> None:
+    store = "statestore"
+    runtime.SaveState(pb.SaveStateRequest(store_name=store, states=[pb.StateItem(key="k1", value=b"v1")]))
+    got = runtime.GetState(pb.GetStateRequest(store_name=store, key="k1"))
+    assert got.data == b"v1"
+    assert got.etag
+    stale = pb.StateItem(key="k1", value=b"v2", etag=pb.Etag(value="not-" + got.etag))
+    with pytest.raises(grpc.RpcError) as mismatch:
+        runtime.SaveState(pb.SaveStateRequest(store_name=store, states=[stale]))
+    assert _code(mismatch.value) is grpc.StatusCode.ABORTED
+    runtime.ExecuteStateTransaction(
+        pb.ExecuteStateTransactionRequest(
+            storeName=store,
+            operations=[
+                pb.TransactionalStateOperation(
+                    operationType="upsert", request=pb.StateItem(key="k2", value=b"two")
+                ),
+                pb.TransactionalStateOperation(operationType="delete", request=pb.StateItem(key="k1")),
+            ],
+        )
+    )
+    bulk = runtime.GetBulkState(pb.GetBulkStateRequest(store_name=store, keys=["k1", "k2"]))
+    assert {item.key: item.data for item in bulk.items} == {"k1": b"", "k2": b"two"}
+    runtime.DeleteState(pb.DeleteStateRequest(store_name=store, key="k2"))
+    runtime.DeleteBulkState(pb.DeleteBulkStateRequest(store_name=store, states=[pb.StateItem(key="k1")]))
+    assert runtime.GetState(pb.GetStateRequest(store_name=store, key="k2")).data == b""
+    with pytest.raises(grpc.RpcError) as unknown:
+        runtime.GetState(pb.GetStateRequest(store_name="nope", key="k"))
+    assert _code(unknown.value) is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_publish_and_secrets(runtime: runtime_pb2_grpc.RuntimeStub) -> None:
+    runtime.PublishEvent(pb.PublishEventRequest(pubsub_name="pubsub", topic="orders", data=b"{}"))
+    with pytest.raises(grpc.RpcError) as no_pubsub:
+        runtime.PublishEvent(pb.PublishEventRequest(pubsub_name="nope", topic="orders", data=b"{}"))
+    assert _code(no_pubsub.value) is grpc.StatusCode.INVALID_ARGUMENT
+    secret = runtime.GetSecret(pb.GetSecretRequest(store_name="vault", key="api-key"))
+    assert dict(secret.data) == {"api-key": "s3cr3t-layotto"}
+    every = runtime.GetBulkSecret(pb.GetBulkSecretRequest(store_name="vault"))
+    assert dict(every.data["api-key"].secrets) == {"api-key": "s3cr3t-layotto"}
 
 
 # -- the door --------------------------------------------------------------------------------------

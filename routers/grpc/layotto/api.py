@@ -9,11 +9,11 @@ from typing import Any
 
 from routers.grpc.api import Door
 from routers.grpc.calls import Streaming, Unary
-from routers.grpc.layotto import configuration, coordination, files
+from routers.grpc.layotto import configuration, coordination, files, shared
 from routers.grpc.layotto.proto import runtime_pb2_grpc
 
 SERVICE = "spec.proto.runtime.v1.Runtime"
-RPCS: dict[str, Unary] = {**coordination.RPCS, **configuration.RPCS, **files.RPCS}
+RPCS: dict[str, Unary] = {**coordination.RPCS, **configuration.RPCS, **files.RPCS, **shared.RPCS}
 STREAMS: dict[str, Streaming] = {**configuration.STREAMS, **files.STREAMS}
 
 

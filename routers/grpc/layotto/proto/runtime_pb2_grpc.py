@@ -95,6 +95,56 @@ class RuntimeStub:
                 request_serializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetFileMetaRequest.SerializeToString,
                 response_deserializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetFileMetaResponse.FromString,
                 _registered_method=True)
+        self.GetState = channel.unary_unary(
+                '/spec.proto.runtime.v1.Runtime/GetState',
+                request_serializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetStateRequest.SerializeToString,
+                response_deserializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetStateResponse.FromString,
+                _registered_method=True)
+        self.GetBulkState = channel.unary_unary(
+                '/spec.proto.runtime.v1.Runtime/GetBulkState',
+                request_serializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetBulkStateRequest.SerializeToString,
+                response_deserializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetBulkStateResponse.FromString,
+                _registered_method=True)
+        self.SaveState = channel.unary_unary(
+                '/spec.proto.runtime.v1.Runtime/SaveState',
+                request_serializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.SaveStateRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.DeleteState = channel.unary_unary(
+                '/spec.proto.runtime.v1.Runtime/DeleteState',
+                request_serializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.DeleteStateRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.DeleteBulkState = channel.unary_unary(
+                '/spec.proto.runtime.v1.Runtime/DeleteBulkState',
+                request_serializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.DeleteBulkStateRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ExecuteStateTransaction = channel.unary_unary(
+                '/spec.proto.runtime.v1.Runtime/ExecuteStateTransaction',
+                request_serializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.ExecuteStateTransactionRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.PublishEvent = channel.unary_unary(
+                '/spec.proto.runtime.v1.Runtime/PublishEvent',
+                request_serializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.PublishEventRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.InvokeBinding = channel.unary_unary(
+                '/spec.proto.runtime.v1.Runtime/InvokeBinding',
+                request_serializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.InvokeBindingRequest.SerializeToString,
+                response_deserializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.InvokeBindingResponse.FromString,
+                _registered_method=True)
+        self.GetSecret = channel.unary_unary(
+                '/spec.proto.runtime.v1.Runtime/GetSecret',
+                request_serializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetSecretRequest.SerializeToString,
+                response_deserializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetSecretResponse.FromString,
+                _registered_method=True)
+        self.GetBulkSecret = channel.unary_unary(
+                '/spec.proto.runtime.v1.Runtime/GetBulkSecret',
+                request_serializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetBulkSecretRequest.SerializeToString,
+                response_deserializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetBulkSecretResponse.FromString,
+                _registered_method=True)
 
 
 class RuntimeServicer:
@@ -173,6 +223,67 @@ class RuntimeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetState(self, request, context):
+        """The RPCs Layotto shares with Dapr: the same messages as Dapr's, field for field.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBulkState(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SaveState(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteState(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteBulkState(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExecuteStateTransaction(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PublishEvent(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InvokeBinding(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBulkSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RuntimeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -235,6 +346,56 @@ def add_RuntimeServicer_to_server(servicer, server):
                     servicer.GetFileMeta,
                     request_deserializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetFileMetaRequest.FromString,
                     response_serializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetFileMetaResponse.SerializeToString,
+            ),
+            'GetState': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetState,
+                    request_deserializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetStateRequest.FromString,
+                    response_serializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetStateResponse.SerializeToString,
+            ),
+            'GetBulkState': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBulkState,
+                    request_deserializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetBulkStateRequest.FromString,
+                    response_serializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetBulkStateResponse.SerializeToString,
+            ),
+            'SaveState': grpc.unary_unary_rpc_method_handler(
+                    servicer.SaveState,
+                    request_deserializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.SaveStateRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'DeleteState': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteState,
+                    request_deserializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.DeleteStateRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'DeleteBulkState': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteBulkState,
+                    request_deserializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.DeleteBulkStateRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ExecuteStateTransaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExecuteStateTransaction,
+                    request_deserializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.ExecuteStateTransactionRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'PublishEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishEvent,
+                    request_deserializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.PublishEventRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'InvokeBinding': grpc.unary_unary_rpc_method_handler(
+                    servicer.InvokeBinding,
+                    request_deserializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.InvokeBindingRequest.FromString,
+                    response_serializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.InvokeBindingResponse.SerializeToString,
+            ),
+            'GetSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSecret,
+                    request_deserializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetSecretRequest.FromString,
+                    response_serializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetSecretResponse.SerializeToString,
+            ),
+            'GetBulkSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBulkSecret,
+                    request_deserializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetBulkSecretRequest.FromString,
+                    response_serializer=routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetBulkSecretResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -561,6 +722,276 @@ class Runtime:
             '/spec.proto.runtime.v1.Runtime/GetFileMeta',
             routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetFileMetaRequest.SerializeToString,
             routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetFileMetaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spec.proto.runtime.v1.Runtime/GetState',
+            routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetStateRequest.SerializeToString,
+            routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBulkState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spec.proto.runtime.v1.Runtime/GetBulkState',
+            routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetBulkStateRequest.SerializeToString,
+            routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetBulkStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spec.proto.runtime.v1.Runtime/SaveState',
+            routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.SaveStateRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spec.proto.runtime.v1.Runtime/DeleteState',
+            routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.DeleteStateRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteBulkState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spec.proto.runtime.v1.Runtime/DeleteBulkState',
+            routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.DeleteBulkStateRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecuteStateTransaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spec.proto.runtime.v1.Runtime/ExecuteStateTransaction',
+            routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.ExecuteStateTransactionRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spec.proto.runtime.v1.Runtime/PublishEvent',
+            routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.PublishEventRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InvokeBinding(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spec.proto.runtime.v1.Runtime/InvokeBinding',
+            routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.InvokeBindingRequest.SerializeToString,
+            routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.InvokeBindingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spec.proto.runtime.v1.Runtime/GetSecret',
+            routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetSecretRequest.SerializeToString,
+            routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBulkSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spec.proto.runtime.v1.Runtime/GetBulkSecret',
+            routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetBulkSecretRequest.SerializeToString,
+            routers_dot_grpc_dot_layotto_dot_proto_dot_runtime__pb2.GetBulkSecretResponse.FromString,
             options,
             channel_credentials,
             insecure,
