@@ -122,8 +122,7 @@ class GrpcApi:
             raise CannotListen(f"cannot listen on {self.address}")
         await server.start()
         self._started = True
-        await self._health.set(SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self._health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.serving(False)
         return self.port
 
     async def serving(self, ready: bool) -> None:
@@ -131,8 +130,8 @@ class GrpcApi:
         state = (
             health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        await self._health.set(SERVICE, state)
-        await self._health.set("", state)
+        for name in (SERVICE, LAYOTTO_SERVICE, ""):
+            await self._health.set(name, state)
 
     async def stop(self, grace: float) -> None:
         """Ends the open streams (a configuration subscription never ends by itself), then lets
