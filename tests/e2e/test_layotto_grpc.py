@@ -222,12 +222,16 @@ def _chunks(size: int, chunk: int = 256 * 1024) -> Iterator[bytes]:
 
 
 def _put(
-    runtime: runtime_pb2_grpc.RuntimeStub, name: str, size: int, metadata: dict[str, str] | None = None
+    runtime: runtime_pb2_grpc.RuntimeStub,
+    name: str,
+    size: int,
+    metadata: dict[str, str] | None = None,
+    chunk: int = 256 * 1024,
 ) -> str:
     digest = hashlib.sha256()
 
     def requests() -> Iterator[pb.PutFileRequest]:
-        for index, block in enumerate(_chunks(size)):
+        for index, block in enumerate(_chunks(size, chunk)):
             digest.update(block)
             if index == 0:
                 yield pb.PutFileRequest(store_name="files", name=name, data=block, metadata=metadata or {})
@@ -292,10 +296,10 @@ def test_file_errors(runtime: runtime_pb2_grpc.RuntimeStub) -> None:
 def test_big_files_stream_with_bounded_memory(
     runtime: runtime_pb2_grpc.RuntimeStub, sidecar: L8Process
 ) -> None:
-    size = 256 * MiB
+    size = 512 * MiB  # l8 grows by about 20 MiB for 512 MiB and for 1 GiB alike
     with PeakRss(sidecar.pid) as peak:
         before = peak.peak
-        sent = _put(runtime, "big.bin", size)
+        sent = _put(runtime, "big.bin", size, chunk=MiB)
         digest = hashlib.sha256()
         for answer in runtime.GetFile(pb.GetFileRequest(store_name="files", name="big.bin")):
             digest.update(answer.data)
