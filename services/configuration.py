@@ -142,15 +142,27 @@ class ConfigurationService:
         group: str | None = None,
         label: str | None = None,
     ) -> dict[str, dict[str, Any]]:
+        """Dapr's answer: each item's value, version and metadata by key."""
+        items = await self.get_items(name, keys, metadata, group, label)
+        return {item.key: item_json(item) for item in items}
+
+    async def get_items(
+        self,
+        name: str,
+        keys: Sequence[str],
+        metadata: Mapping[str, str],
+        group: str | None = None,
+        label: str | None = None,
+    ) -> list[ConfigurationItem]:
+        """The whole items (Layotto's answer has their group, label and tags too)."""
         handle = self.resolve(name)
         request = self._request(keys, metadata, group, label)
         try:
-            items = await handle.outbound.call((handle.cache or handle.store).get, request)
+            return await handle.outbound.call((handle.cache or handle.store).get, request)
         except ComponentError as exc:
             raise _answer(
                 exc, lambda error: errors.configuration_get_failed(list(keys), name, error)
             ) from exc
-        return {item.key: item_json(item) for item in items}
 
     async def subscribe(
         self,

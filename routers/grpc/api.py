@@ -118,8 +118,9 @@ class Door:
         code = _status(context)
         span.finish_rpc(None if code is grpc.StatusCode.OK else (context.details() or code.name))
 
-    def unary(self, name: str, handler: Unary) -> Callable[[Any, Any, Context], Any]:
-        method = f"/{SERVICE}/{name}"
+    def unary(self, name: str, handler: Unary, service: str = SERVICE) -> Callable[[Any, Any, Context], Any]:
+        """``handler`` behind the door; a client stream's handler gets the request iterator."""
+        method = f"/{service}/{name}"
 
         async def rpc(_servicer: Any, request: Any, context: Context) -> Any:
             logged = self._logged()
@@ -138,8 +139,11 @@ class Door:
 
         return rpc
 
-    def streaming(self, name: str, handler: Streaming) -> Callable[[Any, Any, Context], AsyncIterator[Any]]:
-        method = f"/{SERVICE}/{name}"
+    def streaming(
+        self, name: str, handler: Streaming, service: str = SERVICE
+    ) -> Callable[[Any, Any, Context], AsyncIterator[Any]]:
+        """``handler`` behind the door; a bidirectional stream's handler gets the request iterator."""
+        method = f"/{service}/{name}"
 
         async def rpc(_servicer: Any, request: Any, context: Context) -> AsyncIterator[Any]:
             logged = self._logged()

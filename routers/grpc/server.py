@@ -1,8 +1,9 @@
 """The gRPC front door: a grpcio asyncio server in l8's own event loop, beside the HTTP one, on
 ``--dapr-grpc-port`` (daprd's 50001; 0: a port the system picks, logged). It serves Dapr's
-service (routers/grpc/api.py), ``grpc.health.v1`` (SERVING once the sidecar is ready) and server
+service (routers/grpc/api.py) and Layotto's runtime service beside it (routers/grpc/layotto/),
+``grpc.health.v1`` (SERVING once the sidecar is ready) and server
 reflection (for grpcurl), with messages up to ``--max-body-size`` both ways, and the API token
-checked on every call of Dapr's service (``dapr-api-token`` metadata) when one is set."""
+checked on every call of either service (``dapr-api-token`` metadata) when one is set."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from routers.grpc.api import SERVICE, Door, dapr_servicer
+from routers.grpc.layotto.api import SERVICE as LAYOTTO_SERVICE
+from routers.grpc.layotto.api import layotto_servicer
+from routers.grpc.layotto.proto import runtime_pb2_grpc
 from routers.http import Sidecar
 
 if TYPE_CHECKING:
@@ -28,7 +32,8 @@ log = structlog.get_logger(__name__)
 TOKEN_HEADER = "dapr-api-token"
 MAX_MESSAGE_LIMIT = 2**31 - 1
 """grpcio takes a message size as a C int: a larger --max-body-size (2Gi) caps gRPC messages at it."""
-_DAPR_PREFIX = f"/{SERVICE}/"
+_GUARDED = (f"/{SERVICE}/", f"/{LAYOTTO_SERVICE}/")
+"""The API services; health and reflection stay open."""
 
 
 class CannotListen(Exception):
@@ -36,7 +41,7 @@ class CannotListen(Exception):
 
 
 class _TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpcio is untyped
-    """daprd's API token on Dapr's service: a call without the token is UNAUTHENTICATED. Health
+    """daprd's API token on Dapr's and Layotto's services: a call without the token is UNAUTHENTICATED. Health
     and reflection stay open, as probes and tools call them without one."""
 
     def __init__(self, token: str) -> None:
@@ -56,7 +61,7 @@ class _TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpcio i
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        if not details.method.startswith(_DAPR_PREFIX):
+        if not details.method.startswith(_GUARDED):
             return await continuation(details)
         for key, value in details.invocation_metadata or ():
             if key == TOKEN_HEADER:
@@ -105,8 +110,10 @@ class GrpcApi:
         server = self._server
         servicer = dapr_servicer(self._door)
         dapr_pb2_grpc.add_DaprServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        runtime_pb2_grpc.add_RuntimeServicer_to_server(layotto_servicer(self._door), server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        served = (SERVICE, LAYOTTO_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(served, server)
         try:
             self.port = server.add_insecure_port(self.address)
         except RuntimeError as exc:
@@ -115,8 +122,7 @@ class GrpcApi:
             raise CannotListen(f"cannot listen on {self.address}")
         await server.start()
         self._started = True
-        await self._health.set(SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self._health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.serving(False)
         return self.port
 
     async def serving(self, ready: bool) -> None:
@@ -124,8 +130,8 @@ class GrpcApi:
         state = (
             health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        await self._health.set(SERVICE, state)
-        await self._health.set("", state)
+        for name in (SERVICE, LAYOTTO_SERVICE, ""):
+            await self._health.set(name, state)
 
     async def stop(self, grace: float) -> None:
         """Ends the open streams (a configuration subscription never ends by itself), then lets

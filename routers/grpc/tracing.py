@@ -6,7 +6,8 @@ in observability/tracing/attributes.py:
   ``InvokeService``: ``CallLocal/{id}/{method}``; under the caller's ``traceparent`` metadata;
 - ``dapr.protocol: grpc``, ``dapr.api`` (the full method), every ``dapr-*`` metadata entry;
 - state get, save and delete, secrets get, bindings: ``db.system`` and ``db.connection_string``
-  (the block), ``db.name`` (the component), ``db.statement`` (the full method), ``rpc.service: Dapr``;
+  (the block), ``db.name`` (the component), ``db.statement`` (the full method), ``rpc.service: Dapr``
+  (``Runtime``: a call of Layotto's service, which is traced the same way);
 - publish and bulk publish: ``messaging.system: pubsub``, ``messaging.destination.name`` (the
   topic), ``rpc.service: Dapr``; invocation: ``rpc.service: ServiceInvocation``, ``net.peer.name``;
 - a failed call's status is ERROR with the gRPC status message.
@@ -35,15 +36,16 @@ def span_of(
         key: value for key, value in metadata.items() if key.startswith("dapr-") and key != "dapr-api-token"
     }
     span_name = full_method
+    service = full_method.split("/")[1].rpartition(".")[2]  # Dapr, or Layotto's Runtime
     database = _DATABASES.get(name)
     if database is not None:
         attributes["db.name"] = request.name if name == "InvokeBinding" else request.store_name
-        attributes["rpc.service"] = "Dapr"
+        attributes["rpc.service"] = service
         attributes["db.system"] = database
         attributes["db.statement"] = full_method
         attributes["db.connection_string"] = database
     elif name in _PUBLISH:
-        attributes["rpc.service"] = "Dapr"
+        attributes["rpc.service"] = service
         attributes["messaging.system"] = "pubsub"
         attributes["messaging.destination.name"] = request.topic
     elif name == "InvokeService":

@@ -14,6 +14,7 @@ from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import dapr_pb2_grpc, invoke_pb2, pubsub_pb2, state_pb2
 from google.protobuf import any_pb2
 
+from routers.grpc.layotto.proto import runtime_pb2, runtime_pb2_grpc
 from tests.e2e.process import L8Launcher, write_component
 from tests.e2e.test_tracing import (
     CALLER_SPAN,
@@ -91,3 +92,27 @@ async def test_grpc_calls_get_daprds_span_with_the_component_and_the_app_under_i
     assert invoked.parent_id == CALLER_SPAN
     # The app is called under the call's own span, as over HTTP.
     assert echoed["traceparent"] == f"00-{TRACE_ID}-{invoked.span_id}-01"
+
+
+async def test_layottos_service_is_traced_the_same_way(
+    l8: L8Launcher, receiver: OtlpHttpReceiver, tmp_path: Path
+) -> None:
+    folder = tracing_resources(tmp_path / "resources", otel(receiver.endpoint))
+    write_component(folder, "statestore", "state.sqlite", {"connectionString": str(tmp_path / "s.db")})
+    write_component(folder, "ids", "sequencer.in-memory")
+    sidecar = await started(l8, app_id="traced", resources=[folder])
+    layotto = "/spec.proto.runtime.v1.Runtime/"
+    async with grpc.aio.insecure_channel(sidecar.grpc_address) as channel:
+        runtime = runtime_pb2_grpc.RuntimeStub(channel)
+        request = runtime_pb2.GetStateRequest(store_name="statestore", key="k")
+        await runtime.GetState(request, metadata=(("traceparent", TRACEPARENT),))
+        await runtime.GetNextId(runtime_pb2.GetNextIdRequest(store_name="ids", key="k"))
+    spans = receiver.wait_for(
+        lambda spans: {f"{layotto}GetState", f"{layotto}GetNextId", "state/get"} <= {s.name for s in spans}
+    )
+    got = by_name(spans, "traced", f"{layotto}GetState")
+    assert (got.trace_id, got.parent_id, got.kind) == (TRACE_ID, CALLER_SPAN, "client")
+    assert (got.attributes["rpc.service"], got.attributes["db.name"]) == ("Runtime", "statestore")
+    assert got.attributes["dapr.api"] == f"{layotto}GetState"
+    assert by_name(spans, "traced", "state/get").parent_id == got.span_id
+    assert by_name(spans, "traced", f"{layotto}GetNextId").status == ("UNSET", "")
