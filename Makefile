@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest examples toolchains openapi bench bench-state bench-pubsub bench-invoke bench-coordination bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-request-context bench-metrics bench-tracing bench-dashboard bench-app-health soak servers clean
+.PHONY: run test lint typecheck pytest examples toolchains openapi bench bench-state bench-pubsub bench-invoke bench-coordination bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-request-context bench-metrics bench-tracing bench-dashboard bench-app-health bench-actors soak servers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -91,7 +91,7 @@ test: lint pytest
 openapi: $(VENV)/.runtime
 	$(BIN)/l8 openapi > openapi/openapi.json
 
-bench: bench-state bench-pubsub bench-invoke bench-coordination bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-metrics bench-tracing bench-dashboard bench-app-health
+bench: bench-state bench-pubsub bench-invoke bench-coordination bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-metrics bench-tracing bench-dashboard bench-app-health bench-actors
 
 bench-state: $(VENV)/.test servers
 	$(BIN)/python bench/state_bench.py
@@ -101,6 +101,10 @@ bench-pubsub: $(VENV)/.test servers
 
 bench-invoke: $(VENV)/.test
 	$(BIN)/python bench/invoke_bench.py
+
+# An actor method call against plain invocation of the same app method, and reminders' firing delay.
+bench-actors: $(VENV)/.test
+	$(BIN)/python bench/actors_bench.py
 
 bench-coordination: $(VENV)/.test servers
 	$(BIN)/python bench/coordination_bench.py
