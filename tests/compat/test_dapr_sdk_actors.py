@@ -33,8 +33,8 @@ ROOT = Path(__file__).parents[2]
 
 
 class SdkActorApp:
-    def __init__(self, workdir: Path, sidecar_port: int) -> None:
-        self.port = free_port()
+    def __init__(self, workdir: Path, sidecar_port: int, port: int) -> None:
+        self.port = port
         self.log = workdir / "sdk-actor-app.log"
         env = l8_env({"DAPR_HTTP_PORT": str(sidecar_port)})
         with self.log.open("wb") as log:
@@ -46,12 +46,15 @@ class SdkActorApp:
                 stdout=log,
                 stderr=log,
             )
+
+    def wait_ready(self) -> None:
+        """The SDK's ``register_actor`` waits for the sidecar before the app serves anything."""
         deadline = time.monotonic() + 20
         while True:
             assert self.process.poll() is None, self.log.read_text()
             try:
                 if httpx.get(f"http://{LOOPBACK}:{self.port}/healthz", timeout=1).status_code == 200:
-                    break
+                    return
             except httpx.TransportError:
                 pass
             assert time.monotonic() < deadline, f"the SDK app did not start:\n{self.log.read_text()}"
@@ -83,11 +86,13 @@ class SdkActorApp:
 
 @pytest.fixture
 def sidecar_and_app(l8: L8Launcher, tmp_path: Path) -> Iterator[tuple[L8Process, SdkActorApp]]:
-    sidecar = l8.create(app_id="carts")
-    app = SdkActorApp(tmp_path, sidecar.port)
+    """l8 first: the app comes up after its sidecar (the SDK waits for it), and l8 reads its
+    ``/dapr/config`` once it answers."""
+    app_port = free_port()
+    sidecar = l8(app_id="carts", args=["--app-port", str(app_port)])
+    app = SdkActorApp(tmp_path, sidecar.port, app_port)
     try:
-        sidecar.args += ["--app-port", str(app.port)]
-        sidecar.start()
+        app.wait_ready()
         yield sidecar, app
     finally:
         app.stop()
