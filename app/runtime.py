@@ -78,7 +78,11 @@ def embedded_defaults(settings: Settings) -> Resources:
     return Resources(
         components=[
             ComponentResource(
-                "statestore", "state.sqlite", "v1", {"connectionString": str(data / "state.db")}, EMBEDDED
+                "statestore",
+                "state.sqlite",
+                "v1",
+                {"connectionString": str(data / "state.db"), "actorStateStore": "true"},
+                EMBEDDED,
             ),
             ComponentResource("pubsub", "pubsub.in-memory", "v1", {}, EMBEDDED),
             ComponentResource("lockstore", "lock.in-memory", "v1", {}, EMBEDDED),

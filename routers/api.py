@@ -6,6 +6,7 @@ invocation by the ``dapr-app-id`` header) comes last."""
 from __future__ import annotations
 
 from routers import (
+    actors,
     actuator,
     bindings,
     configuration,
@@ -28,6 +29,7 @@ ROUTES: tuple[Route, ...] = (
     *state.routes.routes,
     *pubsub.routes.routes,
     *invoke.routes.routes,
+    *actors.routes.routes,
     *lock.routes.routes,
     *sequencer.routes.routes,
     *configuration.routes.routes,

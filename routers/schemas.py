@@ -119,6 +119,9 @@ class MetadataResponse(BaseModel):
         None, description="l8's own: the name resolver of service invocation (type, and what it knows)"
     )
     appConnectionProperties: AppConnectionProperties | None = None
+    actors: list[dict[str, Any]] | None = Field(
+        None, description="Deprecated alias of actorRuntime.activeActors"
+    )
     actorRuntime: ActorRuntime | None = None
 
 
@@ -443,3 +446,44 @@ class DashboardResponse(BaseModel):
     actors: dict[str, Any] = Field(description="The actor runtime (Dapr's actorRuntime)")
     traffic: DashboardTraffic | None = Field(description="null when metrics are off")
     errors: list[DashboardError] = Field(description="The last error answers, newest first")
+
+
+# -- actors ----------------------------------------------------------------------------------------
+
+
+class ActorStateRequest(BaseModel):
+    key: str
+    value: Any = None
+    etag: str | None = None
+    metadata: dict[str, str] | None = Field(None, description="ttlInSeconds: the value's lifetime")
+
+
+class ActorStateOperation(BaseModel):
+    operation: Literal["upsert", "delete"]
+    request: ActorStateRequest
+
+
+class ReminderRequest(BaseModel):
+    dueTime: str | None = Field(None, description="A duration (10s, PT10S) or an RFC 3339 time")
+    period: str | None = Field(None, description="A duration, or R<n>/<duration>; empty: one tick")
+    ttl: str | None = Field(None, description="A duration or an RFC 3339 time: no tick after it")
+    data: Any = None
+    overwrite: bool | None = Field(None, description="false: refuse to replace an existing reminder")
+    failure_policy: dict[str, Any] | None = Field(None, description='{"constant": {...}} or {"drop": {}}')
+
+
+class Reminder(BaseModel):
+    actorID: str
+    actorType: str
+    data: Any = None
+    dueTime: str
+    period: str
+    ttl: str | None = Field(None, description="When the reminder expires (RFC 3339)")
+
+
+class TimerRequest(BaseModel):
+    dueTime: str | None = None
+    period: str | None = None
+    ttl: str | None = None
+    callback: str | None = None
+    data: Any = None

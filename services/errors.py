@@ -535,3 +535,97 @@ def wasm_function_exists(function_id: str) -> ApiError:
 
 def wasm_module_invalid(name: str, reason: str) -> ApiError:
     return ApiError(400, "ERR_WASM_MODULE_INVALID", f"wasm function {name}: {reason}")
+
+
+# -- actors ----------------------------------------------------------------------------------------
+
+
+def bad_request(reason: str) -> ApiError:
+    return ApiError(400, "ERR_BAD_REQUEST", f"invalid request: {reason}")
+
+
+def actor_type_reserved(actor_type: str) -> ApiError:
+    return ApiError(
+        403, "ERR_ACTOR_TYPE_RESERVED", f"actor type {actor_type} is reserved for Dapr's internal use"
+    )
+
+
+def actor_runtime_closed() -> ApiError:
+    return ApiError(503, "ERR_ACTOR_RUNTIME_CLOSED", "actor runtime is closed")
+
+
+def actor_no_address() -> ApiError:
+    """No live sidecar hosts the type (daprd: the placement table has no entry for it)."""
+    return ApiError(404, "ERR_ACTOR_NO_ADDRESS", "did not find address for actor")
+
+
+def actor_no_app_channel() -> ApiError:
+    return ApiError(400, "ERR_ACTOR_NO_APP_CHANNEL", "app channel is not initialized")
+
+
+def actor_runtime_not_found() -> ApiError:
+    return ApiError(
+        500,
+        "ERR_ACTOR_RUNTIME_NOT_FOUND",
+        "the state store is not configured to use the actor runtime. Have you set the - name: "
+        'actorStateStore value: "true" in your state store component file?',
+    )
+
+
+def actor_instance_missing() -> ApiError:
+    return ApiError(400, "ERR_ACTOR_INSTANCE_MISSING", "actor instance is missing")
+
+
+def actor_invoke_failed(reason: str) -> ApiError:
+    return ApiError(500, "ERR_ACTOR_INVOKE_METHOD", f"error invoke actor method: {reason}")
+
+
+def actor_stack_depth() -> ApiError:
+    return ApiError(500, "ERR_ACTOR_STACK_DEPTH", "maximum stack depth exceeded")
+
+
+def actor_state_get_failed(reason: Exception | str) -> ApiError:
+    return ApiError(500, "ERR_ACTOR_STATE_GET", f"error getting actor state: {reason}")
+
+
+def actor_state_transaction_failed(reason: Exception | str) -> ApiError:
+    return ApiError(
+        500, "ERR_ACTOR_STATE_TRANSACTION_SAVE", f"error saving actor transaction state: {reason}"
+    )
+
+
+def actor_reminder_non_hosted() -> ApiError:
+    return ApiError(
+        403,
+        "ERR_ACTOR_REMINDER_NON_HOSTED",
+        "operations on actor reminders are only possible on hosted actor types",
+    )
+
+
+def actor_reminder_create_failed(reason: Exception | str) -> ApiError:
+    return ApiError(500, "ERR_ACTOR_REMINDER_CREATE", f"error creating actor reminder: {reason}")
+
+
+def actor_reminder_get_failed(reason: Exception | str) -> ApiError:
+    return ApiError(500, "ERR_ACTOR_REMINDER_GET", f"error getting actor reminder: {reason}")
+
+
+def actor_reminder_delete_failed(reason: Exception | str) -> ApiError:
+    return ApiError(500, "ERR_ACTOR_REMINDER_DELETE", f"error deleting actor reminder: {reason}")
+
+
+def actor_reminder_not_found(name: str) -> ApiError:
+    return ApiError(404, "ERR_ACTOR_REMINDER_NOT_FOUND", f"actor reminder not found: {name}")
+
+
+def actor_reminder_exists(name: str) -> ApiError:
+    return ApiError(409, "ERR_ACTOR_REMINDER_ALREADY_EXISTS", f"actor reminder already exists: {name}")
+
+
+def actor_timer_create_failed(reason: Exception | str) -> ApiError:
+    return ApiError(500, "ERR_ACTOR_TIMER_CREATE", f"error creating actor timer: {reason}")
+
+
+def actor_forward_refused() -> ApiError:
+    """A call forwarded by another sidecar without the fleet's mesh token."""
+    return ApiError(403, "ERR_PERMISSION_DENIED", "a forwarded actor call must carry the mesh token")

@@ -11,6 +11,7 @@ from components.loaded import ComponentStore, LoadedComponent
 from mesh.app_health import AppHealth
 from mesh.ratelimit import RateLimits
 from mesh.tcpcopy import TcpCopy
+from services.actors import ActorRuntime
 from services.bindings.directions import directions
 from services.invocation import InvocationService
 from services.pubsub.subscriptions import Subscription
@@ -40,6 +41,7 @@ class MetadataService:
     rate_limits: RateLimits | None = None
     wasm: WasmService | None = None
     app_health: AppHealth | None = None
+    actors: ActorRuntime | None = None
     extended: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
@@ -64,6 +66,11 @@ class MetadataService:
             },
             "actorRuntime": {"runtimeStatus": "DISABLED", "hostReady": False, "placement": ""},
         }
+        if self.actors is not None:
+            runtime = self.actors.describe()
+            body["actorRuntime"] = runtime
+            if runtime["activeActors"]:  # Dapr's deprecated alias
+                body["actors"] = runtime["activeActors"]
         subscriptions = self.subscriptions()
         if subscriptions:
             body["subscriptions"] = [_subscription(s) for s in subscriptions]

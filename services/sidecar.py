@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.actors import ActorRuntime
 from services.actuator import ActuatorService
 from services.bindings import BindingsService
 from services.configuration import ConfigurationService
@@ -35,3 +36,5 @@ class Services:
     wasm: WasmService
     actuator: ActuatorService
     dashboard: DashboardService
+    actors: ActorRuntime | None = None
+    """None until the runtime has built it (and in sidecars assembled without one)."""

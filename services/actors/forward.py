@@ -1,0 +1,100 @@
+"""Calls for an actor owned by another sidecar go to that sidecar's own ``/v1.0/actors/...`` route
+(its HTTP API address from placement), over l8's keep-alive HTTP client, one per peer.
+
+A forwarded call carries ``l8-actor-hops`` (how many sidecars it has passed) and the fleet's
+``l8-mesh-token`` when one is configured (else the API token the fleet shares, if any). A sidecar
+forwards a call that was already forwarded only once more (tables may differ for a moment while
+membership changes); past that it answers that the actor has no address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import quote
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from mesh.app_channel import AppResponse
+from mesh.http_client import HttpClient, HttpError
+from services import errors
+
+HOPS = "l8-actor-hops"
+MAX_HOPS = 2
+_DROPPED = frozenset(
+    {
+        "host",
+        "content-length",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "dapr-api-token",
+        "l8-mesh-token",
+        HOPS,
+    }
+)
+
+
+class PeerUnreachable(Exception):
+    pass
+
+
+def api_path(actor_type: str, actor_id: str) -> str:
+    """The actor's path on a sidecar's API: ``/v1.0/actors/{type}/{id}``, escaped."""
+    return f"/v1.0/actors/{quote(actor_type, safe='')}/{quote(actor_id, safe='')}"
+
+
+def hops(headers: Sequence[tuple[str, str]]) -> int:
+    for name, value in headers:
+        if name.lower() == HOPS:
+            return int(value) if value.isdigit() else MAX_HOPS
+    return 0
+
+
+def passed_on(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The caller's headers less those of the hop and of this sidecar's own authentication."""
+    return [(name, value) for name, value in headers if name.lower() not in _DROPPED]
+
+
+class Peers:
+    def __init__(self, auth: tuple[str, str] | None = None, timeout: float | None = None) -> None:
+        self._auth = auth
+        self._timeout = timeout
+        self._clients: dict[str, HttpClient] = {}
+
+    async def forward(
+        self,
+        address: str,
+        method: str,
+        target: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        hop: int,
+    ) -> AppResponse:
+        """Send the call to the sidecar at ``address`` (``host:port``); its answer whole."""
+        if hop >= MAX_HOPS:
+            raise errors.actor_no_address()
+        outgoing = [*passed_on(headers), (HOPS, str(hop + 1))]
+        if self._auth is not None:
+            outgoing.append(self._auth)
+        client = self._client(address)
+        try:
+            answer = await client.request(method, target, outgoing, body or None, self._timeout)
+        except HttpError as exc:
+            raise PeerUnreachable(f"sidecar {address} did not answer: {exc}") from None
+        received = CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in answer.headers)
+        return AppResponse(answer.status, CIMultiDictProxy(received), answer.body)
+
+    def _client(self, address: str) -> HttpClient:
+        client = self._clients.get(address)
+        if client is None:
+            host, _, port = address.rpartition(":")
+            client = self._clients[address] = HttpClient("http", host.strip("[]"), int(port), max_idle=64)
+        return client
+
+    async def aclose(self) -> None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await client.aclose()

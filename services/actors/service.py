@@ -1,0 +1,370 @@
+"""The actor runtime: Dapr's actor API (dapr-http-api.md section 12) over placement, the activation
+table, the app, the actor state store and the scheduler.
+
+A call for an actor goes to its owner by placement: here, it waits for the actor's turn on its
+activation (activated, and claimed, on first use) and is made to the app; elsewhere, it is
+forwarded to the owner sidecar. The runtime follows the app's ``/dapr/config`` (which types this
+sidecar hosts), placement's changes (actors now owned elsewhere are deactivated here) and its
+fencing (every activation dropped at once), and deactivates idle actors in a periodic sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+import structlog
+
+from mesh.app_channel import AppResponse, AppUnreachable
+from mesh.placement.base import Placement
+from services import errors
+from services.actors.activation import Activation, Deactivated
+from services.actors.app import ERROR_HEADER, JSON, REENTRANCY_HEADER, ActorApp, cancels
+from services.actors.config import NO_ACTORS, ActorConfig, TypeConfig
+from services.actors.forward import Peers, PeerUnreachable, api_path, passed_on
+from services.actors.names import check_actor, check_name, reminder_parts
+from services.actors.reminders import KIND, Reminders, tick_body
+from services.actors.state import ActorState
+from services.actors.table import ActivationTable
+from services.actors.timers import Timer, parse_timer, run_timer
+from services.errors import ApiError
+from services.scheduler.base import JobKey, Outcome, Tick
+
+log = structlog.get_logger(__name__)
+
+Headers = Sequence[tuple[str, str]]
+
+
+class ActorRuntime:
+    def __init__(
+        self,
+        app_id: str,
+        placement: Placement,
+        app: ActorApp,
+        state: ActorState,
+        reminders: Reminders,
+        peers: Peers,
+        *,
+        claim_timeout: float = 10.0,
+        sweep_interval: float | None = None,
+    ) -> None:
+        self.app_id = app_id
+        self.placement = placement
+        self.app = app
+        self.state = state
+        self.reminders = reminders
+        self.peers = peers
+        self.table = ActivationTable(placement, app, claim_timeout=claim_timeout)
+        self.config: ActorConfig = NO_ACTORS
+        self.configured = False
+        """Whether the app's ``/dapr/config`` has been read."""
+        self.closed = False
+        self._sweep_interval = sweep_interval
+        self._sweep: asyncio.Task[None] | None = None
+        self._follow = asyncio.Lock()
+
+    # -- life ----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Follow placement and sweep idle actors; deliver reminders this sidecar's scheduler claims."""
+        self.placement.on_change(self._rebalance)
+        self.placement.on_fenced(self._fenced)
+        scheduler = self.reminders.scheduler
+        if scheduler is not None:
+            scheduler.deliver(KIND, self.deliver_reminder, accept=self.accepts)
+        self._sweep = asyncio.get_running_loop().create_task(self._sweep_idle(), name="actor idle sweep")
+
+    async def apply(self, config: ActorConfig) -> None:
+        """The app's configuration (read at start and after each restart of the app)."""
+        async with self._follow:
+            gone = set(self.config.types) - set(config.types)
+            self.config = config
+            self.configured = True
+            await self.placement.host(config.hosted)
+            if gone:
+                await self.table.deactivate_all(a for a in self.table.activations() if a.actor_type in gone)
+
+    async def aclose(self) -> None:
+        """Refuse new calls, drain and deactivate every actor (each within its type's drain
+        timeout), stop the sweep. Placement and the scheduler close after this."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweep
+        await self.table.deactivate_all(self.table.activations())
+        await self.table.aclose()
+        await self.peers.aclose()
+
+    # -- the metadata API ----------------------------------------------------------------------------
+
+    def active_actors(self) -> list[dict[str, Any]]:
+        return [{"type": t, "count": n} for t, n in sorted(self.table.counts().items())]
+
+    def describe(self) -> dict[str, Any]:
+        """Dapr's ``actorRuntime``."""
+        status = "RUNNING" if self.configured else "INITIALIZING"
+        if not self.app.configured:
+            status = "DISABLED"
+        return {
+            "runtimeStatus": status,
+            "activeActors": self.active_actors(),
+            "hostReady": self.configured and bool(self.config.types),
+            "placement": str(self.placement.describe().get("status", "")),
+        }
+
+    # -- invoke --------------------------------------------------------------------------------------
+
+    async def invoke(
+        self,
+        actor_type: str,
+        actor_id: str,
+        method: str,
+        *,
+        verb: str = "PUT",
+        query: str = "",
+        headers: Headers = (),
+        body: bytes = b"",
+        hop: int = 0,
+    ) -> AppResponse:
+        """Call ``method`` (escaped) of the actor on its owner. The app's answer when it is 200
+        (or carries ``X-Daprerrorresponseheader``); a forwarded call's answer as the owner gave it."""
+        check_actor(actor_type, actor_id)
+        while True:
+            activation = await self._here(actor_type, actor_id)
+            if isinstance(activation, str):
+                target = f"{api_path(actor_type, actor_id)}/method/{method}"
+                return await self._forward(activation, verb, target, query, headers, body, hop)
+            try:
+                return await self._call(activation, method, query, headers, body)
+            except Deactivated:
+                continue
+
+    async def _here(self, actor_type: str, actor_id: str) -> Activation | str:
+        """The actor's activation here, or the address of the sidecar that owns it."""
+        if self.closed:
+            raise errors.actor_runtime_closed()
+        owner = await self.placement.lookup(actor_type, actor_id)
+        if owner is None:
+            raise errors.actor_no_address()
+        if owner != self.placement.address:
+            return owner
+        if actor_type not in self.config.types:
+            raise errors.actor_no_address()
+        return await self.table.activate(actor_type, actor_id, self.config.of(actor_type))
+
+    async def _forward(
+        self, owner: str, verb: str, target: str, query: str, headers: Headers, body: bytes, hop: int
+    ) -> AppResponse:
+        try:
+            return await self.peers.forward(
+                owner, verb, f"{target}?{query}" if query else target, headers, body, hop
+            )
+        except PeerUnreachable as exc:
+            raise errors.actor_invoke_failed(str(exc)) from None
+
+    async def _call(
+        self, activation: Activation, method: str, query: str, headers: Headers, body: bytes
+    ) -> AppResponse:
+        outgoing = passed_on(headers)
+        chain = None
+        if activation.config.reentrancy:
+            chain = next((v for n, v in outgoing if n.lower() == REENTRANCY_HEADER.lower()), None)
+            if chain is None:
+                chain = str(uuid.uuid4())
+                outgoing.append((REENTRANCY_HEADER, chain))
+        async with activation.turn(chain):
+            try:
+                response = await self.app.invoke(
+                    activation.actor_type,
+                    activation.actor_id,
+                    method,
+                    query=query,
+                    headers=outgoing,
+                    body=body,
+                )
+            except AppUnreachable as exc:
+                raise errors.actor_invoke_failed(str(exc)) from None
+        if response.status != 200 and ERROR_HEADER not in response.headers:
+            text = response.body.decode("utf-8", errors="replace")
+            raise errors.actor_invoke_failed(f"error from actor service: ({response.status}) {text}")
+        return response
+
+    # -- state ---------------------------------------------------------------------------------------
+
+    def _active(self, actor_type: str, actor_id: str) -> None:
+        check_actor(actor_type, actor_id)
+        if self.closed:
+            raise errors.actor_runtime_closed()
+        self.state.require()
+        if self.table.get(actor_type, actor_id) is None:
+            raise errors.actor_instance_missing()
+
+    async def get_state(self, actor_type: str, actor_id: str, key: str) -> Any:
+        self._active(actor_type, actor_id)
+        return await self.state.get(actor_type, actor_id, key)
+
+    async def transact_state(self, actor_type: str, actor_id: str, body: Any) -> None:
+        self._active(actor_type, actor_id)
+        await self.state.transact(actor_type, actor_id, body)
+
+    # -- reminders -----------------------------------------------------------------------------------
+
+    def _hosted(self, actor_type: str, actor_id: str, name: str) -> None:
+        check_actor(actor_type, actor_id)
+        check_name("reminder", name)
+        if self.closed:
+            raise errors.actor_runtime_closed()
+        if actor_type not in self.config.types:
+            raise errors.actor_reminder_non_hosted()
+
+    async def create_reminder(self, actor_type: str, actor_id: str, name: str, body: Any) -> None:
+        self._hosted(actor_type, actor_id, name)
+        await self.reminders.create(actor_type, actor_id, name, body)
+
+    async def get_reminder(self, actor_type: str, actor_id: str, name: str) -> dict[str, Any]:
+        self._hosted(actor_type, actor_id, name)
+        return await self.reminders.get(actor_type, actor_id, name)
+
+    async def delete_reminder(self, actor_type: str, actor_id: str, name: str) -> None:
+        self._hosted(actor_type, actor_id, name)
+        await self.reminders.delete(actor_type, actor_id, name)
+
+    def accepts(self, key: JobKey) -> bool:
+        """Which due reminders this sidecar's scheduler claims: those of the types it hosts (a
+        tick claimed by a sidecar that no longer owns the actor is forwarded to the owner)."""
+        parts = reminder_parts(key.name)
+        return parts is not None and parts[0] in self.config.types and not self.closed
+
+    async def deliver_reminder(self, tick: Tick) -> Outcome:
+        """A tick as a turn of the actor on its owner (``PUT .../method/remind/{name}``)."""
+        parts = reminder_parts(tick.job.key.name)
+        if parts is None:
+            log.error("a reminder job with a name that is not <type>||<id>||<name>", job=tick.job.key.name)
+            return Outcome.CANCEL
+        actor_type, actor_id, name = parts
+        try:
+            response = await self.invoke(
+                actor_type,
+                actor_id,
+                f"remind/{quote(name, safe='')}",
+                headers=[("Content-Type", JSON)],
+                body=tick_body(tick.job),
+            )
+        except ApiError as exc:
+            log.warning(
+                "a reminder was not delivered", reminder=name, actor_type=actor_type, error=exc.message
+            )
+            return Outcome.FAILED
+        if response.status != 200:
+            return Outcome.FAILED
+        return Outcome.CANCEL if cancels(response) else Outcome.DONE
+
+    # -- timers --------------------------------------------------------------------------------------
+
+    async def create_timer(
+        self, actor_type: str, actor_id: str, name: str, body: Any, raw: bytes, headers: Headers, hop: int
+    ) -> AppResponse | None:
+        """None when the timer was created here; the owner's answer when it was forwarded."""
+        check_actor(actor_type, actor_id)
+        check_name("timer", name)
+        try:
+            timer = parse_timer(name, body)
+        except ValueError as exc:
+            raise errors.actor_timer_create_failed(exc) from None
+        while True:
+            activation = await self._here(actor_type, actor_id)
+            if isinstance(activation, str):
+                target = f"{api_path(actor_type, actor_id)}/timers/{quote(name, safe='')}"
+                return await self._forward(activation, "PUT", target, "", headers, raw, hop)
+            if activation.closing:
+                continue
+            self._start_timer(activation, timer)
+            return None
+
+    def _start_timer(self, activation: Activation, timer: Timer) -> None:
+        old = activation.timers.pop(timer.name, None)
+        if old is not None:
+            old.cancel()
+
+        async def fire(timer: Timer) -> bool:
+            try:
+                async with activation.turn():
+                    response = await self.app.fire(*activation.key, "timer", timer.name, timer.body())
+            except Deactivated:
+                return False
+            except (AppUnreachable, ApiError) as exc:
+                log.warning("a timer tick was not delivered", timer=timer.name, error=str(exc))
+                return True
+            return not cancels(response)
+
+        async def run() -> None:
+            try:
+                await run_timer(timer, fire)
+            finally:
+                if activation.timers.get(timer.name) is task:
+                    del activation.timers[timer.name]
+
+        task = asyncio.get_running_loop().create_task(run(), name=f"actor timer {timer.name}")
+        activation.timers[timer.name] = task
+
+    async def delete_timer(
+        self, actor_type: str, actor_id: str, name: str, headers: Headers, hop: int
+    ) -> AppResponse | None:
+        check_actor(actor_type, actor_id)
+        check_name("timer", name)
+        if self.closed:
+            raise errors.actor_runtime_closed()
+        owner = await self.placement.lookup(actor_type, actor_id)
+        if owner is not None and owner != self.placement.address:
+            target = f"{api_path(actor_type, actor_id)}/timers/{quote(name, safe='')}"
+            return await self._forward(owner, "DELETE", target, "", headers, b"", hop)
+        activation = self.table.get(actor_type, actor_id)
+        if activation is not None:
+            task = activation.timers.pop(name, None)
+            if task is not None:
+                task.cancel()
+        return None
+
+    # -- placement's changes and the sweep -----------------------------------------------------------
+
+    async def _rebalance(self) -> None:
+        """Deactivate here the actors placement now gives to another sidecar."""
+        moved = []
+        for activation in self.table.activations():
+            owner = await self.placement.lookup(*activation.key)
+            if owner != self.placement.address:
+                moved.append(activation)
+        if moved:
+            log.info("actors moved to other sidecars", count=len(moved))
+
+        def drain(activation: Activation) -> float:
+            config: TypeConfig = activation.config
+            return config.drain_timeout.total_seconds() if config.drain_rebalanced else 0.0
+
+        await self.table.deactivate_all(moved, drain)
+
+    async def _fenced(self) -> None:
+        dropped = self.table.fence()
+        if dropped:
+            log.warning("placement lease not renewed in time: every actor here dropped", count=dropped)
+
+    def _interval(self) -> float:
+        if self._sweep_interval is not None:
+            return self._sweep_interval
+        idle = [c.idle_timeout.total_seconds() for c in self.config.types.values()]
+        return max(0.05, min(1.0, min(idle, default=1.0) / 4))
+
+    async def _sweep_idle(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval())
+            idle = self.table.idle(time.monotonic())
+            if idle:
+                await self.table.deactivate_all(idle)

@@ -1,0 +1,120 @@
+"""Actor timers: in memory, they live and die with the activation, and each tick is a turn of the
+actor (``PUT /actors/{type}/{id}/method/timer/{name}``). A tick answered with
+``X-Daprremindercancel: true`` ends the timer, as does its ``ttl`` or its repetitions running out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import structlog
+
+from services import durations
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True, frozen=True)
+class Schedule:
+    """When a reminder's or timer's ticks fall, from its ``dueTime``, ``period`` and ``ttl``."""
+
+    due_time: str
+    period: str
+    ttl: str
+    first: datetime
+    every: durations.Period
+    expires: datetime | None
+
+    @classmethod
+    def parse(cls, due_time: str, period: str, ttl: str, now: datetime) -> Schedule:
+        """Raises ValueError naming the bad field."""
+        first = durations.due_time(due_time, now)
+        every = durations.period(period)
+        expires = durations.expiry(ttl, now) if ttl else None
+        if expires is not None and expires < first:
+            raise ValueError(f"ttl {ttl!r} ends before the due time")
+        return cls(due_time, period, ttl, first, every, expires)
+
+    def following(self, tick: datetime, count: int) -> datetime | None:
+        """The tick after the ``count``-th one (at ``tick``), or None when there is no other."""
+        if self.every.every is None:
+            return None
+        if self.every.repetitions is not None and count >= self.every.repetitions:
+            return None
+        following = tick + self.every.every
+        if self.expires is not None and following > self.expires:
+            return None
+        return following
+
+
+@dataclass(slots=True, frozen=True)
+class Timer:
+    name: str
+    callback: str
+    data: bytes | None
+    schedule: Schedule
+
+    def body(self) -> bytes:
+        """Dapr's timer tick body: ``{"callback","data","dueTime","period"}``."""
+        fields: dict[str, Any] = {"callback": self.callback}
+        if self.data is not None:
+            fields["data"] = orjson.Fragment(self.data)
+        fields["dueTime"] = self.schedule.due_time
+        fields["period"] = self.schedule.period
+        return orjson.dumps(fields)
+
+
+def string_field(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string")
+    return value
+
+
+def parse_timer(name: str, body: Any, now: datetime | None = None) -> Timer:
+    """A timer from the create request's JSON body; ValueError names what is wrong."""
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    data = body.get("data")
+    schedule = Schedule.parse(
+        string_field(body, "dueTime"),
+        string_field(body, "period"),
+        string_field(body, "ttl"),
+        now or datetime.now(UTC),
+    )
+    raw = None if data is None else orjson.dumps(data)
+    return Timer(name, string_field(body, "callback"), raw, schedule)
+
+
+Fire = Callable[[Timer], Awaitable[bool]]
+"""Deliver one tick as a turn; ``False`` when the timer must stop (cancelled by the app, or the
+activation is gone)."""
+
+
+async def run_timer(timer: Timer, fire: Fire) -> None:
+    """Until the timer ends or its task is cancelled. A tick in progress is shielded from the
+    cancellation, so the activation's drain waits for it rather than cutting the app's call."""
+    tick: datetime | None = timer.schedule.first
+    count = 0
+    while tick is not None:
+        delay = (tick - datetime.now(UTC)).total_seconds()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        count += 1
+        if not await asyncio.shield(fire(timer)):
+            return
+        following = timer.schedule.following(tick, count)
+        # A tick late by more than a period is not made up: the next one is a period from now.
+        now = datetime.now(UTC)
+        if following is not None and following < now:
+            following = now + (timer.schedule.every.every or timedelta(0))
+            if timer.schedule.expires is not None and following > timer.schedule.expires:
+                following = None
+        tick = following
