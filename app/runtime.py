@@ -16,7 +16,7 @@ from app.metrics import metric_spec, start_metrics, track_counters
 from app.settings import Settings
 from app.tracing import tracing_spec
 from components import registry
-from components.errors import ComponentInitError, MetadataError
+from components.errors import ComponentError, ComponentInitError, MetadataError
 from components.loaded import ComponentStore, LoadedComponent
 from components.metadata import lookup
 from components.resources import ComponentResource, ResourceError, Resources, load_resources
@@ -24,6 +24,7 @@ from mesh.app_channel import AppChannel
 from mesh.app_health import AppHealth, AppHealthSettings, AppStatus
 from mesh.errors import SettingsError
 from mesh.name_resolution import build_resolver
+from mesh.placement.factory import build_placement
 from mesh.proxy import MESH_TOKEN, Proxy
 from mesh.ratelimit import RateLimits, build_rate_limits
 from mesh.resiliency import Outbound, Resiliency
@@ -35,6 +36,8 @@ from observability.recent_errors import RecentErrors
 from observability.tracing import start_tracing
 from observability.traffic import TrafficWindow
 from routers.dashboard import DASHBOARD_TEMPLATES
+from services.actors import ActorRuntime, build_actor_runtime
+from services.actors.config import ConfigWatch
 from services.actuator import ActuatorService, AppInfo
 from services.bindings import BindingsService
 from services.configuration import ConfigurationService
@@ -43,6 +46,8 @@ from services.errors import ApiError
 from services.files import FileService
 from services.http_endpoints import http_endpoints
 from services.invocation import InvocationService
+from services.jobs import KIND as JOB_KIND
+from services.jobs import JobsService, JobTrigger
 from services.lock import LockService
 from services.metadata import MetadataService, Versions
 from services.pubsub.declarative import declarative_subscriptions
@@ -50,6 +55,7 @@ from services.pubsub.discovery import SubscriptionDiscovery
 from services.pubsub.publisher import PubSubService
 from services.pubsub.subscriber import Subscriber
 from services.pubsub.subscriptions import Subscription
+from services.scheduler.service import SchedulerService, build_scheduler
 from services.secret_refs import SecretRefs
 from services.secret_scopes import SecretScopes
 from services.secrets import SecretsService
@@ -242,6 +248,7 @@ class Runtime:
         if metrics is not None:
             self.app_channel.metrics = metrics.http_client
         self.app_health = _app_health(settings, self.app_channel)
+        scheduler = await self._start_scheduler()
         sequencer = await SequencerService.start(self._of("sequencer"), app_id, self._outbound("sequencer"))
         self._stack.push_async_callback(sequencer.aclose)
         # Closed before the app channel and the stores: no update is delivered past shutdown.
@@ -285,7 +292,10 @@ class Runtime:
             rate_limits=self.rate_limits,
             wasm=wasm,
             app_health=self.app_health,
+            scheduler_addresses=scheduler.addresses,
         )
+        actors = await self._start_actors(state, scheduler)
+        metadata.actors = actors
         actuator = ActuatorService.from_components(
             self.components, AppInfo(app_id, __version__, DAPR_API_VERSION, self.started)
         )
@@ -303,6 +313,9 @@ class Runtime:
             wasm=wasm,
             actuator=actuator,
             dashboard=DashboardService(metadata, actuator, self.recent_errors, self._traffic()),
+            scheduler=scheduler,
+            jobs=JobsService(scheduler, app_id),
+            actors=actors,
         )
         try:
             await wasm.start(settings.wasm.functions)
@@ -322,11 +335,26 @@ class Runtime:
         await self._start_subscriptions()
         await self._start_input_bindings(bindings)
         self._start_app_health(bindings)
+        self._follow_actor_config(actors)
         log.info(
             "components ready",
             components=[f"{c.name} ({c.type})" for c in self.components],
             resources=[str(p) for p in settings.resources_paths] or EMBEDDED,
         )
+
+    async def _start_scheduler(self) -> SchedulerService:
+        """The scheduler on the name-resolution store (SQLite under data_dir when static), closed
+        before the app channel; jobs are triggered on the app only when there is one."""
+        settings = self.settings
+        scheduler = build_scheduler(settings.name_resolution, settings.data_dir, settings.app_id)
+        self._stack.push_async_callback(scheduler.close)
+        try:
+            await scheduler.start()
+        except ComponentError as exc:
+            raise StartupError(f"scheduler: {exc}") from None
+        if self.app_channel.configured:
+            scheduler.deliver(JOB_KIND, JobTrigger(self.app_channel))
+        return scheduler
 
     async def _start_secret_stores(self, resources: list[ComponentResource]) -> None:
         """Secret stores start first, each once the store its own ``secretKeyRef`` reads has
@@ -399,6 +427,38 @@ class Runtime:
             metadata,
             resource.source,
         )
+
+    async def _start_actors(self, state: StateService, scheduler: SchedulerService) -> ActorRuntime:
+        """Placement on the name-resolution server (one sidecar alone: itself), then the actor
+        runtime over it and the scheduler. The exit stack closes the runtime first (it drains every
+        actor), then placement, then the scheduler."""
+        settings = self.settings
+        placement = build_placement(settings.name_resolution)
+        self._stack.push_async_callback(placement.aclose)
+        await placement.start(settings.app_id, self._address())
+        actors = build_actor_runtime(
+            settings.app_id,
+            placement,
+            self.app_channel,
+            state,
+            self._of("state"),
+            scheduler,
+            sidecar_auth=_sidecar_auth(settings),
+        )
+        self._stack.push_async_callback(actors.aclose)
+        actors.start()
+        return actors
+
+    def _follow_actor_config(self, actors: ActorRuntime) -> None:
+        """The app's ``/dapr/config``, read once it listens and after each restart."""
+        watch = ConfigWatch(self.app_channel, self.settings.app_id, actors.apply)
+        task = asyncio.create_task(watch.run(), name="actor configuration")
+        self._stack.push_async_callback(_cancel, task)
+
+    def _address(self) -> str:
+        """This sidecar's HTTP API as other sidecars reach it."""
+        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "::", "") else self.settings.host
+        return f"{host}:{self.settings.http_port}"
 
     def _bindings(self) -> BindingsService:
         try:
@@ -488,8 +548,7 @@ class Runtime:
 
     async def _start_name_resolution(self, resolver: Resolver) -> None:
         # A registry's default address for this sidecar (advertiseAddress overrides it).
-        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "::", "") else self.settings.host
-        address = f"{host}:{self.settings.http_port}"
+        address = self._address()
         self._stack.push_async_callback(resolver.aclose)  # idempotent: also after a failed start
         try:
             await resolver.start(self.settings.app_id, address)
@@ -543,11 +602,7 @@ def _invocation_service(
     resiliency: Resiliency,
 ) -> InvocationService:
     token = settings.app_api_token.get_secret_value() if settings.app_api_token else None
-    sidecar_auth = None
-    if settings.mesh_token is not None:
-        sidecar_auth = (MESH_TOKEN, settings.mesh_token.get_secret_value())
-    elif settings.api_token is not None:  # a fleet sharing one API token
-        sidecar_auth = ("dapr-api-token", settings.api_token.get_secret_value())
+    sidecar_auth = _sidecar_auth(settings)
     return InvocationService(
         settings.app_id,
         app_channel.base_url,
@@ -561,6 +616,16 @@ def _invocation_service(
         sidecar_auth,
         app_channel.pipeline,
     )
+
+
+def _sidecar_auth(settings: Settings) -> tuple[str, str] | None:
+    """What a call to another sidecar of the fleet carries: the mesh token, else the API token the
+    fleet shares (if any)."""
+    if settings.mesh_token is not None:
+        return (MESH_TOKEN, settings.mesh_token.get_secret_value())
+    if settings.api_token is not None:
+        return ("dapr-api-token", settings.api_token.get_secret_value())
+    return None
 
 
 def _app_connection(settings: Settings, health: AppHealth | None) -> dict[str, Any]:

@@ -487,3 +487,45 @@ class TimerRequest(BaseModel):
     ttl: str | None = None
     callback: str | None = None
     data: Any = None
+
+
+class JobFailurePolicy(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"constant": {"interval": "5s", "maxRetries": 3}}}
+    )
+
+    constant: dict[str, Any] | None = Field(
+        None, description='retried every "interval" (a duration), up to "maxRetries" (absent: no limit)'
+    )
+    drop: dict[str, Any] | None = Field(None, description="{}: a failed tick is not retried")
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"schedule": "@every 1m", "repeats": 10, "data": {"task": "backup"}}}
+    )
+
+    schedule: str | None = Field(
+        None,
+        description="@every <duration>, @yearly/@annually/@monthly/@weekly/@daily/@midnight/@hourly, "
+        "or cron with six fields (seconds first), in UTC",
+    )
+    dueTime: str | None = Field(None, description="the first tick: a duration from now or an RFC 3339 time")
+    repeats: int | None = Field(None, ge=0, description="how many ticks in all")
+    ttl: str | None = Field(None, description="no tick after this: a duration from now or an RFC 3339 time")
+    data: Any = Field(None, description="any JSON, sent as the body of POST /job/{name} on the app")
+    failurePolicy: JobFailurePolicy | None = Field(None, description="default: constant, 1s, 3 retries")
+    overwrite: bool = Field(False, description="replace a job of this name (else it is an error)")
+
+
+class JobResponse(BaseModel):
+    name: str
+    schedule: str | None = None
+    repeats: int | None = None
+    dueTime: str | None = None
+    ttl: str | None = None
+    data: dict[str, Any] | None = Field(
+        None,
+        description='a protobuf Any: {"@type": "type.googleapis.com/google.protobuf.Value", "value": <data>}',
+    )
+    failurePolicy: JobFailurePolicy

@@ -5,7 +5,7 @@ sidecar wants on one page, put together from what the other services already kee
 - every component with its type, capabilities (the metadata API's) and health (the actuator's
   indicators: pinged at most once a second, however many pages poll);
 - subscriptions with their routes, rate-limit rules with their counters, wasm functions with
-  theirs, and the actors (not hosted yet: Dapr's ``DISABLED``), from the metadata API's answer;
+  theirs, and the actor runtime (its status, placement and active actors), from the metadata API's answer;
 - the traffic per building block (observability/traffic.py), sampled from the Prometheus
   histogram; absent when metrics are off;
 - the last error answers (observability/recent_errors.py).

@@ -559,10 +559,6 @@ def actor_no_address() -> ApiError:
     return ApiError(404, "ERR_ACTOR_NO_ADDRESS", "did not find address for actor")
 
 
-def actor_no_app_channel() -> ApiError:
-    return ApiError(400, "ERR_ACTOR_NO_APP_CHANNEL", "app channel is not initialized")
-
-
 def actor_runtime_not_found() -> ApiError:
     return ApiError(
         500,
@@ -629,3 +625,35 @@ def actor_timer_create_failed(reason: Exception | str) -> ApiError:
 def actor_forward_refused() -> ApiError:
     """A call forwarded by another sidecar without the fleet's mesh token."""
     return ApiError(403, "ERR_PERMISSION_DENIED", "a forwarded actor call must carry the mesh token")
+
+
+# -- jobs (the scheduler): daprd's reasons are the error codes, with an ErrorInfo ------------------
+
+
+def _job_error(status: int, reason: str, message: str, app_id: str) -> ApiError:
+    return ApiError(status, reason, message, [_error_info(reason, {"appID": app_id, "namespace": ""})])
+
+
+def job_name_in_body(app_id: str) -> ApiError:
+    return _job_error(400, "DAPR_SCHEDULER_JOB_NAME", "Set the job name in the url only", app_id)
+
+
+def job_name_empty(app_id: str) -> ApiError:
+    """An empty job name, or one with ``|`` (daprd keeps it for its own keys)."""
+    return _job_error(400, "DAPR_SCHEDULER_JOB_NAME_EMPTY", "Name is empty", app_id)
+
+
+def job_schedule_empty(app_id: str) -> ApiError:
+    return _job_error(400, "DAPR_SCHEDULER_SCHEDULE_EMPTY", "Schedule is empty", app_id)
+
+
+def schedule_job_failed(app_id: str, reason: str) -> ApiError:
+    return _job_error(500, "DAPR_SCHEDULER_SCHEDULE_JOB", f"failed to schedule job due to: {reason}", app_id)
+
+
+def get_job_failed(app_id: str, reason: str) -> ApiError:
+    return _job_error(500, "DAPR_SCHEDULER_GET_JOB", f"failed to get job due to: {reason}", app_id)
+
+
+def delete_job_failed(app_id: str, reason: str) -> ApiError:
+    return _job_error(500, "DAPR_SCHEDULER_DELETE_JOB", f"failed to delete job due to: {reason}", app_id)

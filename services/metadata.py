@@ -43,6 +43,8 @@ class MetadataService:
     app_health: AppHealth | None = None
     actors: ActorRuntime | None = None
     extended: dict[str, str] = field(default_factory=dict)
+    scheduler_addresses: Sequence[str] = ()
+    """Where the scheduler's store is (Dapr lists its scheduler services' addresses)."""
 
     def describe(self) -> dict[str, Any]:
         """Dapr's answer, plus l8's own ``nameResolution``, ``tcpCopy``, ``rateLimits``,
@@ -71,6 +73,8 @@ class MetadataService:
             body["actorRuntime"] = runtime
             if runtime["activeActors"]:  # Dapr's deprecated alias
                 body["actors"] = runtime["activeActors"]
+        if self.scheduler_addresses:  # snake_case, as daprd writes it
+            body["scheduler"] = {"connected_addresses": list(self.scheduler_addresses)}
         subscriptions = self.subscriptions()
         if subscriptions:
             body["subscriptions"] = [_subscription(s) for s in subscriptions]

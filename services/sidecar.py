@@ -12,9 +12,11 @@ from services.configuration import ConfigurationService
 from services.dashboard import DashboardService
 from services.files import FileService
 from services.invocation import InvocationService
+from services.jobs import JobsService
 from services.lock import LockService
 from services.metadata import MetadataService
 from services.pubsub.publisher import PubSubService
+from services.scheduler.base import Scheduler
 from services.secrets import SecretsService
 from services.sequencer import SequencerService
 from services.state import StateService
@@ -36,5 +38,8 @@ class Services:
     wasm: WasmService
     actuator: ActuatorService
     dashboard: DashboardService
+    scheduler: Scheduler
+    """Jobs and actor reminders, durable, fired once per tick across the app id's sidecars."""
+    jobs: JobsService
     actors: ActorRuntime | None = None
     """None until the runtime has built it (and in sidecars assembled without one)."""

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 from tests.servers import LOOPBACK, free_port
 
@@ -37,7 +38,7 @@ class Call:
     actor_id: str
     method: str
     """``echo``, ``remind/<name>``, ``timer/<name>``, or ``DELETE`` for a deactivation."""
-    headers: dict[str, str]
+    headers: CIMultiDict[str]
     body: bytes
     query: str
     at: float = field(default_factory=time.monotonic)
@@ -123,7 +124,7 @@ class ActorTestApp:
             request.match_info["type"],
             request.match_info["id"],
             method,
-            dict(request.headers),
+            CIMultiDict(request.headers),
             body,
             request.query_string,
         )

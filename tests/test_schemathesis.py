@@ -57,7 +57,9 @@ STORE_PARAMETERS = ("storeName", "secretStoreName", "name")
 # without an app is 500 ERR_APP_CHANNEL_NIL (section 8.2), and unsubscribing an unknown id is a 500
 # whose body is {"message"} only (8.3). A secret the store does not hold is 500 ERR_SECRET_GET
 # (section 7). Every output binding failure, a missing operation or an unknown binding included, is
-# 500 ERR_INVOKE_OUTPUT_BINDING (6.1). See the table in section 15.
+# 500 ERR_INVOKE_OUTPUT_BINDING (6.1). Scheduling a job whose name is taken without "overwrite" is
+# 500 DAPR_SCHEDULER_SCHEDULE_JOB, and getting a missing job 500 DAPR_SCHEDULER_GET_JOB (13.2:
+# daprd passes the scheduler's AlreadyExists and NotFound on as 500s). See the table in section 15.
 DAPR_MANDATED_500 = frozenset(
     {
         "ERR_STATE_QUERY",
@@ -72,6 +74,8 @@ DAPR_MANDATED_500 = frozenset(
         "ERR_APP_CHANNEL_NIL",
         "ERR_SECRET_GET",
         "ERR_INVOKE_OUTPUT_BINDING",
+        "DAPR_SCHEDULER_SCHEDULE_JOB",
+        "DAPR_SCHEDULER_GET_JOB",
     }
 )
 

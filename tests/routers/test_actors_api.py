@@ -32,7 +32,7 @@ async def app() -> AsyncIterator[ActorTestApp]:
 
 
 @pytest.fixture
-async def sidecar(start_sidecar: StartSidecar, app: ActorTestApp) -> Sidecar:
+async def sidecar(app: ActorTestApp, start_sidecar: StartSidecar) -> Sidecar:
     """The embedded defaults (their statestore is the actor state store) and the actor app."""
     started = await start_sidecar(resources_paths=[], app_port=app.port)
     await until_hosting(started)
@@ -127,7 +127,7 @@ async def test_metadata_shows_the_runtime_and_the_active_actors(sidecar: Sidecar
     assert "ACTOR" in statestore["capabilities"]
 
 
-async def test_a_forwarded_call_needs_the_mesh_token(start_sidecar: StartSidecar, app: ActorTestApp) -> None:
+async def test_a_forwarded_call_needs_the_mesh_token(app: ActorTestApp, start_sidecar: StartSidecar) -> None:
     sidecar = await start_sidecar(resources_paths=[], app_port=app.port, mesh_token="s3cret")
     await until_hosting(sidecar)
     refused = await sidecar.request("PUT", f"{ACTORS}/counter/a/method/echo", headers={"l8-actor-hops": "1"})
@@ -234,7 +234,7 @@ async def test_bad_state_bodies(sidecar: Sidecar, body: bytes, status: int, code
     assert_error(response, status, code)
 
 
-async def test_no_actor_state_store(start_sidecar: StartSidecar, app: ActorTestApp) -> None:
+async def test_no_actor_state_store(app: ActorTestApp, start_sidecar: StartSidecar) -> None:
     sidecar = await start_sidecar(component("plain", "state.in-memory"), app_port=app.port)
     await until_hosting(sidecar)
     assert (await sidecar.request("PUT", f"{ACTORS}/counter/c1/method/echo")).status_code == 200
@@ -249,7 +249,7 @@ async def test_no_actor_state_store(start_sidecar: StartSidecar, app: ActorTestA
 
 
 async def test_a_marked_in_memory_store_holds_actor_state(
-    start_sidecar: StartSidecar, app: ActorTestApp
+    app: ActorTestApp, start_sidecar: StartSidecar
 ) -> None:
     sidecar = await start_sidecar(
         component("actors", "state.in-memory", actorStateStore="true"), app_port=app.port

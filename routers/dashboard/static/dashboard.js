@@ -161,8 +161,11 @@ function draw(data) {
   fill("wasm", data.wasmFunctions.map((f) => [
     el("b", {}, f.id), String(f.instanceNum), String(f.calls), String(f.errors), String(f.traps),
   ]), "No functions registered.", 5);
+  const active = (data.actors.activeActors || []).map((a) => `${a.type}: ${a.count}`).join(", ");
   $("actors").textContent = data.actors.runtimeStatus === "DISABLED"
-    ? "No actors hosted (actor runtime disabled)." : `Actor runtime: ${data.actors.runtimeStatus}`;
+    ? "No actors hosted (actor runtime disabled)."
+    : `Actor runtime: ${data.actors.runtimeStatus}` + (data.actors.placement ? ` (${data.actors.placement})` : "")
+      + (active ? `; active actors: ${active}` : "; no active actors");
   fill("errors", data.errors.map((e) => [
     clock(e.time), el("span", { class: "bad" }, String(e.status)), el("code", {}, e.code || "–"),
     el("code", {}, `${e.method} ${e.route}`), e.message,
