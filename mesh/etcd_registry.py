@@ -51,6 +51,17 @@ class EtcdRegistrySettings(RegistrySettings):
         return found
 
 
+async def registry_client(etcd: EtcdConnectionMetadata) -> tuple[Any, str]:
+    """(client, "host:port") on the first endpoint that answers, for a registry or placement; a
+    SettingsError naming ``name_resolution.endpoints`` when none does."""
+    try:
+        return await first_answering(
+            etcd.addresses, etcd.username, etcd.password, etcd.dialTimeout.total_seconds()
+        )
+    except ConnectionError as exc:
+        raise SettingsError(f"name_resolution.endpoints: {exc}") from None
+
+
 class EtcdRegistry(LeasedRegistry):
     kind = "etcd"
     server_field = "endpoints"
@@ -58,11 +69,10 @@ class EtcdRegistry(LeasedRegistry):
     def __init__(self, settings: EtcdRegistrySettings) -> None:
         super().__init__(settings)
         self._etcd = settings.etcd
-        self._endpoints = settings.etcd.addresses
         self._prefix = settings.keyPrefix
         self._lease_ttl = max(1, math.ceil(self.ttl))
         self._client: Any = None
-        self._server = ",".join(f"{host}:{port}" for host, port in self._endpoints)
+        self._server = ",".join(f"{host}:{port}" for host, port in settings.etcd.addresses)
         self._lease: Any = None
 
     @property
@@ -73,15 +83,7 @@ class EtcdRegistry(LeasedRegistry):
         return f"{self._prefix}{app_id}/{member}".encode()
 
     async def _connect(self) -> None:
-        try:
-            self._client, self._server = await first_answering(
-                self._endpoints,
-                self._etcd.username,
-                self._etcd.password,
-                self._etcd.dialTimeout.total_seconds(),
-            )
-        except ConnectionError as exc:
-            raise SettingsError(f"name_resolution.endpoints: {exc}") from None
+        self._client, self._server = await registry_client(self._etcd)
 
     async def _register(self, app_id: str, member: str) -> None:
         if self._lease is not None:

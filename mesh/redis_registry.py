@@ -19,19 +19,33 @@ from mesh.registry import LeasedRegistry, RegistrySettings
 from mesh.settings import REDIS_FIELDS, redis_connection, settings_error
 
 KEY_PREFIX = "l8||nr||"
-_REGISTER = """
+REDIS_NOW_MS = """
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+"""
+"""Lua: ``ms``, Redis's own clock in milliseconds, which every sidecar's leases are scored by."""
+_REGISTER = (
+    REDIS_NOW_MS
+    + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms)
 redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 3)
 return ms
 """
-_LIVE = """
-local now = redis.call('TIME')
-local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ms, '+inf')
-"""
+)
+_LIVE = REDIS_NOW_MS + "return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ms, '+inf')"
+
+
+def registry_client(redis: RedisConnectionMetadata, read_timeout_cap: float | None = None) -> Any:
+    """The client a registry (or placement) keeps its leases with: no retries (the next beat tries
+    again), replies awaited up to ``readTimeout``, and at most ``read_timeout_cap`` seconds."""
+    from components.redis_connection import client_options, make_client
+
+    read_timeout = redis.readTimeout.total_seconds()
+    timeout = read_timeout if read_timeout > 0 else None
+    if read_timeout_cap is not None:
+        timeout = min(timeout or read_timeout_cap, read_timeout_cap)
+    return make_client(redis, client_options(redis, max_retries=0, socket_timeout=timeout))
 
 
 class RedisRegistrySettings(RegistrySettings):
@@ -64,13 +78,7 @@ class RedisRegistry(LeasedRegistry):
         return self._redis.redisHost
 
     async def _connect(self) -> None:
-        from components.redis_connection import client_options, make_client
-
-        read_timeout = self._redis.readTimeout.total_seconds()
-        options = client_options(
-            self._redis, max_retries=0, socket_timeout=read_timeout if read_timeout > 0 else None
-        )
-        self._client = make_client(self._redis, options)
+        self._client = registry_client(self._redis)
 
     async def _register(self, app_id: str, member: str) -> None:
         await self._client.eval(_REGISTER, 1, KEY_PREFIX + app_id, member, int(self.ttl * 1000))

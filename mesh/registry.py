@@ -5,7 +5,8 @@ its lease ends; callers keep what they read for at most ``cacheSeconds`` and tak
 turn (round robin).
 
 A registry subclass says how to connect, register or renew, list the live instances of an app id,
-deregister and disconnect; this class holds the heartbeat, the cache and the metadata view.
+deregister and disconnect; this class holds the heartbeat (mesh/lease.py, shared with placement),
+the cache and the metadata view.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pydantic import field_validator
 
 from components.metadata import parse_duration
 from mesh.errors import SettingsError
+from mesh.lease import LeaseKeeper
 from mesh.resolver import ResolveError
 from mesh.settings import SettingsModel, settings_error
 
@@ -64,7 +66,7 @@ class LeasedRegistry(abc.ABC):
         self.ttl = settings.ttl
         self._cache_seconds = settings.cacheSeconds
         self._advertise = settings.advertiseAddress or None
-        self._heartbeat: asyncio.Task[None] | None = None
+        self._keeper: LeaseKeeper | None = None
         self._registered: tuple[str, str] | None = None
         self._cache: dict[str, tuple[float, list[str]]] = {}
         self._turns: dict[str, int] = {}
@@ -110,16 +112,14 @@ class LeasedRegistry(abc.ABC):
                 f"name_resolution.{self.server_field}: cannot register at {self.server}: {reason}"
             ) from None
         self._registered = (app_id, member)
-        self._heartbeat = asyncio.create_task(self._renew(app_id, member), name="name resolution heartbeat")
-        log.info("registered for name resolution", app_id=app_id, address=member, registry=self.server)
 
-    async def _renew(self, app_id: str, member: str) -> None:
-        while True:
-            await asyncio.sleep(self.ttl / 3)
-            try:
-                await self._register(app_id, member)
-            except Exception as exc:  # the registry away for a while: the lease may lapse, renewals go on
-                log.warning("name resolution lease not renewed", registry=self.server, error=str(exc))
+        async def renew() -> bool:
+            await self._register(app_id, member)
+            return True
+
+        self._keeper = LeaseKeeper(self.ttl, renew, name="name resolution heartbeat")
+        self._keeper.start(asyncio.get_running_loop().time())
+        log.info("registered for name resolution", app_id=app_id, address=member, registry=self.server)
 
     async def resolve(self, app_id: str) -> str:
         now = time.monotonic()
@@ -146,11 +146,9 @@ class LeasedRegistry(abc.ABC):
         return found
 
     async def aclose(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-            self._heartbeat = None
+        if self._keeper is not None:
+            await self._keeper.stop()
+            self._keeper = None
         if self._registered is not None:
             with contextlib.suppress(Exception):
                 await self._deregister(*self._registered)  # callers stop using it at once
