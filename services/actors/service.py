@@ -106,7 +106,9 @@ class ActorRuntime:
     # -- the metadata API ----------------------------------------------------------------------------
 
     def active_actors(self) -> list[dict[str, Any]]:
-        return [{"type": t, "count": n} for t, n in sorted(self.table.counts().items())]
+        """Every hosted type with its count, 0 included (as daprd lists them)."""
+        counts = dict.fromkeys(self.config.types, 0) | self.table.counts()
+        return [{"type": t, "count": n} for t, n in sorted(counts.items())]
 
     def describe(self) -> dict[str, Any]:
         """Dapr's ``actorRuntime``."""

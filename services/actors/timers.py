@@ -60,10 +60,10 @@ class Timer:
     schedule: Schedule
 
     def body(self) -> bytes:
-        """Dapr's timer tick body: ``{"callback","data","dueTime","period"}``."""
+        """Dapr's timer tick body: ``{"callback","data","dueTime","period"}``, ``data`` null when
+        the timer has none (the Python SDK reads the key whatever the timer holds)."""
         fields: dict[str, Any] = {"callback": self.callback}
-        if self.data is not None:
-            fields["data"] = orjson.Fragment(self.data)
+        fields["data"] = None if self.data is None else orjson.Fragment(self.data)
         fields["dueTime"] = self.schedule.due_time
         fields["period"] = self.schedule.period
         return orjson.dumps(fields)

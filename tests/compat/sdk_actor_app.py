@@ -40,6 +40,9 @@ class CartActorInterface(ActorInterface):
     @actormethod(name="StopTimer")
     async def stop_timer(self) -> None: ...
 
+    @actormethod(name="StartBareTimer")
+    async def start_bare_timer(self) -> None: ...
+
 
 class CartActor(Actor, CartActorInterface, Remindable):
     async def _on_activate(self) -> None:
@@ -85,6 +88,16 @@ class CartActor(Actor, CartActorInterface, Remindable):
 
     async def stop_timer(self) -> None:
         await self.unregister_timer("tick")
+
+    async def start_bare_timer(self) -> None:
+        """A timer with no state: the SDK reads the tick's ``data`` key all the same."""
+        await self.register_timer(
+            "bare", self.on_bare_tick, None, due_time=timedelta(milliseconds=200), period=timedelta(seconds=1)
+        )
+
+    async def on_bare_tick(self, state: Any) -> None:
+        EVENTS.append({"event": "bare timer", "id": self.id.id, "state": state})
+        await self.unregister_timer("bare")
 
     async def on_tick(self, state: Any) -> None:
         EVENTS.append({"event": "timer", "id": self.id.id, "state": state})

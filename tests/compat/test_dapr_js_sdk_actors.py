@@ -131,11 +131,11 @@ async def test_js_sdk_actor_keeps_state_across_deactivation_and_gets_a_reminder_
 
     await asyncio.to_thread(calls, ("cart-1", "startReminder", ["remember me"]))
     (reminder, *_) = await app.wait_for("reminder", within=20)
-    assert reminder == {"event": "reminder", "id": "cart-1", "data": {"note": "remember me"}}
+    assert reminder == {"event": "reminder", "id": "cart-1", "data": "remember me"}
 
     await asyncio.to_thread(calls, ("cart-1", "startTimer", ["tick tock"]))
     (timer, *_) = await app.wait_for("timer", within=20)
-    assert timer == {"event": "timer", "id": "cart-1", "state": {"note": "tick tock"}}
+    assert timer == {"event": "timer", "id": "cart-1", "state": "tick tock"}
     await asyncio.to_thread(calls, ("cart-1", "stopTimer", []))
 
     assert await asyncio.to_thread(calls, ("cart-2", "getItems", [])) == [[]]

@@ -125,6 +125,9 @@ async def test_python_sdk_actor_keeps_state_across_deactivation_and_gets_a_remin
     (timer, *_) = await app.wait_for("timer", within=20)
     assert timer == {"event": "timer", "id": "cart-1", "state": {"note": "tick tock"}}
     await cart.StopTimer()
+    await cart.StartBareTimer()
+    (bare, *_) = await app.wait_for("bare timer", within=20)
+    assert bare == {"event": "bare timer", "id": "cart-1", "state": None}
 
     # Another actor of the type has state of its own.
     other = ActorProxy.create("CartActor", ActorId("cart-2"), CartActorInterface)

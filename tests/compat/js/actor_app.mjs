@@ -1,6 +1,8 @@
 // An actor app written with the Dapr JS SDK (DaprServer over HTTP, AbstractActor), as its
 // documentation shows it. What the actors live through (activations, deactivations, reminders and
 // timers received) is appended, one JSON line each, to the events file, for the test to read.
+// Reminder and timer state are strings, as in the SDK's examples: the SDK hands the app
+// String(data), so an object would arrive as "[object Object]" whatever the sidecar sends.
 // Usage: node actor_app.mjs <dapr host> <dapr port> <app port> <events file>
 import { appendFileSync } from "node:fs";
 import { AbstractActor, CommunicationProtocolEnum, DaprServer, Temporal } from "@dapr/dapr";
@@ -35,7 +37,7 @@ class CartActor extends AbstractActor {
       Temporal.Duration.from({ seconds: 1 }),
       Temporal.Duration.from({ seconds: 1 }),
       undefined,
-      { note },
+      note,
     );
   }
 
@@ -51,7 +53,7 @@ class CartActor extends AbstractActor {
       Temporal.Duration.from({ milliseconds: 500 }),
       Temporal.Duration.from({ seconds: 1 }),
       undefined,
-      { note },
+      note,
     );
   }
 
