@@ -44,7 +44,8 @@ class CounterApp:
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+            # Idle connections dropped before the sidecar's 5 s idle timeout can close one under a call.
+            limits = httpx.Limits(max_connections=200, max_keepalive_connections=200, keepalive_expiry=2.0)
             self._client = httpx.AsyncClient(base_url=self.sidecar, timeout=30, limits=limits)
         return self._client
 

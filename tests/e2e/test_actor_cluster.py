@@ -66,7 +66,10 @@ def coordinator(request: pytest.FixtureRequest) -> tuple[str, str]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=CONCURRENCY * 2, max_keepalive_connections=CONCURRENCY * 2)
+    # Idle connections are dropped before the sidecars' 5 s idle timeout can close one under a request.
+    limits = httpx.Limits(
+        max_connections=CONCURRENCY * 2, max_keepalive_connections=CONCURRENCY * 2, keepalive_expiry=2.0
+    )
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
         yield http
 
@@ -82,7 +85,11 @@ async def cluster(
     try:
         yield started
     finally:
-        started.stop_apps()
+        try:  # the sidecars first: they deactivate their actors on the apps as they stop
+            for sidecar in started.living():
+                await asyncio.to_thread(sidecar.stop_ok)
+        finally:
+            started.stop_apps()
 
 
 async def ten_thousand_calls(
@@ -102,14 +109,20 @@ async def ten_thousand_calls(
     async def caller() -> None:
         while not queue.empty():
             actor_id, via = queue.get_nowait()
-            answer = await cluster.call(client, via, actor_id, "incr")
+            try:
+                answer = await cluster.call(client, via, actor_id, "incr")
+            except httpx.TransportError as exc:
+                failures.append(f"{actor_id} via {via}: {exc!r} at {time.time():.3f}")
+                continue
             if answer.status_code != 200:
                 failures.append(f"{actor_id} via {via}: {answer.status_code} {answer.text}")
                 continue
             taken[actor_id] += 1
             hosts[actor_id] = answer.json()["host"]
 
+    started = time.monotonic()
     await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
+    print(f"{CALLS} calls in {time.monotonic() - started:.1f} s")  # shown when the test fails
     assert not failures, f"{len(failures)} calls failed, the first: {failures[:5]}"
     return taken, hosts
 
