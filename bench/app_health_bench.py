@@ -19,8 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import cpu_seconds, ensure_tools, missing_requirements, run_measured, run_settings, save_results
-from harness import write_doc_section as write_section
+from harness import (
+    FixedRateBench,
+    bench_main,
+    cpu_seconds,
+)
 from invoke_bench import InvokeBench
 
 BEGIN = (
@@ -83,31 +86,21 @@ def render(results: dict[str, Any], saved: str) -> str:
     )
 
 
+BENCH = FixedRateBench(
+    name="app_health_bench",
+    kind="app-health",
+    tools=("taskset", "wrk"),
+    measure=run,
+    render=render,
+    begin=BEGIN,
+    end=END,
+    seconds=5.0,
+    arguments=lambda parser: parser.add_argument("--idle-seconds", type=float, default=10.0),
+)
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--rate", type=float, default=1000.0)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--idle-seconds", type=float, default=10.0)
-    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
-    arguments = parser.parse_args()
-    ensure_tools()
-    missing = missing_requirements("app_health_bench", ("taskset", "wrk"))
-    if missing is not None:
-        return missing
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    started = time.perf_counter()
-    results = run_measured("app_health_bench", lambda tmp, procs: run(arguments, tmp, procs))
-    if results is None:
-        return 1
-    results["settings"] = run_settings(arguments, stamp, started)
-    text = render(results, save_results(results, stamp, "app-health"))
-    print(text)
-    if not arguments.no_doc:
-        write_section(text, BEGIN, END)
-    return 0
+    return bench_main(BENCH, __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from /proc."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
@@ -17,7 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -564,3 +565,60 @@ def write_doc_section(text: str, begin: str, end: str, path: Path = ROOT / "docs
     else:
         updated = current.rstrip("\n") + "\n\n" + text + "\n"
     path.write_text(updated, encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class FixedRateBench:
+    """What differs between the fixed-rate benchmarks; :func:`bench_main` does the rest."""
+
+    name: str
+    """The script's name, for messages and the temporary folder (``secrets_bench``)."""
+    kind: str
+    """The results file's suffix (``secrets``)."""
+    tools: tuple[str, ...]
+    measure: Callable[[argparse.Namespace, Path, Processes], dict[str, Any]]
+    """One run: the arguments, a temporary folder, the processes it starts (stopped after)."""
+    render: Callable[[dict[str, Any], str], str]
+    """The doc section from the results (``summary`` in them) and the saved file's name."""
+    begin: str
+    end: str
+    summarize: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    rate: float = 1000.0
+    seconds: float = 8.0
+    warmup: float = 1.0
+    rounds: int = 3
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    """Flags of this benchmark beside the common ones."""
+
+
+def bench_main(bench: FixedRateBench, description: str) -> int:
+    """The command line of a fixed-rate benchmark: flags, tools, one measured run in a temporary
+    folder, the raw results under bench/results/, the section of docs/performance.md (unless
+    ``--no-doc``). Exit status 2 when a tool is missing, 1 when the run failed."""
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=bench.seconds)
+    parser.add_argument("--warmup", type=float, default=bench.warmup)
+    parser.add_argument("--rate", type=float, default=bench.rate)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=bench.rounds)
+    if bench.arguments is not None:
+        bench.arguments(parser)
+    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
+    arguments = parser.parse_args()
+    ensure_tools()
+    missing = missing_requirements(bench.name, bench.tools)
+    if missing is not None:
+        return missing
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    started = time.perf_counter()
+    results = run_measured(bench.name, lambda tmp, procs: bench.measure(arguments, tmp, procs))
+    if results is None:
+        return 1
+    results["settings"] = run_settings(arguments, stamp, started)
+    if bench.summarize is not None:
+        results["summary"] = bench.summarize(results)
+    text = bench.render(results, save_results(results, stamp, bench.kind))
+    print(text)
+    if not arguments.no_doc:
+        write_doc_section(text, bench.begin, bench.end)
+    return 0

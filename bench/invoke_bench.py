@@ -28,21 +28,17 @@ from harness import (
     LOAD_CORE,
     SERVER_CORE,
     BenchError,
+    FixedRateBench,
     LoadTools,
     Processes,
+    bench_main,
     cpu_meter,
-    ensure_tools,
     free_port,
     machine,
-    missing_requirements,
     pinned,
-    run_measured,
-    run_settings,
-    save_results,
     wait_port,
     wait_quiet,
     wait_ready,
-    write_doc_section,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -340,31 +336,22 @@ def _copy_counts(state: dict[str, Any]) -> str:
     )
 
 
+BENCH = FixedRateBench(
+    name="invoke_bench",
+    kind="invoke",
+    tools=("taskset", "wrk"),
+    measure=lambda args, tmp, procs: InvokeBench(args, tmp, procs).run(),
+    summarize=summarize,
+    render=lambda results, saved: render(results, results["summary"], saved),
+    begin=BEGIN,
+    end=END,
+    seconds=10.0,
+    warmup=2.0,
+)
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--rate", type=float, default=1000.0)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
-    arguments = parser.parse_args()
-    ensure_tools()
-    missing = missing_requirements("invoke_bench", ("taskset", "wrk"))
-    if missing is not None:
-        return missing
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    started = time.perf_counter()
-    results = run_measured("invoke_bench", lambda tmp, procs: InvokeBench(arguments, tmp, procs).run())
-    if results is None:
-        return 1
-    results["settings"] = run_settings(arguments, stamp, started)
-    summary = results["summary"] = summarize(results)
-    text = render(results, summary, save_results(results, stamp, "invoke"))
-    print(text)
-    if not arguments.no_doc:
-        write_doc_section(text, BEGIN, END)
-    return 0
+    return bench_main(BENCH, __doc__ or "")
 
 
 if __name__ == "__main__":

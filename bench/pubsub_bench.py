@@ -27,21 +27,18 @@ from harness import (
     LOAD_CORE,
     SERVER_CORE,
     BenchError,
+    FixedRateBench,
     LoadTools,
     Processes,
+    bench_main,
     cpu_meter,
     free_port,
     machine,
-    missing_requirements,
     pinned,
     rss_mb,
-    run_measured,
-    run_settings,
-    save_results,
     wait_port,
     wait_quiet,
     wait_ready,
-    write_doc_section,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -320,29 +317,21 @@ def _added(delivery: dict[str, Any], floor: dict[str, Any]) -> str:
         return "-"
 
 
+BENCH = FixedRateBench(
+    name="pubsub_bench",
+    kind="pubsub",
+    tools=("taskset", "redis-server", "wrk"),
+    measure=lambda args, tmp, procs: PubSubBench(args, tmp, procs).run(),
+    render=render,
+    begin=BEGIN,
+    end=END,
+    seconds=10.0,
+    warmup=2.0,
+)
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--rate", type=float, default=1000.0)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved throughput rounds per broker")
-    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
-    arguments = parser.parse_args()
-    missing = missing_requirements("pubsub_bench", ("taskset", "redis-server", "wrk"))
-    if missing is not None:
-        return missing
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    started = time.perf_counter()
-    results = run_measured("pubsub_bench", lambda tmp, procs: PubSubBench(arguments, tmp, procs).run())
-    if results is None:
-        return 1
-    results["settings"] = run_settings(arguments, stamp, started)
-    text = render(results, save_results(results, stamp, "pubsub"))
-    print(text)
-    if not arguments.no_doc:
-        write_doc_section(text, BEGIN, END)
-    return 0
+    return bench_main(BENCH, __doc__ or "")
 
 
 if __name__ == "__main__":

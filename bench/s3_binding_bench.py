@@ -25,21 +25,17 @@ from harness import (
     LOAD_CORE,
     SERVER_CORE,
     BenchError,
+    FixedRateBench,
     LoadTools,
     Processes,
+    bench_main,
     cpu_meter,
-    ensure_tools,
     free_port,
     machine,
-    missing_requirements,
     pinned,
-    run_measured,
-    run_settings,
-    save_results,
     wait_port,
     wait_quiet,
     wait_ready,
-    write_doc_section,
 )
 
 BEGIN = (
@@ -241,36 +237,26 @@ def render(results: dict[str, Any], summary: dict[str, Any], results_name: str) 
     return "\n".join(lines)
 
 
+BENCH = FixedRateBench(
+    name="s3_binding_bench",
+    kind="s3-binding",
+    tools=("taskset", "wrk"),
+    measure=lambda args, tmp, procs: S3BindingBench(args, tmp, procs).run(),
+    summarize=summarize,
+    render=lambda results, saved: render(results, results["summary"], saved),
+    begin=BEGIN,
+    end=END,
+    rate=0.0,  # unused: this benchmark measures at saturation
+    arguments=lambda parser: parser.add_argument("--direct-calls", type=int, default=3000),
+)
+
+
 def main() -> int:
     if len(sys.argv) == 5 and sys.argv[1] == "--direct":
         found = asyncio.run(direct_calls(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
         print(orjson.dumps(found).decode())
         return 0
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--rate", type=float, default=0.0, help="unused (kept for run_settings)")
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--direct-calls", type=int, default=3000)
-    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
-    arguments = parser.parse_args()
-    ensure_tools()
-    missing = missing_requirements("s3_binding_bench", ("taskset", "wrk"))
-    if missing is not None:
-        return missing
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    started = time.perf_counter()
-    results = run_measured("s3_binding_bench", lambda tmp, procs: S3BindingBench(arguments, tmp, procs).run())
-    if results is None:
-        return 1
-    results["settings"] = run_settings(arguments, stamp, started)
-    summary = results["summary"] = summarize(results)
-    text = render(results, summary, save_results(results, stamp, "s3-binding"))
-    print(text)
-    if not arguments.no_doc:
-        write_doc_section(text, BEGIN, END)
-    return 0
+    return bench_main(BENCH, __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -25,21 +25,17 @@ from harness import (
     LOAD_CORE,
     SERVER_CORE,
     BenchError,
+    FixedRateBench,
     LoadTools,
     Processes,
-    ensure_tools,
+    bench_main,
     fixed_rate,
     free_port,
     machine,
     max_throughput,
-    missing_requirements,
     pinned,
-    run_measured,
-    run_settings,
-    save_results,
     wait_port,
     wait_ready,
-    write_doc_section,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -223,31 +219,20 @@ def render(results: dict[str, Any], summary: dict[str, Any], results_name: str) 
     return "\n".join(lines)
 
 
+BENCH = FixedRateBench(
+    name="wasm_functions_bench",
+    kind="wasm-functions",
+    tools=("taskset", "wrk", "redis-server"),
+    measure=lambda args, tmp, procs: WasmBench(args, tmp, procs).run(),
+    summarize=summarize,
+    render=lambda results, saved: render(results, results["summary"], saved),
+    begin=BEGIN,
+    end=END,
+)
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--rate", type=float, default=1000.0)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
-    arguments = parser.parse_args()
-    ensure_tools()
-    missing = missing_requirements("wasm_functions_bench", ("taskset", "wrk", "redis-server"))
-    if missing is not None:
-        return missing
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    started = time.perf_counter()
-    results = run_measured("wasm_functions_bench", lambda tmp, procs: WasmBench(arguments, tmp, procs).run())
-    if results is None:
-        return 1
-    results["settings"] = run_settings(arguments, stamp, started)
-    summary = results["summary"] = summarize(results)
-    text = render(results, summary, save_results(results, stamp, "wasm-functions"))
-    print(text)
-    if not arguments.no_doc:
-        write_doc_section(text, BEGIN, END)
-    return 0
+    return bench_main(BENCH, __doc__ or "")
 
 
 if __name__ == "__main__":
