@@ -97,6 +97,12 @@ class SchedulerStore(Protocol):
         """Claim the job's current tick for ``lease`` seconds; None when it is not ready (not due,
         claimed by someone, or gone)."""
 
+    async def claim_many(
+        self, kind: str, app_id: str, names: list[str], token: str, lease: float
+    ) -> list[Claim]:
+        """:meth:`claim` of several jobs in one round trip where the store allows it: the claims
+        that succeeded, in any order (each one atomic on its own)."""
+
     async def extend(self, claim: Claim, lease: float) -> bool:
         """Keep holding a claimed tick ``lease`` seconds more from now (a long delivery)."""
 

@@ -9,6 +9,7 @@ the race reads again. etcd has no clock to offer: times are the local clock's (h
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from typing import Any
@@ -139,6 +140,12 @@ class EtcdSchedulerStore:
             if not await self._swap(key, kv, _encode(claimed)):
                 return None  # someone else wrote it first: their claim, or a new version of the job
         return Claim(claimed, now)
+
+    async def claim_many(
+        self, kind: str, app_id: str, names: list[str], token: str, lease: float
+    ) -> list[Claim]:
+        found = await asyncio.gather(*(self.claim(kind, app_id, name, token, lease) for name in names))
+        return [claim for claim in found if claim is not None]
 
     async def _update(self, claim: Claim, change: Any) -> bool:
         """Apply ``change(stored) -> StoredJob | None`` (None: delete) while the claim's token holds."""

@@ -41,6 +41,29 @@ found[7] = tostring(now)
 return found
 """
 )
+_CLAIM_MANY = (
+    _NOW
+    + f"""
+local found = {{now}}
+for index = 4, #ARGV do
+  local name = ARGV[index]
+  local ready = redis.call('ZSCORE', KEYS[1], name)
+  if ready and tonumber(ready) <= now then
+    local key = ARGV[3] .. name
+    if redis.call('EXISTS', key) == 1 then
+      local until_ms = now + tonumber(ARGV[2])
+      redis.call('ZADD', KEYS[1], until_ms, name)
+      redis.call('HSET', key, 'token', ARGV[1], 'ready', until_ms)
+      table.insert(found, name)
+      for _, value in ipairs(redis.call('HMGET', key, {_FIELDS})) do table.insert(found, value) end
+    else
+      redis.call('ZREM', KEYS[1], name)
+    end
+  end
+end
+return found
+"""
+)
 _EXTEND = (
     _NOW
     + """
@@ -89,6 +112,7 @@ return count
 _SCRIPTS = {
     "put": _PUT,
     "claim": _CLAIM,
+    "claim_many": _CLAIM_MANY,
     "extend": _EXTEND,
     "complete": _COMPLETE,
     "release": _RELEASE,
@@ -186,6 +210,20 @@ class RedisSchedulerStore:
         if not found:
             return None
         return Claim(self._job(kind, app_id, name, found), int(found[6]) / 1000)
+
+    async def claim_many(
+        self, kind: str, app_id: str, names: list[str], token: str, lease: float
+    ) -> list[Claim]:
+        if not names:
+            return []
+        index, _ = self._keys(kind, app_id, "")
+        found = await self._run("claim_many", [index], [token, _ms(lease), index + "||", *names])
+        now = int(found[0]) / 1000
+        claims = []
+        for start in range(1, len(found), 7):
+            name = _text(found[start])
+            claims.append(Claim(self._job(kind, app_id, name, found[start + 1 : start + 7]), now))
+        return claims
 
     async def extend(self, claim: Claim, lease: float) -> bool:
         job = claim.job

@@ -119,6 +119,21 @@ class SQLiteSchedulerStore:
 
         return await self._db.call(take)
 
+    async def claim_many(
+        self, kind: str, app_id: str, names: list[str], token: str, lease: float
+    ) -> list[Claim]:
+        def take(conn: sqlite3.Connection) -> list[Claim]:
+            now = time.time()
+            marks = ", ".join("?" * len(names))
+            found = conn.execute(
+                f"UPDATE jobs SET ready = ?, token = ? WHERE kind = ? AND app_id = ? AND name IN ({marks}) "
+                f"AND ready <= ? RETURNING {_COLUMNS}",
+                (now + lease, token, kind, app_id, *names, now),
+            ).fetchall()
+            return [Claim(_row(row), now) for row in found]
+
+        return await self._db.call(take) if names else []
+
     async def extend(self, claim: Claim, lease: float) -> bool:
         job = claim.job
 

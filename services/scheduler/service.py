@@ -16,7 +16,7 @@ import base64
 import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,9 @@ POLL_INTERVAL = 0.5
 LEASE = 10.0
 """How long a claim holds a tick without renewal; a dead claimer's tick is claimed again after it."""
 CONCURRENCY = 256
+"""Deliveries running at once."""
+CLAIM_BATCH = 100
+"""Due ticks claimed in one store round trip."""
 LISTING = 2000
 
 
@@ -174,6 +177,7 @@ class SchedulerService:
         earliest = now + self._poll
         backlog = False
         for kind, (handler, accept) in list(self._kinds.items()):
+            due: list[str] = []
             slots = await self.store.upcoming(kind, self.app_id, earliest, LISTING)
             backlog = backlog or len(slots) >= LISTING
             for slot in slots:
@@ -182,50 +186,69 @@ class SchedulerService:
                 if accept is not None and not accept(JobKey(kind, self.app_id, slot.name)):
                     continue
                 if slot.ready <= now:
-                    self._start(kind, slot.name, handler)
+                    due.append(slot.name)
                 else:
                     earliest = min(earliest, slot.ready)
+            self._claim_due(kind, due, handler)
         self._backlog = backlog
         return earliest - self._now()
 
-    def _start(self, kind: str, name: str, handler: Deliver) -> None:
-        self._inflight.add((kind, name))
-        task = asyncio.create_task(self._deliver(kind, name, handler))
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._deliveries.add(task)
         task.add_done_callback(self._deliveries.discard)
 
-    async def _deliver(self, kind: str, name: str, handler: Deliver) -> None:
+    def _claim_due(self, kind: str, names: list[str], handler: Deliver) -> None:
+        """Claim due ticks in batches (one store round trip each) and deliver the ones won."""
+        for start in range(0, len(names), CLAIM_BATCH):
+            batch = names[start : start + CLAIM_BATCH]
+            self._inflight.update((kind, name) for name in batch)
+            self._spawn(self._claim_batch(kind, batch, handler))
+
+    async def _claim_batch(self, kind: str, names: list[str], handler: Deliver) -> None:
+        claims: list[Claim] = []
         try:
+            claims = await self.store.claim_many(kind, self.app_id, names, uuid.uuid4().hex, self._lease)
+        except BackendError as exc:
+            log.warning("scheduler: due ticks were not claimed", kind=kind, count=len(names), error=str(exc))
+        finally:
+            won = {claim.job.name for claim in claims}
+            for name in names:
+                if name not in won:  # another sidecar took it, or it changed
+                    self._inflight.discard((kind, name))
+        for claim in claims:
+            self._spawn(self._deliver(kind, claim, handler))
+
+    async def _deliver(self, kind: str, claim: Claim, handler: Deliver) -> None:
+        name = claim.job.name
+        keeper = asyncio.create_task(self._keep(claim))  # from the claim on: waiting counts too
+        try:
+            job = decode(kind, self.app_id, name, claim.job.spec)
+            if job.expires is not None and claim.job.due > job.expires.timestamp():
+                await self.store.complete(claim, None)
+                return
             async with self._slots:
-                claim = await self.store.claim(kind, self.app_id, name, uuid.uuid4().hex, self._lease)
-                if claim is None:
-                    return  # another sidecar took it, or it changed
-                job = decode(kind, self.app_id, name, claim.job.spec)
-                if job.expires is not None and claim.job.due > job.expires.timestamp():
-                    await self.store.complete(claim, None)
-                    return
                 outcome = await self._run_handler(handler, claim, job)
-                following = await self._settle(claim, job, outcome)
-                if following is not None and following < self._sleep_until:
-                    self._wake.set()  # the loop sleeps past this job's next tick
+            keeper.cancel()
+            following = await self._settle(claim, job, outcome)
+            if following is not None and following < self._sleep_until:
+                self._wake.set()  # the loop sleeps past this job's next tick
         except BackendError as exc:
             log.warning("scheduler: a tick was not settled; it is claimed again after its lease",
                         kind=kind, job=name, error=str(exc))  # fmt: skip
         finally:
+            keeper.cancel()
             self._inflight.discard((kind, name))
             if self._backlog:
                 self._wake.set()
 
     async def _run_handler(self, handler: Deliver, claim: Claim, job: Job) -> Outcome:
         tick = Tick(job, datetime.fromtimestamp(claim.job.due, UTC), claim.job.attempt)
-        keeper = asyncio.create_task(self._keep(claim))
         try:
             return await handler(tick)
         except Exception:
             log.exception("scheduler: the delivery failed", kind=job.key.kind, job=job.key.name)
             return Outcome.FAILED
-        finally:
-            keeper.cancel()
 
     async def _keep(self, claim: Claim) -> None:
         """Renew the claim's lease while its delivery runs."""

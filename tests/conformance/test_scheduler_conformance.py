@@ -256,3 +256,30 @@ async def test_close_is_idempotent(stores: Callable[[], SchedulerStore]) -> None
     await store.open()
     await store.close()
     await store.close()
+
+
+async def test_claim_many_takes_the_due_ones_once(
+    stores: Callable[[], SchedulerStore], scope: tuple[str, str]
+) -> None:
+    sidecars = [stores() for _ in range(4)]
+    for sidecar in sidecars:
+        await sidecar.open()
+    first = sidecars[0]
+    now = await first.now()
+    names = [f"n{index}" for index in range(30)]
+    for name in names:
+        await first.put(_job(scope, name, now - 0.1, spec=name.encode()), overwrite=False)
+    await first.put(_job(scope, "later", now + 60), overwrite=False)
+    assert await first.claim_many(*scope, [], "t", 30) == []
+    found = await asyncio.gather(
+        *(
+            sidecar.claim_many(*scope, [*names, "later", "missing"], uuid.uuid4().hex, 30)
+            for sidecar in sidecars
+        )
+    )
+    claimed = [claim.job.name for claims in found for claim in claims]
+    assert sorted(claimed) == sorted(names)  # each due one once; not the later one, not the missing one
+    claim = next(claim for claims in found for claim in claims if claim.job.name == "n3")
+    assert claim.job.spec == b"n3" and claim.job.attempt == 1 and claim.job.token
+    assert await first.complete(claim, None)
+    assert await first.get(*scope, "n3") is None
