@@ -29,7 +29,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import structlog
@@ -50,6 +50,14 @@ MAX_TRACKED_TYPES = 4096
 ActorKey = tuple[str, str]
 
 
+class _ActorLock:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
 class LeasedPlacement(abc.ABC):
     """Placement over a store with leases; see the module's text."""
 
@@ -68,6 +76,7 @@ class LeasedPlacement(abc.ABC):
         self._stale: set[ActorKey] = set()
         """Claims under a lease that was abandoned: removed from the store when it is dropped."""
         self._unreleased: set[ActorKey] = set()
+        self._actor_locks: dict[ActorKey, _ActorLock] = {}
         self._changed: list[ChangeListener] = []
         self._fenced_listeners: list[ChangeListener] = []
         self._keeper: LeaseKeeper | None = None
@@ -181,37 +190,58 @@ class LeasedPlacement(abc.ABC):
         """See the contract; raises :class:`~mesh.errors.PlacementUnavailable` when the store cannot
         answer (whether the claim was taken is then unknown: it is released later if it was)."""
         key = (actor_type, actor_id)
-        if self._keeper is None or self._fenced or actor_type not in self._types:
-            return False
         if key in self._claims:
             return True
-        self._unreleased.discard(key)  # held by this lease still: the store answers True
-        generation = self._generation
-        try:
-            held = await self._claim(actor_type, actor_id)
-        except Exception as exc:
-            # It may have been taken in the store all the same: released after the next renewal.
-            self._unreleased.add(key)
-            raise PlacementUnavailable(f"placement through {self.kind} failed: {exc}") from None
-        if held is None:
-            self._keeper.lapse()
-            return False
-        if generation != self._generation or self._fenced:
-            return False  # fenced while the claim was on its way: it dies with the old lease
-        if held:
-            self._claims.add(key)
-        return held
+        async with self._one_at_a_time(key):  # after a release of the same actor still on its way
+            if self._keeper is None or self._fenced or actor_type not in self._types:
+                return False
+            if key in self._claims:
+                return True
+            self._unreleased.discard(key)  # held by this lease still: the store answers True
+            generation = self._generation
+            try:
+                held = await self._claim(actor_type, actor_id)
+            except Exception as exc:
+                if generation == self._generation:
+                    # It may have been taken in the store all the same: released after a renewal.
+                    self._unreleased.add(key)
+                raise PlacementUnavailable(f"placement through {self.kind} failed: {exc}") from None
+            if generation != self._generation or self._fenced or self._keeper is None:
+                return False  # fenced or left while the claim was on its way: it dies with that lease
+            if held is None:
+                self._keeper.lapse()
+                return False
+            if held:
+                self._claims.add(key)
+            return held
 
     async def release(self, actor_type: str, actor_id: str) -> None:
         key = (actor_type, actor_id)
         if key not in self._claims:
             return
         self._claims.discard(key)
+        async with self._one_at_a_time(key):
+            try:
+                await self._release(actor_type, actor_id)
+            except Exception as exc:
+                self._unreleased.add(key)
+                log.warning("placement claim not released, tried again", actor_type=actor_type, error=exc)
+
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, key: ActorKey) -> AsyncIterator[None]:
+        """Store calls for one actor in the order they were made: a claim sent while a release of
+        the same actor is on its way would be answered "held already", and then released."""
+        entry = self._actor_locks.get(key)
+        if entry is None:
+            entry = self._actor_locks[key] = _ActorLock()
+        entry.users += 1
         try:
-            await self._release(actor_type, actor_id)
-        except Exception as exc:
-            self._unreleased.add(key)
-            log.warning("placement claim not released, tried again", actor_type=actor_type, error=str(exc))
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if not entry.users:
+                del self._actor_locks[key]
 
     def on_change(self, listener: ChangeListener) -> None:
         self._changed.append(listener)
@@ -221,9 +251,7 @@ class LeasedPlacement(abc.ABC):
 
     def status(self) -> str:
         """The one line of ``actorRuntime.placement`` in the metadata API, in Dapr's words."""
-        if self._fenced:
-            return "placement: fenced"
-        return "placement: connected" if self._connected else "placement: disconnected"
+        return "placement: connected" if self._connected and not self._fenced else "placement: disconnected"
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -231,6 +259,7 @@ class LeasedPlacement(abc.ABC):
             "server": self.server,
             "address": self.address,
             "status": self.status(),
+            "fenced": self._fenced,
             "ttlSeconds": self.ttl,
             "hostedTypes": sorted(self._types),
             "members": {actor_type: sorted(ring.hosts) for actor_type, ring in sorted(self._tables.items())},
@@ -296,12 +325,16 @@ class LeasedPlacement(abc.ABC):
         task.add_done_callback(self._fencing.discard)
 
     async def _release_again(self) -> None:
-        for actor_type, actor_id in list(self._unreleased):
-            try:
-                await self._release(actor_type, actor_id)
-            except Exception:
-                return  # the next renewal tries again
-            self._unreleased.discard((actor_type, actor_id))
+        for key in list(self._unreleased):
+            async with self._one_at_a_time(key):
+                if key in self._claims or key not in self._unreleased:
+                    self._unreleased.discard(key)  # claimed again meanwhile: it is in use
+                    continue
+                try:
+                    await self._release(*key)
+                except Exception:
+                    return  # the next renewal tries again
+                self._unreleased.discard(key)
 
     async def _end_lease(self) -> None:
         if self._keeper is not None:

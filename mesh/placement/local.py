@@ -47,8 +47,9 @@ class LocalPlacement:
         """Never runs: there is no lease to lose."""
 
     def status(self) -> str:
-        """The one line of ``actorRuntime.placement`` in the metadata API."""
-        return "placement: local"
+        """The one line of ``actorRuntime.placement`` in the metadata API, in Dapr's words: always
+        connected (``describe()``'s ``kind`` says it is local)."""
+        return "placement: connected"
 
     def describe(self) -> dict[str, Any]:
         types = sorted(self._types)

@@ -95,6 +95,9 @@ return 1
 """
 
 
+_SCRIPTS = {"keep": _KEEP, "members": _MEMBERS, "claim": _CLAIM, "release": _RELEASE, "drop": _DROP}
+
+
 def _members_key(actor_type: str) -> str:
     return f"{PREFIX}type||{actor_type}"
 
@@ -115,6 +118,7 @@ class RedisPlacement(LeasedPlacement):
         self._redis = settings.redis
         self._client: Any = None
         self._token: str | None = None
+        self._scripts: dict[str, Any] = {}
         self._ttl_ms = int(self.ttl * 1000)
 
     @property
@@ -124,6 +128,8 @@ class RedisPlacement(LeasedPlacement):
     async def _connect(self) -> None:
         # A reply awaited longer than a beat is a renewal lost; the next beat tries again.
         self._client = registry_client(self._redis, read_timeout_cap=self.ttl / 3)
+        # EVALSHA, loading a script again when Redis answers NOSCRIPT (after a restart).
+        self._scripts = {name: self._client.register_script(text) for name, text in _SCRIPTS.items()}
         await self._client.ping()
 
     async def _disconnect(self) -> None:
@@ -137,21 +143,21 @@ class RedisPlacement(LeasedPlacement):
     async def _grant(self, types: frozenset[str]) -> None:
         token = f"{self.address}|{secrets.token_hex(8)}"
         keys = self._keep_keys(types)
-        await self._client.eval(_KEEP, len(keys), *keys, token, self._ttl_ms, "grant")
+        await self._scripts["keep"](keys, [token, self._ttl_ms, "grant"])
         self._token = token
 
     async def _renew(self, types: frozenset[str]) -> bool:
         if self._token is None:
             return False
         keys = self._keep_keys(types)
-        return bool(await self._client.eval(_KEEP, len(keys), *keys, self._token, self._ttl_ms, "renew"))
+        return bool(await self._scripts["keep"](keys, [self._token, self._ttl_ms, "renew"]))
 
     async def _retype(self, old: frozenset[str], new: frozenset[str]) -> bool:
         if self._token is None:
             return False
         gone = [_members_key(actor_type) for actor_type in sorted(old - new)]
         if gone:
-            await self._client.eval(_DROP, len(gone), *gone, self._token)
+            await self._scripts["drop"](gone, [self._token])
         return await self._renew(new)
 
     async def _drop(self, claims: set[ActorKey]) -> None:
@@ -163,15 +169,15 @@ class RedisPlacement(LeasedPlacement):
             by_type.setdefault(actor_type, []).append(actor_id)
         async with self._client.pipeline(transaction=False) as pipe:
             for actor_type, ids in sorted(by_type.items()):
-                pipe.eval(_RELEASE, 1, _claims_key(actor_type), token, *ids)
+                await self._scripts["release"]([_claims_key(actor_type)], [token, *ids], client=pipe)
             keys = [LEASES, *(_members_key(actor_type) for actor_type in sorted(self._types | set(by_type)))]
-            pipe.eval(_DROP, len(keys), *keys, token)
+            await self._scripts["drop"](keys, [token], client=pipe)
             await pipe.execute()
         self._token = None
 
     async def _members(self, types: Sequence[str]) -> dict[str, list[str]]:
         keys = [_members_key(actor_type) for actor_type in types]
-        found = await self._client.eval(_MEMBERS, len(keys), *keys)
+        found = await self._scripts["members"](keys)
         return {
             actor_type: sorted({_text(token).rpartition("|")[0] for token in tokens})
             for actor_type, tokens in zip(types, found, strict=True)
@@ -180,12 +186,12 @@ class RedisPlacement(LeasedPlacement):
     async def _claim(self, actor_type: str, actor_id: str) -> bool | None:
         if self._token is None:
             return None
-        held = await self._client.eval(_CLAIM, 2, LEASES, _claims_key(actor_type), self._token, actor_id)
+        held = await self._scripts["claim"]([LEASES, _claims_key(actor_type)], [self._token, actor_id])
         return None if held < 0 else bool(held)
 
     async def _release(self, actor_type: str, actor_id: str) -> None:
         if self._token is not None:
-            await self._client.eval(_RELEASE, 1, _claims_key(actor_type), self._token, actor_id)
+            await self._scripts["release"]([_claims_key(actor_type)], [self._token, actor_id])
 
     async def _follow(self) -> None:
         await self._poll()

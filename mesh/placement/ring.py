@@ -13,7 +13,8 @@ that is cheap, so a reader who knows Dapr finds the same ring:
 Where two virtual nodes hash alike (never seen with 64-bit hashes, but possible), Dapr keeps the
 one added last in whatever order its placement service met the hosts; l8 adds hosts in sorted
 order, so every sidecar that read the same members builds the same table. Dapr's bounded-load
-variant (``GetLeast``) is not used by its actor lookup, nor here.
+variant (``GetLeast``) is not used by its actor lookup, nor here. A table remembers the ids it
+placed (up to ``KNOWN_IDS``): it never changes, and the hash is most of a first lookup's cost.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from collections.abc import Iterable
 
 REPLICATION_FACTOR = 100
 """Virtual nodes per host, Dapr placement's ``--replicationFactor`` default."""
+KNOWN_IDS = 16_384
+"""Placements a table remembers (about 2 MB at most)."""
 
 
 def ring_hash(key: str) -> int:
@@ -35,7 +38,7 @@ def ring_hash(key: str) -> int:
 class Ring:
     """An immutable table: build a new one when the members change."""
 
-    __slots__ = ("_owners", "_points", "hosts")
+    __slots__ = ("_known", "_owners", "_points", "hosts")
 
     def __init__(self, hosts: Iterable[str], replication_factor: int = REPLICATION_FACTOR) -> None:
         self.hosts: frozenset[str] = frozenset(hosts)
@@ -45,14 +48,23 @@ class Ring:
                 nodes[ring_hash(f"{host}{i}")] = host
         self._points = sorted(nodes)
         self._owners = [nodes[point] for point in self._points]
+        self._known: dict[str, str] = {}
+        """Ids placed already: the table never changes, and hashing is most of a lookup's cost."""
 
     def get(self, actor_id: str) -> str | None:
         """The host of ``actor_id``; None when the ring is empty."""
+        known = self._known.get(actor_id)
+        if known is not None:
+            return known
         points = self._points
         if not points:
             return None
         index = bisect.bisect_left(points, ring_hash(actor_id))
-        return self._owners[index if index < len(points) else 0]
+        owner = self._owners[index if index < len(points) else 0]
+        if len(self._known) >= KNOWN_IDS:
+            self._known.clear()  # callers naming ever new ids do not grow it without end
+        self._known[actor_id] = owner
+        return owner
 
     def __bool__(self) -> bool:
         return bool(self.hosts)

@@ -17,13 +17,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aetcd
 import pytest
+from redis.asyncio import Redis
 
 from mesh.errors import PlacementUnavailable
 from mesh.etcd_registry import EtcdRegistrySettings
 from mesh.placement.factory import build_placement
 from mesh.placement.leased import LeasedPlacement
 from mesh.placement.local import LocalPlacement
+from mesh.placement.redis import LEASES
 from mesh.redis_registry import RedisRegistrySettings
 from mesh.resolver import StaticResolverSettings
 from tests.tcp_gate import TcpGate
@@ -123,7 +126,7 @@ async def test_local_placement_hosts_its_types_here_and_no_other() -> None:
         "kind": "local",
         "server": None,
         "address": "127.0.0.1:3500",
-        "status": "placement: local",
+        "status": "placement: connected",
         "hostedTypes": ["Cart"],
         "members": {"Cart": ["127.0.0.1:3500"]},
         "claims": 1,
@@ -157,6 +160,11 @@ async def test_three_hosts_agree_on_the_owner_of_every_id(sidecars: Sidecars) ->
         assert len(answers) == 1, answers
         owners[n] = answers.pop()
     assert set(owners.values()) == addresses  # every host owns some
+    described = hosts[0].describe()
+    assert described["kind"] == sidecars.backend and described["server"] == sidecars.server
+    assert described["hostedTypes"] == [actor_type] and described["address"] == "127.0.0.1:3501"
+    assert described["members"][actor_type] == sorted(addresses)
+    assert caller.describe()["hostedTypes"] == [] and caller.status() == "placement: connected"
 
     # Once read, a type is answered from memory: with its store frozen away, the caller still knows.
     gate = sidecars.gates[caller.address]
@@ -226,7 +234,8 @@ async def test_a_host_whose_lease_lapses_fences_itself_before_another_can_claim(
     assert fenced[0] < claimed_at, (fenced[0] - frozen_at, claimed_at - frozen_at)
     assert fenced[0] - frozen_at < TTL  # before the lease could have ended in the store
     assert await a.claim(actor_type, "cart-2") is False  # fenced: no new activation
-    assert a.describe()["status"] == "placement: fenced" and a.describe()["claims"] == 0
+    assert a.describe()["status"] == "placement: disconnected" and a.describe()["fenced"]
+    assert a.describe()["claims"] == 0
 
     gate.thaw()  # a gets a new lease and hosts again, with new claims only
     await _until(lambda: _is(a.describe()["status"] == "placement: connected"), 3 * TTL)
@@ -237,6 +246,41 @@ async def test_a_host_whose_lease_lapses_fences_itself_before_another_can_claim(
 
 async def _is(value: bool) -> bool:
     return value
+
+
+async def _end_lease_in_store(sidecars: Sidecars, placement: LeasedPlacement) -> None:
+    """End a placement's lease behind its back, as a store that lost it would."""
+    host, _, port = sidecars.server.rpartition(":")
+    if sidecars.backend == "redis":
+        direct = Redis(host=host, port=int(port))
+        assert await direct.zrem(LEASES, placement._token)  # type: ignore[attr-defined]
+        await direct.aclose()
+    else:
+        async with aetcd.Client(host=host, port=int(port)) as direct:
+            await direct.revoke_lease(placement._lease.id)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("sidecars", SHARED, indirect=True)
+async def test_a_lease_the_store_ended_fences_its_host_at_the_next_call(sidecars: Sidecars) -> None:
+    actor_type = _actor_type()
+    a, b = await sidecars.make("127.0.0.1:3551"), await sidecars.make("127.0.0.1:3552")
+    for placement in (a, b):
+        await placement.host(frozenset({actor_type}))
+    fenced: list[str] = []
+
+    async def on_fenced() -> None:
+        fenced.append("fenced")
+
+    a.on_fenced(on_fenced)
+    assert await a.claim(actor_type, "cart-1")
+    await _end_lease_in_store(sidecars, a)
+    assert await b.claim(actor_type, "cart-1")  # a's claim ended with its lease
+    assert await a.claim(actor_type, "cart-2") is False  # the store refuses: a fences itself
+    await _until(lambda: _is(fenced == ["fenced"]), 1)
+    # The next beat grants a new lease: a hosts again.
+    await _until(lambda: _is(a.describe()["status"] == "placement: connected"), 2 * TTL)
+    assert await a.claim(actor_type, "cart-2") is True
+    assert await a.claim(actor_type, "cart-1") is False
 
 
 @pytest.mark.parametrize("sidecars", SHARED, indirect=True)
@@ -307,6 +351,7 @@ async def test_no_actor_has_two_holders_at_once_under_a_storm(sidecars: Sidecars
     hosts = [await sidecars.make(f"127.0.0.1:{3541 + n}", gate=True) for n in range(3)]
     record = Activations()
     leaving = {placement.address: False for placement in hosts}
+    active_here: dict[str, set[str]] = {placement.address: set() for placement in hosts}
     claims = leaves = partitions = fences = 0
 
     for placement in hosts:
@@ -320,27 +365,33 @@ async def test_no_actor_has_two_holders_at_once_under_a_storm(sidecars: Sidecars
         await placement.host(frozenset({actor_type}))
 
     async def worker(placement: LeasedPlacement, stop: float) -> None:
+        """One of a host's callers: activates a random actor when this host does not run it yet (one
+        activation per actor per host, as the actor runtime's table), and deactivates it soon."""
         nonlocal claims
+        here = active_here[placement.address]
         while loop.time() < stop:
             actor_id = rng.choice(ids)
-            if leaving[placement.address]:
-                await asyncio.sleep(0.01)
+            if leaving[placement.address] or actor_id in here:
+                await asyncio.sleep(0.005)
                 continue
+            here.add(actor_id)
             try:
                 held = await placement.claim(actor_type, actor_id)
             except PlacementUnavailable:  # its store is away (a partition): try again
-                await asyncio.sleep(0.01)
-                continue
-            if held and leaving[placement.address]:
-                await placement.release(actor_type, actor_id)
-            elif held:
+                held = False
+            if held and not leaving[placement.address]:
                 claims += 1
                 record.start(placement.address, actor_id, loop.time())
                 await asyncio.sleep(rng.uniform(0, 0.03))
-                if record.end(placement.address, actor_id, loop.time()):
+                ended = record.end(placement.address, actor_id, loop.time())
+                here.discard(actor_id)  # deactivated: it may be activated again while it is released
+                if ended:  # not ended by a fence, whose claims are gone already
                     await placement.release(actor_type, actor_id)
-            else:
-                await asyncio.sleep(0.001)
+                continue
+            here.discard(actor_id)
+            if held:
+                await placement.release(actor_type, actor_id)
+            await asyncio.sleep(0.001)
 
     async def chaos(stop: float) -> None:
         nonlocal leaves, partitions
@@ -357,10 +408,11 @@ async def test_no_actor_has_two_holders_at_once_under_a_storm(sidecars: Sidecars
                 await asyncio.sleep(rng.uniform(0, 0.3))
                 await placement.host(frozenset({actor_type}))
                 leaving[placement.address] = False
-            else:  # a partition longer than the fencing point: its lease lapses
+            else:  # a partition, in turn past the fencing point (its lease lapses) and shorter
                 partitions += 1
                 gate.freeze()
-                await asyncio.sleep(rng.uniform(0.5, 1.2) * TTL)
+                long = partitions % 2
+                await asyncio.sleep(rng.uniform(0.8, 1.2) * TTL if long else rng.uniform(0.1, 0.5) * TTL)
                 gate.thaw()
 
     stop = loop.time() + 8
