@@ -27,6 +27,7 @@ from mesh.name_resolution import build_resolver
 from mesh.placement.factory import build_placement
 from mesh.proxy import MESH_TOKEN, Proxy
 from mesh.ratelimit import RateLimits, build_rate_limits
+from mesh.redis_registry import RedisRegistrySettings
 from mesh.resiliency import Outbound, Resiliency
 from mesh.resiliency.traced import TracedOutbound
 from mesh.resolver import Resolver
@@ -435,7 +436,16 @@ class Runtime:
         settings = self.settings
         placement = build_placement(settings.name_resolution)
         self._stack.push_async_callback(placement.aclose)
-        await placement.start(settings.app_id, self._address())
+        try:
+            await placement.start(settings.app_id, self._address())
+        except SettingsError as exc:
+            raise StartupError(str(exc)) from None
+        except Exception as exc:  # the name-resolution server is away: start-up names it
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            redis = isinstance(settings.name_resolution, RedisRegistrySettings)
+            field = "redisHost" if redis else "endpoints"
+            server = placement.describe().get("server")
+            raise StartupError(f"name_resolution.{field}: cannot register at {server}: {reason}") from None
         actors = build_actor_runtime(
             settings.app_id,
             placement,

@@ -1,7 +1,8 @@
 """A recording subscriber app for tests: a real HTTP server that l8 delivers messages to.
 
-It serves ``GET /dapr/subscribe`` with the list it was given, records every other request as a
-:class:`Delivery` (path, headers, body, parsed JSON, arrival time) and answers each route as
+It serves ``GET /dapr/subscribe`` with the list it was given (and 404 to ``GET /dapr/config``: it
+hosts no actors), records every other request as a :class:`Delivery` (path, headers, body, parsed
+JSON, arrival time) and answers each route as
 programmed: a fixed response, a sequence of them (``[500, 500, 200]``: the last one repeats), and
 an optional delay before answering. Unprogrammed routes answer ``200`` with an empty body.
 
@@ -220,6 +221,8 @@ class SubscriberApp:
         await self.stop()
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "GET" and request.path == "/dapr/config":
+            return web.Response(status=404)  # no actors here (l8 asks every app, as daprd does)
         if request.method == "GET" and request.path == "/dapr/subscribe":
             self.subscribe_calls += 1
             if self.subscribe_status != 200:

@@ -15,7 +15,7 @@ from urllib.parse import quote
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from mesh.app_channel import AppResponse
-from mesh.http_client import HttpClient, HttpError
+from mesh.http_client import ConnectError, HttpClient, HttpError
 from services import errors
 
 HOPS = "l8-actor-hops"
@@ -38,7 +38,19 @@ _DROPPED = frozenset(
 
 
 class PeerUnreachable(Exception):
-    pass
+    """The owner sidecar did not answer."""
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
+        """Whether the call may have reached it (a connection that failed only after sending): such
+        a call is never sent again, as its outcome is unknown."""
+
+
+def closing(response: AppResponse) -> bool:
+    """The owner answered that its actor runtime is closing (it is shutting down): the actor
+    moves once its placement membership ends, and the call can be sent to the new owner."""
+    return response.status == 503 and b"ERR_ACTOR_RUNTIME_CLOSED" in response.body
 
 
 def api_path(actor_type: str, actor_id: str) -> str:
@@ -82,8 +94,10 @@ class Peers:
         client = self._client(address)
         try:
             answer = await client.request(method, target, outgoing, body or None, self._timeout)
+        except ConnectError as exc:
+            raise PeerUnreachable(f"sidecar {address} did not answer: {exc}", sent=False) from None
         except HttpError as exc:
-            raise PeerUnreachable(f"sidecar {address} did not answer: {exc}") from None
+            raise PeerUnreachable(f"sidecar {address} did not answer: {exc}", sent=True) from None
         received = CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in answer.headers)
         return AppResponse(answer.status, CIMultiDictProxy(received), answer.body)
 

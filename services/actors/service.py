@@ -21,12 +21,13 @@ from urllib.parse import quote
 import structlog
 
 from mesh.app_channel import AppResponse, AppUnreachable
+from mesh.errors import PlacementUnavailable
 from mesh.placement.base import Placement
 from services import errors
 from services.actors.activation import Activation, Deactivated
 from services.actors.app import ERROR_HEADER, JSON, REENTRANCY_HEADER, ActorApp, cancels
 from services.actors.config import NO_ACTORS, ActorConfig, TypeConfig
-from services.actors.forward import Peers, PeerUnreachable, api_path, passed_on
+from services.actors.forward import Peers, PeerUnreachable, api_path, closing, passed_on
 from services.actors.names import check_actor, check_name, reminder_parts
 from services.actors.reminders import KIND, Reminders, tick_body
 from services.actors.state import ActorState
@@ -52,6 +53,7 @@ class ActorRuntime:
         *,
         claim_timeout: float = 10.0,
         sweep_interval: float | None = None,
+        retry_for: float = 10.0,
     ) -> None:
         self.app_id = app_id
         self.placement = placement
@@ -65,6 +67,9 @@ class ActorRuntime:
         """Whether the app's ``/dapr/config`` has been read."""
         self.closed = False
         self._sweep_interval = sweep_interval
+        self._retry_for = retry_for
+        """How long a call keeps looking for the actor while its owner is unreachable or closing
+        (about a placement lease: then the ring has moved the actor)."""
         self._sweep: asyncio.Task[None] | None = None
         self._follow = asyncio.Lock()
 
@@ -139,11 +144,15 @@ class ActorRuntime:
         """Call ``method`` (escaped) of the actor on its owner. The app's answer when it is 200
         (or carries ``X-Daprerrorresponseheader``); a forwarded call's answer as the owner gave it."""
         check_actor(actor_type, actor_id)
+        target = f"{api_path(actor_type, actor_id)}/method/{method}"
+        retry = _Retry(self._retry_for)
         while True:
             activation = await self._here(actor_type, actor_id)
             if isinstance(activation, str):
-                target = f"{api_path(actor_type, actor_id)}/method/{method}"
-                return await self._forward(activation, verb, target, query, headers, body, hop)
+                answer = await self._forward(activation, verb, target, query, headers, body, hop, retry)
+                if answer is None:
+                    continue
+                return answer
             try:
                 return await self._call(activation, method, query, headers, body)
             except Deactivated:
@@ -153,7 +162,7 @@ class ActorRuntime:
         """The actor's activation here, or the address of the sidecar that owns it."""
         if self.closed:
             raise errors.actor_runtime_closed()
-        owner = await self.placement.lookup(actor_type, actor_id)
+        owner = await self._owner(actor_type, actor_id)
         if owner is None:
             raise errors.actor_no_address()
         if owner != self.placement.address:
@@ -162,15 +171,37 @@ class ActorRuntime:
             raise errors.actor_no_address()
         return await self.table.activate(actor_type, actor_id, self.config.of(actor_type))
 
-    async def _forward(
-        self, owner: str, verb: str, target: str, query: str, headers: Headers, body: bytes, hop: int
-    ) -> AppResponse:
+    async def _owner(self, actor_type: str, actor_id: str) -> str | None:
         try:
-            return await self.peers.forward(
+            return await self.placement.lookup(actor_type, actor_id)
+        except PlacementUnavailable as exc:
+            raise errors.actor_invoke_failed(str(exc)) from None
+
+    async def _forward(
+        self,
+        owner: str,
+        verb: str,
+        target: str,
+        query: str,
+        headers: Headers,
+        body: bytes,
+        hop: int,
+        retry: _Retry | None = None,
+    ) -> AppResponse | None:
+        """The owner's answer; None when the call should be looked up and sent again: the owner
+        could not be reached (nothing was sent) or is shutting down, and ``retry`` allows another
+        try after a pause (its membership ends meanwhile, and the actor gets a new owner)."""
+        try:
+            answer = await self.peers.forward(
                 owner, verb, f"{target}?{query}" if query else target, headers, body, hop
             )
         except PeerUnreachable as exc:
-            raise errors.actor_invoke_failed(str(exc)) from None
+            if exc.sent or retry is None or not await retry.again():
+                raise errors.actor_invoke_failed(str(exc)) from None
+            return None
+        if closing(answer) and retry is not None and await retry.again():
+            return None
+        return answer
 
     async def _call(
         self, activation: Activation, method: str, query: str, headers: Headers, body: bytes
@@ -285,7 +316,9 @@ class ActorRuntime:
             activation = await self._here(actor_type, actor_id)
             if isinstance(activation, str):
                 target = f"{api_path(actor_type, actor_id)}/timers/{quote(name, safe='')}"
-                return await self._forward(activation, "PUT", target, "", headers, raw, hop)
+                forwarded = await self._forward(activation, "PUT", target, "", headers, raw, hop)
+                assert forwarded is not None  # without a retry, an answer or an error
+                return forwarded
             if activation.closing:
                 continue
             self._start_timer(activation, timer)
@@ -324,10 +357,12 @@ class ActorRuntime:
         check_name("timer", name)
         if self.closed:
             raise errors.actor_runtime_closed()
-        owner = await self.placement.lookup(actor_type, actor_id)
+        owner = await self._owner(actor_type, actor_id)
         if owner is not None and owner != self.placement.address:
             target = f"{api_path(actor_type, actor_id)}/timers/{quote(name, safe='')}"
-            return await self._forward(owner, "DELETE", target, "", headers, b"", hop)
+            forwarded = await self._forward(owner, "DELETE", target, "", headers, b"", hop)
+            assert forwarded is not None  # without a retry, an answer or an error
+            return forwarded
         activation = self.table.get(actor_type, actor_id)
         if activation is not None:
             task = activation.timers.pop(name, None)
@@ -341,7 +376,10 @@ class ActorRuntime:
         """Deactivate here the actors placement now gives to another sidecar."""
         moved = []
         for activation in self.table.activations():
-            owner = await self.placement.lookup(*activation.key)
+            try:
+                owner = await self.placement.lookup(*activation.key)
+            except PlacementUnavailable:
+                continue  # unknown: kept (a sidecar that loses its lease fences itself)
             if owner != self.placement.address:
                 moved.append(activation)
         if moved:
@@ -370,3 +408,18 @@ class ActorRuntime:
             idle = self.table.idle(time.monotonic())
             if idle:
                 await self.table.deactivate_all(idle)
+
+
+class _Retry:
+    """Pauses between tries of one call, growing, until ``limit`` seconds have passed."""
+
+    def __init__(self, limit: float) -> None:
+        self._give_up = time.monotonic() + limit
+        self._pause = 0.05
+
+    async def again(self) -> bool:
+        if time.monotonic() + self._pause > self._give_up:
+            return False
+        await asyncio.sleep(self._pause)
+        self._pause = min(self._pause * 2, 1.0)
+        return True

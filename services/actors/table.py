@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 
 import structlog
 
+from mesh.errors import PlacementUnavailable
 from mesh.placement.base import Placement
 from services import errors
 from services.actors.activation import Activation
@@ -81,6 +82,12 @@ class ActivationTable:
                 pending.add_done_callback(self._settled(key))
             return await asyncio.shield(pending)
 
+    async def _claimed(self, key: Key) -> bool:
+        try:
+            return await self._placement.claim(*key)
+        except PlacementUnavailable as exc:
+            raise errors.actor_invoke_failed(str(exc)) from None
+
     def _settled(self, key: Key) -> Callable[[asyncio.Task[Activation]], None]:
         def forget(_task: asyncio.Task[Activation]) -> None:
             self._activating.pop(key, None)
@@ -90,7 +97,7 @@ class ActivationTable:
     async def _claim(self, key: Key, config: TypeConfig) -> Activation:
         pause = self._first_pause
         give_up = time.monotonic() + self._claim_timeout
-        while not await self._placement.claim(*key):
+        while not await self._claimed(key):
             if time.monotonic() >= give_up:
                 raise errors.actor_invoke_failed(
                     f"actor {key[0]}||{key[1]} is still active on another sidecar"

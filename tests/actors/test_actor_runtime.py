@@ -20,6 +20,7 @@ from services.actors.service import ActorRuntime
 from services.actors.state import ActorState
 from services.errors import ApiError
 from tests.actor_app import ActorTestApp
+from tests.servers import free_port
 
 HERE = "127.0.0.1:1"
 
@@ -184,7 +185,7 @@ async def test_idle_actors_are_deactivated_and_released(
     runtime = await runtime_for(placement, channel, config(actorIdleTimeout="300ms"))
     await runtime.invoke("counter", "a", "echo")
     assert runtime.active_actors() == [{"type": "counter", "count": 1}]
-    [deactivated] = await app.wait_for(1, "DELETE", timeout=3)
+    [deactivated] = await app.wait_for(1, "DELETE", timeout=10)
     assert deactivated.actor_id == "a"
     assert runtime.active_actors() == [{"type": "counter", "count": 0}]
     assert placement.released == [("counter", "a")]
@@ -310,4 +311,31 @@ async def test_a_bad_timer_is_refused(
         with pytest.raises(ApiError) as refused:
             await runtime.create_timer("counter", "a", "t", body, b"", [], 0)
         assert refused.value.code == "ERR_ACTOR_TIMER_CREATE", body
+    await runtime.aclose()
+
+
+async def test_a_call_waits_for_an_unreachable_owner_to_be_replaced(
+    app: ActorTestApp, channel: AppChannel, placement: TablePlacement
+) -> None:
+    runtime = await runtime_for(placement, channel, config(), retry_for=5.0)
+    placement.owner["counter"] = f"127.0.0.1:{free_port()}"  # a sidecar that died: nothing listens
+    call = asyncio.create_task(runtime.invoke("counter", "a", "echo", body=b"x"))
+    await asyncio.sleep(0.3)
+    assert not call.done()
+    del placement.owner["counter"]  # its lease ended: the ring gives the actor to this sidecar
+    answer = await call
+    assert (answer.status, answer.body) == (200, b"x")
+    await runtime.aclose()
+
+
+async def test_a_call_to_an_owner_that_stays_unreachable_fails_in_time(
+    app: ActorTestApp, channel: AppChannel, placement: TablePlacement
+) -> None:
+    runtime = await runtime_for(placement, channel, config(), retry_for=0.5)
+    placement.owner["counter"] = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(ApiError) as failed:
+        await runtime.invoke("counter", "a", "echo")
+    assert failed.value.code == "ERR_ACTOR_INVOKE_METHOD" and "did not answer" in failed.value.message
+    assert 0.3 <= time.monotonic() - started < 2
     await runtime.aclose()

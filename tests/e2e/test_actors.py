@@ -46,10 +46,10 @@ async def started(l8: L8Launcher, client: httpx.AsyncClient, app: ActorTestApp, 
     return sidecar
 
 
-def actor_app(**config: Any) -> ActorTestApp:
+def actor_app(idle: str = "1s", **config: Any) -> ActorTestApp:
     return ActorTestApp(
         ["counter", "reentrant"],
-        actorIdleTimeout="1s",
+        actorIdleTimeout=idle,
         drainOngoingCallTimeout="10s",
         entitiesConfig=[{"entities": ["reentrant"], "reentrancy": {"enabled": True, "maxStackDepth": 4}}],
         **config,
@@ -79,7 +79,7 @@ async def test_calls_take_turns_per_actor_and_reenter_along_a_chain(
 
         # A nested call into the same actor, carrying the chain's id, re-enters instead of waiting.
         nested = {"sidecar": sidecar.url, "type": "reentrant", "id": "r1", "method": "echo", "body": "inner"}
-        reentered = await client.put(f"{url}/reentrant/r1/method/call", json=nested, timeout=5)
+        reentered = await client.put(f"{url}/reentrant/r1/method/call", json=nested, timeout=10)
         assert reentered.status_code == 200, reentered.text
         assert reentered.json() == "inner"
         outer, inner = app.of("call")[-1], app.of("echo", "r1")[-1]
@@ -94,7 +94,7 @@ async def test_idle_actors_are_deactivated_and_their_state_outlives_them(
         url = f"{sidecar.url}{ACTORS}/counter/c1"
         saved = await client.put(f"{url}/method/state", json={"sidecar": sidecar.url, "set": {"n": 41}})
         assert saved.status_code == 200, saved.text
-        [deactivated] = await app.wait_for(1, "DELETE", "c1", timeout=5)
+        [deactivated] = await app.wait_for(1, "DELETE", "c1", timeout=10)
         assert deactivated.at - app.of("state")[-1].at >= 0.9
         assert (await client.get(f"{url}/state/n")).status_code == 400  # not active any more
         read = await client.put(f"{url}/method/state", json={"sidecar": sidecar.url, "get": ["n"]})
@@ -110,7 +110,7 @@ async def test_timers_fire_and_die_with_the_actor(l8: L8Launcher, client: httpx.
         app.cancel.add("fast")
         assert (await client.put(f"{url}/timers/fast", json={"period": "100ms"})).status_code == 204
         await app.wait_for(1, "timer/slow")
-        await app.wait_for(1, "DELETE", "c1", timeout=5)  # idle one second after the last tick
+        await app.wait_for(1, "DELETE", "c1", timeout=10)  # idle one second after the last tick
         await asyncio.sleep(2.5)
         assert len(app.of("timer/slow")) == 1  # its second tick was due after the deactivation
         assert len(app.of("timer/fast")) == 1  # cancelled by the app's answer
@@ -187,3 +187,51 @@ async def test_two_sidecars_sharing_redis_run_each_actor_once(
                 == 1
             )
         assert first_app.of("sleep") and second_app.of("sleep")  # the ring spread the actors
+
+        # A reminder fires once, on the app whose sidecar owns the actor, whichever sidecar's
+        # scheduler claimed the tick (a tick claimed by the other one is forwarded).
+        for actor_id in ids:
+            created = await client.post(
+                f"{first.url}{ACTORS}/counter/{actor_id}/reminders/ping", json={"dueTime": "0s"}
+            )
+            assert created.status_code == 204, created.text
+        give_up = time.monotonic() + 15
+        while len(first_app.of("remind/ping")) + len(second_app.of("remind/ping")) < len(ids):
+            assert time.monotonic() < give_up, "not every reminder fired"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)
+        for actor_id in ids:
+            owner_app = first_app if first_app.of("sleep", actor_id) else second_app
+            other_app = second_app if owner_app is first_app else first_app
+            assert len(owner_app.of("remind/ping", actor_id)) == 1, actor_id
+            assert not other_app.of("remind/ping", actor_id), actor_id
+
+
+async def test_a_sidecar_joining_takes_over_actors_only_after_the_old_owner_let_them_go(
+    l8: L8Launcher, client: httpx.AsyncClient, tmp_path: Path, redis_server: Any
+) -> None:
+    config = tmp_path / "fleet.yaml"
+    config.write_text(
+        f"name_resolution:\n  type: redis\n  redisHost: {redis_server.address}\n  ttl: 2s\n  cacheSeconds: 0.1\n"
+    )
+    app_id = f"actors-{uuid.uuid4().hex[:8]}"
+    ids = [f"a{n}" for n in range(30)]
+    async with actor_app("1h") as first_app, actor_app("1h") as second_app:
+        first = await started(l8, client, first_app, app_id=app_id, args=["--config", str(config)])
+        for actor_id in ids:
+            answer = await client.put(f"{first.url}{ACTORS}/counter/{actor_id}/method/echo")
+            assert answer.status_code == 200, answer.text
+        assert {c.actor_id for c in first_app.of("echo")} == set(ids)
+        second = await started(l8, client, second_app, app_id=app_id, args=["--config", str(config)])
+        answers = await asyncio.gather(
+            *(client.put(f"{second.url}{ACTORS}/counter/{actor_id}/method/echo") for actor_id in ids)
+        )
+        assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200]
+        moved = {c.actor_id for c in second_app.of("echo")}
+        assert moved and moved != set(ids)  # the ring gave the newcomer some of the actors
+        for actor_id in moved:
+            [let_go] = first_app.of("DELETE", actor_id)
+            assert let_go.at < second_app.of("echo", actor_id)[0].at, actor_id
+        for actor_id in set(ids) - moved:
+            assert not first_app.of("DELETE", actor_id)
+            assert len(first_app.of("echo", actor_id)) == 2
