@@ -37,20 +37,16 @@ from harness import (
     LOAD_CORE,
     SERVER_CORE,
     BenchError,
+    FixedRateBench,
     Processes,
+    bench_main,
     cpu_meter,
-    ensure_tools,
     free_port,
     machine,
-    missing_requirements,
     pinned,
-    run_measured,
-    run_settings,
-    save_results,
     wait_port,
     wait_quiet,
     wait_ready,
-    write_doc_section,
 )
 from paced_client import percentile
 
@@ -322,34 +318,29 @@ def render(results: dict[str, Any], summary: dict[str, Any], results_name: str) 
     return "\n".join(lines)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--rate", type=float, default=1000.0)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=3)
+def extra_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reminders", type=int, default=1000)
     parser.add_argument("--period", type=float, default=10.0)
     parser.add_argument("--ticks", type=int, default=3, help="periods the reminders are watched for")
-    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
-    arguments = parser.parse_args()
-    ensure_tools()
-    missing = missing_requirements("actors_bench", ("taskset",))
-    if missing is not None:
-        return missing
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    started = time.perf_counter()
-    results = run_measured("actors_bench", lambda tmp, procs: ActorsBench(arguments, tmp, procs).run())
-    if results is None:
-        return 1
-    results["settings"] = run_settings(arguments, stamp, started)
-    summary = results["summary"] = summarize(results)
-    text = render(results, summary, save_results(results, stamp, "actors"))
-    print(text)
-    if not arguments.no_doc:
-        write_doc_section(text, BEGIN, END)
-    return 0
+
+
+BENCH = FixedRateBench(
+    name="actors_bench",
+    kind="actors",
+    tools=("taskset",),
+    measure=lambda args, tmp, procs: ActorsBench(args, tmp, procs).run(),
+    summarize=summarize,
+    render=lambda results, saved: render(results, results["summary"], saved),
+    begin=BEGIN,
+    end=END,
+    seconds=10.0,
+    warmup=2.0,
+    arguments=extra_arguments,
+)
+
+
+def main() -> int:
+    return bench_main(BENCH, __doc__ or "")
 
 
 if __name__ == "__main__":
