@@ -292,7 +292,7 @@ def render(results: dict[str, Any], summary: dict[str, Any], results_name: str) 
         "| target | result |",
         "| --- | --- |",
         f"| actor call adds <= 0.5 ms p90 over plain invocation at {settings['rate']:g} rps | "
-        f"+{added['p90_ms']} ms: {verdict(added['p90_ms'] <= 0.5)} |",
+        f"{added['p90_ms']:+} ms: {verdict(added['p90_ms'] <= 0.5)} |",
         f"| reminder firing delay p99 <= 100 ms at {reminders['reminders']:,} reminders | "
         f"{reminders['p99_ms']} ms: {verdict(reminders['p99_ms'] <= 100)} |",
         "",
@@ -304,8 +304,8 @@ def render(results: dict[str, Any], summary: dict[str, Any], results_name: str) 
         f"{summary['invoke']['p90_ms']} ms | {summary['invoke']['p99_ms']} ms | {summary['invoke_vcpu']} |",
         f"| actor call: l8 -> app | {summary['actor']['p50_ms']} ms | {summary['actor']['p90_ms']} ms | "
         f"{summary['actor']['p99_ms']} ms | {summary['actor_vcpu']} |",
-        f"| actor call minus plain invocation | +{added['p50_ms']} ms | +{added['p90_ms']} ms | "
-        f"+{added['p99_ms']} ms | |",
+        f"| actor call minus plain invocation | {added['p50_ms']:+} ms | {added['p90_ms']:+} ms | "
+        f"{added['p99_ms']:+} ms | |",
         "",
         f"Reminders: {reminders['ticks']:,} ticks delivered of {reminders['ticks_expected']:,} due; "
         f"delay p50 {reminders['p50_ms']} ms, p90 {reminders['p90_ms']} ms, p99 {reminders['p99_ms']} ms, "
