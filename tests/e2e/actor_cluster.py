@@ -76,6 +76,8 @@ class Cluster:
     sidecars: list[L8Process]
     apps: list[ActorApp]
     alive: list[bool] = field(default_factory=list)
+    dropped: int = 0
+    """Reads whose connection was dropped before an answer (sent again)."""
 
     def __post_init__(self) -> None:
         self.alive = [True] * len(self.sidecars)
@@ -89,6 +91,18 @@ class Cluster:
 
     async def call(self, client: httpx.AsyncClient, via: int, actor_id: str, method: str) -> httpx.Response:
         return await client.put(f"{self.sidecars[via].url}{ACTOR}/{actor_id}/method/{method}", content=b"")
+
+    async def read(self, client: httpx.AsyncClient, via: int, actor_id: str) -> httpx.Response:
+        """``get`` (a read, so safe to send again): a connection the loaded sidecar dropped is
+        counted in :attr:`dropped` and the call sent again."""
+        for attempt in range(3):
+            try:
+                return await self.call(client, via, actor_id, "get")
+            except httpx.TransportError:
+                self.dropped += 1
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     async def records(self, client: httpx.AsyncClient) -> list[dict[str, Any]]:
         return list(await asyncio.gather(*(app.records(client) for app in self.apps)))
@@ -152,7 +166,7 @@ async def wait_until_agreed(
             if not alive:
                 continue
             for probe in probes:
-                answer = await cluster.call(client, index, probe, "get")
+                answer = await cluster.read(client, index, probe)
                 if answer.status_code != 200:
                     failed, last = True, (index, probe, answer.status_code, answer.text)
                     break

@@ -197,7 +197,7 @@ async def test_three_sidecars_run_one_turn_at_a_time_and_survive_a_kill(
     assert [record["deactivations"] for record in records] == [[], [], []]
     assert set(hosts.values()) == set(apps)  # every app hosts some of the actors
     counts = await asyncio.gather(
-        *(cluster.call(client, random.randrange(3), actor_id, "get") for actor_id in sorted(taken))
+        *(cluster.read(client, random.randrange(3), actor_id) for actor_id in sorted(taken))
     )
     assert {
         actor_id: answer.json()["count"] for actor_id, answer in zip(sorted(taken), counts, strict=True)
@@ -223,7 +223,7 @@ async def test_three_sidecars_run_one_turn_at_a_time_and_survive_a_kill(
     async def reach(actor_id: str, via: int) -> float:
         deadline = killed + LEASE_TTL + 15
         while True:
-            answer = await cluster.call(client, via, actor_id, "get")
+            answer = await cluster.read(client, via, actor_id)
             if answer.status_code == 200:
                 assert answer.json() == {"count": taken[actor_id], "host": answer.json()["host"]}
                 assert answer.json()["host"] != apps[victim]
@@ -274,3 +274,4 @@ async def test_three_sidecars_run_one_turn_at_a_time_and_survive_a_kill(
             # Never delayed by the kill: one delivery per tick, every tick.
             assert indexes == list(range(len(times))), f"{actor_id}: ticks missed: {times}"
     assert not overlapping_turns(await cluster.records(client))
+    print(f"reads sent again after a dropped connection: {cluster.dropped}")
