@@ -33,6 +33,9 @@ from mesh.placement.leased import ActorKey, LeasedPlacement
 
 log = structlog.get_logger(__name__)
 
+TXN_OPS = 100
+"""Operations per transaction, under etcd's ``--max-txn-ops`` default of 128."""
+
 
 def _lease_gone(exc: BaseException) -> bool:
     """etcd's answer to a put on a lease it does not know (expired or revoked)."""
@@ -78,7 +81,7 @@ class EtcdPlacement(LeasedPlacement):
         tx = self._client.transactions
         puts = [tx.put(self._member_key(t), self.address.encode(), lease.id) for t in sorted(types)]
         try:
-            await self._client.transaction(compare=[], success=puts, failure=[])
+            await self._apply(puts)
         except BaseException:
             with contextlib.suppress(Exception):
                 await self._client.revoke_lease(lease.id)
@@ -98,12 +101,17 @@ class EtcdPlacement(LeasedPlacement):
         ops = [tx.delete(self._member_key(t)) for t in sorted(old - new)]
         ops += [tx.put(self._member_key(t), self.address.encode(), self._lease.id) for t in sorted(new - old)]
         try:
-            await self._client.transaction(compare=[], success=ops, failure=[])
+            await self._apply(ops)
         except Exception as exc:
             if _lease_gone(exc):
                 return False
             raise
         return True
+
+    async def _apply(self, ops: list[Any]) -> None:
+        """Membership writes, in transactions of at most ``TXN_OPS`` (etcd's default cap, 128)."""
+        for start in range(0, len(ops), TXN_OPS):
+            await self._client.transaction(compare=[], success=ops[start : start + TXN_OPS], failure=[])
 
     async def _drop(self, claims: set[ActorKey]) -> None:
         # Every membership and claim is on the lease: revoking it removes them all at once.

@@ -21,7 +21,13 @@ table that changes wakes the notifier, which runs the ``on_change`` listeners (c
 while they run are handled in one more pass).
 
 **Claims** that could not be released (the store away) are tried again after each renewal, so a
-claim this sidecar no longer uses never blocks another sidecar for longer than the outage.
+claim this sidecar no longer uses never blocks another sidecar for longer than the outage. Claims
+and releases of one actor reach the store one at a time, in the order they were made.
+
+What the store must keep: its leases. A store that loses them (a Redis restarted without
+persistence, keys deleted by hand) ends every lease at once; a host learns it at its next renewal
+or claim, within a third of the ttl, and fences itself, but until then another host may claim one
+of its actors.
 """
 
 from __future__ import annotations
@@ -171,12 +177,18 @@ class LeasedPlacement(abc.ABC):
             elif self._fenced:
                 self._types = types  # the next beat grants the new lease with them
             else:
+                # On an error the types stay the old ones, whose memberships the renewals keep.
+                moved = await self._retype(old, types)
                 self._types = types
-                if not await self._retype(old, types):
-                    self._keeper.lapse()
+                if not moved:
+                    self._keeper.lapse()  # the next beat grants a new lease with the new types
             log.info("placement hosts", types=sorted(types), address=self.address, store=self.server)
-        # This sidecar's own membership is in its tables at once, not at the next refresh.
-        await self._refresh(sorted(set(self._tables) | types | old))
+        # This sidecar's own membership is in its tables at once, not at the next refresh (which
+        # reads them anyway if the store does not answer now).
+        try:
+            await self._refresh(sorted(set(self._tables) | types | old))
+        except Exception as exc:
+            log.warning("placement members not read", store=self.server, error=str(exc))
 
     async def lookup(self, actor_type: str, actor_id: str) -> str | None:
         """See the contract; the first lookup of a type raises
@@ -355,8 +367,13 @@ class LeasedPlacement(abc.ABC):
         if pending is None:
             pending = asyncio.ensure_future(self._read_type(actor_type))
             self._first_reads[actor_type] = pending
-            pending.add_done_callback(lambda _: self._first_reads.pop(actor_type, None))
+            pending.add_done_callback(lambda done: self._read_done(actor_type, done))
         return await asyncio.shield(pending)
+
+    def _read_done(self, actor_type: str, done: asyncio.Future[Ring]) -> None:
+        self._first_reads.pop(actor_type, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here too: every lookup waiting for it may have been cancelled
 
     async def _read_type(self, actor_type: str) -> Ring:
         try:

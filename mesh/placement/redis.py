@@ -12,8 +12,9 @@ still agree on who is alive:
   the field is absent, already this token's, or held by a token whose lease has ended (scored in
   the past or gone from the leases), so a claim lives exactly as long as its holder's lease.
 
-Keys expire three ttls after the last renewal of any lease on them (only ever extended, so a
-sidecar with a short ttl cannot cut a longer lease short). Membership changes reach other sidecars
+Keys expire three ttls after the last renewal of a lease on them (a type's claims: of a lease
+hosting the type; expiries are only ever extended, so a sidecar with a short ttl cannot cut a
+longer lease short). Membership changes reach other sidecars
 by polling the tracked types every ``cacheSeconds`` (one script call for all of them); a graceful
 stop removes the token at once, a sidecar that died drops out when its lease ends.
 """
@@ -33,11 +34,12 @@ LEASES = PREFIX + "leases"
 _EXTEND = """
 local function extend(key, keep)
   local left = redis.call('PTTL', key)
-  if left >= 0 and left < keep then redis.call('PEXPIRE', key, keep) end
+  if left ~= -2 and left < keep then redis.call('PEXPIRE', key, keep) end
 end
 """
-# KEYS: the leases, then each hosted type's members. ARGV: token, ttl ms, "grant" or "renew".
-# Returns 0 when a renewal finds the lease already ended (it is never revived).
+# KEYS: the leases, each hosted type's members, then each hosted type's claims. ARGV: token,
+# ttl ms, "grant" or "renew", the number of types. Returns 0 when a renewal finds the lease
+# already ended (it is never revived).
 _KEEP = (
     REDIS_NOW_MS
     + _EXTEND
@@ -47,11 +49,13 @@ if ARGV[3] == 'renew' then
   local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
   if not score or tonumber(score) <= ms then return 0 end
 end
-for i = 1, #KEYS do
+local types = tonumber(ARGV[4])
+for i = 1, types + 1 do
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ms)
   redis.call('ZADD', KEYS[i], ms + ttl, ARGV[1])
   extend(KEYS[i], ttl * 3)
 end
+for i = types + 2, #KEYS do extend(KEYS[i], ttl * 3) end
 return 1
 """
 )
@@ -64,10 +68,11 @@ for i = 1, #KEYS do found[i] = redis.call('ZRANGEBYSCORE', KEYS[i], '(' .. ms, '
 return found
 """
 )
-# KEYS: the leases, the type's claims. ARGV: token, actor id. 1 held, 0 another live holder has
-# it, -1 this token's own lease has ended.
+# KEYS: the leases, the type's claims. ARGV: token, actor id, ttl ms. 1 held, 0 another live
+# holder has it, -1 this token's own lease has ended.
 _CLAIM = (
     REDIS_NOW_MS
+    + _EXTEND
     + """
 local mine = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not mine or tonumber(mine) <= ms then return -1 end
@@ -78,6 +83,7 @@ if holder then
   if until_ms and tonumber(until_ms) > ms then return 0 end
 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+extend(KEYS[2], tonumber(ARGV[3]) * 3)
 return 1
 """
 )
@@ -138,19 +144,20 @@ class RedisPlacement(LeasedPlacement):
             await client.aclose()
 
     def _keep_keys(self, types: frozenset[str]) -> list[str]:
-        return [LEASES, *(_members_key(actor_type) for actor_type in sorted(types))]
+        ordered = sorted(types)
+        return [LEASES, *map(_members_key, ordered), *map(_claims_key, ordered)]
 
     async def _grant(self, types: frozenset[str]) -> None:
         token = f"{self.address}|{secrets.token_hex(8)}"
         keys = self._keep_keys(types)
-        await self._scripts["keep"](keys, [token, self._ttl_ms, "grant"])
+        await self._scripts["keep"](keys, [token, self._ttl_ms, "grant", len(types)])
         self._token = token
 
     async def _renew(self, types: frozenset[str]) -> bool:
         if self._token is None:
             return False
         keys = self._keep_keys(types)
-        return bool(await self._scripts["keep"](keys, [self._token, self._ttl_ms, "renew"]))
+        return bool(await self._scripts["keep"](keys, [self._token, self._ttl_ms, "renew", len(types)]))
 
     async def _retype(self, old: frozenset[str], new: frozenset[str]) -> bool:
         if self._token is None:
@@ -186,7 +193,9 @@ class RedisPlacement(LeasedPlacement):
     async def _claim(self, actor_type: str, actor_id: str) -> bool | None:
         if self._token is None:
             return None
-        held = await self._scripts["claim"]([LEASES, _claims_key(actor_type)], [self._token, actor_id])
+        held = await self._scripts["claim"](
+            [LEASES, _claims_key(actor_type)], [self._token, actor_id, self._ttl_ms]
+        )
         return None if held < 0 else bool(held)
 
     async def _release(self, actor_type: str, actor_id: str) -> None:

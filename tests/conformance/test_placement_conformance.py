@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import random
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aetcd
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -179,6 +183,40 @@ async def _eq(found: Awaitable[set[str]], expected: set[str]) -> bool:
 
 
 @pytest.mark.parametrize("sidecars", SHARED, indirect=True)
+async def test_lookups_of_a_new_type_read_it_once_together(sidecars: Sidecars) -> None:
+    actor_type = _actor_type()
+    host = await sidecars.make("127.0.0.1:3571")
+    await host.host(frozenset({actor_type}))
+    caller = await sidecars.make("127.0.0.1:3572")
+    reads: list[str] = []
+    read_type = caller._read_type
+
+    async def counted(actor_type: str) -> Any:
+        reads.append(actor_type)
+        return await read_type(actor_type)
+
+    caller._read_type = counted  # type: ignore[method-assign]
+    found = await asyncio.gather(*(caller.lookup(actor_type, f"id-{n}") for n in range(50)))
+    assert set(found) == {"127.0.0.1:3571"}
+    for n in range(1000):
+        await caller.lookup(actor_type, f"id-{n}")
+    assert reads == [actor_type]  # one read, shared by the lookups that came together; then memory
+
+
+@pytest.mark.parametrize("sidecars", SHARED, indirect=True)
+async def test_a_new_type_that_cannot_be_read_is_unavailable_not_unhosted(sidecars: Sidecars) -> None:
+    actor_type = _actor_type()
+    host = await sidecars.make("127.0.0.1:3575")
+    await host.host(frozenset({actor_type}))
+    caller = await sidecars.make("127.0.0.1:3576", gate=True)
+    sidecars.gates[caller.address].freeze()
+    with pytest.raises(PlacementUnavailable):
+        await caller.lookup(actor_type, "cart-1")
+    sidecars.gates[caller.address].thaw()
+    assert await caller.lookup(actor_type, "cart-1") == "127.0.0.1:3575"
+
+
+@pytest.mark.parametrize("sidecars", SHARED, indirect=True)
 async def test_a_claim_is_held_by_one_host_until_released(sidecars: Sidecars) -> None:
     actor_type = _actor_type()
     a, b, c = [await sidecars.make(f"127.0.0.1:{3511 + n}") for n in range(3)]
@@ -284,6 +322,18 @@ async def test_a_lease_the_store_ended_fences_its_host_at_the_next_call(sidecars
 
 
 @pytest.mark.parametrize("sidecars", SHARED, indirect=True)
+async def test_a_host_of_many_types_joins_and_leaves_each(sidecars: Sidecars) -> None:
+    types = [f"{_actor_type()}/{n}" for n in range(150)]  # past etcd's 128 operations per transaction
+    a, caller = await sidecars.make("127.0.0.1:3561"), await sidecars.make("127.0.0.1:3562")
+    await a.host(frozenset(types))
+    assert {await caller.lookup(actor_type, "x") for actor_type in types} == {"127.0.0.1:3561"}
+    await a.host(frozenset(types[:10]))
+    await _until(lambda: _eq(_members(caller, types[10]), set()), 2)
+    assert await caller.lookup(types[0], "x") == "127.0.0.1:3561"
+    assert await a.claim(types[0], "a/b c") and not await a.claim(types[10], "x")
+
+
+@pytest.mark.parametrize("sidecars", SHARED, indirect=True)
 async def test_on_change_runs_when_a_host_joins_and_leaves(sidecars: Sidecars) -> None:
     actor_type = _actor_type()
     a = await sidecars.make("127.0.0.1:3531")
@@ -306,6 +356,69 @@ async def test_on_change_runs_when_a_host_joins_and_leaves(sidecars: Sidecars) -
     await b.aclose()
     await _until(lambda: _is(changes[-1] == {"127.0.0.1:3531"}), 2)
     assert {await a.lookup(actor_type, f"id-{n}") for n in range(50)} == {"127.0.0.1:3531"}
+
+
+_DYING_HOST = """
+import asyncio, sys
+from mesh.placement.factory import build_placement
+from mesh.name_resolution import parse_name_resolution
+import orjson
+
+async def main() -> None:
+    placement = build_placement(parse_name_resolution(orjson.loads(sys.argv[1])))
+    await placement.start("conformance", "127.0.0.1:3591")
+    await placement.host(frozenset({sys.argv[2]}))
+    assert await placement.claim(sys.argv[2], "cart-1")
+    print("claimed", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("sidecars", SHARED, indirect=True)
+async def test_a_host_killed_without_a_word_gives_its_actors_away_when_its_lease_ends(
+    sidecars: Sidecars,
+) -> None:
+    loop = asyncio.get_running_loop()
+    actor_type = _actor_type()
+    b = await sidecars.make("127.0.0.1:3592")
+    await b.host(frozenset({actor_type}))
+    left: list[float] = []
+
+    async def changed() -> None:
+        if "127.0.0.1:3591" not in b.describe()["members"].get(actor_type, []):
+            left.append(loop.time())
+
+    settings = {"type": sidecars.backend, "ttl": f"{TTL}s", "cacheSeconds": "100ms"}
+    if sidecars.backend == "redis":
+        settings["redisHost"] = sidecars.server
+    else:
+        settings |= {"endpoints": sidecars.server, "keyPrefix": sidecars.prefix}
+    dying = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _DYING_HOST, orjson.dumps(settings).decode(), actor_type,
+        stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(Path.cwd())},
+    )  # fmt: skip
+    try:
+        assert dying.stdout is not None
+        while (line := await asyncio.wait_for(dying.stdout.readline(), 20)) != b"claimed\n":
+            assert line, "the host to be killed exited"  # (its log lines come first)
+        await _until(lambda: _eq(_members(b, actor_type), {"127.0.0.1:3591", "127.0.0.1:3592"}))
+        b.on_change(changed)
+        assert await b.claim(actor_type, "cart-1") is False
+        dying.kill()  # SIGKILL: no deregistration, no release
+        killed_at = loop.time()
+        while not await b.claim(actor_type, "cart-1"):
+            assert loop.time() - killed_at < TTL + 2, "the dead host's claim outlived its lease"
+            await asyncio.sleep(0.02)
+        claimed_after = loop.time() - killed_at
+    finally:
+        if dying.returncode is None:
+            dying.kill()
+        await dying.wait()
+    assert TTL / 3 < claimed_after < TTL + 2  # its last renewal at most a third of the ttl before
+    await _until(lambda: _is(bool(left)), 2)  # and it left the table
+    assert await b.lookup(actor_type, "cart-1") == "127.0.0.1:3592"
 
 
 # -- the storm ---------------------------------------------------------------------------------------
