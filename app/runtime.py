@@ -30,7 +30,7 @@ from mesh.ratelimit import RateLimits, build_rate_limits
 from mesh.redis_registry import RedisRegistrySettings
 from mesh.resiliency import Outbound, Resiliency
 from mesh.resiliency.traced import TracedOutbound
-from mesh.resolver import Resolver
+from mesh.resolver import Resolver, StaticResolverSettings
 from mesh.tcpcopy import TcpCopy, parse_policy
 from observability.metrics import Metrics, MetricsServer
 from observability.recent_errors import RecentErrors
@@ -249,7 +249,7 @@ class Runtime:
         if metrics is not None:
             self.app_channel.metrics = metrics.http_client
         self.app_health = _app_health(settings, self.app_channel)
-        scheduler = await self._start_scheduler()
+        scheduler = self._scheduler()
         sequencer = await SequencerService.start(self._of("sequencer"), app_id, self._outbound("sequencer"))
         self._stack.push_async_callback(sequencer.aclose)
         # Closed before the app channel and the stores: no update is delivered past shutdown.
@@ -333,6 +333,7 @@ class Runtime:
             )
         # Other sidecars find this one only once every service is built.
         await self._start_name_resolution(resolver)
+        await self._start_scheduler(scheduler)
         await self._start_subscriptions()
         await self._start_input_bindings(bindings)
         self._start_app_health(bindings)
@@ -343,19 +344,28 @@ class Runtime:
             resources=[str(p) for p in settings.resources_paths] or EMBEDDED,
         )
 
-    async def _start_scheduler(self) -> SchedulerService:
-        """The scheduler on the name-resolution store (SQLite under data_dir when static), closed
-        before the app channel; jobs are triggered on the app only when there is one."""
+    def _scheduler(self) -> SchedulerService:
+        """The scheduler on the name-resolution store (SQLite under data_dir when static). Closed
+        before the app channel (the exit stack unwinds in reverse); started with the runtime."""
         settings = self.settings
         scheduler = build_scheduler(settings.name_resolution, settings.data_dir, settings.app_id)
         self._stack.push_async_callback(scheduler.close)
+        return scheduler
+
+    async def _start_scheduler(self, scheduler: SchedulerService) -> None:
+        """Open the scheduler's store (after name resolution, whose errors about the same server
+        come first) and fire jobs on the app, when there is one."""
         try:
             await scheduler.start()
         except ComponentError as exc:
-            raise StartupError(f"scheduler: {exc}") from None
+            field = getattr(exc, "field", None)
+            if isinstance(self.settings.name_resolution, StaticResolverSettings):
+                where = "data_dir"  # SQLite under it
+            else:
+                where = f"name_resolution.{field}" if field else "name_resolution"
+            raise StartupError(f"{where}: the scheduler cannot use its store: {exc}") from None
         if self.app_channel.configured:
             scheduler.deliver(JOB_KIND, JobTrigger(self.app_channel))
-        return scheduler
 
     async def _start_secret_stores(self, resources: list[ComponentResource]) -> None:
         """Secret stores start first, each once the store its own ``secretKeyRef`` reads has

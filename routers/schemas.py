@@ -123,6 +123,14 @@ class MetadataResponse(BaseModel):
         None, description="Deprecated alias of actorRuntime.activeActors"
     )
     actorRuntime: ActorRuntime | None = None
+    scheduler: SchedulerInfo | None = None
+
+
+class SchedulerInfo(BaseModel):
+    connected_addresses: list[str] = Field(
+        description="where the scheduler's jobs live (snake_case, as daprd writes it): the Redis or etcd "
+        "of name_resolution, or sqlite:<path>"
+    )
 
 
 class BulkPublishEntry(BaseModel):

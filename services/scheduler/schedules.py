@@ -9,8 +9,9 @@ and the failure policy's rules.
   a duration, or ``Rn/<duration>``.
 * The first tick is ``dueTime`` when given (a duration from now or an RFC 3339 time), else the
   schedule's first time after now. ``repeats`` (and a period's ``Rn``) count ticks in all; no tick
-  falls after the ``ttl``'s end. Ticks missed while no sidecar ran are not made up one by one:
-  the overdue tick fires once, then the schedule resumes from now.
+  falls after the ``ttl``'s end. A tick that fires late (a busy sidecar, a slow app) is followed by
+  the ones it held up, so none is lost; but ticks missed for longer than ``CATCH_UP`` (no sidecar
+  ran) are not made up one by one: the schedule resumes at its first tick within that window.
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from components.bindings.cron import Schedule as CronSchedule
 from services import durations
 from services.scheduler.base import Job
 
+if TYPE_CHECKING:  # croniter is imported only when a cron schedule is read
+    from components.bindings.cron import Schedule as CronSchedule
+
+CATCH_UP = 10.0
+"""Seconds of missed ticks that are still delivered, one after another."""
 DEFAULT_RETRY_INTERVAL = 1.0
 DEFAULT_MAX_RETRIES = 3
 
@@ -43,14 +48,14 @@ class Cadence:
         assert self.cron is not None
         return self.cron.next_after(datetime.fromtimestamp(moment, UTC)).timestamp()
 
-    def first_after(self, moment: float, now: float) -> float:
-        """The first tick after ``moment`` that is not already past ``now``."""
+    def first_after(self, moment: float, since: float) -> float:
+        """The first tick after ``moment`` that is not before ``since``."""
         following = self.after(moment)
-        if following > now:
+        if following >= since:
             return following
         if self.interval is not None:
-            return following + math.ceil((now - following) / self.interval) * self.interval
-        return self.after(now)
+            return following + math.ceil((since - following) / self.interval) * self.interval
+        return self.after(since - 1e-6)
 
 
 def job_cadence(text: str) -> Cadence:
@@ -68,6 +73,8 @@ def job_cadence(text: str) -> Cadence:
         if cadence is None:
             raise ValueError(f"schedule {text!r} has no period")
         return cadence
+    from components.bindings.cron import Schedule as CronSchedule
+
     cron = CronSchedule(spec)
     if cron.zone is None:
         cron.zone = UTC  # Dapr's scheduler reads cron fields in UTC
@@ -124,7 +131,7 @@ def next_tick(job: Job, due: float, ticks_done: int, now: float) -> float | None
     limits = [n for n in (job.repeats, cadence.repetitions) if n]
     if limits and ticks_done >= min(limits):
         return None
-    following = cadence.first_after(due, now)
+    following = cadence.first_after(due, now - CATCH_UP)
     expires = job.expires.timestamp() if job.expires is not None else None
     if expires is not None and following > expires:
         return None

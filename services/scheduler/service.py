@@ -100,6 +100,10 @@ class SchedulerService:
         self._offset = 0.0
         """The store's clock minus the local one."""
         self._backlog = False
+        self._closed = False
+        self._abandoned: list[Claim] = []
+        """Claims whose delivery was cut off by close(): handed back so a restart need not wait
+        for their leases."""
         self._sleep_until = 0.0
         """When the loop wakes next unless woken (the store's clock)."""
 
@@ -113,16 +117,23 @@ class SchedulerService:
         self._loop = asyncio.create_task(self._run(), name="l8-scheduler")
 
     async def close(self) -> None:
+        self._closed = True
+        self._wake.set()
         loop, self._loop = self._loop, None
         if loop is not None:
             loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
-        # A delivery cut off here is delivered again by whoever claims it after its lease.
+        # A delivery cut off here is delivered again (at least once): its tick is handed back now,
+        # or, if the store cannot be reached, claimed by whoever comes after its lease.
         for task in list(self._deliveries):
             task.cancel()
         if self._deliveries:
             await asyncio.gather(*self._deliveries, return_exceptions=True)
+        abandoned, self._abandoned = self._abandoned, []
+        for claim in abandoned:
+            with contextlib.suppress(BackendError):
+                await self.store.release(claim, self._now())
         await self.store.close()
 
     def _now(self) -> float:
@@ -159,15 +170,18 @@ class SchedulerService:
     # -- the firing loop ---------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        while True:
+        while not self._closed:
             try:
                 wait = await self._round()
             except BackendError as exc:
                 log.warning("scheduler: the store failed, trying again", error=str(exc))
                 wait = self._poll
             self._sleep_until = self._now() + wait
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can lose a cancellation that
+            # arrives as the event is set, and the loop would outlive close().
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.0))
+                async with asyncio.timeout(max(wait, 0.0)):
+                    await self._wake.wait()
 
     async def _round(self) -> float:
         """Start the deliveries of due ticks; how long to sleep before the next round."""
@@ -233,6 +247,9 @@ class SchedulerService:
             following = await self._settle(claim, job, outcome)
             if following is not None and following < self._sleep_until:
                 self._wake.set()  # the loop sleeps past this job's next tick
+        except asyncio.CancelledError:
+            self._abandoned.append(claim)
+            raise
         except BackendError as exc:
             log.warning("scheduler: a tick was not settled; it is claimed again after its lease",
                         kind=kind, job=name, error=str(exc))  # fmt: skip

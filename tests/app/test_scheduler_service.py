@@ -211,6 +211,7 @@ async def test_a_tick_held_by_a_dead_sidecar_is_delivered_by_another(
     await doomed.schedule(_job(doomed, "held", due_time="0s", data=b"1"), overwrite=False)
     await asyncio.wait_for(started.wait(), 10)
     # The sidecar dies without a word: its loop stops and its claim stays in the store.
+    doomed._closed = True
     doomed._loop.cancel()  # type: ignore[union-attr]
     for task in list(doomed._deliveries):
         task.cancel()
@@ -221,3 +222,25 @@ async def test_a_tick_held_by_a_dead_sidecar_is_delivered_by_another(
     await until(lambda: len(recorder.ticks) == 1)
     assert recorder.ticks[0][0] >= keeper_gone + 0.3  # only once the lease ended
     assert recorder.ticks[0][1].job.data == b"1"
+
+
+async def test_a_sidecar_closing_mid_delivery_hands_the_tick_back(
+    sidecars: Callable[..., Awaitable[SchedulerService]],
+) -> None:
+    leaving = await sidecars(lease=30.0)
+    started = asyncio.Event()
+
+    async def hang(tick: Tick) -> Outcome:
+        started.set()
+        await asyncio.Event().wait()
+        return Outcome.DONE
+
+    leaving.deliver("job", hang)
+    await leaving.schedule(_job(leaving, "handed", due_time="0s", data=b"2"), overwrite=False)
+    await asyncio.wait_for(started.wait(), 10)
+    await leaving.close()
+    staying = await sidecars()
+    recorder = Recorder()
+    staying.deliver("job", recorder)
+    await until(lambda: len(recorder.ticks) == 1, within=10)  # long before the 30 s lease ends
+    assert recorder.ticks[0][1].attempt == 2 and recorder.ticks[0][1].job.data == b"2"
