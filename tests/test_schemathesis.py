@@ -59,7 +59,11 @@ STORE_PARAMETERS = ("storeName", "secretStoreName", "name")
 # (section 7). Every output binding failure, a missing operation or an unknown binding included, is
 # 500 ERR_INVOKE_OUTPUT_BINDING (6.1). Scheduling a job whose name is taken without "overwrite" is
 # 500 DAPR_SCHEDULER_SCHEDULE_JOB, and getting a missing job 500 DAPR_SCHEDULER_GET_JOB (13.2:
-# daprd passes the scheduler's AlreadyExists and NotFound on as 500s). See the table in section 15.
+# daprd passes the scheduler's AlreadyExists and NotFound on as 500s). Actor state with no store
+# marked actorStateStore is 500 ERR_ACTOR_RUNTIME_NOT_FOUND; a timer's or reminder's time value that
+# does not parse is 500 ERR_ACTOR_TIMER_CREATE / ERR_ACTOR_REMINDER_CREATE, and a failing actor state
+# operation (a bad ttlInSeconds, an ETag mismatch) 500 ERR_ACTOR_STATE_TRANSACTION_SAVE (12.1).
+# See the table in section 15.
 DAPR_MANDATED_500 = frozenset(
     {
         "ERR_STATE_QUERY",
@@ -76,6 +80,10 @@ DAPR_MANDATED_500 = frozenset(
         "ERR_INVOKE_OUTPUT_BINDING",
         "DAPR_SCHEDULER_SCHEDULE_JOB",
         "DAPR_SCHEDULER_GET_JOB",
+        "ERR_ACTOR_RUNTIME_NOT_FOUND",
+        "ERR_ACTOR_TIMER_CREATE",
+        "ERR_ACTOR_REMINDER_CREATE",
+        "ERR_ACTOR_STATE_TRANSACTION_SAVE",
     }
 )
 

@@ -9,6 +9,8 @@ membership changes); past that it answers that the actor has no address.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from urllib.parse import quote
 
@@ -112,3 +114,18 @@ class Peers:
         clients, self._clients = self._clients, {}
         for client in clients.values():
             await client.aclose()
+
+
+class Retry:
+    """Pauses between tries of one call, growing, until ``limit`` seconds have passed."""
+
+    def __init__(self, limit: float) -> None:
+        self._give_up = time.monotonic() + limit
+        self._pause = 0.05
+
+    async def again(self) -> bool:
+        if time.monotonic() + self._pause > self._give_up:
+            return False
+        await asyncio.sleep(self._pause)
+        self._pause = min(self._pause * 2, 1.0)
+        return True

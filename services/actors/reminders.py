@@ -12,7 +12,7 @@ import orjson
 
 from services import durations, errors
 from services.actors.names import reminder_job
-from services.actors.timers import string_field
+from services.actors.timers import object_body, string_field
 from services.scheduler.base import Job, JobExists, JobKey, Scheduler
 
 KIND = "reminder"
@@ -21,14 +21,11 @@ KIND = "reminder"
 def parse_reminder(key: JobKey, body: Any) -> tuple[Job, bool]:
     """The job of a create request's body and whether it overwrites (the default, as SDKs register
     their reminders again at every start). Raises ApiError."""
-    if not isinstance(body, dict):
-        raise errors.malformed(
-            "json: cannot unmarshal the body into Go value of type actors.CreateReminderRequest"
-        )
+    body = object_body(body, "actors.CreateReminderRequest")
+    due_time = string_field(body, "dueTime")
+    period = string_field(body, "period")
+    ttl = string_field(body, "ttl")
     try:
-        due_time = string_field(body, "dueTime")
-        period = string_field(body, "period")
-        ttl = string_field(body, "ttl")
         now = datetime.now(UTC)
         durations.due_time(due_time, now)
         durations.period(period)

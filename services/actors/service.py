@@ -27,12 +27,12 @@ from services import errors
 from services.actors.activation import Activation, Deactivated
 from services.actors.app import ERROR_HEADER, JSON, REENTRANCY_HEADER, ActorApp, cancels
 from services.actors.config import NO_ACTORS, ActorConfig, TypeConfig
-from services.actors.forward import Peers, PeerUnreachable, api_path, closing, passed_on
+from services.actors.forward import Peers, PeerUnreachable, Retry, api_path, closing, passed_on
 from services.actors.names import check_actor, check_name, reminder_parts
 from services.actors.reminders import KIND, Reminders, tick_body
 from services.actors.state import ActorState
 from services.actors.table import ActivationTable
-from services.actors.timers import Timer, parse_timer, run_timer
+from services.actors.timers import parse_timer, start_timer
 from services.errors import ApiError
 from services.scheduler.base import JobKey, Outcome, Tick
 
@@ -145,7 +145,7 @@ class ActorRuntime:
         (or carries ``X-Daprerrorresponseheader``); a forwarded call's answer as the owner gave it."""
         check_actor(actor_type, actor_id)
         target = f"{api_path(actor_type, actor_id)}/method/{method}"
-        retry = _Retry(self._retry_for)
+        retry = Retry(self._retry_for)
         while True:
             activation = await self._here(actor_type, actor_id)
             if isinstance(activation, str):
@@ -186,7 +186,7 @@ class ActorRuntime:
         headers: Headers,
         body: bytes,
         hop: int,
-        retry: _Retry | None = None,
+        retry: Retry | None = None,
     ) -> AppResponse | None:
         """The owner's answer; None when the call should be looked up and sent again: the owner
         could not be reached (nothing was sent) or is shutting down, and ``retry`` allows another
@@ -321,34 +321,8 @@ class ActorRuntime:
                 return forwarded
             if activation.closing:
                 continue
-            self._start_timer(activation, timer)
+            start_timer(activation, timer, self.app)
             return None
-
-    def _start_timer(self, activation: Activation, timer: Timer) -> None:
-        old = activation.timers.pop(timer.name, None)
-        if old is not None:
-            old.cancel()
-
-        async def fire(timer: Timer) -> bool:
-            try:
-                async with activation.turn():
-                    response = await self.app.fire(*activation.key, "timer", timer.name, timer.body())
-            except Deactivated:
-                return False
-            except (AppUnreachable, ApiError) as exc:
-                log.warning("a timer tick was not delivered", timer=timer.name, error=str(exc))
-                return True
-            return not cancels(response)
-
-        async def run() -> None:
-            try:
-                await run_timer(timer, fire)
-            finally:
-                if activation.timers.get(timer.name) is task:
-                    del activation.timers[timer.name]
-
-        task = asyncio.get_running_loop().create_task(run(), name=f"actor timer {timer.name}")
-        activation.timers[timer.name] = task
 
     async def delete_timer(
         self, actor_type: str, actor_id: str, name: str, headers: Headers, hop: int
@@ -408,18 +382,3 @@ class ActorRuntime:
             idle = self.table.idle(time.monotonic())
             if idle:
                 await self.table.deactivate_all(idle)
-
-
-class _Retry:
-    """Pauses between tries of one call, growing, until ``limit`` seconds have passed."""
-
-    def __init__(self, limit: float) -> None:
-        self._give_up = time.monotonic() + limit
-        self._pause = 0.05
-
-    async def again(self) -> bool:
-        if time.monotonic() + self._pause > self._give_up:
-            return False
-        await asyncio.sleep(self._pause)
-        self._pause = min(self._pause * 2, 1.0)
-        return True

@@ -14,7 +14,12 @@ from typing import Any
 import orjson
 import structlog
 
-from services import durations
+from mesh.app_channel import AppUnreachable
+from services import durations, errors
+from services.actors.activation import Activation, Deactivated
+from services.actors.app import ActorApp, cancels
+from services.errors import ApiError
+from services.state_requests import json_type
 
 log = structlog.get_logger(__name__)
 
@@ -70,18 +75,28 @@ class Timer:
 
 
 def string_field(body: dict[str, Any], name: str) -> str:
+    """A string field of a create request; one of another JSON type is a malformed request, as Go's
+    decoder refuses it (400), where a string that is not a valid time is the create's own error."""
     value = body.get(name)
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string")
+        raise errors.malformed(
+            f"json: cannot unmarshal {json_type(value)} into Go struct field .{name} of type string"
+        )
     return value
 
 
-def parse_timer(name: str, body: Any, now: datetime | None = None) -> Timer:
-    """A timer from the create request's JSON body; ValueError names what is wrong."""
+def object_body(body: Any, kind: str) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise ValueError("the body must be a JSON object")
+        raise errors.malformed(f"json: cannot unmarshal {json_type(body)} into Go value of type {kind}")
+    return body
+
+
+def parse_timer(name: str, body: Any, now: datetime | None = None) -> Timer:
+    """A timer from the create request's JSON body: ApiError (400) for a body of the wrong shape,
+    ValueError naming the time value that is wrong."""
+    body = object_body(body, "actors.CreateTimerRequest")
     data = body.get("data")
     schedule = Schedule.parse(
         string_field(body, "dueTime"),
@@ -118,3 +133,31 @@ async def run_timer(timer: Timer, fire: Fire) -> None:
             if timer.schedule.expires is not None and following > timer.schedule.expires:
                 following = None
         tick = following
+
+
+def start_timer(activation: Activation, timer: Timer, app: ActorApp) -> None:
+    """Run ``timer`` on the activation (replacing one of its name); it ends with the activation."""
+    old = activation.timers.pop(timer.name, None)
+    if old is not None:
+        old.cancel()
+
+    async def fire(timer: Timer) -> bool:
+        try:
+            async with activation.turn():
+                response = await app.fire(*activation.key, "timer", timer.name, timer.body())
+        except Deactivated:
+            return False
+        except (AppUnreachable, ApiError) as exc:
+            log.warning("a timer tick was not delivered", timer=timer.name, error=str(exc))
+            return True
+        return not cancels(response)
+
+    async def run() -> None:
+        try:
+            await run_timer(timer, fire)
+        finally:
+            if activation.timers.get(timer.name) is task:
+                del activation.timers[timer.name]
+
+    task = asyncio.get_running_loop().create_task(run(), name=f"actor timer {timer.name}")
+    activation.timers[timer.name] = task

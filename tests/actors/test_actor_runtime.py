@@ -307,10 +307,14 @@ async def test_a_bad_timer_is_refused(
     app: ActorTestApp, channel: AppChannel, placement: TablePlacement
 ) -> None:
     runtime = await runtime_for(placement, channel, config())
-    for body in ({"dueTime": "soon"}, {"period": "R0/PT1S"}, {"period": 5}, []):
+    for body in ({"dueTime": "soon"}, {"period": "R0/PT1S"}, {"ttl": "0s", "dueTime": "1s"}):
         with pytest.raises(ApiError) as refused:
             await runtime.create_timer("counter", "a", "t", body, b"", [], 0)
         assert refused.value.code == "ERR_ACTOR_TIMER_CREATE", body
+    for malformed in ({"period": 5}, []):
+        with pytest.raises(ApiError) as refused:
+            await runtime.create_timer("counter", "a", "t", malformed, b"", [], 0)
+        assert (refused.value.status, refused.value.code) == (400, "ERR_MALFORMED_REQUEST"), malformed
     await runtime.aclose()
 
 

@@ -1,6 +1,7 @@
 """Actors through real ``l8 run`` processes and a recording actor app (tests/actor_app.py): invoke,
 turns, reentrancy, idle deactivation, state across activations, timers, reminders (durable across a
-restart), drain on shutdown, and two sidecars sharing Redis placing each actor on one of them."""
+restart), drain on shutdown, and two sidecars sharing Redis or etcd placing each actor on one of
+them (reminders included), and a sidecar joining taking over actors only once they are let go."""
 
 from __future__ import annotations
 
@@ -152,13 +153,23 @@ async def test_shutdown_drains_the_turns_in_progress(l8: L8Launcher, client: htt
         assert deactivated.at >= app.of("sleep")[0].at + 0.95
 
 
-async def test_two_sidecars_sharing_redis_run_each_actor_once(
-    l8: L8Launcher, client: httpx.AsyncClient, tmp_path: Path, redis_server: Any
-) -> None:
-    config = tmp_path / "fleet.yaml"
-    config.write_text(
-        f"name_resolution:\n  type: redis\n  redisHost: {redis_server.address}\n  ttl: 2s\n  cacheSeconds: 0.1\n"
+def fleet_config(tmp_path: Path, kind: str, server: str) -> Path:
+    """Name resolution (and so placement and the scheduler) on one Redis or etcd."""
+    config = tmp_path / f"fleet-{uuid.uuid4().hex[:8]}.yaml"
+    where = (
+        f"redisHost: {server}"
+        if kind == "redis"
+        else f"endpoints: [{server}]\n  keyPrefix: f{uuid.uuid4().hex[:8]}/"
     )
+    config.write_text(f"name_resolution:\n  type: {kind}\n  {where}\n  ttl: 2s\n  cacheSeconds: 0.1\n")
+    return config
+
+
+@pytest.mark.parametrize("kind", ["redis", "etcd"])
+async def test_two_sidecars_sharing_a_store_run_each_actor_once(
+    l8: L8Launcher, client: httpx.AsyncClient, tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    config = fleet_config(tmp_path, kind, request.getfixturevalue(f"{kind}_server").address)
     app_id = f"actors-{uuid.uuid4().hex[:8]}"
     async with actor_app() as first_app, actor_app() as second_app:
         first, second = await asyncio.gather(
@@ -210,10 +221,7 @@ async def test_two_sidecars_sharing_redis_run_each_actor_once(
 async def test_a_sidecar_joining_takes_over_actors_only_after_the_old_owner_let_them_go(
     l8: L8Launcher, client: httpx.AsyncClient, tmp_path: Path, redis_server: Any
 ) -> None:
-    config = tmp_path / "fleet.yaml"
-    config.write_text(
-        f"name_resolution:\n  type: redis\n  redisHost: {redis_server.address}\n  ttl: 2s\n  cacheSeconds: 0.1\n"
-    )
+    config = fleet_config(tmp_path, "redis", redis_server.address)
     app_id = f"actors-{uuid.uuid4().hex[:8]}"
     ids = [f"a{n}" for n in range(30)]
     async with actor_app("1h") as first_app, actor_app("1h") as second_app:
