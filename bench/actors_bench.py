@@ -307,6 +307,16 @@ def render(results: dict[str, Any], summary: dict[str, Any], results_name: str) 
         f"| actor call minus plain invocation | {added['p50_ms']:+} ms | {added['p90_ms']:+} ms | "
         f"{added['p99_ms']:+} ms | |",
         "",
+        "Each round's p90, plain invocation / actor call: "
+        + ", ".join(f"{r['invoke']['p90_ms']} / {r['actor']['p90_ms']} ms" for r in results["latency_rounds"])
+        + "; CPU busy before each measurement (share of the machine, other work included): "
+        + ", ".join(
+            f"{r[side]['machine_busy_before']:.2f}"
+            for r in results["latency_rounds"]
+            for side in ("invoke", "actor")
+        )
+        + ". A difference smaller than the spread between rounds is noise of the shared machine.",
+        "",
         f"Reminders: {reminders['ticks']:,} ticks delivered of {reminders['ticks_expected']:,} due; "
         f"delay p50 {reminders['p50_ms']} ms, p90 {reminders['p90_ms']} ms, p99 {reminders['p99_ms']} ms, "
         f"max {reminders['max_ms']} ms ({reminders['early']} early); sidecar {reminders['vcpu']} vCPU "
