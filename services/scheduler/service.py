@@ -176,6 +176,9 @@ class SchedulerService:
             except BackendError as exc:
                 log.warning("scheduler: the store failed, trying again", error=str(exc))
                 wait = self._poll
+            except Exception:  # a handler's accept() that raised: the loop must outlive it
+                log.exception("scheduler: a round failed, trying again")
+                wait = self._poll
             self._sleep_until = self._now() + wait
             # asyncio.timeout, not wait_for: Python 3.11's wait_for can lose a cancellation that
             # arrives as the event is set, and the loop would outlive close().
@@ -188,11 +191,11 @@ class SchedulerService:
         self._wake.clear()
         self._offset = await self.store.now() - time.time()
         now = self._now()
-        earliest = now + self._poll
+        horizon = earliest = now + self._poll
         backlog = False
         for kind, (handler, accept) in list(self._kinds.items()):
             due: list[str] = []
-            slots = await self.store.upcoming(kind, self.app_id, earliest, LISTING)
+            slots = await self.store.upcoming(kind, self.app_id, horizon, LISTING)
             backlog = backlog or len(slots) >= LISTING
             for slot in slots:
                 if (kind, slot.name) in self._inflight:
@@ -253,6 +256,10 @@ class SchedulerService:
         except BackendError as exc:
             log.warning("scheduler: a tick was not settled; it is claimed again after its lease",
                         kind=kind, job=name, error=str(exc))  # fmt: skip
+        except Exception:  # a job that cannot be read back: logged, tried again after the lease
+            log.exception(
+                "scheduler: a tick failed; it is claimed again after its lease", kind=kind, job=name
+            )
         finally:
             keeper.cancel()
             self._inflight.discard((kind, name))

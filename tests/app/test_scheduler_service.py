@@ -244,3 +244,22 @@ async def test_a_sidecar_closing_mid_delivery_hands_the_tick_back(
     staying.deliver("job", recorder)
     await until(lambda: len(recorder.ticks) == 1, within=10)  # long before the 30 s lease ends
     assert recorder.ticks[0][1].attempt == 2 and recorder.ticks[0][1].job.data == b"2"
+
+
+async def test_the_loop_outlives_an_accept_that_raises(
+    sidecars: Callable[..., Awaitable[SchedulerService]],
+) -> None:
+    service = await sidecars()
+    recorder = Recorder()
+    calls = 0
+
+    def accept(key: JobKey) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("placement is not ready")
+        return True
+
+    service.deliver("reminder", recorder, accept=accept)
+    await service.schedule(Job(JobKey("reminder", service.app_id, "A||1||r"), due_time="0s"), overwrite=False)
+    await until(lambda: len(recorder.ticks) == 1)
