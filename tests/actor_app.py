@@ -49,7 +49,7 @@ class Call:
 
 
 class ActorTestApp:
-    def __init__(self, types: list[str] | None = None, **config: Any) -> None:
+    def __init__(self, types: list[str] | None = None, *, port: int = 0, **config: Any) -> None:
         self.config: dict[str, Any] | None = {"entities": types or ["counter"], **config}
         self.config_status = 200
         self.calls: list[Call] = []
@@ -60,7 +60,8 @@ class ActorTestApp:
         self.all_at_once = 0
         self.most_all_at_once = 0
         self.config_reads = 0
-        self.port = 0
+        self.port = port
+        """0: a free port, chosen when it starts."""
         self._runner: web.AppRunner | None = None
         self._client = httpx.AsyncClient(timeout=30)
         self._arrived = asyncio.Event()
@@ -72,7 +73,7 @@ class ActorTestApp:
         app.router.add_delete("/actors/{type}/{id}", self._deactivate)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        self.port = free_port()
+        self.port = self.port or free_port()
         await web.TCPSite(self._runner, LOOPBACK, self.port).start()
         return self
 

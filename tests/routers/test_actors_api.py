@@ -152,6 +152,26 @@ async def test_an_app_without_actors_hosts_none(start_sidecar: StartSidecar) -> 
         assert_error(response, 403, "ERR_ACTOR_REMINDER_NON_HOSTED")
 
 
+async def test_the_config_is_read_again_after_the_app_restarts(start_sidecar: StartSidecar) -> None:
+    async with ActorTestApp(["counter"]) as first:
+        port = first.port
+        sidecar = await start_sidecar(resources_paths=[], app_port=port)
+        await until_hosting(sidecar)
+        assert (await sidecar.request("PUT", f"{ACTORS}/counter/a/method/echo")).status_code == 200
+    await asyncio.sleep(1.2)  # the sidecar sees the port closed
+    async with ActorTestApp(["other"], port=port) as second:
+        for _ in range(100):
+            moved = await sidecar.request("PUT", f"{ACTORS}/other/a/method/echo")
+            if moved.status_code == 200:
+                break
+            await asyncio.sleep(0.05)
+        assert moved.status_code == 200, moved.text
+        assert second.config_reads == 1
+        assert_error(
+            await sidecar.request("PUT", f"{ACTORS}/counter/a/method/echo"), 404, "ERR_ACTOR_NO_ADDRESS"
+        )
+
+
 async def test_without_an_app_the_runtime_is_disabled(start_sidecar: StartSidecar) -> None:
     sidecar = await start_sidecar(resources_paths=[])
     assert (await sidecar.metadata())["actorRuntime"]["runtimeStatus"] == "DISABLED"
