@@ -106,12 +106,15 @@ async def ten_thousand_calls(
     taken: Counter[str] = Counter()
     hosts: dict[str, str] = {}
     failures: list[str] = []
+    latencies: list[float] = []
 
     async def caller() -> None:
         while not queue.empty():
             actor_id, via = queue.get_nowait()
+            sent = time.monotonic()
             try:
                 answer = await cluster.call(client, via, actor_id, "incr")
+                latencies.append(time.monotonic() - sent)
             except httpx.TransportError as exc:
                 failures.append(f"{actor_id} via {via}: {exc!r} at {time.time():.3f}")
                 continue
@@ -123,7 +126,11 @@ async def ten_thousand_calls(
 
     started = time.monotonic()
     await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
-    print(f"{CALLS} calls in {time.monotonic() - started:.1f} s")  # shown when the test fails
+    latencies.sort()
+    print(  # shown when the test fails, or with -s
+        f"{CALLS} calls in {time.monotonic() - started:.1f} s; latency p50 {latencies[len(latencies) // 2]:.3f} s, "
+        f"p99 {latencies[len(latencies) * 99 // 100]:.3f} s, max {latencies[-1]:.3f} s"
+    )
     assert not failures, f"{len(failures)} calls failed, the first: {failures[:5]}"
     return taken, hosts
 
