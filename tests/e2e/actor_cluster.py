@@ -136,12 +136,7 @@ async def start_cluster(
 ) -> Cluster:
     """``size`` apps and their sidecars (one fresh app id), started together."""
     app_id = f"counters-{uuid.uuid4().hex[:8]}"
-    # A keep-alive connection idle past the sidecar's idle timeout (5 s) is closed by it, and a
-    # request the client sent on it at that instant fails unanswered: the race every keep-alive
-    # client has, which only retrying could hide, and a retried ``incr`` might count twice. The test
-    # process, starved on a busy machine, can read an answer seconds late, so the sidecars here keep
-    # idle connections for a minute.
-    args = ["--config", str(config), "--idle-timeout", "60"]
+    args = ["--config", str(config)]
     sidecars = [l8.create(app_id=app_id, resources=[resources], args=list(args)) for _ in range(size)]
     apps = [ActorApp(tmp_path, f"app-{index}", sidecar.port) for index, sidecar in enumerate(sidecars)]
     cluster = Cluster(sidecars, apps)

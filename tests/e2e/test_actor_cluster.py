@@ -6,7 +6,8 @@ machine's monotonic clock, every activation, and every reminder delivery. The te
 1. makes 10,000 calls over 1,000 actor ids, spread over the three sidecars' APIs at once, and
    checks that no two turns of one actor overlapped (on one app or across apps), that each actor
    was activated exactly once, on the app its sidecars agree owns it, and that every actor's counter
-   in actor state equals the calls it took;
+   in actor state equals the calls it took (a call whose connection dropped before any answer, rare
+   and never sent again, may count once or not at all);
 2. registers reminders (period 2 s) on actors of every sidecar, lets them fire, then kills one
    sidecar with SIGKILL halfway between two ticks, and checks that the dead sidecar's actors answer
    through the others within the lease time with their state intact, that their reminders keep
@@ -95,17 +96,20 @@ async def cluster(
 
 async def ten_thousand_calls(
     cluster: Cluster, client: httpx.AsyncClient
-) -> tuple[Counter[str], dict[str, str]]:
-    """``incr`` calls over the ids, each through a random sidecar; the calls each actor took and the
-    app that answered its last call."""
+) -> tuple[Counter[str], Counter[str], dict[str, str]]:
+    """``incr`` calls over the ids, each through a random sidecar; the calls each actor took, those
+    whose connection was dropped before an answer (taken or not: an ``incr`` is never sent again),
+    and the app that answered each actor's last call."""
     plan = [(f"a{index % ACTORS}", random.randrange(3)) for index in range(CALLS)]
     random.shuffle(plan)
     queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
     for item in plan:
         queue.put_nowait(item)
     taken: Counter[str] = Counter()
+    unknown: Counter[str] = Counter()
     hosts: dict[str, str] = {}
     failures: list[str] = []
+    dropped: list[str] = []
     latencies: list[float] = []
 
     async def caller() -> None:
@@ -116,7 +120,8 @@ async def ten_thousand_calls(
                 answer = await cluster.call(client, via, actor_id, "incr")
                 latencies.append(time.monotonic() - sent)
             except httpx.TransportError as exc:
-                failures.append(f"{actor_id} via {via}: {exc!r} at {time.time():.3f}")
+                unknown[actor_id] += 1
+                dropped.append(f"{actor_id} via {via}: {exc!r} at {time.time():.3f}")
                 continue
             if answer.status_code != 200:
                 failures.append(f"{actor_id} via {via}: {answer.status_code} {answer.text}")
@@ -129,10 +134,12 @@ async def ten_thousand_calls(
     latencies.sort()
     print(  # shown when the test fails, or with -s
         f"{CALLS} calls in {time.monotonic() - started:.1f} s; latency p50 {latencies[len(latencies) // 2]:.3f} s, "
-        f"p99 {latencies[len(latencies) * 99 // 100]:.3f} s, max {latencies[-1]:.3f} s"
+        f"p99 {latencies[len(latencies) * 99 // 100]:.3f} s, max {latencies[-1]:.3f} s; "
+        f"{len(dropped)} connections dropped before an answer: {dropped}"
     )
     assert not failures, f"{len(failures)} calls failed, the first: {failures[:5]}"
-    return taken, hosts
+    assert len(dropped) <= CALLS // 1000, f"{len(dropped)} calls had their connection dropped: {dropped[:5]}"
+    return taken, unknown, hosts
 
 
 async def register_reminders(
@@ -192,8 +199,8 @@ async def test_three_sidecars_run_one_turn_at_a_time_and_survive_a_kill(
     assert set(owners.values()) == set(apps), f"30 probe actors should land on all three apps: {owners}"
 
     # 1. Turns: 10,000 concurrent calls over 1,000 actors through all three sidecars.
-    taken, hosts = await ten_thousand_calls(cluster, client)
-    assert sum(taken.values()) == CALLS and len(taken) == ACTORS
+    taken, unknown, hosts = await ten_thousand_calls(cluster, client)
+    assert sum(taken.values()) + sum(unknown.values()) == CALLS and len(taken) == ACTORS
     records = await cluster.records(client)
     assert [record["errors"] for record in records] == [[], [], []]
     overlaps = overlapping_turns(records)
@@ -207,9 +214,15 @@ async def test_three_sidecars_run_one_turn_at_a_time_and_survive_a_kill(
     counts = await asyncio.gather(
         *(cluster.read(client, random.randrange(3), actor_id) for actor_id in sorted(taken))
     )
-    assert {
+    counted = {
         actor_id: answer.json()["count"] for actor_id, answer in zip(sorted(taken), counts, strict=True)
-    } == dict(taken)
+    }
+    # Every call answered counted once; one whose connection was dropped, once or not at all.
+    assert {
+        actor_id: count
+        for actor_id, count in counted.items()
+        if not taken[actor_id] <= count <= taken[actor_id] + unknown[actor_id]
+    } == {}
 
     # 2. Reminders on actors of every app, then a kill -9 of the third sidecar between two ticks.
     victim = 2
@@ -233,7 +246,7 @@ async def test_three_sidecars_run_one_turn_at_a_time_and_survive_a_kill(
         while True:
             answer = await cluster.read(client, via, actor_id)
             if answer.status_code == 200:
-                assert answer.json() == {"count": taken[actor_id], "host": answer.json()["host"]}
+                assert answer.json() == {"count": counted[actor_id], "host": answer.json()["host"]}
                 assert answer.json()["host"] != apps[victim]
                 return time.time() - killed
             assert time.time() < deadline, f"{actor_id}: {answer.status_code} {answer.text}"
@@ -251,7 +264,7 @@ async def test_three_sidecars_run_one_turn_at_a_time_and_survive_a_kill(
     new_hosts = {}
     for actor_id in moved:
         answer = await cluster.call(client, 0, actor_id, "incr")
-        assert answer.status_code == 200 and answer.json()["count"] == taken[actor_id] + 1, answer.text
+        assert answer.status_code == 200 and answer.json()["count"] == counted[actor_id] + 1, answer.text
         new_hosts[actor_id] = answer.json()["host"]
     recovered = killed + max(reached)
 
