@@ -7,6 +7,7 @@ COPY services services
 COPY components components
 COPY mesh mesh
 COPY wasm wasm
+COPY observability observability
 RUN pip install --no-cache-dir .
-EXPOSE 3500
+EXPOSE 3500 50001
 ENTRYPOINT ["l8", "run", "--host", "0.0.0.0"]

@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest examples toolchains openapi bench bench-state bench-pubsub bench-invoke bench-coordination bench-scheduler bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-request-context bench-metrics bench-tracing bench-dashboard bench-app-health bench-actors bench-placement soak servers clean
+.PHONY: run test lint typecheck pytest examples toolchains openapi bench bench-state bench-pubsub bench-invoke bench-coordination bench-scheduler bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-request-context bench-metrics bench-tracing bench-dashboard bench-app-health bench-actors bench-placement bench-grpc soak servers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -91,7 +91,7 @@ test: lint pytest
 openapi: $(VENV)/.runtime
 	$(BIN)/l8 openapi > openapi/openapi.json
 
-bench: bench-state bench-pubsub bench-invoke bench-coordination bench-scheduler bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-metrics bench-tracing bench-dashboard bench-app-health bench-actors bench-placement
+bench: bench-state bench-pubsub bench-invoke bench-coordination bench-scheduler bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-metrics bench-tracing bench-dashboard bench-app-health bench-actors bench-placement bench-grpc
 
 bench-state: $(VENV)/.test servers
 	$(BIN)/python bench/state_bench.py
@@ -154,6 +154,11 @@ bench-app-health: $(VENV)/.test
 # Actor placement: lookup cost and a claim's round trip through Redis and etcd (bench/placement_bench.py).
 bench-placement: $(VENV)/.test servers
 	$(BIN)/python bench/placement_bench.py
+
+# State get and publish over the gRPC API, against HTTP and a minimal grpcio server (the Python
+# ceiling); h2load (Debian's nghttp2-client, installed when missing) drives the gRPC load.
+bench-grpc: $(VENV)/.test servers
+	$(BIN)/python bench/grpc_bench.py
 
 # The soak (bench/soak.py): load with Redis killed and frozen, l8 killed, bad inputs; figures into
 # docs/reliability.md. About 5 minutes; never part of `make test`. ARGS="--seconds 90" shortens it.

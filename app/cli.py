@@ -28,6 +28,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--app-protocol", dest="app_protocol", choices=["http", "https"], help="default http")
     run.add_argument("--app-channel-address", dest="app_channel_address", help="default 127.0.0.1")
     run.add_argument("--dapr-http-port", "--port", dest="http_port", type=int, help="API port, default 3500")
+    run.add_argument(
+        "--dapr-grpc-port", dest="grpc_port", type=int, help="gRPC API port, default 50001 (0: any free)"
+    )
+    run.add_argument(
+        "--enable-grpc",
+        dest="enable_grpc",
+        nargs="?",
+        const=True,
+        type=_go_bool,
+        help="serve Dapr's gRPC API, default true (--enable-grpc=false: no gRPC port)",
+    )
     run.add_argument("--host", dest="host", help="API address, default 127.0.0.1")
     run.add_argument(
         "--resources-path",

@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from starlette.datastructures import State
 from starlette.types import Receive, Scope, Send
 
 from app.dispatcher import Dispatcher
 from app.middleware import SidecarMiddleware
-from app.runtime import Runtime
+from app.runtime import Runtime, StartupError
 from app.settings import Settings
 from mesh.tcpcopy import TcpCopy
 from observability.recent_errors import RecentErrors
@@ -27,6 +28,10 @@ from services.lifecycle import Readiness, ShutdownSwitch
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+    from routers.grpc.server import GrpcApi
+
+log = structlog.get_logger(__name__)
 
 # FastAPI's own pages (app/framework.py PAGE_PATHS), known here without importing it.
 _ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
@@ -89,17 +94,51 @@ class SidecarApp:
             self.dispatcher.pipeline = runtime.http_pipeline or None
             self._entry.metrics = runtime.metrics.http_server if runtime.metrics else None
             self._entry.tracer = runtime.tracer
-            sidecar.readiness.ready = True
+            grpc_api = None
             try:
+                grpc_api = await self._start_grpc()
+                sidecar.readiness.ready = True
+                if grpc_api is not None:
+                    await grpc_api.serving(True)
                 yield
             finally:  # before anything closes: a late request gets "not ready", never a closed store
                 sidecar.readiness.ready = False
+                if grpc_api is not None:
+                    await grpc_api.stop(self.settings.graceful_shutdown_seconds)
+                    self.state.grpc_api = None
                 sidecar.services = None
                 self.dispatcher.limits = None
                 self.dispatcher.pipeline = None
                 self._entry.metrics = None
                 self._entry.tracer = None
                 del self.state.runtime
+
+    async def _start_grpc(self) -> GrpcApi | None:
+        """Dapr's gRPC API (routers/grpc/), unless switched off; ``state.grpc_api`` holds it, with
+        the port it listens on."""
+        settings, runtime = self.settings, self.state.runtime
+        if not settings.enable_grpc:
+            self.state.grpc_api = None
+            return None
+        from routers.grpc.server import CannotListen, GrpcApi
+
+        grpc_api = GrpcApi(
+            self.sidecar,
+            settings.host,
+            settings.grpc_port,
+            settings.max_body_size,
+            settings.api_token.get_secret_value() if settings.api_token else None,
+            api_logging=settings.enable_api_logging,
+            tracer=runtime.tracer,
+            metrics=runtime.metrics.grpc_server if runtime.metrics else None,
+        )
+        try:
+            port = await grpc_api.start()
+        except CannotListen as exc:
+            raise StartupError(f"grpc_port (--dapr-grpc-port): {exc}") from None
+        self.state.grpc_api = grpc_api
+        log.info("gRPC API listening", address=f"{settings.host}:{port}")
+        return grpc_api
 
     def framework(self) -> FastAPI:
         if self._framework is None:

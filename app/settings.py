@@ -35,7 +35,16 @@ class Settings(BaseSettings):
     app_protocol: Literal["http", "https"] = "http"
     app_channel_address: str = "127.0.0.1"
     http_port: int = Field(3500, ge=0, le=65535, description="Port of l8's HTTP API.")
-    host: str = Field("127.0.0.1", description="Address l8's HTTP API binds to.")
+    host: str = Field("127.0.0.1", description="Address l8's HTTP and gRPC APIs bind to.")
+    grpc_port: int = Field(
+        50001,
+        ge=0,
+        le=65535,
+        validation_alias=AliasChoices("grpc_port", "L8_GRPC_PORT", "DAPR_GRPC_PORT"),
+        description="Port of l8's gRPC API, Dapr's gRPC service (daprd's --dapr-grpc-port, default "
+        "50001; DAPR_GRPC_PORT as the SDKs read it; 0: any free, logged).",
+    )
+    enable_grpc: bool = Field(True, description="Serve Dapr's gRPC API on grpc_port.")
     resources_paths: list[Path] = Field(default_factory=list, description="Folders of Dapr resource YAML.")
     data_dir: Path = Field(Path(".l8"), description="Where embedded stores keep their files.")
     log_level: Literal["debug", "info", "warning", "warn", "error"] = "info"

@@ -85,9 +85,9 @@ class Processes:
         self, name: str, command: Sequence[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
     ) -> Process:
         log = self.workdir / f"{name}.log"
-        # l8's metrics port on one the system chooses (a benchmark may run several sidecars); a
-        # command line's --metrics-port or --enable-metrics still wins over it.
-        env = {"L8_METRICS_PORT": "0", **(env if env is not None else os.environ)}
+        # l8's metrics and gRPC ports on ones the system chooses (a benchmark may run several
+        # sidecars); a command line's --metrics-port or --dapr-grpc-port still wins over them.
+        env = {"L8_METRICS_PORT": "0", "L8_GRPC_PORT": "0", **(env if env is not None else os.environ)}
         with log.open("ab") as sink:
             popen = subprocess.Popen(
                 list(command),

@@ -28,10 +28,12 @@ _DROPPED_ANSWER = frozenset(
 )
 
 
-def _codes(**more: list[str]) -> dict[int | str, dict[str, Any]]:
+def _codes(more: dict[int, list[str]]) -> dict[int | str, dict[str, Any]]:
+    """The route's own error codes beside those of every actor route (names, reserved types,
+    shutdown)."""
     codes: dict[int, list[str]] = {status: list(names) for status, names in _NAMES.items()}
     for status, names in more.items():
-        codes.setdefault(int(status[1:]), []).extend(names)
+        codes.setdefault(status, []).extend(names)
     return schemas.errors_doc(codes)
 
 
@@ -110,9 +112,11 @@ for _verb in ("GET", "POST", "PUT", "DELETE"):
         responses={
             200: {"description": "The actor method's answer"},
             **_codes(
-                s403=["ERR_PERMISSION_DENIED"],
-                s404=["ERR_ACTOR_NO_ADDRESS"],
-                s500=["ERR_ACTOR_INVOKE_METHOD", "ERR_ACTOR_STACK_DEPTH"],
+                {
+                    403: ["ERR_PERMISSION_DENIED"],
+                    404: ["ERR_ACTOR_NO_ADDRESS"],
+                    500: ["ERR_ACTOR_INVOKE_METHOD", "ERR_ACTOR_STACK_DEPTH"],
+                }
             ),
         },
         response_class=Response,
@@ -131,7 +135,7 @@ for _verb in ("GET", "POST", "PUT", "DELETE"):
         200: {"description": "The stored JSON value"},
         204: {"description": "No value under the key"},
         **_codes(
-            s400=["ERR_ACTOR_INSTANCE_MISSING"], s500=["ERR_ACTOR_RUNTIME_NOT_FOUND", "ERR_ACTOR_STATE_GET"]
+            {400: ["ERR_ACTOR_INSTANCE_MISSING"], 500: ["ERR_ACTOR_RUNTIME_NOT_FOUND", "ERR_ACTOR_STATE_GET"]}
         ),
     },
     response_class=Response,
@@ -151,8 +155,14 @@ _TRANSACTION_DOC: dict[str, Any] = {
     "responses": {
         204: {"description": "Saved"},
         **_codes(
-            s400=["ERR_MALFORMED_REQUEST", "ERR_ACTOR_INSTANCE_MISSING", "ERR_NOT_SUPPORTED_STATE_OPERATION"],
-            s500=["ERR_ACTOR_RUNTIME_NOT_FOUND", "ERR_ACTOR_STATE_TRANSACTION_SAVE"],
+            {
+                400: [
+                    "ERR_MALFORMED_REQUEST",
+                    "ERR_ACTOR_INSTANCE_MISSING",
+                    "ERR_NOT_SUPPORTED_STATE_OPERATION",
+                ],
+                500: ["ERR_ACTOR_RUNTIME_NOT_FOUND", "ERR_ACTOR_STATE_TRANSACTION_SAVE"],
+            }
         ),
     },
     "status_code": 204,
@@ -181,10 +191,12 @@ _CREATE_REMINDER_DOC: dict[str, Any] = {
     "responses": {
         204: {"description": "Created"},
         **_codes(
-            s400=["ERR_MALFORMED_REQUEST"],
-            s403=["ERR_ACTOR_REMINDER_NON_HOSTED"],
-            s409=["ERR_ACTOR_REMINDER_ALREADY_EXISTS"],
-            s500=["ERR_ACTOR_REMINDER_CREATE"],
+            {
+                400: ["ERR_MALFORMED_REQUEST"],
+                403: ["ERR_ACTOR_REMINDER_NON_HOSTED"],
+                409: ["ERR_ACTOR_REMINDER_ALREADY_EXISTS"],
+                500: ["ERR_ACTOR_REMINDER_CREATE"],
+            }
         ),
     },
     "status_code": 204,
@@ -206,9 +218,11 @@ async def create_reminder(request: Request, actorType: str, actorId: str, name: 
     responses={
         200: {"model": schemas.Reminder, "description": "The reminder as created"},
         **_codes(
-            s403=["ERR_ACTOR_REMINDER_NON_HOSTED"],
-            s404=["ERR_ACTOR_REMINDER_NOT_FOUND"],
-            s500=["ERR_ACTOR_REMINDER_GET"],
+            {
+                403: ["ERR_ACTOR_REMINDER_NON_HOSTED"],
+                404: ["ERR_ACTOR_REMINDER_NOT_FOUND"],
+                500: ["ERR_ACTOR_REMINDER_GET"],
+            }
         ),
     },
     response_class=Response,
@@ -222,7 +236,7 @@ async def get_reminder(request: Request, actorType: str, actorId: str, name: str
     summary="Delete an actor reminder",
     responses={
         204: {"description": "Deleted (or was not there)"},
-        **_codes(s403=["ERR_ACTOR_REMINDER_NON_HOSTED"], s500=["ERR_ACTOR_REMINDER_DELETE"]),
+        **_codes({403: ["ERR_ACTOR_REMINDER_NON_HOSTED"], 500: ["ERR_ACTOR_REMINDER_DELETE"]}),
     },
     status_code=204,
     response_class=Response,
@@ -243,9 +257,11 @@ _CREATE_TIMER_DOC: dict[str, Any] = {
     "responses": {
         204: {"description": "Created"},
         **_codes(
-            s400=["ERR_MALFORMED_REQUEST"],
-            s404=["ERR_ACTOR_NO_ADDRESS"],
-            s500=["ERR_ACTOR_TIMER_CREATE", "ERR_ACTOR_INVOKE_METHOD"],
+            {
+                400: ["ERR_MALFORMED_REQUEST"],
+                404: ["ERR_ACTOR_NO_ADDRESS"],
+                500: ["ERR_ACTOR_TIMER_CREATE", "ERR_ACTOR_INVOKE_METHOD"],
+            }
         ),
     },
     "status_code": 204,
@@ -268,7 +284,7 @@ async def create_timer(request: Request, actorType: str, actorId: str, name: str
 @routes.delete(
     _TIMER,
     summary="Delete an actor timer",
-    responses={204: {"description": "Deleted (or was not there)"}, **_codes(s404=["ERR_ACTOR_NO_ADDRESS"])},
+    responses={204: {"description": "Deleted (or was not there)"}, **_codes({404: ["ERR_ACTOR_NO_ADDRESS"]})},
     status_code=204,
     response_class=Response,
 )

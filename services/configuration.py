@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import collections
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -61,6 +61,12 @@ class _Subscribed:
     store: str
     keys: list[str]
     subscription: Subscription
+    on_stop: Callable[[], None] | None = None
+    """A stream's end (gRPC's SubscribeConfiguration), called when the subscription is removed."""
+
+
+Updates = Callable[[str, list[ConfigurationItem]], Awaitable[None]]
+"""Where a subscription's changes go instead of the app: (subscription id, the changed items)."""
 
 
 def item_json(item: ConfigurationItem) -> dict[str, Any]:
@@ -153,14 +159,22 @@ class ConfigurationService:
         metadata: Mapping[str, str],
         group: str | None = None,
         label: str | None = None,
+        *,
+        updates: Updates | None = None,
+        on_stop: Callable[[], None] | None = None,
     ) -> str:
+        """The new subscription's id. Its changes go to the app, or to ``updates`` when given (a
+        gRPC stream, which needs no app); ``on_stop`` is called when it is unsubscribed."""
         handle = self.resolve(name)
-        if not self._app.configured:
+        if updates is None and not self._app.configured:
             raise errors.configuration_app_channel_nil()
         subscription_id = str(uuid.uuid4())
 
         async def deliver(items: list[ConfigurationItem]) -> None:
-            await self._deliver(name, subscription_id, items)
+            if updates is not None:
+                await updates(subscription_id, items)
+            else:
+                await self._deliver(name, subscription_id, items)
 
         try:
             request = self._request(keys, metadata, group, label)
@@ -169,7 +183,7 @@ class ConfigurationService:
             raise _answer(
                 exc, lambda error: errors.configuration_subscribe_failed(list(keys), name, error)
             ) from exc
-        self._subscriptions[subscription_id] = _Subscribed(name, list(keys), subscription)
+        self._subscriptions[subscription_id] = _Subscribed(name, list(keys), subscription, on_stop)
         log.info("configuration subscription started", store=name, id=subscription_id, keys=list(keys))
         return subscription_id
 
@@ -183,6 +197,8 @@ class ConfigurationService:
         if subscribed is None or subscribed.store != name:
             raise errors.configuration_unsubscribe_failed(subscription_id, "subscription does not exist")
         del self._subscriptions[subscription_id]
+        if subscribed.on_stop is not None:
+            subscribed.on_stop()
         try:
             await subscribed.subscription.close()
         except ComponentError as exc:
@@ -222,6 +238,8 @@ class ConfigurationService:
                     log.error("configuration cache close failed", store=handle.name, error=str(exc))
         subscriptions, self._subscriptions = list(self._subscriptions.values()), {}
         for subscribed in subscriptions:
+            if subscribed.on_stop is not None:
+                subscribed.on_stop()
             try:
                 await subscribed.subscription.close()
             except Exception as exc:

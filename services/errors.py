@@ -191,6 +191,18 @@ def state_delete_failed(key: str, error: Exception) -> ApiError:
     return ApiError(_etag_status(error), "ERR_STATE_DELETE", f"failed deleting state with key {key}: {error}")
 
 
+def state_bulk_delete_failed(store: str, error: Exception) -> ApiError:
+    """gRPC's DeleteBulkState (HTTP has no bulk delete)."""
+    return ApiError(
+        _etag_status(error), "ERR_STATE_BULK_DELETE", f"failed deleting state in state store {store}: {error}"
+    )
+
+
+def state_key_empty() -> ApiError:
+    """A gRPC SaveState item without a key."""
+    return ApiError(400, "ERR_STATE_SAVE", "state key cannot be empty")
+
+
 def state_transaction_failed(error: Exception) -> ApiError:
     return ApiError(500, "ERR_STATE_TRANSACTION", f"error while executing state transaction: {error}")
 
@@ -627,11 +639,12 @@ def actor_forward_refused() -> ApiError:
     return ApiError(403, "ERR_PERMISSION_DENIED", "a forwarded actor call must carry the mesh token")
 
 
-# -- jobs (the scheduler): daprd's reasons are the error codes, with an ErrorInfo ------------------
+# -- jobs (the scheduler): daprd's reasons are the error codes, with an ErrorInfo (daprd's namespace
+# when none is set: default) --------------------------------------------------------------------------
 
 
 def _job_error(status: int, reason: str, message: str, app_id: str) -> ApiError:
-    return ApiError(status, reason, message, [_error_info(reason, {"appID": app_id, "namespace": ""})])
+    return ApiError(status, reason, message, [_error_info(reason, {"appID": app_id, "namespace": "default"})])
 
 
 def job_name_in_body(app_id: str) -> ApiError:

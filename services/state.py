@@ -20,9 +20,11 @@ from components.state.base import (
     QueryableStore,
     QueryRequest,
     QueryResponse,
+    SetRequest,
     StateItem,
     StateStore,
     TransactionalStore,
+    TransactionOperation,
 )
 from components.state.query import parse_query
 from mesh.resiliency import NO_POLICY, Outbound, OutboundFor, no_policy
@@ -158,6 +160,11 @@ class StateService:
             )
         except InvalidStateRequestError as exc:
             raise errors.state_save_failed(handle.name, exc) from exc
+        await self.save_requests(handle, requests)
+
+    async def save_requests(self, handle: StateStoreHandle, requests: list[SetRequest]) -> None:
+        """Saves decoded items (the gRPC API builds them from its messages): one, all together on a
+        store with transactions, or each in turn."""
         if not requests:
             return
         try:
@@ -192,6 +199,22 @@ class StateService:
         except ComponentError as exc:
             raise errors.state_delete_failed(key, exc) from exc
 
+    async def delete_many(self, handle: StateStoreHandle, requests: list[DeleteRequest]) -> None:
+        """Deletes decoded requests (gRPC's DeleteBulkState): all together on a store with
+        transactions, else each in turn, stopping at the first failure."""
+        if not requests:
+            return
+        try:
+            if len(requests) == 1:
+                await handle.outbound.call(handle.store.delete, requests[0])
+            elif Feature.TRANSACTIONAL in handle.features:
+                await handle.outbound.call(cast(TransactionalStore, handle.store).transact, requests, {})
+            else:
+                for request in requests:
+                    await handle.outbound.call(handle.store.delete, request)
+        except ComponentError as exc:
+            raise errors.state_bulk_delete_failed(handle.name, exc) from exc
+
     async def transact(self, handle: StateStoreHandle, body: Any, query_metadata: Mapping[str, str]) -> None:
         self.require_transactions(handle)
         try:
@@ -201,6 +224,14 @@ class StateService:
             operations = await _drain(drawn)
         except InvalidStateRequestError as exc:
             raise errors.state_transaction_failed(exc) from exc
+        await self.transact_operations(handle, operations, metadata)
+
+    async def transact_operations(
+        self, handle: StateStoreHandle, operations: list[TransactionOperation], metadata: Mapping[str, str]
+    ) -> None:
+        """Applies decoded operations all together (the gRPC API builds them from its messages)."""
+        self.require_transactions(handle)
+        decode.check_count("operations", operations, self.max_items)
         if not operations:
             return
         try:

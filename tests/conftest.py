@@ -13,11 +13,13 @@ from tests.servers import EtcdServer, KafkaServer, PostgresServer, RedisServer, 
 
 @pytest.fixture(autouse=True, scope="session")
 def metrics_on_any_port() -> Iterator[None]:
-    """Runtimes started in the test process keep metrics on (their recording runs in every test),
-    each on a port the system chooses: daprd's 9090 would be taken by the first one, or by another
-    process on the machine. A test of the port sets its own."""
+    """Runtimes started in the test process keep metrics and the gRPC API on (their recording runs
+    in every test), each on a port the system chooses: daprd's 9090 and 50001 would be taken by the
+    first one, or by another process on the machine. A test of the port sets its own."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("L8_METRICS_PORT", "0")
+        # The same for the gRPC API: daprd's 50001 would be taken by the first runtime.
+        patch.setenv("L8_GRPC_PORT", "0")
         yield
 
 

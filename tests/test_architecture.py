@@ -1,7 +1,8 @@
 """The house rules the tools can check (STYLE.md): every import points down a floor or stays on its
 own (app -> routers -> services -> mesh -> components; wasm beside services), no two modules import
 each other even through others, and nothing below the routers speaks FastAPI or Starlette (the mesh
-works on ASGI scopes with the ASGI spec's types, mesh/asgi.py).
+works on ASGI scopes with the ASGI spec's types, mesh/asgi.py) or gRPC (routers/grpc/ is the only
+place Dapr's proto messages and grpcio appear).
 
 Every import counts, including those inside functions and under TYPE_CHECKING: a lazy import is
 still a dependency, and a cycle through one is one that a refactor turns into an ImportError.
@@ -21,6 +22,8 @@ FLOORS = {"app": 4, "routers": 3, "services": 2, "wasm": 2, "mesh": 1, "componen
 """Higher imports lower. ``wasm`` sits beside ``services`` (the engine its building blocks use);
 ``observability`` (metrics) is under everything: every floor records into it."""
 WEB_FRAMEWORKS = ("fastapi", "starlette")
+GRPC = ("grpc", "grpc_status", "grpc_health", "grpc_reflection", "dapr", "google.rpc", "google.protobuf")
+"""gRPC and the proto messages: the gRPC transport's (routers/grpc/), never the services'."""
 TRANSPORT_FREE = ("services", "wasm", "mesh", "components")
 
 
@@ -177,5 +180,16 @@ def test_nothing_below_the_routers_speaks_fastapi_or_starlette() -> None:
         if module.split(".")[0] in TRANSPORT_FREE
         for name in imports(module)
         if name.split(".")[0] in WEB_FRAMEWORKS
+    )
+    assert speaking == []
+
+
+def test_nothing_below_the_routers_speaks_grpc() -> None:
+    speaking = sorted(
+        f"{module} -> {name}"
+        for module in modules()
+        if module.split(".")[0] in TRANSPORT_FREE
+        for name in imports(module)
+        if any(name == prefix or name.startswith(prefix + ".") for prefix in GRPC)
     )
     assert speaking == []

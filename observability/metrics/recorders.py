@@ -51,6 +51,9 @@ COUNTS_OF_HISTOGRAMS: dict[str, tuple[tuple[str, str], ...]] = {
     "dapr_http_client_roundtrip_latency": (
         ("dapr_http_client_completed_count", "Count of completed requests."),
     ),
+    "dapr_grpc_io_server_server_latency": (
+        ("dapr_grpc_io_server_completed_rpcs", "Count of RPCs by method and status."),
+    ),
     "dapr_component_pubsub_egress_latencies": (
         ("dapr_component_pubsub_egress_count", "Outgoing messages published to the pub/sub component."),
     ),
@@ -174,6 +177,26 @@ class HttpClientMetrics:
         child.observe(seconds * 1000.0)
 
 
+class GrpcServerMetrics:
+    """``dapr_grpc_io_server_server_latency`` (ms), and ``dapr_grpc_io_server_completed_rpcs`` its
+    count, for calls of the gRPC API, labelled by full method and gRPC status name (``OK``), as
+    daprd's gRPC server monitoring labels them."""
+
+    __slots__ = ("_app_id", "_children", "_family")
+
+    def __init__(self, family: Histogram, app_id: str) -> None:
+        self._family = family
+        self._app_id = app_id
+        self._children: dict[tuple[str, str], Any] = {}
+
+    def record(self, method: str, status: str, seconds: float) -> None:
+        key = (method, status)
+        child = self._children.get(key)
+        if child is None:  # methods and statuses are few: no cap needed
+            child = self._children[key] = self._family.labels(self._app_id, method, status)
+        child.observe(seconds * 1000.0)
+
+
 class PubSubMetrics:
     """``dapr_component_pubsub_egress_latencies`` (a publish, ``success`` true or false) and
     ``dapr_component_pubsub_ingress_latencies`` (a delivery to the app, ``process_status``
@@ -274,6 +297,12 @@ class Metrics:
             http,
             buckets,
         )
+        rpc = histogram(
+            "dapr_grpc_io_server_server_latency",
+            "Server-side latency of a gRPC API call (ms).",
+            ("app_id", "grpc_server_method", "grpc_server_status"),
+            buckets,
+        )
         out = ("app_id", "component", "namespace", "success", "topic")
         egress = histogram(
             "dapr_component_pubsub_egress_latencies",
@@ -291,6 +320,7 @@ class Metrics:
         counter = self._counter
         self.http_server = HttpServerMetrics(server, app_id, spec)
         self.http_client = HttpClientMetrics(client, app_id, spec)
+        self.grpc_server = GrpcServerMetrics(rpc, app_id)
         self.pubsub = PubSubMetrics(egress, ingress, app_id, namespace)
         self._component_loaded = counter(
             "dapr_runtime_component_loaded",

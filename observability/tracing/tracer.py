@@ -73,6 +73,15 @@ class ServerSpan:
         span.end()
         otel_context.detach(self._token)  # type: ignore[arg-type]
 
+    def finish_rpc(self, error: str | None) -> None:
+        """End the span of a gRPC call: ERROR with the status message when it failed (daprd's
+        ``UpdateSpanStatusFromGRPCError``), else unset."""
+        span = self._span
+        if error is not None and span.is_recording():
+            span.set_status(Status(StatusCode.ERROR, error))
+        span.end()
+        otel_context.detach(self._token)  # type: ignore[arg-type]
+
 
 def http_span_status(status: int) -> Status | None:
     """daprd's ``traceStatusFromHTTPCode``: below 400 the status stays unset; from 400 on it is

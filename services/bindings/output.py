@@ -83,6 +83,13 @@ class OutputBindings:
         """The binding's answer (None: nothing to answer, 204) for a decoded request body."""
         data, metadata, operation = output_request(body)
         metadata.update(trace.metadata())
+        return await self.invoke_request(name, data, metadata, operation)
+
+    async def invoke_request(
+        self, name: str, data: bytes, metadata: dict[str, str], operation: str
+    ) -> InvokeResponse | None:
+        """The binding's answer for a decoded request (gRPC's InvokeBinding builds it from its
+        message); ``metadata`` already holds the trace context."""
         if not operation:
             raise errors.invoke_output_binding_failed(name, "operation field is missing from request")
         handle = self._bindings.get(name)

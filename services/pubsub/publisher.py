@@ -125,7 +125,7 @@ class PubSubService:
         if self.tracer is not None:
             # daprd makes no span of its own for a publish: the CloudEvent carries the API call's
             # span, and so does the broker's message (Kafka headers, the Redis entry's metadata).
-            trace = TraceContext(*self.tracer.current())
+            trace = self._api_call_span(trace)
             metadata = {**metadata, **trace.headers()}
         await self._publish(handle, topic, body, content_type, metadata, trace)
 
@@ -201,9 +201,45 @@ class PubSubService:
             entries = parse_entries(body, metadata, self.max_items)
         except InvalidBulkRequest as exc:
             raise self._bulk_request_error(handle.name, topic, exc) from None
+        return await self._bulk_publish_entries(handle, topic, entries, metadata, trace, raw)
+
+    async def bulk_publish_entries(
+        self,
+        handle: PubSubHandle,
+        topic: str,
+        entries: list[BulkEntry],
+        metadata: Mapping[str, str],
+        trace: TraceContext,
+    ) -> BulkPublishFailure | None:
+        """Publish decoded entries (the gRPC API builds them from its messages); None when all
+        reached the broker. Entry ids are checked as in a bulk body: present and unique."""
+        raw = self._raw_payload(handle, metadata)
+        problem = None
+        if self.max_items and len(entries) > self.max_items:
+            problem = InvalidBulkRequest(
+                Problem.UNMARSHAL,
+                f"too many entries in one request: {len(entries)} "
+                f"(the limit is {self.max_items}, --max-request-items)",
+            )
+        ids = [entry.entry_id for entry in entries]
+        if "" in ids or len(set(ids)) != len(ids):
+            problem = InvalidBulkRequest(Problem.ENTRY_ID, "entryId is duplicated or not present for entry")
+        if problem is not None:
+            raise self._bulk_request_error(handle.name, topic, problem)
+        return await self._bulk_publish_entries(handle, topic, entries, metadata, trace, raw)
+
+    async def _bulk_publish_entries(
+        self,
+        handle: PubSubHandle,
+        topic: str,
+        entries: list[BulkEntry],
+        metadata: Mapping[str, str],
+        trace: TraceContext,
+        raw: bool,
+    ) -> BulkPublishFailure | None:
         spans = self._entry_spans(handle, topic, len(entries), raw)
         if self.tracer is not None:  # a raw payload's entries carry the API call's span
-            trace = TraceContext(*self.tracer.current())
+            trace = self._api_call_span(trace)
         try:
             failure = await self._publish_entries(handle, topic, entries, metadata, raw, trace, spans)
         except errors.ApiError as exc:
@@ -307,6 +343,13 @@ class PubSubService:
         return errors.pubsub_marshal_events(pubsub, topic, self.app_id, exc.reason)
 
     # -- shared checks -----------------------------------------------------------------------------
+
+    def _api_call_span(self, trace: TraceContext) -> TraceContext:
+        """The current span (the HTTP API call's), or ``trace`` when there is none: the gRPC API
+        opens no span of its own yet, and the invalid span's zero ids must not go out."""
+        assert self.tracer is not None
+        ids = self.tracer.current()
+        return trace if int(ids[0], 16) == 0 else TraceContext(*ids)
 
     @staticmethod
     def _raw_payload(handle: PubSubHandle, metadata: Mapping[str, str]) -> bool:

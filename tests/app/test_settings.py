@@ -186,3 +186,22 @@ def test_app_health_settings_take_daprs_units_from_flags_env_and_file(
     for bad in ({"app_health_threshold": 0}, {"app_health_probe_interval": "soon"}):
         with pytest.raises(ValidationError):
             Settings.load(bad)
+
+
+def test_the_grpc_port_from_daprs_flag_the_sdks_variable_and_l8s(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.cli import _parser, _settings
+
+    for name in ("L8_GRPC_PORT", "DAPR_GRPC_PORT", "L8_ENABLE_GRPC"):
+        monkeypatch.delenv(name, raising=False)
+    defaults = Settings.load()
+    assert (defaults.grpc_port, defaults.enable_grpc) == (50001, True)  # daprd's default
+    monkeypatch.setenv("DAPR_GRPC_PORT", "50007")  # what the SDKs read: app and sidecar can share it
+    assert Settings.load().grpc_port == 50007
+    monkeypatch.setenv("L8_GRPC_PORT", "0")  # l8's own name wins
+    assert Settings.load().grpc_port == 0
+    arguments = vars(_parser().parse_args(["run", "--dapr-grpc-port", "50009", "--enable-grpc=false"]))
+    arguments.pop("command")
+    flags = _settings(arguments)
+    assert (flags.grpc_port, flags.enable_grpc) == (50009, False)
+    with pytest.raises(ValidationError):
+        Settings.load({"grpc_port": 70000})

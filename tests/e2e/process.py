@@ -31,7 +31,7 @@ READY_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 START_ATTEMPTS = 3
 # Variables that would change how l8 (or the Dapr SDK) behaves; tests pass them explicitly.
-_INHERITED_OUT = ("DAPR_API_TOKEN", "APP_API_TOKEN", "DAPR_HTTP_PORT", "DAPR_HTTP_ENDPOINT")
+_INHERITED_OUT = ("DAPR_API_TOKEN", "APP_API_TOKEN", "DAPR_HTTP_PORT", "DAPR_HTTP_ENDPOINT", "DAPR_GRPC_PORT")
 
 
 class L8Error(AssertionError):
@@ -47,6 +47,7 @@ def l8_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     # Metrics on a port of the system's choosing: sidecars of one test (and of tests run at the same
     # time) would all want daprd's 9090. A test of the metrics port sets its own.
     env["L8_METRICS_PORT"] = "0"
+    env["L8_GRPC_PORT"] = "0"  # the same for daprd's 50001 (L8Process gives each its own port)
     env.update(extra or {})
     return env
 
@@ -111,6 +112,8 @@ class L8Process:
         self.workdir = workdir
         self.app_id = app_id
         self.port = free_port()
+        self.grpc_port = free_port()
+        """The gRPC API's port (``--dapr-grpc-port``)."""
         self.data_dir = data_dir or workdir / f"data-{self.port}"
         self.resources = list(resources)
         self.args = list(args)
@@ -125,6 +128,11 @@ class L8Process:
         return f"http://{LOOPBACK}:{self.port}"
 
     @property
+    def grpc_address(self) -> str:
+        """``host:port`` of the gRPC API, as ``DaprClient(address=...)`` takes it."""
+        return f"{LOOPBACK}:{self.grpc_port}"
+
+    @property
     def pid(self) -> int:
         assert self._process is not None, "l8 was never started"
         return self._process.pid
@@ -135,6 +143,7 @@ class L8Process:
 
     def command(self) -> list[str]:
         command = [str(L8), "run", "--port", str(self.port), "--app-id", self.app_id]
+        command += ["--dapr-grpc-port", str(self.grpc_port)]
         command += ["--data-dir", str(self.data_dir)]
         for path in self.resources:
             command += ["--resources-path", str(path)]
@@ -176,6 +185,7 @@ class L8Process:
                 if attempt == attempts or "cannot listen" not in self.stderr:
                     raise
                 self.port = free_port()
+                self.grpc_port = free_port()
             else:
                 return self
         raise AssertionError("unreachable")

@@ -57,7 +57,7 @@ async def test_a_job_fires_on_schedule_with_its_data_and_ends_after_its_repeats(
     l8: L8Launcher, client: httpx.AsyncClient
 ) -> None:
     async with SubscriberApp() as app:
-        sidecar = await started(l8, app, app_id="jobs")
+        sidecar = await started(l8, app, app_id="jobs", env={"APP_API_TOKEN": "app-secret"})
         scheduled = time.monotonic()  # the app stamps arrivals with the monotonic clock
         await schedule(client, sidecar, "tick", {"schedule": "@every 1s", "repeats": 3, "data": {"order": 7}})
         await until(lambda: len(triggers([app])) == 3)
@@ -67,6 +67,7 @@ async def test_a_job_fires_on_schedule_with_its_data_and_ends_after_its_repeats(
         for delivery in fired:
             assert delivery.path == "/job/tick"
             assert delivery.headers["Content-Type"] == "application/json"
+            assert delivery.headers["dapr-api-token"] == "app-secret"
             assert delivery.json == {"order": 7}
         # @every 1s from the scheduling: about 1, 2 and 3 seconds later (a busy machine runs late).
         for index, delivery in enumerate(fired, start=1):

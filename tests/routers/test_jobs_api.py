@@ -134,3 +134,15 @@ async def test_metadata_names_the_schedulers_store(sidecar: Sidecar) -> None:
     assert found["connected_addresses"][0].startswith("sqlite:") and found["connected_addresses"][0].endswith(
         "scheduler.db"
     )
+
+
+async def test_error_info_carries_the_app_id_and_daprs_default_namespace(sidecar: Sidecar) -> None:
+    body = assert_error(
+        await post(sidecar, "j", {}), 400, "DAPR_SCHEDULER_SCHEDULE_EMPTY", details=["ErrorInfo"]
+    )
+    assert body["message"] == "Schedule is empty"
+    info = detail(body, "ErrorInfo")
+    assert info["domain"] == "dapr.io" and info["metadata"] == {
+        "appID": sidecar.app_id,
+        "namespace": "default",
+    }

@@ -1,0 +1,139 @@
+"""The gRPC front door: a grpcio asyncio server in l8's own event loop, beside the HTTP one, on
+``--dapr-grpc-port`` (daprd's 50001; 0: a port the system picks, logged). It serves Dapr's
+service (routers/grpc/api.py), ``grpc.health.v1`` (SERVING once the sidecar is ready) and server
+reflection (for grpcurl), with messages up to ``--max-body-size`` both ways, and the API token
+checked on every call of Dapr's service (``dapr-api-token`` metadata) when one is set."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import structlog
+from dapr.proto.runtime.v1 import dapr_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from routers.grpc.api import SERVICE, Door, dapr_servicer
+from routers.http import Sidecar
+
+if TYPE_CHECKING:
+    from observability.metrics import GrpcServerMetrics
+    from observability.tracing.tracer import Tracer
+
+log = structlog.get_logger(__name__)
+
+TOKEN_HEADER = "dapr-api-token"
+MAX_MESSAGE_LIMIT = 2**31 - 1
+"""grpcio takes a message size as a C int: a larger --max-body-size (2Gi) caps gRPC messages at it."""
+_DAPR_PREFIX = f"/{SERVICE}/"
+
+
+class CannotListen(Exception):
+    """The gRPC port is taken or the address cannot be bound."""
+
+
+class _TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpcio is untyped
+    """daprd's API token on Dapr's service: a call without the token is UNAUTHENTICATED. Health
+    and reflection stay open, as probes and tools call them without one."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+        async def refuse(_request: Any, context: Any) -> None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "authentication error: api token mismatch")
+
+        async def missing(_request: Any, context: Any) -> None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing api token in request metadata")
+
+        self._refuse = grpc.unary_unary_rpc_method_handler(refuse)
+        self._missing = grpc.unary_unary_rpc_method_handler(missing)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        if not details.method.startswith(_DAPR_PREFIX):
+            return await continuation(details)
+        for key, value in details.invocation_metadata or ():
+            if key == TOKEN_HEADER:
+                sent = value.encode() if isinstance(value, str) else value
+                if hmac.compare_digest(sent, self._token):
+                    return await continuation(details)
+                return self._refuse
+        return self._missing
+
+
+class GrpcApi:
+    """The server of one sidecar: started by the lifespan once the services are built, stopped
+    before they close."""
+
+    def __init__(
+        self,
+        sidecar: Sidecar,
+        host: str,
+        port: int,
+        max_message_size: int,
+        api_token: str | None,
+        *,
+        api_logging: bool = False,
+        tracer: Tracer | None = None,
+        metrics: GrpcServerMetrics | None = None,
+    ) -> None:
+        self.sidecar = sidecar
+        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address
+        self.port = port
+        """The port listened on, once started (the one the system picked for 0)."""
+        self._door = Door(sidecar, api_logging=api_logging, tracer=tracer, metrics=metrics)
+        interceptors = [_TokenCheck(api_token)] if api_token else []
+        limit = min(max_message_size, MAX_MESSAGE_LIMIT)
+        self._server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.so_reuseport", 0),  # a taken port is an error, not a second listener
+            ],
+        )
+        self._health = health.aio.HealthServicer()
+        self._started = False
+
+    async def start(self) -> int:
+        server = self._server
+        servicer = dapr_servicer(self._door)
+        dapr_pb2_grpc.add_DaprServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        try:
+            self.port = server.add_insecure_port(self.address)
+        except RuntimeError as exc:
+            raise CannotListen(f"cannot listen on {self.address}: {exc}") from None
+        if self.port == 0:
+            raise CannotListen(f"cannot listen on {self.address}")
+        await server.start()
+        self._started = True
+        await self._health.set(SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        return self.port
+
+    async def serving(self, ready: bool) -> None:
+        """What health checks answer: SERVING while the sidecar is ready."""
+        state = (
+            health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await self._health.set(SERVICE, state)
+        await self._health.set("", state)
+
+    async def stop(self, grace: float) -> None:
+        """Ends the open streams (a configuration subscription never ends by itself), then lets
+        the calls in flight finish within ``grace`` seconds."""
+        if not self._started:
+            return
+        self._started = False
+        await self._health.enter_graceful_shutdown()
+        for task in list(self._door.streams):
+            task.cancel()
+        await self._server.stop(grace)
