@@ -9,7 +9,8 @@ in flight is sent late, not dropped; the number of late sends is reported, so a 
 keep the rate shows up instead of hiding behind a lower rate.
 
 A body containing ``{n}`` gets a counter in its place, so every request is a new one (a lock on a
-resource of its own, say).
+resource of its own, say). A path containing ``{c}`` gets the connection's number in its place, so
+each connection calls a resource of its own (an actor each: one call at a time per actor).
 
 Prints one JSON object: achieved rate, late sends, errors, p50/p90/p99/max in milliseconds.
 """
@@ -64,7 +65,9 @@ async def run(
     seconds: float,
     warmup: float,
 ) -> dict[str, Any]:
-    request = _request(method, host, port, path, body)
+    requests = [
+        _request(method, host, port, path.replace("{c}", str(index)), body) for index in range(connections)
+    ]
     unique = b"{n}" in body  # a body of its own per request: "{n}" is replaced by a counter
     sent_count = 0
     interval = connections / rate
@@ -86,10 +89,11 @@ async def run(
                 await asyncio.sleep(wait)
             elif wait < -0.001 and due >= measure_from:
                 late += 1
-            data = request
+            data = requests[index]
             if unique:
                 sent_count += 1
-                data = _request(method, host, port, path, body.replace(b"{n}", b"%d" % sent_count))
+                own_path = path.replace("{c}", str(index))
+                data = _request(method, host, port, own_path, body.replace(b"{n}", b"%d" % sent_count))
             sent = time.perf_counter()
             writer.write(data)
             try:
