@@ -4,7 +4,7 @@
   either micro sign) or ISO 8601 (``PT10S``, ``P1D``, ``P1DT2H``).
 * A **due time** or an **expiry** (``ttl``): a duration from now, or an RFC 3339 timestamp.
 * A **period**: a duration, or ISO 8601 repetitions ``R5/PT10S`` (five ticks); zero repetitions
-  are refused. An empty period means one tick.
+  are refused. An empty or zero period means one tick (the Python SDK sends ``0h0m0s0ms0μs``).
 
 Every parser raises ``ValueError`` whose text says what is wrong, for the caller's error body.
 """
@@ -115,7 +115,7 @@ def period(text: str) -> Period:
     if match is None:
         every = duration(value)
         if every <= timedelta(0):
-            raise ValueError(f"period {text!r} must be above zero")
+            return Period(None, None)  # the SDKs' way of saying "no period" (Python's 0h0m0s0ms0μs)
         return Period(every, None)
     count, rest = match.groups()
     repetitions = int(count) if count else None

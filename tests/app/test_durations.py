@@ -61,5 +61,7 @@ def test_periods() -> None:
     assert period("R/PT10S") == Period(timedelta(seconds=10), None)
     with pytest.raises(ValueError, match="zero repetitions"):
         period("R0/PT10S")
+    assert period("0s") == Period(None, None)
+    assert period("0h0m0s0ms0μs") == Period(None, None)  # the Python SDK's timedelta(0)
     with pytest.raises(ValueError, match="above zero"):
-        period("0s")
+        period("R3/PT0S")
