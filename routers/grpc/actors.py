@@ -1,5 +1,6 @@
 """The actor RPCs over services/actors/ as the HTTP routes use it: InvokeActor, GetActorState,
-ExecuteActorStateTransaction, Register/UnregisterActorTimer, Register/Get/UnregisterActorReminder.
+ExecuteActorStateTransaction, Register/UnregisterActorTimer, Register/Get/UnregisterActorReminder,
+UnregisterActorRemindersByType.
 
 Bytes on this transport: an invocation's ``data`` goes to the actor as its body and the app's
 answer comes back as ``data``; a transaction's ``value`` (an ``Any``) is stored as its bytes, as
@@ -151,6 +152,14 @@ async def unregister_reminder(services: Services, request: Any, context: Context
     return EMPTY
 
 
+async def unregister_reminders_by_type(
+    services: Services, request: Any, context: Context
+) -> actors_pb2.UnregisterActorRemindersByTypeResponse:
+    actor_id = request.actor_id if request.HasField("actor_id") else None
+    await _runtime(services).delete_reminders(request.actor_type, actor_id)
+    return actors_pb2.UnregisterActorRemindersByTypeResponse()
+
+
 RPCS: dict[str, Unary] = {
     "InvokeActor": invoke_actor,
     "GetActorState": get_actor_state,
@@ -160,4 +169,5 @@ RPCS: dict[str, Unary] = {
     "RegisterActorReminder": register_reminder,
     "GetActorReminder": get_reminder,
     "UnregisterActorReminder": unregister_reminder,
+    "UnregisterActorRemindersByType": unregister_reminders_by_type,
 }

@@ -1,6 +1,7 @@
-"""ScheduleJob, GetJob, DeleteJob (and their ``Alpha1`` names) over services/jobs.py: a request's
-``Job`` is handed over as the HTTP API's JSON body, so both transports check it in one place and
-one order, and store the same job (``data``: routers/grpc/payloads.py)."""
+"""ScheduleJob, GetJob, DeleteJob, DeleteJobsByPrefix (and their ``Alpha1`` names) over
+services/jobs.py: a request's ``Job`` is handed over as the HTTP API's JSON body, so both
+transports check it in one place and one order, and store the same job (``data``:
+routers/grpc/payloads.py)."""
 
 from __future__ import annotations
 
@@ -84,8 +85,19 @@ async def delete_job(services: Services, request: Any, context: Context) -> jobs
     return jobs_pb2.DeleteJobResponse()
 
 
+async def delete_jobs_by_prefix(services: Services, request: Any, context: Context) -> Any:
+    await services.jobs.delete_prefix(request.name_prefix)
+    return _BY_PREFIX[type(request)]()
+
+
+_BY_PREFIX: dict[type, type] = {
+    jobs_pb2.DeleteJobsByPrefixRequest: jobs_pb2.DeleteJobsByPrefixResponse,
+    jobs_pb2.DeleteJobsByPrefixRequestAlpha1: jobs_pb2.DeleteJobsByPrefixResponseAlpha1,
+}
+
 RPCS: dict[str, Unary] = {
     **{f"ScheduleJob{s}": schedule_job for s in ("", "Alpha1")},
     **{f"GetJob{s}": get_job for s in ("", "Alpha1")},
     **{f"DeleteJob{s}": delete_job for s in ("", "Alpha1")},
+    **{f"DeleteJobsByPrefix{s}": delete_jobs_by_prefix for s in ("", "Alpha1")},
 }

@@ -232,3 +232,48 @@ async def test_actors_over_grpc(l8: L8Launcher, http: httpx.AsyncClient) -> None
                     actors_pb2.RegisterActorReminderRequest(actor_type="other", actor_id="o", name="r")
                 )
             assert unhosted.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_deleting_jobs_and_reminders_by_prefix(l8: L8Launcher, http: httpx.AsyncClient) -> None:
+    async with ActorTestApp(["counter"], actorIdleTimeout="1h") as app:
+        sidecar = await asyncio.to_thread(l8, args=["--app-port", str(app.port)])
+        await hosting(http, sidecar)
+        async with grpc.aio.insecure_channel(sidecar.grpc_address) as channel:
+            stub = dapr_pb2_grpc.DaprStub(channel)
+            for name in ("a-1", "a-2", "b-1"):
+                job = jobs_pb2.Job(name=name, due_time="1h")
+                await stub.ScheduleJob(jobs_pb2.ScheduleJobRequest(job=job))
+            await stub.DeleteJobsByPrefixAlpha1(jobs_pb2.DeleteJobsByPrefixRequestAlpha1(name_prefix="a-"))
+            statuses = [
+                (await http.get(f"{sidecar.url}/v1.0/jobs/{n}")).status_code for n in ("a-1", "a-2", "b-1")
+            ]
+            assert statuses == [500, 500, 200]
+
+            for actor_id, name in (("c1", "r1"), ("c1", "r2"), ("c2", "r1")):
+                await stub.RegisterActorReminder(
+                    actors_pb2.RegisterActorReminderRequest(
+                        actor_type="counter", actor_id=actor_id, name=name, due_time="1h"
+                    )
+                )
+
+            async def reminder(actor_id: str, name: str) -> int:
+                url = f"{sidecar.url}/v1.0/actors/counter/{actor_id}/reminders/{name}"
+                return (await http.get(url)).status_code
+
+            await stub.UnregisterActorRemindersByType(
+                actors_pb2.UnregisterActorRemindersByTypeRequest(actor_type="counter", actor_id="c1")
+            )
+            assert [await reminder("c1", "r1"), await reminder("c1", "r2"), await reminder("c2", "r1")] == [
+                404,
+                404,
+                200,
+            ]
+            await stub.UnregisterActorRemindersByType(
+                actors_pb2.UnregisterActorRemindersByTypeRequest(actor_type="counter")
+            )
+            assert await reminder("c2", "r1") == 404
+            with pytest.raises(grpc.aio.AioRpcError) as reserved:
+                await stub.UnregisterActorRemindersByType(
+                    actors_pb2.UnregisterActorRemindersByTypeRequest(actor_type="dapr.internal.x")
+                )
+            assert reserved.value.code() == grpc.StatusCode.PERMISSION_DENIED
