@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest examples toolchains openapi layotto-proto bench bench-state bench-pubsub bench-invoke bench-coordination bench-scheduler bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-request-context bench-metrics bench-tracing bench-dashboard bench-app-health bench-actors bench-placement bench-grpc bench-layotto-grpc soak servers clean
+.PHONY: run test lint typecheck pytest examples toolchains openapi layotto-proto bench bench-state bench-pubsub bench-invoke bench-coordination bench-scheduler bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-request-context bench-metrics bench-tracing bench-dashboard bench-app-health bench-actors bench-placement bench-grpc bench-grpc-actors bench-layotto-grpc soak servers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -97,7 +97,7 @@ layotto-proto: $(VENV)/.test
 	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. \
 		routers/grpc/layotto/proto/runtime.proto
 
-bench: bench-state bench-pubsub bench-invoke bench-coordination bench-scheduler bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-metrics bench-tracing bench-dashboard bench-app-health bench-actors bench-placement bench-grpc bench-layotto-grpc
+bench: bench-state bench-pubsub bench-invoke bench-coordination bench-scheduler bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-metrics bench-tracing bench-dashboard bench-app-health bench-actors bench-placement bench-grpc bench-grpc-actors bench-layotto-grpc
 
 bench-state: $(VENV)/.test servers
 	$(BIN)/python bench/state_bench.py
@@ -165,6 +165,10 @@ bench-placement: $(VENV)/.test servers
 # ceiling); h2load (Debian's nghttp2-client, installed when missing) drives the gRPC load.
 bench-grpc: $(VENV)/.test servers
 	$(BIN)/python bench/grpc_bench.py
+
+# The actor and job RPCs of the gRPC API against the same calls over HTTP, in one run (h2load).
+bench-grpc-actors: $(VENV)/.test
+	$(BIN)/python bench/grpc_actors_jobs_bench.py
 
 # Layotto's gRPC service (GetNextId, PutFile/GetFile) against the same calls over HTTP, in one run.
 bench-layotto-grpc: $(VENV)/.test

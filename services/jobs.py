@@ -159,6 +159,13 @@ class JobsService:
         except ComponentError as exc:
             raise errors.delete_job_failed(self.app_id, str(exc)) from None
 
+    async def delete_prefix(self, prefix: str) -> None:
+        """Every job of the app whose name starts with ``prefix`` (all of them for ``""``)."""
+        try:
+            await self.scheduler.delete_prefix(KIND, self.app_id, prefix)
+        except ComponentError as exc:
+            raise errors.delete_job_failed(self.app_id, str(exc)) from None
+
 
 class JobTrigger:
     """Delivers a job's tick to the app: ``POST /job/{name}`` with the data JSON, or a gRPC app's

@@ -3,8 +3,8 @@
 Every RPC goes through one :class:`Door`: the sidecar's services (or UNAVAILABLE before start-up
 ends and once shutdown begins), daprd's span of the call when tracing is on
 (routers/grpc/tracing.py), the block's handler, whose :class:`ApiError` becomes the gRPC status of
-routers/grpc/errors.py, and the API log line. An RPC no block serves here (actors, jobs,
-workflows, crypto, conversation, ...) answers UNIMPLEMENTED.
+routers/grpc/errors.py, and the API log line. An RPC no block serves here
+(workflows, crypto, conversation, ...) answers UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -20,7 +20,18 @@ import structlog
 from dapr.proto.runtime.v1 import dapr_pb2_grpc
 from google.protobuf import empty_pb2
 
-from routers.grpc import bindings, configuration, invoke, lock, metadata, pubsub, secrets, state
+from routers.grpc import (
+    actors,
+    bindings,
+    configuration,
+    invoke,
+    jobs,
+    lock,
+    metadata,
+    pubsub,
+    secrets,
+    state,
+)
 from routers.grpc.calls import Context, Streaming, Unary, call_metadata
 from routers.grpc.errors import to_status
 from routers.grpc.tracing import span_of
@@ -47,6 +58,8 @@ RPCS: dict[str, Unary] = {
     **configuration.RPCS,
     **lock.RPCS,
     **metadata.RPCS,
+    **actors.RPCS,
+    **jobs.RPCS,
 }
 STREAMS: dict[str, Streaming] = {**configuration.STREAMS}
 

@@ -52,6 +52,8 @@ _BY_CODE = {
     "ERR_TOPIC_NAME_EMPTY": code_pb2.INVALID_ARGUMENT,
     "ERR_PUBSUB_CLOUD_EVENTS_SER": code_pb2.INVALID_ARGUMENT,
     "ERR_DIRECT_INVOKE": code_pb2.INTERNAL,
+    # A reminder registered with overwrite false where one exists.
+    "ERR_ACTOR_REMINDER_ALREADY_EXISTS": code_pb2.ALREADY_EXISTS,
 }
 
 _BY_REASON = {

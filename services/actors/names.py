@@ -20,6 +20,15 @@ def check_actor(actor_type: str, actor_id: str) -> None:
             raise errors.bad_request(f"{what} is empty")
         if _FORBIDDEN.search(value):
             raise errors.bad_request(f"{what} {value!r} holds a character that is not allowed")
+    check_type(actor_type)
+
+
+def check_type(actor_type: str) -> None:
+    """An actor type alone, as :func:`check_actor` checks it."""
+    if not actor_type:
+        raise errors.bad_request("actor type is empty")
+    if _FORBIDDEN.search(actor_type):
+        raise errors.bad_request(f"actor type {actor_type!r} holds a character that is not allowed")
     if actor_type.startswith(RESERVED_PREFIX):
         raise errors.actor_type_reserved(actor_type)
 

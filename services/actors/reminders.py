@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from services import durations, errors
-from services.actors.names import reminder_job
+from services.actors.names import SEPARATOR, reminder_job
 from services.actors.timers import object_body, string_field
 from services.scheduler.base import Job, JobExists, JobKey, Scheduler
 
@@ -99,6 +99,15 @@ class Reminders:
         scheduler = self._scheduler(errors.actor_reminder_delete_failed)
         try:
             await scheduler.delete(self.key(actor_type, actor_id, name))
+        except Exception as exc:
+            raise errors.actor_reminder_delete_failed(exc) from exc
+
+    async def delete_all(self, actor_type: str, actor_id: str | None) -> None:
+        """Every reminder of the type, or of one actor of it."""
+        scheduler = self._scheduler(errors.actor_reminder_delete_failed)
+        prefix = reminder_job(actor_type, actor_id, "") if actor_id else actor_type + SEPARATOR
+        try:
+            await scheduler.delete_prefix(KIND, self.app_id, prefix)
         except Exception as exc:
             raise errors.actor_reminder_delete_failed(exc) from exc
 

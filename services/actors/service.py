@@ -28,7 +28,7 @@ from services.actors.activation import Activation, Deactivated
 from services.actors.app import ERROR_HEADER, JSON, REENTRANCY_HEADER, ActorApp, cancels
 from services.actors.config import NO_ACTORS, ActorConfig, TypeConfig
 from services.actors.forward import Peers, PeerUnreachable, Retry, api_path, closing, passed_on
-from services.actors.names import check_actor, check_name, reminder_parts
+from services.actors.names import check_actor, check_name, check_type, reminder_parts
 from services.actors.reminders import KIND, Reminders, tick_body
 from services.actors.state import ActorState
 from services.actors.table import ActivationTable
@@ -269,6 +269,17 @@ class ActorRuntime:
     async def delete_reminder(self, actor_type: str, actor_id: str, name: str) -> None:
         self._hosted(actor_type, actor_id, name)
         await self.reminders.delete(actor_type, actor_id, name)
+
+    async def delete_reminders(self, actor_type: str, actor_id: str | None) -> None:
+        """Every reminder of a type, or of one actor of it (the gRPC API's
+        UnregisterActorRemindersByType)."""
+        if actor_id is None:
+            check_type(actor_type)
+        else:
+            check_actor(actor_type, actor_id)
+        if self.closed:
+            raise errors.actor_runtime_closed()
+        await self.reminders.delete_all(actor_type, actor_id)
 
     def accepts(self, key: JobKey) -> bool:
         """Which due reminders this sidecar's scheduler claims: those of the types it hosts (a

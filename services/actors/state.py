@@ -140,6 +140,9 @@ def _metadata(value: Any) -> dict[str, str]:
 
 
 def _encoded(value: Any) -> bytes:
+    """A JSON value's encoding; bytes (a gRPC transaction's value) are stored as they are."""
+    if isinstance(value, bytes):
+        return value
     try:
         return json_body.dumps(value)
     except (TypeError, orjson.JSONEncodeError) as exc:

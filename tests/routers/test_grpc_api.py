@@ -185,7 +185,7 @@ async def test_bulk_publish_entries_need_distinct_ids(stub: dapr_pb2_grpc.DaprSt
 
 async def test_what_l8_does_not_serve_is_unimplemented(stub: dapr_pb2_grpc.DaprStub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await stub.GetActorState(actors_pb2.GetActorStateRequest(actor_type="a", actor_id="1", key="k"))
+        await stub.ListActorTimers(actors_pb2.ListActorTimersRequest(actor_type="a", actor_id="1"))
     assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
