@@ -1,7 +1,8 @@
-"""A fixed-rate, open-loop gRPC load client: unary calls over h2c (framed by hand on uvloop, HPACK from ``hpack``),
-``connections`` HTTP/2 connections, one fixed arrival schedule for the whole run (call ``i`` is due at
-``start + i / rate``, on connection ``i % connections``), sent when due whether or not earlier calls
-have answered (HTTP/2 streams: a slow answer never delays the next send, so no coordinated omission).
+"""A fixed-rate, open-loop gRPC load client: unary calls over h2c (framed by hand on uvloop, HPACK
+from ``hpack``), ``connections`` HTTP/2 connections, one fixed arrival schedule for the whole run
+(call ``i`` is due at ``start + i / rate``, on connection ``i % connections``), sent when due
+whether or not earlier calls have answered (HTTP/2 streams: a slow answer never delays the next
+send, so no coordinated omission).
 
 Each call's latency is measured twice, with ``time.perf_counter``:
 
@@ -33,7 +34,6 @@ from typing import Any
 import orjson
 import uvloop
 from hpack import Decoder, Encoder, NeverIndexedHeaderTuple
-
 from paced_client import percentile
 
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -73,7 +73,7 @@ class GrpcConnection(asyncio.Protocol):
     encoded once, statelessly, so each call is two frames of fixed bytes but for the stream id."""
 
     def __init__(
-        self, authority: str, path: str, body: bytes, done: list[tuple[float, float, float, bool]]
+        self, authority: str, path: str, body: bytes, done: list[tuple[float, float, float, bytes]]
     ) -> None:
         headers = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", authority),
                    ("content-type", "application/grpc"), ("te", "trailers")]  # fmt: skip
@@ -100,7 +100,8 @@ class GrpcConnection(asyncio.Protocol):
         assert self.transport is not None
         stream = self.next_stream
         self.next_stream += 2
-        data = _frame(_HEADERS, _END_HEADERS, stream, self.block) + _frame(_DATA, _END_STREAM, stream, self.body)
+        data = _frame(_HEADERS, _END_HEADERS, stream, self.block)
+        data += _frame(_DATA, _END_STREAM, stream, self.body)
         sent = time.perf_counter()
         self.transport.write(data)
         self.calls[stream] = _Call(due, sent)
@@ -148,7 +149,7 @@ class GrpcConnection(asyncio.Protocol):
             if stream and (kind == _RST_STREAM or (kind in (_DATA, _HEADERS) and flags & _END_STREAM)):
                 call = self.calls.pop(stream, None)
                 if call is not None:
-                    self.done.append((call.due, call.sent, now, call.status == b"0"))
+                    self.done.append((call.due, call.sent, now, call.status))
         self.buffer = buffer[offset:]
         if self.received > 2**30:
             out.append(_frame(_WINDOW_UPDATE, 0, 0, struct.pack(">I", self.received)))
@@ -175,12 +176,14 @@ async def run(
     host: str, port: int, path: str, body: bytes, rate: float, connections: int, seconds: float, warmup: float
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    done: list[tuple[float, float, float, bool]] = []
+    done: list[tuple[float, float, float, bytes]] = []
     authority = f"{host}:{port}"
     links: list[GrpcConnection] = []
     for _ in range(connections):
-        _, protocol = await loop.create_connection(lambda: GrpcConnection(authority, path, body, done), host, port)
-        links.append(protocol)
+        _, link = await loop.create_connection(
+            lambda: GrpcConnection(authority, path, body, done), host, port
+        )
+        links.append(link)
     await asyncio.sleep(0.1)  # the SETTINGS exchange
     interval = 1.0 / rate
     start = time.perf_counter() + 0.05
@@ -201,14 +204,17 @@ async def run(
             index += 1
             due = start + index * interval
     deadline = time.perf_counter() + 5
-    while any(link.calls for link in links) and time.perf_counter() < deadline:
-        await asyncio.sleep(0.01)
+    while any(link.calls for link in links) and time.perf_counter() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)  # the last answers
     gc.enable()
     for link in links:
         if link.transport is not None:
             link.transport.close()
     measured = [row for row in done if row[0] >= measure_from]
-    errors = sum(1 for row in measured if not row[3]) + sum(link.lost for link in links)
+    statuses: dict[str, int] = {}
+    for row in measured:
+        statuses[row[3].decode()] = statuses.get(row[3].decode(), 0) + 1
+    errors = sum(1 for row in measured if row[3] != b"0") + sum(link.lost for link in links)
     late = [row[1] - row[0] for row in measured]
     return {
         "tool": "bench/grpc_paced_client.py",
@@ -218,6 +224,7 @@ async def run(
         "requests": len(measured),
         "rate_achieved": round(len(measured) / seconds, 1),
         "errors": errors,
+        "grpc_statuses": dict(sorted(statuses.items())),
         "unanswered": sum(len(link.calls) for link in links),
         "send_late_p50_ms": round(percentile(sorted(x * 1000 for x in late), 0.5), 3),
         "send_late_p99_ms": round(percentile(sorted(x * 1000 for x in late), 0.99), 3),
