@@ -183,8 +183,10 @@ def paced_client(
     if done.returncode != 0:
         raise BenchError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
     result: dict[str, Any] = orjson.loads(done.stdout)
-    if result["errors"] or result["unanswered"]:
-        raise BenchError(f"{rpc}: gRPC errors at a fixed rate: {result}")
+    if result["requests"] == 0:
+        raise BenchError(f"{rpc}: no answers at a fixed rate: {result}")
+    # Statuses other than OK are kept in the results and shown in the table, not fatal: on an
+    # overloaded machine grpcio's server cancels some calls, and that is a finding of the run.
     result.update(result.pop("from_send"))
     return result
 
@@ -331,6 +333,11 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         summary["h2load_latency"][name] = {
             q: median(l8_rounds, f"h2load {name}", q) for q in ("p50_ms", "p90_ms")
         }
+    summary["errors"] = {
+        name: f"{sum(r[f'paced {name}']['errors'] for r in l8_rounds)} / "
+        f"{sum(r[f'paced {name}']['errors'] for r in ceiling_rounds)}"
+        for name, *_ in RPCS
+    }
     for name, *_ in HTTP:
         summary["rps"][name]["http"] = median(l8_rounds, f"http {name}", "rps")
     for key, table in (("added_p90_ms", "latency"), ("ceiling_added_p90_ms", "ceiling_latency")):
@@ -378,8 +385,8 @@ def render(results: dict[str, Any], summary: dict[str, Any], results_name: str) 
         "",
         "| call | l8 gRPC | l8 HTTP | ceiling (gRPC) | gRPC vs ceiling | l8 p50 / p90 / p99 at the rate "
         "| l8 added p90 | ceiling p50 / p90 / p99 | ceiling added p90 | h2load --rps p50 / p90 (l8) "
-        "| l8 vCPU at the rate |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| calls not OK at the rate (l8 / ceiling, all rounds) | l8 vCPU at the rate |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, *_ in RPCS:
         row, latency = rps[name], summary["latency"][name]
@@ -390,6 +397,7 @@ def render(results: dict[str, Any], summary: dict[str, Any], results_name: str) 
             f"| {latency['p50_ms']} / {latency['p90_ms']} / {latency['p99_ms']} ms | {added[name]:+} ms "
             f"| {ceiling['p50_ms']} / {ceiling['p90_ms']} / {ceiling['p99_ms']} ms "
             f"| {summary['ceiling_added_p90_ms'][name]:+} ms | {h2['p50_ms']} / {h2['p90_ms']} ms "
+            f"| {summary['errors'][name]} "
             f"| {latency['server_vcpu']} |"
         )
     lines += ["", END]
