@@ -11,6 +11,8 @@ from google.protobuf import empty_pb2
 from routers.grpc.calls import Context, Unary
 from services.sidecar import Services
 
+EMPTY = empty_pb2.Empty()
+"""The one empty answer (grpcio only serializes it)."""
 _SUBSCRIPTION_TYPES = {"DECLARATIVE": 1, "PROGRAMMATIC": 2, "STREAMING": 3}
 _ACTOR_STATUS = {"INITIALIZING": 0, "DISABLED": 1, "RUNNING": 2}
 
@@ -84,7 +86,7 @@ async def get_metadata(
 
 async def set_metadata(services: Services, request: Any, context: Context) -> empty_pb2.Empty:
     services.metadata.attach(request.key, request.value)
-    return empty_pb2.Empty()
+    return EMPTY
 
 
 RPCS: dict[str, Unary] = {"GetMetadata": get_metadata, "SetMetadata": set_metadata}
