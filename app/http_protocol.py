@@ -6,6 +6,11 @@ unlucky client needs (issue 13, section 7), all settings (docs/configuration.md)
   as Go's server closes it;
 - a connection with no request in progress is closed after ``idle_timeout``: from its opening
   until it sends a first byte (never-sending connections), and between requests (keep-alive);
+  but not when a request is already waiting in the socket unread. On uvloop a due timer runs
+  before the reads that came in during a long turn of the loop (libuv runs timers after the
+  callbacks of one poll, before the next poll), so under load the idle timer could close a
+  connection whose next request had arrived in time: the close with unread bytes sends a reset,
+  the client gets no answer (httpx's ``ReadError``) and the sidecar logs nothing;
 - a head larger than ``read_buffer_size`` plus 4Ki (daprd's ``--read-buffer-size``, which Go's
   ``MaxHeaderBytes`` reads with 4 KiB of slack) or with more than ``max_header_count`` headers is
   answered ``431`` in daprd's words (Go's net/http text, not a JSON error) and the connection closed;
@@ -22,7 +27,10 @@ whole costs about 0.4 us a request over uvicorn's own protocol (13.5 us a reques
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import resource
+import struct
+import termios
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -152,6 +160,18 @@ class SidecarProtocol(HttpToolsProtocol):
             self._refuse_head()
             raise _HeadRefused
 
+    def timeout_keep_alive_handler(self) -> None:
+        transport = self.transport
+        if transport.is_closing():
+            return
+        unread = _unread(transport)
+        if unread:
+            # The next request came in time and waits for the next poll, which reads it (and
+            # cancels this slot); if it is only the start of a head, the head's timer takes over.
+            log.debug("idle close put off: a request came in time", unread=unread)
+            return
+        transport.close()
+
     def _head_expired(self) -> None:
         self._head_timer = None
         if self.transport.is_closing():
@@ -177,6 +197,19 @@ class SidecarProtocol(HttpToolsProtocol):
             transport.write_eof()
         self.flow.resume_reading()
         self.loop.call_later(DRAIN_SECONDS, transport.close)
+
+
+def _unread(transport: asyncio.Transport) -> int:
+    """Bytes received on the connection's socket and not yet read (0 when it cannot be told)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        answer = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return 0
+    unread: int = struct.unpack("i", answer)[0]
+    return unread
 
 
 def _count_refused(open_connections: int) -> None:

@@ -11,13 +11,19 @@ on aiohttp (mesh/proxy.py).
 
 A request that fails on a kept-alive connection before any byte of the answer arrived is sent once
 more on a new connection: the server may have closed the idle connection just as it was reused.
-(A delivery sent twice is within at-least-once; the app never saw the first one in that case.)
+(A delivery sent twice is within at-least-once; the app never saw the first one in that case. An
+l8 sidecar never closes an idle connection with a request unread, app/http_protocol.py, so a call
+to one that fails so was not received.) With ``idle_expiry``, a connection idle longer than that is
+closed rather than reused, so that a client whose server closes idle connections after a known time
+(l8's ``idle_timeout``) does not race that close at all, as Go's ``IdleConnTimeout`` and httpx's
+``keepalive_expiry`` do.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import cast
@@ -62,6 +68,8 @@ class _Connection(asyncio.Protocol):
         self.error: HttpError | None = None
         self.readable = asyncio.Event()
         self.buffered = 0
+        self.idle_since = 0.0
+        """When it was last given back to the pool (``time.monotonic()``)."""
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
 
@@ -145,7 +153,9 @@ class HttpClient:
     """Keep-alive connections to one origin (``http`` or ``https``; certificates are not verified,
     as Dapr's app channel does not verify the app's)."""
 
-    def __init__(self, scheme: str, host: str, port: int, *, max_idle: int = 256) -> None:
+    def __init__(
+        self, scheme: str, host: str, port: int, *, max_idle: int = 256, idle_expiry: float | None = None
+    ) -> None:
         self._host, self._port = host, port
         self._host_header = f"{host}:{port}".encode("latin-1")
         self._ssl: ssl.SSLContext | None = None
@@ -155,6 +165,7 @@ class HttpClient:
             self._ssl.verify_mode = ssl.CERT_NONE
         self._idle: deque[_Connection] = deque()
         self._max_idle = max_idle
+        self._idle_expiry = idle_expiry
         self._closed = False
 
     async def request(
@@ -201,9 +212,14 @@ class HttpClient:
 
     async def _exchange(self, data: bytes) -> Stream:
         while self._idle:
-            connection = self._idle.pop()
+            connection = self._idle.pop()  # the most recently used
             if not connection.usable:
                 continue
+            if self._idle_expiry is not None and time.monotonic() - connection.idle_since > self._idle_expiry:
+                connection.close()  # and every older one: the server may be closing them
+                while self._idle:
+                    self._idle.pop().close()
+                break
             try:
                 return await self._open_on(connection, data)
             except HttpError:
@@ -228,6 +244,8 @@ class HttpClient:
             and not self._closed
             and len(self._idle) < self._max_idle
         ):
+            if self._idle_expiry is not None:
+                connection.idle_since = time.monotonic()
             self._idle.append(connection)
         else:
             connection.close()

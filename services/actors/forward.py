@@ -22,6 +22,10 @@ from services import errors
 
 HOPS = "l8-actor-hops"
 MAX_HOPS = 2
+IDLE_EXPIRY = 2.0
+"""Seconds a connection to a peer stays reusable once idle: below the sidecars' idle timeout (5 s by
+default), so a forwarded call is not sent on a connection the owner is closing (a call sent so is
+sent again on a new connection, mesh/http_client.py: it was not received, but it costs a connect)."""
 _DROPPED = frozenset(
     {
         "host",
@@ -107,7 +111,9 @@ class Peers:
         client = self._clients.get(address)
         if client is None:
             host, _, port = address.rpartition(":")
-            client = self._clients[address] = HttpClient("http", host.strip("[]"), int(port), max_idle=64)
+            client = self._clients[address] = HttpClient(
+                "http", host.strip("[]"), int(port), max_idle=64, idle_expiry=IDLE_EXPIRY
+            )
         return client
 
     async def aclose(self) -> None:

@@ -6,8 +6,8 @@ machine's monotonic clock, every activation, and every reminder delivery. The te
 1. makes 10,000 calls over 1,000 actor ids, spread over the three sidecars' APIs at once, and
    checks that no two turns of one actor overlapped (on one app or across apps), that each actor
    was activated exactly once, on the app its sidecars agree owns it, and that every actor's counter
-   in actor state equals the calls it took (a call whose connection dropped before any answer, rare
-   and never sent again, may count once or not at all);
+   in actor state equals the calls it took; every call is answered (none has its connection
+   dropped under it);
 2. registers reminders (period 2 s) on actors of every sidecar, lets them fire, then kills one
    sidecar with SIGKILL halfway between two ticks, and checks that the dead sidecar's actors answer
    through the others within the lease time with their state intact, that their reminders keep
@@ -138,7 +138,9 @@ async def ten_thousand_calls(
         f"{len(dropped)} connections dropped before an answer: {dropped}"
     )
     assert not failures, f"{len(failures)} calls failed, the first: {failures[:5]}"
-    assert len(dropped) <= CALLS // 1000, f"{len(dropped)} calls had their connection dropped: {dropped[:5]}"
+    # No call goes unanswered: a sidecar's idle timer never closes a connection under a request
+    # that reached it in time (app/http_protocol.py, tests/app/test_idle_close.py).
+    assert not dropped, f"{len(dropped)} calls had their connection dropped: {dropped[:5]}"
     return taken, unknown, hosts
 
 

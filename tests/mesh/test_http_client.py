@@ -198,3 +198,28 @@ async def test_a_connection_reset_after_the_answer_began_is_not_retried(
         await client.request("POST", "/", [], b"x", 5)
     assert calls == 2  # the app saw it once: not sent again
     await client.aclose()
+
+
+async def test_a_connection_idle_past_the_expiry_is_not_reused(
+    raw_server: Callable[[Handler], Awaitable[int]],
+) -> None:
+    connections = 0
+
+    async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            while True:
+                await read_request(reader)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+
+    port = await raw_server(keep_alive)
+    client = HttpClient("http", LOOPBACK, port, idle_expiry=0.2)
+    for _ in range(2):
+        assert (await client.request("PUT", "/", [], b"x", 5)).body == b"ok"
+    assert connections == 1  # reused while fresh
+    await asyncio.sleep(0.3)
+    assert (await client.request("PUT", "/", [], b"x", 5)).body == b"ok"
+    assert connections == 2  # idle past the expiry: a new connection, the old one closed
+    await client.aclose()
