@@ -123,6 +123,11 @@ class MetadataResponse(BaseModel):
         None, description="Deprecated alias of actorRuntime.activeActors"
     )
     actorRuntime: ActorRuntime | None = None
+    placement: dict[str, Any] | None = Field(
+        None,
+        description="l8's own: the actor placement this sidecar sees (its store, status, hosted types, "
+        "the hosts of each actor type it has read, its claims)",
+    )
     scheduler: SchedulerInfo | None = None
 
 

@@ -47,8 +47,8 @@ class MetadataService:
     """Where the scheduler's store is (Dapr lists its scheduler services' addresses)."""
 
     def describe(self) -> dict[str, Any]:
-        """Dapr's answer, plus l8's own ``nameResolution``, ``tcpCopy``, ``rateLimits``,
-        ``wasmFunctions`` and ``appHealth``."""
+        """Dapr's answer, plus l8's own ``nameResolution``, ``placement``, ``tcpCopy``,
+        ``rateLimits``, ``wasmFunctions`` and ``appHealth``."""
         body: dict[str, Any] = {
             "id": self.app_id,
             "runtimeVersion": self.versions.dapr,
@@ -73,6 +73,8 @@ class MetadataService:
             body["actorRuntime"] = runtime
             if runtime["activeActors"]:  # Dapr's deprecated alias
                 body["actors"] = runtime["activeActors"]
+            # l8's: the placement this sidecar sees (its store, the hosts of each type it has read)
+            body["placement"] = self.actors.placement.describe()
         if self.scheduler_addresses:  # snake_case, as daprd writes it
             body["scheduler"] = {"connected_addresses": list(self.scheduler_addresses)}
         subscriptions = self.subscriptions()

@@ -151,6 +151,24 @@ async def start_cluster(
     return cluster
 
 
+async def wait_until_joined(cluster: Cluster, client: httpx.AsyncClient, within: float = 30.0) -> None:
+    """Wait until every living sidecar's placement lists every living sidecar as a host of the
+    actor type (l8's ``placement`` in ``GET /v1.0/metadata``), so no actor is activated on a table
+    that is still filling (it would then move, and its move is not what the test is about)."""
+    expected = len(cluster.living())
+    deadline = time.monotonic() + within
+    seen: Any = None
+    while time.monotonic() < deadline:
+        answers = [await client.get(f"{sidecar.url}/v1.0/metadata") for sidecar in cluster.living()]
+        seen = [
+            answer.json().get("placement", {}).get("members", {}).get("Counter", []) for answer in answers
+        ]
+        if all(len(hosts) == expected for hosts in seen):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the sidecars did not all see each other in {within:g} s: {seen}")
+
+
 async def wait_until_agreed(
     cluster: Cluster, client: httpx.AsyncClient, probes: list[str], within: float = 30.0
 ) -> dict[str, str]:

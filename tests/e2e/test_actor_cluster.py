@@ -45,6 +45,7 @@ from tests.e2e.actor_cluster import (
     overlapping_turns,
     start_cluster,
     wait_until_agreed,
+    wait_until_joined,
 )
 from tests.e2e.process import L8Launcher
 
@@ -197,6 +198,7 @@ async def test_three_sidecars_run_one_turn_at_a_time_and_survive_a_kill(
     cluster: Cluster, client: httpx.AsyncClient
 ) -> None:
     apps = [app.name for app in cluster.apps]
+    await wait_until_joined(cluster, client)
     owners = await wait_until_agreed(cluster, client, [f"probe{index}" for index in range(30)])
     assert set(owners.values()) == set(apps), f"30 probe actors should land on all three apps: {owners}"
 
@@ -211,7 +213,9 @@ async def test_three_sidecars_run_one_turn_at_a_time_and_survive_a_kill(
         actor_id for record in records for actor_id, _ in record["activations"] if actor_id.startswith("a")
     )
     assert set(activations.values()) == {1}, {k: v for k, v in activations.items() if v != 1}
-    assert [record["deactivations"] for record in records] == [[], [], []]
+    # No actor of the calls moved (a probe may have, while the tables settled).
+    moves = [[d for d in record["deactivations"] if d[0].startswith("a")] for record in records]
+    assert moves == [[], [], []]
     assert set(hosts.values()) == set(apps)  # every app hosts some of the actors
     counts = await asyncio.gather(
         *(cluster.read(client, random.randrange(3), actor_id) for actor_id in sorted(taken))
