@@ -8,7 +8,7 @@ machine's monotonic clock, every activation, and every reminder delivery. The te
    was activated exactly once, on the app its sidecars agree owns it, and that every actor's counter
    in actor state equals the calls it took; every call is answered (none has its connection
    dropped under it);
-2. registers reminders (period 2 s) on actors of every sidecar, lets them fire, then kills one
+2. registers reminders (period 4 s) on actors of every sidecar, lets them fire, then kills one
    sidecar with SIGKILL halfway between two ticks, and checks that the dead sidecar's actors answer
    through the others within the lease time with their state intact, that their reminders keep
    firing on their new owner, and that no reminder fired twice for one tick.
@@ -55,7 +55,7 @@ LEASE_TTL = 3.0
 CALLS = 10_000
 ACTORS = 1_000
 CONCURRENCY = 48
-PERIOD = 2.0
+PERIOD = 4.0
 """The reminders' due time and period, in seconds."""
 ON_TIME = 1.0
 """A reminder delivered within this long after its tick's due time is that tick's delivery."""
@@ -236,8 +236,10 @@ async def test_three_sidecars_run_one_turn_at_a_time_and_survive_a_kill(
     stayed = sorted(actor_id for actor_id, host in hosts.items() if host != apps[victim])
     reminded = moved[:15] + stayed[:15]
     created_from, created_to = await register_reminders(cluster, client, reminded)
-    assert created_to - created_from < 0.5, "registering 30 reminders took too long for the tick windows"
-    await wait_for_ticks(cluster, client, reminded, 2, within=20)
+    # Their ticks must leave a quiet moment between two (the kill's): a loaded machine may take a
+    # second to register 30, which a 4 s period still leaves room for.
+    assert created_to - created_from < 1.5, "registering 30 reminders took too long for the tick windows"
+    await wait_for_ticks(cluster, client, reminded, 2, within=30)
     middle = (created_from + created_to) / 2
     kill_at = (
         middle + PERIOD + PERIOD * (math.floor((time.time() - middle - PERIOD) / PERIOD) + 1) + PERIOD / 2
