@@ -103,7 +103,9 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpcio is unty
     def _handler(self, method: str) -> grpc.RpcMethodHandler:
         # A partial of the async generator method: grpcio sees an async generator behind it.
         return grpc.stream_stream_rpc_method_handler(
-            functools.partial(self._forward, method), request_deserializer=_identity, response_serializer=_identity
+            functools.partial(self._forward, method),
+            request_deserializer=_identity,
+            response_serializer=_identity,
         )
 
     async def aclose(self) -> None:

@@ -91,7 +91,10 @@ class Greeter:
 
 
 def _codec() -> dict[str, Any]:
-    return {"request_serializer": StringValue.SerializeToString, "response_deserializer": StringValue.FromString}
+    return {
+        "request_serializer": StringValue.SerializeToString,
+        "response_deserializer": StringValue.FromString,
+    }
 
 
 @pytest.fixture
@@ -182,7 +185,9 @@ async def test_the_api_token_guards_proxied_calls(l8: L8Launcher, tmp_path: Path
     port = await app.start()
     token = {"DAPR_API_TOKEN": "fleet-secret"}
     try:
-        back = l8.create(app_id="greeter", args=["--app-port", str(port), "--app-protocol", "grpc"], env=token)
+        back = l8.create(
+            app_id="greeter", args=["--app-port", str(port), "--app-protocol", "grpc"], env=token
+        )
         await asyncio.to_thread(back.start)
         config = tmp_path / "front.yaml"
         config.write_text(f"name_resolution:\n  type: static\n  apps:\n    greeter: {LOOPBACK}:{back.port}\n")
@@ -200,4 +205,3 @@ async def test_the_api_token_guards_proxied_calls(l8: L8Launcher, tmp_path: Path
             assert "dapr-api-token" not in app.metadata[-1]  # no APP_API_TOKEN: none reaches the app
     finally:
         await app.stop()
-
