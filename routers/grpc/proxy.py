@@ -26,7 +26,10 @@ import orjson
 import structlog
 
 from mesh.http_client import HttpClient, HttpError
+from mesh.resiliency.breaker import CircuitOpenError
+from mesh.resiliency.policy import Policy, RetriableFailure
 from mesh.resolver import ResolveError
+from routers.grpc.app_callback import HTTP_STATUS
 from routers.http import Sidecar
 
 log = structlog.get_logger(__name__)
@@ -35,6 +38,9 @@ APP_ID = "dapr-app-id"
 CALLER = "dapr-caller-app-id"
 CALLEE = "dapr-callee-app-id"
 TOKEN = "dapr-api-token"
+STREAM = "dapr-stream"
+"""daprd's mark of a streamed call: never retried, its policy not applied."""
+NO_STREAM_RETRIES = "cannot use resiliency policies with retries on streaming RPCs"
 _HOP_BY_HOP = frozenset(
     {"content-type", "te", "host", "connection", "keep-alive", "transfer-encoding", "upgrade", "user-agent"}
 )
@@ -188,21 +194,49 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpcio is unty
         except _Refused as exc:
             await context.abort(exc.code, exc.message)
             return
-        remaining = context.time_remaining()
-        call = self._channel(address).stream_stream(
-            method, request_serializer=_identity, response_deserializer=_identity
-        )(
-            _pump(requests),
-            metadata=_forwarded(metadata) + added,
-            timeout=remaining,
+        outgoing = _forwarded(metadata) + added
+        policy = self._policy(target, incoming)
+        if policy is None:
+            async for message in self._live(method, address, outgoing, requests, context, target):
+                yield message
+            return
+        whole = await self._under_policy(method, address, outgoing, requests, context, policy)
+        await context.send_initial_metadata(whole.initial)
+        for message in whole.messages:
+            yield message
+        whole.close(context)
+
+    def _policy(self, target: str, incoming: dict[str, Any]) -> Policy | None:
+        """The target app's Resiliency policy, applied on the caller's sidecar (a call a peer
+        forwards carries ``dapr-caller-app-id``: its policy ran there) to a call that is not a
+        stream (``dapr-stream: true``, as daprd asks of streamed calls); None: a plain call."""
+        services = self.sidecar.services
+        if services is None or CALLER in incoming or _truthy(incoming.get(STREAM)):
+            return None
+        policy = services.invocation.resiliency.app(target)
+        if policy.retry is None and policy.breaker is None and not policy.timeout:
+            return None
+        return policy
+
+    async def _live(
+        self,
+        method: str,
+        address: str,
+        outgoing: Metadata,
+        requests: AsyncIterator[bytes],
+        context: Any,
+        target: str,
+    ) -> AsyncIterator[bytes]:
+        """The call passed through as it goes: each message on as it comes, both ways."""
+        call = self._stream(method, address)(
+            _pump(requests), metadata=outgoing, timeout=context.time_remaining()
         )
         try:
             await context.send_initial_metadata(_answered(await call.initial_metadata()))
             async for answer in call:
                 yield answer
         except grpc.aio.AioRpcError as exc:
-            if exc.code() is grpc.StatusCode.UNAVAILABLE and target != self.settings.app_id:
-                self._grpc_ports.clear()  # the peer may have moved: ask again next time
+            self._unreachable(exc.code(), target)
         except asyncio.CancelledError:
             call.cancel()
             raise
@@ -211,6 +245,121 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpcio is unty
         if code is not grpc.StatusCode.OK:
             context.set_code(code)
             context.set_details(await call.details() or "")
+
+    async def _under_policy(
+        self,
+        method: str,
+        address: str,
+        outgoing: Metadata,
+        requests: AsyncIterator[bytes],
+        context: Any,
+        policy: Policy,
+    ) -> _Answer:
+        """The call under the target's policy (a timeout per attempt, retries, a circuit breaker):
+        its one request message kept to be sent again, as daprd keeps one; the answer read whole
+        before the caller gets it. With retries, a second request message is daprd's
+        FAILED_PRECONDITION (a stream must say ``dapr-stream: true``)."""
+        sent: list[bytes] = []
+        source = requests.__aiter__()
+        drained = False
+        streamed = False
+
+        async def messages() -> AsyncIterator[bytes]:
+            nonlocal drained, streamed
+            for message in list(sent):
+                yield message
+            while not drained:
+                try:
+                    message = await source.__anext__()
+                except StopAsyncIteration:
+                    drained = True
+                    return
+                if sent and policy.retry is not None:
+                    streamed = True  # the call ends here; refused below
+                    return
+                sent.append(message)
+                yield message
+
+        last: list[_Answer] = []
+        outgoing_target = next((str(v) for k, v in outgoing if k == CALLEE), "")
+        deadline = context.time_remaining()
+        started = asyncio.get_running_loop().time()
+
+        async def attempt() -> _Answer:
+            last.clear()
+            left = (
+                None if deadline is None else max(deadline - (asyncio.get_running_loop().time() - started), 0)
+            )
+            call = self._stream(method, address)(messages(), metadata=outgoing, timeout=left)
+            answers: list[bytes] = []
+            try:
+                answers = [answer async for answer in call]
+            except grpc.aio.AioRpcError:
+                pass
+            except asyncio.CancelledError:
+                call.cancel()
+                raise
+            if streamed:
+                call.cancel()
+                raise _Refused(grpc.StatusCode.FAILED_PRECONDITION, NO_STREAM_RETRIES)
+            code = await call.code()
+            answer = _Answer(
+                _answered(await call.initial_metadata()),
+                answers,
+                code,
+                await call.details() or "",
+                _answered(await call.trailing_metadata()),
+            )
+            if code is grpc.StatusCode.OK:
+                return answer
+            last.append(answer)
+            self._unreachable(code, outgoing_target)
+            raise RetriableFailure(answer.details, HTTP_STATUS.get(code, 500))
+
+        try:
+            return await policy.run(attempt, retryable=lambda exc: not isinstance(exc, _Refused))
+        except _Refused as exc:
+            await context.abort(exc.code, exc.message)
+            raise
+        except RetriableFailure:
+            return last[0]  # retries ran out: the caller gets the target's last answer
+        except CircuitOpenError:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "circuit breaker is open")
+            raise
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "context deadline exceeded")
+            raise
+
+    def _stream(self, method: str, address: str) -> Any:
+        return self._channel(address).stream_stream(
+            method, request_serializer=_identity, response_deserializer=_identity
+        )
+
+    def _unreachable(self, code: grpc.StatusCode, target: str) -> None:
+        if code is grpc.StatusCode.UNAVAILABLE and target != self.settings.app_id:
+            self._grpc_ports.clear()  # the peer may have moved: ask its metadata again next time
+
+
+@dataclass
+class _Answer:
+    """A target's whole answer to a call made under a policy."""
+
+    initial: Metadata
+    messages: list[bytes]
+    code: grpc.StatusCode
+    details: str
+    trailing: Metadata
+
+    def close(self, context: Any) -> None:
+        context.set_trailing_metadata(self.trailing)
+        if self.code is not grpc.StatusCode.OK:
+            context.set_code(self.code)
+            context.set_details(self.details)
+
+
+def _truthy(value: Any) -> bool:
+    """dapr/kit's IsTruthy."""
+    return str(value or "").strip().lower() in ("y", "yes", "true", "t", "on", "1")
 
 
 async def _pump(requests: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

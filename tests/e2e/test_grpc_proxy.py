@@ -30,6 +30,8 @@ class Greeter:
     def __init__(self) -> None:
         self.metadata: list[dict[str, str]] = []
         self.deadlines: list[float | None] = []
+        self.failures = 0
+        """How many of the next ``flaky`` calls fail (UNAVAILABLE)."""
         self._server: grpc.aio.Server | None = None
 
     def _seen(self, context: Any) -> None:
@@ -47,6 +49,9 @@ class Greeter:
                 "no greeting",
                 (("grpc-status-details-bin", status.SerializeToString()),),
             )
+        if request.value.startswith("flaky") and self.failures > 0:
+            self.failures -= 1
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "not yet")
         if request.value == "slow":
             await asyncio.sleep(5)
         await context.send_initial_metadata((("x-greeter", "initial"),))
@@ -97,6 +102,19 @@ def _codec() -> dict[str, Any]:
     }
 
 
+RESILIENCY = """apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata: {name: proxy-policies}
+spec:
+  policies:
+    retries:
+      twice: {policy: constant, duration: 20ms, maxRetries: 2}
+  targets:
+    apps:
+      greeter: {retry: twice}
+"""
+
+
 @pytest.fixture
 async def sidecars(l8: L8Launcher, tmp_path: Path) -> AsyncIterator[tuple[L8Process, Greeter]]:
     app = Greeter()
@@ -105,7 +123,10 @@ async def sidecars(l8: L8Launcher, tmp_path: Path) -> AsyncIterator[tuple[L8Proc
     await asyncio.to_thread(back.start)
     config = tmp_path / "front.yaml"
     config.write_text(f"name_resolution:\n  type: static\n  apps:\n    greeter: {LOOPBACK}:{back.port}\n")
-    front = l8.create(app_id="caller", args=["--config", str(config)])
+    resources = tmp_path / "front-resources"
+    resources.mkdir()
+    (resources / "resiliency.yaml").write_text(RESILIENCY)
+    front = l8.create(app_id="caller", resources=[resources], args=["--config", str(config)])
     await asyncio.to_thread(front.start)
     try:
         yield front, app
@@ -114,6 +135,8 @@ async def sidecars(l8: L8Launcher, tmp_path: Path) -> AsyncIterator[tuple[L8Proc
 
 
 TARGET = (("dapr-app-id", "greeter"),)
+STREAMED = (*TARGET, ("dapr-stream", "true"))
+"""daprd's mark of a streamed call: the target's retry policy (RESILIENCY) does not apply to it."""
 
 
 async def test_every_kind_of_call_reaches_the_app_with_metadata_both_ways(
@@ -131,10 +154,10 @@ async def test_every_kind_of_call_reaches_the_app_with_metadata_both_ways(
         assert seen["dapr-caller-app-id"] == "caller"
         assert seen["dapr-callee-app-id"] == "greeter"
         remaining = app.deadlines[-1]
-        assert remaining is not None and 0 < remaining <= 10  # the caller's deadline, passed on
+        assert remaining is not None and 0 < remaining < 10.5  # the caller's 10 s, passed on (rounded up)
 
         count = channel.unary_stream(f"/{SERVICE}/Count", **_codec())
-        assert [m.value async for m in count(StringValue(value="3"), metadata=TARGET)] == ["0", "1", "2"]
+        assert [m.value async for m in count(StringValue(value="3"), metadata=STREAMED)] == ["0", "1", "2"]
 
         join = channel.stream_unary(f"/{SERVICE}/Join", **_codec())
 
@@ -142,10 +165,10 @@ async def test_every_kind_of_call_reaches_the_app_with_metadata_both_ways(
             for word in ("a", "b", "c"):
                 yield StringValue(value=word)
 
-        assert (await join(words(), metadata=TARGET)).value == "a+b+c"
+        assert (await join(words(), metadata=STREAMED)).value == "a+b+c"
 
         echo = channel.stream_stream(f"/{SERVICE}/Echo", **_codec())
-        stream = echo(metadata=TARGET)
+        stream = echo(metadata=STREAMED)
         for word in ("x", "y"):
             await stream.write(StringValue(value=word))
             assert (await stream.read()).value == word.upper()  # one at a time: a real bidi stream
@@ -178,6 +201,40 @@ async def test_errors_deadlines_and_unknown_targets(sidecars: tuple[L8Process, G
         with pytest.raises(grpc.aio.AioRpcError) as plain:
             await say(StringValue(value="x"), timeout=10)  # no dapr-app-id: not proxied
         assert plain.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_the_targets_policy_retries_a_call_but_never_a_stream(
+    sidecars: tuple[L8Process, Greeter],
+) -> None:
+    front, app = sidecars
+    async with grpc.aio.insecure_channel(front.grpc_address) as channel:
+        say = channel.unary_unary(f"/{SERVICE}/Say", **_codec())
+        app.failures = 2
+        assert (await say(StringValue(value="flaky"), metadata=TARGET, timeout=10)).value == "hello flaky"
+        assert app.failures == 0  # two failed attempts, the third answered
+
+        app.failures = 1
+        with pytest.raises(grpc.aio.AioRpcError) as streamed:  # dapr-stream: one attempt, no retry
+            await say(StringValue(value="flaky"), metadata=STREAMED, timeout=10)
+        assert streamed.value.code() == grpc.StatusCode.UNAVAILABLE
+
+        app.failures = 3
+        with pytest.raises(grpc.aio.AioRpcError) as exhausted:  # retries run out: the app's last answer
+            await say(StringValue(value="flaky"), metadata=TARGET, timeout=10)
+        assert exhausted.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert exhausted.value.details() == "not yet"
+
+        join = channel.stream_unary(f"/{SERVICE}/Join", **_codec())
+
+        async def words() -> AsyncIterator[StringValue]:
+            for word in ("a", "b"):
+                yield StringValue(value=word)
+
+        with pytest.raises(grpc.aio.AioRpcError) as refused:  # a stream under retries, unmarked
+            await join(words(), metadata=TARGET, timeout=10)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        marked = await join(words(), metadata=STREAMED, timeout=10)
+        assert marked.value == "a+b"
 
 
 async def test_the_api_token_guards_proxied_calls(l8: L8Launcher, tmp_path: Path) -> None:
