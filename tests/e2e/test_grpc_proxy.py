@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from google.protobuf.wrappers_pb2 import StringValue
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -143,6 +144,8 @@ async def test_every_kind_of_call_reaches_the_app_with_metadata_both_ways(
     sidecars: tuple[L8Process, Greeter],
 ) -> None:
     front, app = sidecars
+    async with httpx.AsyncClient(base_url=front.url) as client:  # how a peer finds the gRPC API
+        assert (await client.get("/v1.0/metadata")).json()["grpcPort"] == front.grpc_port
     async with grpc.aio.insecure_channel(front.grpc_address) as channel:
         say = channel.unary_unary(f"/{SERVICE}/Say", **_codec())
         call = say(StringValue(value="ann"), metadata=(*TARGET, ("x-user", "ann")), timeout=10)
