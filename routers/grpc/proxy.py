@@ -46,6 +46,7 @@ _HOP_BY_HOP = frozenset(
 )
 
 
+_KEPT_METHODS = 1024
 Metadata = list[tuple[str, str | bytes]]
 
 
@@ -98,6 +99,7 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpcio is unty
         self.sidecar = sidecar
         self.settings = settings
         self._grpc_ports: dict[str, int] = {}
+        self._streams: dict[tuple[str, str], Any] = {}
         """A peer sidecar's HTTP address -> the port of its gRPC API."""
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
@@ -115,6 +117,7 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpcio is unty
         )
 
     async def aclose(self) -> None:
+        self._streams.clear()
         channels = list(self.settings.channels.values())
         self.settings.channels.clear()
         for channel in channels:
@@ -228,9 +231,7 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpcio is unty
         target: str,
     ) -> AsyncIterator[bytes]:
         """The call passed through as it goes: each message on as it comes, both ways."""
-        call = self._stream(method, address)(
-            _pump(requests), metadata=outgoing, timeout=context.time_remaining()
-        )
+        call = self._stream(method, address)(requests, metadata=outgoing, timeout=context.time_remaining())
         try:
             await context.send_initial_metadata(_answered(await call.initial_metadata()))
             async for answer in call:
@@ -331,9 +332,17 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpcio is unty
             raise
 
     def _stream(self, method: str, address: str) -> Any:
-        return self._channel(address).stream_stream(
-            method, request_serializer=_identity, response_deserializer=_identity
-        )
+        """The raw bidirectional stream of ``method`` at ``address`` (kept, as a channel's)."""
+        key = (address, method)
+        stream = self._streams.get(key)
+        if stream is None:
+            if len(self._streams) >= _KEPT_METHODS:
+                self._streams.clear()  # methods come from calls: the cache stays bounded
+            stream = self._channel(address).stream_stream(
+                method, request_serializer=_identity, response_deserializer=_identity
+            )
+            self._streams[key] = stream
+        return stream
 
     def _unreachable(self, code: grpc.StatusCode, target: str) -> None:
         if code is grpc.StatusCode.UNAVAILABLE and target != self.settings.app_id:
@@ -360,11 +369,6 @@ class _Answer:
 def _truthy(value: Any) -> bool:
     """dapr/kit's IsTruthy."""
     return str(value or "").strip().lower() in ("y", "yes", "true", "t", "on", "1")
-
-
-async def _pump(requests: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    async for request in requests:
-        yield request
 
 
 class _Refused(Exception):
