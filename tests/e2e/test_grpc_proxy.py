@@ -18,7 +18,7 @@ from google.protobuf.wrappers_pb2 import StringValue
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from tests.e2e.process import L8Launcher, L8Process
-from tests.servers import LOOPBACK
+from tests.servers import LOOPBACK, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -123,7 +123,10 @@ async def sidecars(l8: L8Launcher, tmp_path: Path) -> AsyncIterator[tuple[L8Proc
     back = l8.create(app_id="greeter", args=["--app-port", str(port), "--app-protocol", "grpc"])
     await asyncio.to_thread(back.start)
     config = tmp_path / "front.yaml"
-    config.write_text(f"name_resolution:\n  type: static\n  apps:\n    greeter: {LOOPBACK}:{back.port}\n")
+    config.write_text(
+        f"name_resolution:\n  type: static\n  apps:\n    greeter: {LOOPBACK}:{back.port}\n"
+        f"    ghost: {LOOPBACK}:{free_port()}\n"  # no sidecar there
+    )
     resources = tmp_path / "front-resources"
     resources.mkdir()
     (resources / "resiliency.yaml").write_text(RESILIENCY)
@@ -201,6 +204,10 @@ async def test_errors_deadlines_and_unknown_targets(sidecars: tuple[L8Process, G
         assert unknown.value.code() == grpc.StatusCode.INTERNAL
         assert "nobody" in (unknown.value.details() or "")
 
+        with pytest.raises(grpc.aio.AioRpcError) as gone:
+            await say(StringValue(value="x"), metadata=(("dapr-app-id", "ghost"),), timeout=10)
+        assert gone.value.code() == grpc.StatusCode.UNAVAILABLE
+
         with pytest.raises(grpc.aio.AioRpcError) as plain:
             await say(StringValue(value="x"), timeout=10)  # no dapr-app-id: not proxied
         assert plain.value.code() == grpc.StatusCode.UNIMPLEMENTED
@@ -240,13 +247,17 @@ async def test_the_targets_policy_retries_a_call_but_never_a_stream(
         assert marked.value == "a+b"
 
 
-async def test_the_api_token_guards_proxied_calls(l8: L8Launcher, tmp_path: Path) -> None:
+async def test_the_api_token_guards_proxied_calls_and_the_app_gets_its_own(
+    l8: L8Launcher, tmp_path: Path
+) -> None:
     app = Greeter()
     port = await app.start()
     token = {"DAPR_API_TOKEN": "fleet-secret"}
     try:
         back = l8.create(
-            app_id="greeter", args=["--app-port", str(port), "--app-protocol", "grpc"], env=token
+            app_id="greeter",
+            args=["--app-port", str(port), "--app-protocol", "grpc"],
+            env={**token, "APP_API_TOKEN": "app-secret"},
         )
         await asyncio.to_thread(back.start)
         config = tmp_path / "front.yaml"
@@ -262,6 +273,6 @@ async def test_the_api_token_guards_proxied_calls(l8: L8Launcher, tmp_path: Path
                 StringValue(value="ann"), metadata=(*TARGET, ("dapr-api-token", "fleet-secret")), timeout=10
             )
             assert answer.value == "hello ann"
-            assert "dapr-api-token" not in app.metadata[-1]  # no APP_API_TOKEN: none reaches the app
+            assert app.metadata[-1]["dapr-api-token"] == "app-secret"  # APP_API_TOKEN, not the caller's
     finally:
         await app.stop()
