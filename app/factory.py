@@ -121,23 +121,38 @@ class SidecarApp:
         if not settings.enable_grpc:
             self.state.grpc_api = None
             return None
+        from app.actor_assembly import sidecar_auth
+        from routers.grpc.proxy import ProxySettings
         from routers.grpc.server import CannotListen, GrpcApi
+
+        api_token = settings.api_token.get_secret_value() if settings.api_token else None
+        proxy = ProxySettings(
+            settings.app_id,
+            app_address=settings.app_channel_address,
+            app_port=settings.app_port if settings.app_protocol == "grpc" else None,
+            app_token=settings.app_api_token.get_secret_value() if settings.app_api_token else None,
+            peer_auth=("dapr-api-token", api_token) if api_token else None,
+            lookup_auth=sidecar_auth(settings),
+            max_message_size=min(settings.max_body_size, 2**31 - 1),
+        )
 
         grpc_api = GrpcApi(
             self.sidecar,
             settings.host,
             settings.grpc_port,
             settings.max_body_size,
-            settings.api_token.get_secret_value() if settings.api_token else None,
+            api_token,
             api_logging=settings.enable_api_logging,
             tracer=runtime.tracer,
             metrics=runtime.metrics.grpc_server if runtime.metrics else None,
+            proxy=proxy,
         )
         try:
             port = await grpc_api.start()
         except CannotListen as exc:
             raise StartupError(f"grpc_port (--dapr-grpc-port): {exc}") from None
         self.state.grpc_api = grpc_api
+        runtime.services.metadata.grpc_port = port  # how other sidecars proxy gRPC calls to this app
         log.info("gRPC API listening", address=f"{settings.host}:{port}")
         return grpc_api
 

@@ -44,6 +44,8 @@ class MetadataService:
     actors: ActorRuntime | None = None
     extended: dict[str, str] = field(default_factory=dict)
     scheduler_addresses: Sequence[str] = ()
+    grpc_port: int | None = None
+    """The port of this sidecar's gRPC API, once it listens: how gRPC proxying reaches it."""
     """Where the scheduler's store is (Dapr lists its scheduler services' addresses)."""
 
     def describe(self) -> dict[str, Any]:
@@ -84,6 +86,8 @@ class MetadataService:
             body["httpEndpoints"] = [{"name": name} for name in sorted(self.invocation.endpoints)]
         # Not in Dapr's answer (daprd has no such field): how this sidecar finds other apps' sidecars.
         body["nameResolution"] = self.invocation.resolver.describe()
+        if self.grpc_port is not None:  # l8's: where another sidecar proxies gRPC calls for this app
+            body["grpcPort"] = self.grpc_port
         if self.tcp_copy is not None and self.tcp_copy.enabled:
             body["tcpCopy"] = self.tcp_copy.describe()
         if self.rate_limits:  # each rule with what it let through, queued and refused

@@ -21,6 +21,7 @@ from routers.grpc.api import SERVICE, Door, dapr_servicer
 from routers.grpc.layotto.api import SERVICE as LAYOTTO_SERVICE
 from routers.grpc.layotto.api import layotto_servicer
 from routers.grpc.layotto.proto import runtime_pb2_grpc
+from routers.grpc.proxy import APP_ID, GrpcProxy, ProxySettings
 from routers.http import Sidecar
 
 if TYPE_CHECKING:
@@ -61,9 +62,10 @@ class _TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpcio i
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        if not details.method.startswith(_GUARDED):
-            return await continuation(details)
-        for key, value in details.invocation_metadata or ():
+        metadata = details.invocation_metadata or ()
+        if not details.method.startswith(_GUARDED) and not any(key == APP_ID for key, _ in metadata):
+            return await continuation(details)  # a proxied call (dapr-app-id) needs the token too
+        for key, value in metadata:
             if key == TOKEN_HEADER:
                 sent = value.encode() if isinstance(value, str) else value
                 if hmac.compare_digest(sent, self._token):
@@ -87,6 +89,7 @@ class GrpcApi:
         api_logging: bool = False,
         tracer: Tracer | None = None,
         metrics: GrpcServerMetrics | None = None,
+        proxy: ProxySettings | None = None,
     ) -> None:
         self.sidecar = sidecar
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address
@@ -104,6 +107,7 @@ class GrpcApi:
             ],
         )
         self._health = health.aio.HealthServicer()
+        self._proxy = GrpcProxy(sidecar, proxy) if proxy is not None else None
         self._started = False
 
     async def start(self) -> int:
@@ -114,6 +118,8 @@ class GrpcApi:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         served = (SERVICE, LAYOTTO_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(served, server)
+        if self._proxy is not None:  # after the services: only other methods reach it
+            server.add_generic_rpc_handlers((self._proxy,))
         try:
             self.port = server.add_insecure_port(self.address)
         except RuntimeError as exc:
@@ -143,3 +149,5 @@ class GrpcApi:
         for task in list(self._door.streams):
             task.cancel()
         await self._server.stop(grace)
+        if self._proxy is not None:
+            await self._proxy.aclose()
