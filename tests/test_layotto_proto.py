@@ -4,6 +4,7 @@ routers/grpc/layotto/proto/runtime.proto (``make layotto-proto`` regenerates the
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,16 @@ from routers.grpc.layotto.proto import runtime_pb2
 ROOT = Path(__file__).resolve().parent.parent
 PROTO = "routers/grpc/layotto/proto/runtime.proto"
 GENERATED = ("runtime_pb2.py", "runtime_pb2.pyi", "runtime_pb2_grpc.py")
+# The versions of grpcio-tools and of its protobuf that a module names: a patch release of either
+# regenerates the same code under another number (CI may install a newer one than generated them).
+_VERSIONS = re.compile(
+    r"(GRPC_GENERATED_VERSION = '[^']*'|# Protobuf Python Version: \S+|"
+    r"ValidateProtobufRuntimeVersion\(\s*_runtime_version\.Domain\.PUBLIC,\s*\d+,\s*\d+,\s*\d+,)"
+)
+
+
+def _code(text: str) -> str:
+    return _VERSIONS.sub("<version>", text)
 
 
 def test_regenerating_gives_the_checked_in_modules(tmp_path: Path) -> None:
@@ -35,7 +46,8 @@ def test_regenerating_gives_the_checked_in_modules(tmp_path: Path) -> None:
     folder = Path(PROTO).parent
     for name in GENERATED:
         fresh = (tmp_path / folder / name).read_text()
-        assert fresh == (ROOT / folder / name).read_text(), f"{name} is stale: run make layotto-proto"
+        checked_in = (ROOT / folder / name).read_text()
+        assert _code(fresh) == _code(checked_in), f"{name} is stale: run make layotto-proto"
 
 
 @pytest.mark.parametrize(
