@@ -31,6 +31,7 @@ from routers.grpc import (
     pubsub,
     secrets,
     state,
+    subscribe,
 )
 from routers.grpc.calls import Context, Streaming, Unary, call_metadata
 from routers.grpc.errors import to_status
@@ -61,7 +62,7 @@ RPCS: dict[str, Unary] = {
     **actors.RPCS,
     **jobs.RPCS,
 }
-STREAMS: dict[str, Streaming] = {**configuration.STREAMS}
+STREAMS: dict[str, Streaming] = {**configuration.STREAMS, **subscribe.STREAMS}
 
 
 async def _refuse(context: Context, error: ApiError) -> None:
