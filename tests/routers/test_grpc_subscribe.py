@@ -26,7 +26,9 @@ Status = appcallback_pb2.TopicEventResponse.TopicEventResponseStatus
 PUBSUB = component("pubsub", "pubsub.in-memory")
 
 
-def _initial(topic: str, pubsub: str = "pubsub", **fields: Any) -> pubsub_pb2.SubscribeTopicEventsRequestAlpha1:
+def _initial(
+    topic: str, pubsub: str = "pubsub", **fields: Any
+) -> pubsub_pb2.SubscribeTopicEventsRequestAlpha1:
     return pubsub_pb2.SubscribeTopicEventsRequestAlpha1(
         initial_request=pubsub_pb2.SubscribeTopicEventsRequestInitialAlpha1(
             pubsub_name=pubsub, topic=topic, **fields
@@ -193,9 +195,7 @@ async def _none_streaming(sidecar: Sidecar) -> bool:
 # -- answers ---------------------------------------------------------------------------------------
 
 
-async def test_answers_are_matched_by_id_in_any_order(
-    sidecar: Sidecar, stub: dapr_pb2_grpc.DaprStub
-) -> None:
+async def test_answers_are_matched_by_id_in_any_order(sidecar: Sidecar, stub: dapr_pb2_grpc.DaprStub) -> None:
     stream = await Stream(stub).opened("orders")
     for number in range(3):
         await _publish(sidecar, "orders", {"n": number})
@@ -272,7 +272,11 @@ async def test_two_streams_on_one_topic_share_its_events_and_list_once(
     ]
     answer = await stub.GetMetadata(metadata_pb2.GetMetadataRequest())
     (streaming,) = [s for s in answer.subscriptions if s.type == metadata_pb2.STREAMING]
-    assert (streaming.pubsub_name, streaming.topic, streaming.rules.rules[0].path) == ("pubsub", "orders", "/")
+    assert (streaming.pubsub_name, streaming.topic, streaming.rules.rules[0].path) == (
+        "pubsub",
+        "orders",
+        "/",
+    )
 
     for number in range(4):
         await _publish(sidecar, "orders", {"n": number})
@@ -311,7 +315,10 @@ async def test_the_subscription_ends_with_the_client_and_the_sidecar(
         await refused.send(_initial("d"))
         with pytest.raises(grpc.aio.AioRpcError) as closed:
             await refused.read()
-        assert (closed.value.code(), closed.value.details()) == (grpc.StatusCode.UNKNOWN, "subscriber is closed")
+        assert (closed.value.code(), closed.value.details()) == (
+            grpc.StatusCode.UNKNOWN,
+            "subscriber is closed",
+        )
 
 
 async def test_the_servers_stop_ends_a_stream_as_unavailable(
