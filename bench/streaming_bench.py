@@ -114,10 +114,8 @@ class StreamingBench:
             if done.returncode != 0:
                 raise BenchError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
             publish: dict[str, Any] = orjson.loads(done.stdout.strip().splitlines()[-1])
-            time.sleep(1.5)  # the last deliveries land
-        with urllib.request.urlopen(f"{subscriber}/stats", timeout=5) as answer:
-            delivery: dict[str, Any] = orjson.loads(answer.read())
-        published = sum(publish["statuses"].values())
+            published = sum(publish["statuses"].values())
+            delivery = _settled(subscriber, published)
         return {"publish": publish, "delivery": delivery, "published": published, "server_vcpu": cpu["vcpu"],
                 "machine_busy_before": quiet,
                 "delivered_all": delivery["count"] >= published and publish["errors"] == 0}  # fmt: skip
@@ -161,6 +159,28 @@ class StreamingBench:
             summary["added_p99_ms"] = _diff(stream["p99_ms"], http["p99_ms"])
             self.results["brokers"][broker] = summary
         return self.results
+
+
+def _stats(subscriber: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{subscriber}/stats", timeout=5) as answer:
+        found: dict[str, Any] = orjson.loads(answer.read())
+        return found
+
+
+def _settled(subscriber: str, published: int, idle: float = 2.0, longest: float = 60.0) -> dict[str, Any]:
+    """The subscriber's stats once every event arrived, or none arrived for ``idle`` seconds: the
+    next measurement starts with no backlog of this one's."""
+    deadline = time.monotonic() + longest
+    last, since = -1, time.monotonic()
+    while True:
+        found = _stats(subscriber)
+        if found["count"] >= published or time.monotonic() > deadline:
+            return found
+        if found["count"] != last:
+            last, since = found["count"], time.monotonic()
+        elif time.monotonic() - since > idle:
+            return found
+        time.sleep(0.2)
 
 
 def _median(values: Any) -> float | None:

@@ -252,6 +252,44 @@ async def test_drop_sends_the_event_to_the_dead_letter_topic(
         call.call.cancel()
 
 
+async def test_an_event_left_unanswered_is_neither_retried_nor_dead_lettered(
+    start_sidecar: StartSidecar,
+) -> None:
+    """The stream ends with the event unanswered: it goes back to the broker (which redelivers it
+    on Redis and Kafka: tests/compat/test_dapr_streaming.py), not to the dead-letter topic, and the
+    inbound retry policy does not spin on the closed stream."""
+    resiliency = {
+        "apiVersion": "dapr.io/v1alpha1",
+        "kind": "Resiliency",
+        "metadata": {"name": "inbound"},
+        "spec": {
+            "policies": {"retries": {"many": {"policy": "constant", "duration": "10ms", "maxRetries": 50}}},
+            "targets": {"components": {"pubsub": {"inbound": {"retry": "many"}}}},
+        },
+    }
+    sidecar = await start_sidecar(PUBSUB, yaml.safe_dump(resiliency))
+    async with grpc.aio.insecure_channel(f"{LOOPBACK}:{sidecar.app.state.grpc_api.port}") as channel:
+        stub = dapr_pb2_grpc.DaprStub(channel)
+        dead = await Stream(stub).opened("orders-dead")
+        stream = await Stream(stub).opened("orders", dead_letter_topic="orders-dead")
+        await _publish(sidecar, "orders", {"qty": 1})
+        await stream.event()
+        with capture_logs() as logs:
+            stream.call.cancel()
+            await _eventually(lambda: _streaming_topics(sidecar, ["orders-dead"]))
+            with pytest.raises(TimeoutError):
+                await dead.read(timeout=0.5)
+        # The broker was told: not done (the in-memory one drops it, as Dapr's does).
+        assert [
+            e["topic"] for e in logs if e["event"] == "pubsub.in-memory: handler failed, message dropped"
+        ] == ["orders"]
+        dead.call.cancel()
+
+
+async def _streaming_topics(sidecar: Sidecar, topics: list[str]) -> bool:
+    return [s["topic"] for s in await _streaming(sidecar)] == topics
+
+
 # -- two streams, metadata, the end ----------------------------------------------------------------
 
 
