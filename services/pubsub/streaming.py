@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+SWITCH_INTERVAL = 0.0002
+"""The interpreter's switch interval while streams are open (wasm/engine.py's, for the same reason):
+grpcio's completion of each write reaches the loop from its poller thread, which waits for the GIL
+while the loop runs Python; at the default 5 ms a stream's writes, one at a time, queued behind it."""
 STREAM_ROUTE = "/"
 """daprd's one route of a streaming subscription (``Routes{Default: "/"}``), the events' ``path``."""
 _JSON: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"}))
@@ -197,6 +202,8 @@ class StreamingSubscriptions:
         self._resiliency = resiliency
         self._open: list[EventStream] = []
         self._closed = False
+        self._switch_interval: tuple[float, float] | None = None
+        """(the interval before, the one set) once a stream lowered it."""
         self.metrics: PubSubMetrics | None = None
         self.tracer: Tracer | None = None
 
@@ -239,6 +246,7 @@ class StreamingSubscriptions:
         except SubscriptionRefused as exc:
             raise errors.go_error(f"failed to create subscription for {pubsub}: {exc}") from None
         self._open.append(stream)
+        self._lower_switch_interval()
         log.info("streaming subscription opened", pubsub=pubsub, topic=topic)
         try:
             yield stream
@@ -253,3 +261,18 @@ class StreamingSubscriptions:
         self._closed = True
         for stream in list(self._open):
             stream.close("the sidecar is shutting down")
+        if self._switch_interval is not None:
+            before, lowered = self._switch_interval
+            self._switch_interval = None
+            if sys.getswitchinterval() == lowered:  # unless someone else changed it since
+                sys.setswitchinterval(before)
+
+    def _lower_switch_interval(self) -> None:
+        """Lowered process-wide with the first stream, until the sidecar stops (as the wasm engine
+        does for its worker threads): the interval only matters while another thread waits for the
+        GIL, so the rest of the sidecar pays nothing measurable."""
+        if self._switch_interval is None:
+            before = sys.getswitchinterval()
+            lowered = min(before, SWITCH_INTERVAL)
+            sys.setswitchinterval(lowered)
+            self._switch_interval = (before, sys.getswitchinterval())
