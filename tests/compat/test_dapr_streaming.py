@@ -83,10 +83,12 @@ def broker(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def sidecar(
     broker: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[L8Process]:
+    """A sidecar (and so a consumer group) per test: a Kafka group that members of earlier tests
+    left can take longer to hand a newcomer its partitions than a test waits."""
     workdir = tmp_path_factory.mktemp(f"l8-streaming-{broker}")
     launcher = L8Launcher(workdir)
     try:
