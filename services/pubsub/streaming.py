@@ -270,7 +270,7 @@ class StreamingSubscriptions:
     def _lower_switch_interval(self) -> None:
         """Lowered process-wide with the first stream, until the sidecar stops (as the wasm engine
         does for its worker threads): the interval only matters while another thread waits for the
-        GIL, so the rest of the sidecar pays nothing measurable."""
+        GIL; the wasm engine's A/B (bench/switch_interval_ab.py) measured no cost to the rest."""
         if self._switch_interval is None:
             before = sys.getswitchinterval()
             lowered = min(before, SWITCH_INTERVAL)
