@@ -21,6 +21,7 @@ from dapr.proto.runtime.v1 import dapr_pb2_grpc
 from google.protobuf import empty_pb2
 
 from routers.grpc import (
+    actor_stream,
     actors,
     bindings,
     configuration,
@@ -61,7 +62,7 @@ RPCS: dict[str, Unary] = {
     **actors.RPCS,
     **jobs.RPCS,
 }
-STREAMS: dict[str, Streaming] = {**configuration.STREAMS}
+STREAMS: dict[str, Streaming] = {**configuration.STREAMS, **actor_stream.STREAMS}
 
 
 async def _refuse(context: Context, error: ApiError) -> None:
