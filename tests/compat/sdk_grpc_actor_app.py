@@ -90,7 +90,11 @@ class StreamCartActor(Actor, StreamCartInterface, Remindable):
 
     async def start_timer(self, note: str) -> None:
         await self.register_timer(
-            "tick", self.on_tick, {"note": note}, due_time=timedelta(milliseconds=300), period=timedelta(seconds=1)
+            "tick",
+            self.on_tick,
+            {"note": note},
+            due_time=timedelta(milliseconds=300),
+            period=timedelta(seconds=1),
         )
 
     async def stop_timer(self) -> None:
