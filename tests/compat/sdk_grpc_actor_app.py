@@ -112,11 +112,13 @@ class StreamCartActor(Actor, StreamCartInterface, Remindable):
         return "awake"
 
 
-async def serve() -> None:
+async def serve(app_port: int) -> None:
     ActorRuntime.set_actor_config(
         ActorRuntimeConfig(actor_idle_timeout=timedelta(seconds=2), actor_scan_interval=timedelta(seconds=1))
     )
-    host = ActorGrpcHost(app_port=0)  # no port of its own: the stream carries every callback
+    # No port of its own by default (0): the stream carries every callback. Given one, the SDK
+    # listens there with an empty gRPC server, as daprd wants a gRPC app channel.
+    host = ActorGrpcHost(app_port=app_port)
     await host.register_actor(StreamCartActor)
     record({"event": "registering"})
     await host.start()
@@ -131,8 +133,10 @@ def main() -> None:
     global EVENTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=Path, required=True)
-    EVENTS = parser.parse_args().events
-    asyncio.run(serve())
+    parser.add_argument("--app-port", type=int, default=0)
+    arguments = parser.parse_args()
+    EVENTS = arguments.events
+    asyncio.run(serve(arguments.app_port))
 
 
 if __name__ == "__main__":

@@ -24,8 +24,9 @@ from dapr.proto.runtime.v1 import actors_pb2, dapr_pb2_grpc
 
 from tests.compat.actor_hosting import wait_hosting
 from tests.compat.sdk_grpc_actor_app import StreamCartInterface
+from tests.e2e.actor_cluster import actor_state_store, coordination_config
 from tests.e2e.process import L8Launcher, L8Process, l8_env
-from tests.servers import LOOPBACK
+from tests.servers import LOOPBACK, RedisServer, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +37,7 @@ TYPE = "StreamCartActor"
 class GrpcActorApp:
     """The SDK app in a process of its own, pointed at the sidecar's gRPC port only."""
 
-    def __init__(self, workdir: Path, sidecar: L8Process, name: str = "app") -> None:
+    def __init__(self, workdir: Path, sidecar: L8Process, name: str = "app", app_port: int = 0) -> None:
         self.events_file = workdir / f"{name}-events.jsonl"
         self.events_file.touch()
         self.log = workdir / f"{name}.log"
@@ -51,7 +52,10 @@ class GrpcActorApp:
             env.pop(name_, None)
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "tests.compat.sdk_grpc_actor_app", "--events", str(self.events_file)],
+                [
+                    *(sys.executable, "-m", "tests.compat.sdk_grpc_actor_app"),
+                    *("--events", str(self.events_file), "--app-port", str(app_port)),
+                ],
                 cwd=ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -177,3 +181,64 @@ async def test_the_stream_closing_removes_the_types(sidecar: L8Process, app: Grp
         assert runtime["runtimeStatus"] == "DISABLED" and runtime["activeActors"] == []
         after = await client.put(f"{sidecar.url}/v1.0/actors/{TYPE}/s/method/GetItems")
         assert after.status_code == 404 and after.json()["errorCode"] == "ERR_ACTOR_NO_ADDRESS"
+
+
+async def test_a_grpc_app_with_its_own_port_hosts_over_the_stream_too(l8: L8Launcher, tmp_path: Path) -> None:
+    """daprd's own setting: ``--app-protocol grpc --app-port`` (the SDK listens there, empty); the
+    actor types still come from the stream alone, and the runtime waits for it (INITIALIZING)."""
+    port = free_port()
+    sidecar = l8(app_id="grpccarts", args=["--app-protocol", "grpc", "--app-port", str(port)])
+    async with httpx.AsyncClient(timeout=30) as client:
+        runtime = (await client.get(f"{sidecar.url}/v1.0/metadata")).json()["actorRuntime"]
+        assert runtime["runtimeStatus"] == "INITIALIZING"
+        app = GrpcActorApp(tmp_path, sidecar, app_port=port)
+        try:
+            await wait_hosting(sidecar, TYPE)
+            added = await client.put(f"{sidecar.url}/v1.0/actors/{TYPE}/g/method/AddItem", json="fig")
+            assert added.status_code == 200 and added.json() == 1
+        finally:
+            app.stop()
+        for _ in range(100):
+            runtime = (await client.get(f"{sidecar.url}/v1.0/metadata")).json()["actorRuntime"]
+            if runtime["runtimeStatus"] == "INITIALIZING":
+                break
+            await asyncio.sleep(0.1)
+        assert runtime["runtimeStatus"] == "INITIALIZING" and runtime["activeActors"] == []
+
+
+async def test_a_call_on_another_sidecar_reaches_the_stream_hosted_actor(
+    l8: L8Launcher, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Two sidecars of one app id on shared Redis name resolution (placement) and a Redis actor
+    store: A has no app at all, B's app hosts the type over its stream. A call on A goes to B, and
+    once B's app is gone, A finds no host."""
+    config = coordination_config(tmp_path, "redis", redis_server.address, ttl=3.0)
+    resources = actor_state_store(tmp_path, redis_server.address)
+    args = ["--config", str(config)]
+    a = l8(app_id="sharedcarts", resources=[resources], args=args)
+    b = l8(app_id="sharedcarts", resources=[resources], args=args)
+    app = GrpcActorApp(tmp_path, b, name="b-app")
+    try:
+        await wait_hosting(b, TYPE)
+        async with httpx.AsyncClient(timeout=30) as client:
+            for _ in range(100):  # until A's placement reads B's membership
+                via_a = await client.put(f"{a.url}/v1.0/actors/{TYPE}/far/method/AddItem", json="kiwi")
+                if via_a.status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert via_a.status_code == 200 and via_a.json() == 1, via_a.text
+            via_b = await client.put(f"{b.url}/v1.0/actors/{TYPE}/far/method/GetItems")
+            assert via_b.json() == ["kiwi"]
+            assert [event["id"] for event in await app.wait_for("activate")] == ["far"]
+            members = (await client.get(f"{a.url}/v1.0/metadata")).json()["placement"]["members"]
+            assert members[TYPE] == [f"{LOOPBACK}:{b.port}"]
+
+            app.stop()
+            for _ in range(100):
+                gone = await client.put(f"{a.url}/v1.0/actors/{TYPE}/far/method/GetItems")
+                if gone.status_code == 404:
+                    break
+                await asyncio.sleep(0.1)
+            assert gone.status_code == 404 and gone.json()["errorCode"] == "ERR_ACTOR_NO_ADDRESS"
+    finally:
+        app.stop()
