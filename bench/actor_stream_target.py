@@ -2,7 +2,7 @@
 API (``--grpc-port``), opens ``SubscribeActorEventsAlpha1`` registering the actor type ``Bench``,
 and answers every invoke request with the same 2-byte JSON body ``actor_target.py`` answers over
 HTTP, so what is measured is the path to it. Requests are answered in the order they come, on the
-stream's one task (a call's work is nothing). Reconnects if the stream ends.
+stream's one task (a call's work is nothing). Connects again if the stream ends.
 
 Run: ``python bench/actor_stream_target.py --grpc-port P``.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import grpc
@@ -24,30 +23,26 @@ _JSON = {"content-type": "application/json"}
 
 
 async def host(port: int) -> None:
+    """One stream: registered, then each request answered with ``call.write`` as it is read (as
+    the SDK's ``ActorGrpcHost`` writes its answers)."""
     initial = actors_pb2.SubscribeActorEventsRequestInitialAlpha1(entities=["Bench"])
     initial.actor_idle_timeout.FromTimedelta(timedelta(hours=1))
-    answers: asyncio.Queue[Outgoing] = asyncio.Queue()
-
-    async def requests() -> AsyncIterator[Outgoing]:
-        yield Outgoing(initial_request=initial)
-        while True:
-            yield await answers.get()
-
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = dapr_pb2_grpc.DaprStub(channel)  # type: ignore[no-untyped-call]
-        call = stub.SubscribeActorEventsAlpha1(requests())
-        async for message in call:
+        call = stub.SubscribeActorEventsAlpha1()
+        await call.write(Outgoing(initial_request=initial))
+        while (message := await call.read()) is not grpc.aio.EOF:
             kind = message.WhichOneof("response_type")
             if kind == "invoke_request":
                 answer = actors_pb2.SubscribeActorEventsRequestInvokeResponseAlpha1(
                     id=message.invoke_request.id, data=b"{}", metadata=_JSON
                 )
-                answers.put_nowait(Outgoing(invoke_response=answer))
+                await call.write(Outgoing(invoke_response=answer))
             elif kind == "deactivate_request":
                 done = actors_pb2.SubscribeActorEventsRequestDeactivateResponseAlpha1(
                     id=message.deactivate_request.id
                 )
-                answers.put_nowait(Outgoing(deactivate_response=done))
+                await call.write(Outgoing(deactivate_response=done))
 
 
 async def main_loop(port: int) -> None:

@@ -44,6 +44,9 @@ Incoming = actors_pb2.SubscribeActorEventsRequestAlpha1
 """app -> daprd: the initial request, then the answers."""
 _NOT_FOUND = grpc.StatusCode.NOT_FOUND.value[0]
 _TICKS = ("remind/", "timer/")
+DEACTIVATE_TIMEOUT = 5.0
+"""How long a deactivation waits for the app's answer: the activation ends anyway, and a hung app
+must not hold up a sidecar's shutdown."""
 _EMPTY = CIMultiDictProxy(CIMultiDict[str]())
 _CANCELLED = CIMultiDictProxy(CIMultiDict({CANCEL_HEADER: "true"}))
 
@@ -86,9 +89,9 @@ class StreamedActorHost:
         nothing until an app opens one (DISABLED)."""
         return self._app_port
 
-    async def _send(self, build: Any) -> Incoming:
+    async def _send(self, build: Any, timeout: float | None = None) -> Incoming:  # noqa: ASYNC109
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(timeout if timeout is not None else self.timeout):
                 answer: Incoming = await self.streams.send(build)
                 return answer
         except (HostNotConnected, HostDisconnected) as exc:
@@ -196,7 +199,7 @@ class StreamedActorHost:
             )
 
         try:
-            message = await self._send(build)
+            message = await self._send(build, DEACTIVATE_TIMEOUT)
         except AppUnreachable as exc:
             log.warning("the app did not take the deactivation", actor_type=actor_type, error=str(exc))
             return

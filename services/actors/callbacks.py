@@ -51,10 +51,10 @@ class HostConnection(Generic[Request, Answer]):
         self.number = number
         self.config = config
         """What the app registered when it opened the stream."""
-        self._outbox: asyncio.Queue[Request] = asyncio.Queue()
+        self._outbox: asyncio.Queue[Request | None] = asyncio.Queue()
+        """The requests to write, then None once the stream has ended (wakes the writer)."""
         self._pending: dict[str, asyncio.Future[Answer]] = {}
         self._ids = itertools.count(1)
-        self._ended = asyncio.Event()
         self.closed = False
 
     @property
@@ -86,29 +86,17 @@ class HostConnection(Generic[Request, Answer]):
         return True
 
     async def next_request(self) -> Request | None:
-        """The next request to write to the stream; None once the stream has ended."""
-        if not self._outbox.empty():
-            return self._outbox.get_nowait()
-        if self.closed:
-            return None
-        getting = asyncio.ensure_future(self._outbox.get())
-        ending = asyncio.ensure_future(self._ended.wait())
-        try:
-            await asyncio.wait((getting, ending), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            ending.cancel()
-            if not getting.done():
-                getting.cancel()
-        if getting.done() and not getting.cancelled():
-            return getting.result()
-        return None
+        """The next request to write to the stream; None once the stream has ended (what was
+        still queued then has failed already)."""
+        request = await self._outbox.get()
+        return None if self.closed else request
 
     def end(self) -> None:
         """The stream is over: fail every request still waiting, and stop the writer."""
         if self.closed:
             return
         self.closed = True
-        self._ended.set()
+        self._outbox.put_nowait(None)
         pending, self._pending = self._pending, {}
         for waiting in pending.values():
             if not waiting.done():
