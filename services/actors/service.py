@@ -103,8 +103,10 @@ class ActorRuntime:
         async with self._follow:
             self.config = remaining or NO_ACTORS
             self.configured = remaining is not None
-            await self.placement.host(self.config.hosted)
+            # Dropped before placement changes: its listeners would otherwise deactivate them
+            # through the app, which is gone.
             await self.table.drop([a for a in self.table.activations() if a.actor_type in gone.types])
+            await self.placement.host(self.config.hosted)
 
     async def aclose(self) -> None:
         """Refuse new calls, drain and deactivate every actor (each within its type's drain
