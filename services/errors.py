@@ -604,6 +604,11 @@ def actor_stream_not_registered() -> ApiError:
     )
 
 
+def actor_stream_register_failed(reason: str) -> ApiError:
+    """An actor host stream's types could not be hosted (placement's store away)."""
+    return ApiError(500, "ERR_ACTOR_STREAM_REGISTER", f"failed to register hosted actors: {reason}")
+
+
 def actor_stack_depth() -> ApiError:
     return ApiError(500, "ERR_ACTOR_STACK_DEPTH", "maximum stack depth exceeded")
 

@@ -122,7 +122,11 @@ async def subscribe_actor_events(
     connection = host.streams.open(config)
     reader: asyncio.Task[None] | None = None
     try:
-        await runtime.apply(config)
+        try:
+            await runtime.apply(config)
+        except Exception as exc:  # placement's store away: daprd's Internal "failed to register"
+            log.error("the actor host stream's types could not be hosted", error=str(exc))
+            raise errors.actor_stream_register_failed(str(exc)) from None
         yield ACKNOWLEDGED
         reader = asyncio.create_task(_read(requests, connection), name="actor host stream reader")
         while (request := await connection.next_request()) is not None:
@@ -135,7 +139,10 @@ async def subscribe_actor_events(
         host.streams.close(connection)
         latest = host.streams.latest
         if not runtime.closed:
-            await runtime.stream_closed(config, latest.config if latest is not None else None)
+            try:
+                await runtime.stream_closed(config, latest.config if latest is not None else None)
+            except Exception as exc:  # placement's store away: its lease ends the membership
+                log.error("the closed actor host stream's types could not leave placement", error=str(exc))
 
 
 STREAMS: dict[str, Streaming] = {"SubscribeActorEventsAlpha1": subscribe_actor_events}

@@ -20,6 +20,7 @@ from google.protobuf import wrappers_pb2
 from tests.actor_app import ActorTestApp
 from tests.routers.conftest import Sidecar, StartSidecar, assert_error
 from tests.routers.test_actors_api import until_hosting
+from tests.servers import RedisServer
 
 ACTORS = "/v1.0/actors"
 Incoming = actors_pb2.SubscribeActorEventsResponseAlpha1
@@ -284,3 +285,21 @@ async def test_an_app_with_an_http_channel_cannot_open_one(start_sidecar: StartS
             assert refused.value.details() == "actor callback streaming requires a gRPC app channel"
         finally:
             await stream_app.close()
+
+
+async def test_types_that_cannot_be_hosted_end_the_stream_with_daprds_internal_error(
+    start_sidecar: StartSidecar, own_redis: RedisServer
+) -> None:
+    """Placement's store (the name-resolution Redis) is away when the app registers."""
+    resolution = {"type": "redis", "redisHost": own_redis.address}
+    sidecar = await start_sidecar(resources_paths=[], name_resolution=resolution)
+    own_redis.stop()
+    stream_app = StreamApp(sidecar)
+    try:
+        stream_app.start(Outgoing(initial_request=registration("cart")))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stream_app.call.read()
+        assert refused.value.code() is grpc.StatusCode.INTERNAL
+        assert refused.value.details().startswith("failed to register hosted actors: ")
+    finally:
+        await stream_app.close()
