@@ -1,5 +1,6 @@
 """Dapr's virtual actors: the actor runtime (service.py) and its parts, each in a module of its own:
-the app's configuration (config.py), the calls to the app (app.py), activations and their turns
+the app's configuration (config.py), the calls to the app (host.py: over its HTTP routes, app.py,
+or over the host streams it opens, callbacks.py), activations and their turns
 (activation.py, table.py), timers, reminders, actor state and forwarding to the owner sidecar."""
 
 from __future__ import annotations
