@@ -205,9 +205,18 @@ async def test_reminder_and_timer_ticks(sidecar: Sidecar, stream_app: StreamApp)
     fired = (await stream_app.next()).reminder_request
     assert (fired.actor_type, fired.actor_id, fired.name, fired.period) == ("cart", "c", "r", "1h")
     assert fired.data.Unpack(data) and orjson.loads(data.value) == "hello"
+    # The app's cancel ends the reminder (it is deleted, as daprd deletes a cancelled one).
     stream_app.send(
-        reminder_response=actors_pb2.SubscribeActorEventsRequestReminderResponseAlpha1(id=fired.id)
+        reminder_response=actors_pb2.SubscribeActorEventsRequestReminderResponseAlpha1(
+            id=fired.id, cancel=True
+        )
     )
+    for _ in range(100):
+        found = await sidecar.request("GET", f"{ACTORS}/cart/c/reminders/r")
+        if found.status_code != 200:
+            break
+        await asyncio.sleep(0.05)
+    assert found.status_code == 404, found.text
 
 
 async def test_a_stream_that_ends_mid_call_fails_the_call_and_removes_the_types(
