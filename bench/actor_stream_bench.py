@@ -119,7 +119,15 @@ def render(results: dict[str, Any], summary: dict[str, Any], results_name: str) 
         "",
         "Each round's p90, HTTP / stream: "
         + ", ".join(f"{r['http']['p90_ms']} / {r['stream']['p90_ms']} ms" for r in results["latency_rounds"])
-        + ". A difference smaller than the spread between rounds is noise of the shared machine.",
+        + "; CPU busy before each measurement (share of the machine, other work included): "
+        + ", ".join(
+            f"{r[side]['machine_busy_before']:.2f}"
+            for r in results["latency_rounds"]
+            for side in ("http", "stream")
+        )
+        + ". A difference smaller than the spread between rounds is noise of the shared machine. The "
+        "stream carries every call of the app in order on one HTTP/2 stream, each message written and "
+        "read through grpcio's completion queue; the HTTP channel has a connection per call in flight.",
         "",
         END,
     ]

@@ -23,26 +23,37 @@ _JSON = {"content-type": "application/json"}
 
 
 async def host(port: int) -> None:
-    """One stream: registered, then each request answered with ``call.write`` as it is read (as
-    the SDK's ``ActorGrpcHost`` writes its answers)."""
+    """One stream: registered, then each request answered as it is read. The answers are written
+    by a task of their own, so reading the next request does not wait for a write to finish (as
+    the SDK's ``ActorGrpcHost`` answers each request from a task of its own)."""
     initial = actors_pb2.SubscribeActorEventsRequestInitialAlpha1(entities=["Bench"])
     initial.actor_idle_timeout.FromTimedelta(timedelta(hours=1))
+    answers: asyncio.Queue[Outgoing] = asyncio.Queue()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = dapr_pb2_grpc.DaprStub(channel)  # type: ignore[no-untyped-call]
         call = stub.SubscribeActorEventsAlpha1()
         await call.write(Outgoing(initial_request=initial))
-        while (message := await call.read()) is not grpc.aio.EOF:
-            kind = message.WhichOneof("response_type")
-            if kind == "invoke_request":
-                answer = actors_pb2.SubscribeActorEventsRequestInvokeResponseAlpha1(
-                    id=message.invoke_request.id, data=b"{}", metadata=_JSON
-                )
-                await call.write(Outgoing(invoke_response=answer))
-            elif kind == "deactivate_request":
-                done = actors_pb2.SubscribeActorEventsRequestDeactivateResponseAlpha1(
-                    id=message.deactivate_request.id
-                )
-                await call.write(Outgoing(deactivate_response=done))
+
+        async def write() -> None:
+            while True:
+                await call.write(await answers.get())
+
+        writer = asyncio.create_task(write())
+        try:
+            while (message := await call.read()) is not grpc.aio.EOF:
+                kind = message.WhichOneof("response_type")
+                if kind == "invoke_request":
+                    answer = actors_pb2.SubscribeActorEventsRequestInvokeResponseAlpha1(
+                        id=message.invoke_request.id, data=b"{}", metadata=_JSON
+                    )
+                    answers.put_nowait(Outgoing(invoke_response=answer))
+                elif kind == "deactivate_request":
+                    done = actors_pb2.SubscribeActorEventsRequestDeactivateResponseAlpha1(
+                        id=message.deactivate_request.id
+                    )
+                    answers.put_nowait(Outgoing(deactivate_response=done))
+        finally:
+            writer.cancel()
 
 
 async def main_loop(port: int) -> None:
