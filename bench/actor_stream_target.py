@@ -1,8 +1,11 @@
 """The app behind the actor host stream benchmark: no port of its own; it dials the sidecar's gRPC
 API (``--grpc-port``), opens ``SubscribeActorEventsAlpha1`` registering the actor type ``Bench``,
 and answers every invoke request with the same 2-byte JSON body ``actor_target.py`` answers over
-HTTP, so what is measured is the path to it. Requests are answered in the order they come, on the
-stream's one task (a call's work is nothing). Connects again if the stream ends.
+HTTP, so what is measured is the path to it. Requests are answered in the order they come (a
+call's work is nothing), the answers written by a task of their own. Connects again if the stream
+ends. It runs on the standard asyncio loop, as an SDK app does: grpcio's asyncio client on uvloop
+measured here a p90 of 13 ms against 2 ms on asyncio at 1,000 calls a second (its completions
+reach uvloop late).
 
 Run: ``python bench/actor_stream_target.py --grpc-port P``.
 """
@@ -15,7 +18,6 @@ import contextlib
 from datetime import timedelta
 
 import grpc
-import uvloop
 from dapr.proto.runtime.v1 import actors_pb2, dapr_pb2_grpc
 
 Outgoing = actors_pb2.SubscribeActorEventsRequestAlpha1
@@ -66,7 +68,7 @@ async def main_loop(port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grpc-port", type=int, required=True)
-    uvloop.run(main_loop(parser.parse_args().grpc_port))
+    asyncio.run(main_loop(parser.parse_args().grpc_port))
 
 
 if __name__ == "__main__":
