@@ -4,8 +4,9 @@ table, the app, the actor state store and the scheduler.
 A call for an actor goes to its owner by placement: here, it waits for the actor's turn on its
 activation (activated, and claimed, on first use) and is made to the app; elsewhere, it is
 forwarded to the owner sidecar. The runtime follows the app's ``/dapr/config`` or its actor host
-streams (which types this sidecar hosts), placement's changes (actors now owned elsewhere are deactivated here) and its
-fencing (every activation dropped at once), and deactivates idle actors in a periodic sweep.
+streams (which types this sidecar hosts), placement's changes (actors now owned elsewhere are
+deactivated here) and its fencing (every activation dropped at once), and deactivates idle actors
+in a periodic sweep.
 """
 
 from __future__ import annotations

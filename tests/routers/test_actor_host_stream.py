@@ -307,8 +307,9 @@ async def test_types_that_cannot_be_hosted_end_the_stream_with_daprds_internal_e
     try:
         stream_app.start(Outgoing(initial_request=registration("cart")))
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await stream_app.call.read()
-        assert refused.value.code() is grpc.StatusCode.INTERNAL
-        assert refused.value.details().startswith("failed to register hosted actors: ")
+            answered = await stream_app.call.read()
+            raise AssertionError(f"registered while placement's store is away: {answered}")
+        assert refused.value.code() is grpc.StatusCode.INTERNAL, refused.value
+        assert refused.value.details().startswith("failed to register hosted actors: "), refused.value
     finally:
         await stream_app.close()
