@@ -13,10 +13,8 @@ the load tools and the app (bench/invoke_target.py) on core 1. The state store i
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -26,17 +24,10 @@ from harness import (
     SERVER_CORE,
     BenchError,
     FixedRateBench,
-    LoadTools,
-    Processes,
     bench_main,
-    fixed_rate,
-    free_port,
     machine,
-    max_throughput,
-    pinned,
-    wait_port,
-    wait_ready,
 )
+from sidecar_bench import SidecarBench
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from wasm.examples.builder import build
@@ -102,38 +93,13 @@ INVOKED_PIPELINE: Case = (
 CASES = (NOOP, STATE, BINDING, PASSED, REWRITTEN, INVOKED, INVOKED_PIPELINE)
 
 
-class WasmBench:
-    def __init__(self, arguments: argparse.Namespace, workdir: Path, processes: Processes) -> None:
-        self.args = arguments
-        self.workdir = workdir
-        self.processes = processes
-        self.load = LoadTools(workdir, arguments.connections)
-        self.results: dict[str, Any] = {}
-
-    def log(self, message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-    def start_app(self) -> int:
-        port = free_port()
-        command = [sys.executable, str(HERE / "invoke_target.py"), "--port", str(port)]
-        wait_port(self.processes.start("app", pinned(LOAD_CORE, command)), port)
-        return port
-
-    def start_l8(self, name: str, config: Path | None, app_port: int) -> tuple[Any, str]:
+class WasmBench(SidecarBench):
+    def start_sidecar(self, name: str, config: Path | None, app_port: int) -> tuple[Any, str]:
         built = {example: build("wat", example) for example in ("uppercase", "rewrite")}
-        resources = self.workdir / f"resources-{name}"
-        resources.mkdir()
-        (resources / "components.yaml").write_text(COMPONENTS.format(**built))
-        port = free_port()
-        command = [str(Path(sys.executable).parent / "l8"), "run", "--port", str(port),
-                   "--app-id", f"bench-{name}", "--log-level", "warning", "--app-port", str(app_port),
-                   "--data-dir", str(self.workdir / f"data-{name}"),
-                   "--resources-path", str(resources)]  # fmt: skip
-        if config is not None:
-            command += ["--config", str(config)]
-        process = self.processes.start(f"l8-{name}", pinned(SERVER_CORE, command), cwd=self.workdir)
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(process, f"{base}/v1.0/healthz")
+        args = ["--app-port", str(app_port), *(["--config", str(config)] if config is not None else [])]
+        process, base = self.start_l8(
+            *args, name=f"l8-{name}", app_id=f"bench-{name}", components=COMPONENTS.format(**built)
+        )
         saved = urllib.request.Request(
             f"{base}/v1.0/state/statestore", data=b'[{"key":"stock","value":{"apples":12}}]', method="POST"
         )
@@ -155,44 +121,32 @@ class WasmBench:
             if got != expected:
                 raise BenchError(f"{name}: answered {got!r}, not {expected!r}")
 
-    def throughput(self, base: str, pid: int, case: Case) -> dict[str, Any]:
+    def case_throughput(self, sidecars: dict[str, tuple[Any, str]], case: Case) -> dict[str, Any]:
         name, sidecar, method, path, body = case
-        path = path.format(app=f"bench-{sidecar}")
-        return max_throughput(
-            self.load, base + path, pid, name, self.args.warmup, self.args.seconds, method=method, body=body
-        )
+        process, base = sidecars[sidecar]
+        return self.throughput(base, process.pid, name, path.format(app=f"bench-{sidecar}"), method, body)
 
-    def paced(self, base: str, pid: int, case: Case) -> dict[str, Any]:
+    def case_paced(self, sidecars: dict[str, tuple[Any, str]], case: Case) -> dict[str, Any]:
         name, sidecar, method, path, body = case
-        path = path.format(app=f"bench-{sidecar}")
-        return fixed_rate(
-            self.load,
-            base + path,
-            pid,
-            name,
-            self.args.rate,
-            self.args.seconds,
-            self.args.warmup,
-            method=method,
-            body=body,
-        )
+        process, base = sidecars[sidecar]
+        return self.paced(base, process.pid, name, path.format(app=f"bench-{sidecar}"), method, body)
 
     def run(self) -> dict[str, Any]:
         self.results["machine"] = machine()
         config = self.workdir / "pipeline.yaml"
         config.write_text(PIPELINE)
-        app = self.start_app()
+        app = self.start_app("invoke_target.py")
         sidecars = {
-            "plain": self.start_l8("plain", None, app),
-            "pipeline": self.start_l8("pipeline", config, app),
+            "plain": self.start_sidecar("plain", None, app),
+            "pipeline": self.start_sidecar("pipeline", config, app),
         }
         self.check(sidecars)
         rounds, paced = [], []
         for index in range(self.args.rounds):
             self.log(f" round {index + 1}/{self.args.rounds}: maximum throughput (wrk)")
-            rounds.append({c[0]: self.throughput(sidecars[c[1]][1], sidecars[c[1]][0].pid, c) for c in CASES})
+            rounds.append({case[0]: self.case_throughput(sidecars, case) for case in CASES})
             self.log(f" round {index + 1}/{self.args.rounds}: latency at {self.args.rate:g} rps")
-            paced.append({c[0]: self.paced(sidecars[c[1]][1], sidecars[c[1]][0].pid, c) for c in CASES})
+            paced.append({case[0]: self.case_paced(sidecars, case) for case in CASES})
         self.results["throughput_rounds"] = rounds
         self.results["latency_rounds"] = paced
         return self.results
