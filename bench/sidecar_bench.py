@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -135,3 +136,24 @@ class SidecarBench:
             self.log(f" round {index + 1}/{self.args.rounds}")
             found.append(measure())
         return found
+
+
+def case_medians(
+    results: dict[str, Any], throughput: Sequence[Sequence[str]], latency: Sequence[Sequence[str]], noop: str
+) -> dict[str, Any]:
+    """The medians over the rounds :meth:`SidecarBench.measure_cases` recorded: ``rps`` (the median
+    and every round's rate) and ``ratio`` (to the ``noop`` case's median) of each case of
+    ``throughput``; ``latency`` (p50, p90, p99 and the sidecar's ``vcpu``) of each case of ``latency``."""
+    summary: dict[str, Any] = {"rps": {}, "latency": {}}
+    for name, *_ in throughput:
+        rates = sorted(r[name]["rps"] for r in results["throughput_rounds"])
+        summary["rps"][name] = {"median": statistics.median(rates), "all": rates}
+    floor = summary["rps"][noop]["median"]
+    summary["ratio"] = {name: round(summary["rps"][name]["median"] / floor, 3) for name, *_ in throughput}
+    rows = results["latency_rounds"]
+    for name, *_ in latency:
+        summary["latency"][name] = {
+            q: round(statistics.median(r[name][q] for r in rows), 3) for q in ("p50_ms", "p90_ms", "p99_ms")
+        }
+        summary["latency"][name]["vcpu"] = round(statistics.median(r[name]["server_vcpu"] for r in rows), 3)
+    return summary

@@ -13,7 +13,6 @@ the load tools and the app (bench/invoke_target.py) on core 1. The state store i
 
 from __future__ import annotations
 
-import statistics
 import sys
 import urllib.request
 from pathlib import Path
@@ -27,7 +26,7 @@ from harness import (
     bench_main,
     machine,
 )
-from sidecar_bench import SidecarBench
+from sidecar_bench import SidecarBench, case_medians
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from wasm.examples.builder import build
@@ -153,18 +152,8 @@ class WasmBench(SidecarBench):
 
 
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
-    summary: dict[str, Any] = {"rps": {}, "latency": {}}
-    for name, *_ in CASES:
-        rates = sorted(r[name]["rps"] for r in results["throughput_rounds"])
-        summary["rps"][name] = {"median": statistics.median(rates), "all": rates}
-        rows = results["latency_rounds"]
-        summary["latency"][name] = {
-            q: round(statistics.median(r[name][q] for r in rows), 3) for q in ("p50_ms", "p90_ms", "p99_ms")
-        }
-        summary["latency"][name]["vcpu"] = round(statistics.median(r[name]["server_vcpu"] for r in rows), 3)
-    noop = summary["rps"][NOOP[0]]["median"]
+    summary = case_medians(results, CASES, CASES, NOOP[0])
     state = summary["rps"][STATE[0]]["median"]
-    summary["vs_noop"] = {name: round(summary["rps"][name]["median"] / noop, 3) for name, *_ in CASES}
     summary["vs_state"] = {name: round(summary["rps"][name]["median"] / state, 3) for name, *_ in CASES}
     base = {n: summary["latency"][n] for n in (NOOP[0], STATE[0])}
     base[INVOKED[0]] = summary["latency"][INVOKED[0]]
@@ -206,7 +195,7 @@ def render(results: dict[str, Any], summary: dict[str, Any], results_name: str) 
     for name, *_ in CASES:
         row = summary["latency"][name]
         lines.append(
-            f"| {name} | {summary['rps'][name]['median']:,.0f} rps | {summary['vs_noop'][name]:.2f}x | "
+            f"| {name} | {summary['rps'][name]['median']:,.0f} rps | {summary['ratio'][name]:.2f}x | "
             f"{summary['vs_state'][name]:.2f}x | {row['p50_ms']} / {row['p90_ms']} / {row['p99_ms']} ms | "
             f"{summary['added_p90'][name]:+} ms | {row['vcpu']} |"
         )

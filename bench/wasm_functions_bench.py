@@ -12,7 +12,6 @@ through a function >= 0.6x the plain state GET's throughput.
 
 from __future__ import annotations
 
-import statistics
 import sys
 import urllib.request
 from pathlib import Path
@@ -28,7 +27,7 @@ from harness import (
     machine,
     start_redis,
 )
-from sidecar_bench import SidecarBench
+from sidecar_bench import SidecarBench, case_medians
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from wasm.examples.builder import build
@@ -93,18 +92,7 @@ class WasmBench(SidecarBench):
 
 
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
-    summary: dict[str, Any] = {"rps": {}, "latency": {}}
-    for name, *_ in CASES:
-        rates = sorted(r[name]["rps"] for r in results["throughput_rounds"])
-        summary["rps"][name] = {"median": statistics.median(rates), "all": rates}
-    noop = summary["rps"][NOOP[0]]["median"]
-    summary["ratio"] = {name: round(summary["rps"][name]["median"] / noop, 3) for name, *_ in CASES}
-    for name, *_ in LATENCY:
-        rows = results["latency_rounds"]
-        summary["latency"][name] = {
-            q: round(statistics.median(r[name][q] for r in rows), 3) for q in ("p50_ms", "p90_ms", "p99_ms")
-        }
-        summary["latency"][name]["vcpu"] = round(statistics.median(r[name]["server_vcpu"] for r in rows), 3)
+    summary = case_medians(results, CASES, LATENCY, NOOP[0])
     summary["echo_added_p90_ms"] = round(
         summary["latency"][ECHO[0]]["p90_ms"] - summary["latency"][NOOP[0]]["p90_ms"], 3
     )
