@@ -114,7 +114,6 @@ async def range_page(client: Any, start: bytes, end: bytes, limit: int) -> tuple
 
     aetcd's range calls have no ``limit``, so the request is sent on its KV stub as aetcd sends its
     own (its timeout and auth metadata); gRPC's errors become BackendError."""
-    import grpc
     from aetcd import rpc
 
     request = rpc.RangeRequest(
@@ -128,6 +127,6 @@ async def range_page(client: Any, start: bytes, end: bytes, limit: int) -> tuple
         found = await client.kvstub.Range(
             request, timeout=getattr(client, "_timeout", None), metadata=client.metadata
         )
-    except grpc.RpcError as exc:
-        raise BackendError(f"etcd: {exc}") from exc
+    except rpc.AioRpcError as exc:
+        raise BackendError(f"etcd: {exc.code()}: {exc.details()}") from exc
     return list(found.kvs), bool(found.more)
