@@ -198,9 +198,7 @@ class SchedulerBench:
         if not self.args.no_list:
             log(f"listing {scheduler_list.JOBS:,} jobs on each store")
             servers = scheduler_list.start_servers(self.workdir, self.processes)
-            results["listing"] = asyncio.run(
-                scheduler_list.measure(self.workdir, *servers, self.args.list_rounds)
-            )
+            results["listing"] = scheduler_list.measure(self.workdir, *servers, self.args.list_rounds)
         if self.args.list_only:
             results["load_after"] = os.getloadavg()
             return results
