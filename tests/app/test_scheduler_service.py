@@ -293,3 +293,21 @@ async def test_the_loop_outlives_an_accept_that_raises(
     service.deliver("reminder", recorder, accept=accept)
     await service.schedule(Job(JobKey("reminder", service.app_id, "A||1||r"), due_time="0s"), overwrite=False)
     await until(lambda: len(recorder.ticks) == 1)
+
+
+async def test_a_store_that_fails_a_listing_is_daprs_list_jobs_error(tmp_path: Path) -> None:
+    """A store that cannot be read (closed here: no mock) answers 500 DAPR_SCHEDULER_LIST_JOBS, the
+    reason daprd gives a failed ListJobs, and the gRPC door makes it INTERNAL."""
+    from routers.grpc.errors import grpc_code
+    from services.errors import ApiError
+    from services.jobs import JobsService
+
+    store = SQLiteSchedulerStore(str(tmp_path / "scheduler.db"))
+    await store.open()
+    await store.close()
+    jobs = JobsService(SchedulerService(store, "app"), "app")
+    with pytest.raises(ApiError) as failed:
+        await jobs.list_jobs()
+    assert (failed.value.status, failed.value.code) == (500, "DAPR_SCHEDULER_LIST_JOBS")
+    assert failed.value.message.startswith("failed to list jobs due to: ")
+    assert grpc_code(failed.value) == 13  # INTERNAL
