@@ -161,7 +161,9 @@ async def test_a_constant_policy_without_max_retries_retries_without_end(
     assert await service.get(JobKey("job", service.app_id, "keeps")) is not None
 
 
-async def test_list_jobs_by_prefix_in_name_order(sidecars: Callable[..., Awaitable[SchedulerService]]) -> None:
+async def test_list_jobs_by_prefix_in_name_order(
+    sidecars: Callable[..., Awaitable[SchedulerService]],
+) -> None:
     service = await sidecars()
     names = ["b", "a||1||r", "a||1||q", "a||10||r", *(f"many-{n:04d}" for n in range(1100))]
     for name in names:
