@@ -127,6 +127,18 @@ async def _timers(http: httpx.AsyncClient, sidecar: L8Process, actor_id: str) ->
     return await http.get(f"{sidecar.url}{ACTORS}/counter/{actor_id}/timers")
 
 
+async def _agreed(http: httpx.AsyncClient, sidecars: tuple[L8Process, ...], ids: list[str]) -> None:
+    """Wait until the sidecars' placement tables agree: each actor's timers are answered by exactly
+    one of them (200, none yet) and refused by the other (daprd's test waits the same way)."""
+    for _ in range(200):
+        answers = [await _timers(http, sidecar, actor_id) for actor_id in ids for sidecar in sidecars]
+        codes = [answer.status_code for answer in answers]
+        if all(sorted(codes[i : i + 2]) == [200, 403] for i in range(0, len(codes), 2)):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the two sidecars never agreed on the actors' owners")
+
+
 async def test_two_sidecars_timers_only_on_the_owner_lists_from_the_shared_store(
     l8: L8Launcher, http: httpx.AsyncClient, tmp_path: Path, redis_server: Any
 ) -> None:
@@ -146,6 +158,7 @@ async def test_two_sidecars_timers_only_on_the_owner_lists_from_the_shared_store
         )
         await asyncio.gather(hosting(http, first), hosting(http, second))
         ids = [f"a{n}" for n in range(12)]
+        await _agreed(http, (first, second), ids)
         for actor_id in ids:
             created = await http.post(
                 f"{first.url}{ACTORS}/counter/{actor_id}/timers/t", json={"dueTime": "1h"}
