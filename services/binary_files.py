@@ -7,8 +7,8 @@ component name names a file store. As daprd's ``universal`` does it:
   ``\\ * ? [ ] #``); nested relative names (``reports/2026/q1.pdf``) are files in folders;
 - ``set`` streams the chunks into the store as they come (the store's put: atomic, the old file
   kept when the stream fails); without ``overwrite`` a file of that name is refused with daprd's
-  AlreadyExists. The check is made before the upload starts: two uploads racing to create one
-  name may both succeed, the last one winning;
+  AlreadyExists, before the upload starts when it is there already, and by the store's
+  create-only put (one atomic step) when another upload created it meanwhile;
 - ``get`` opens the file (NotFound when it is missing) for the caller to stream and release;
   ``delete`` of a missing file is NotFound.
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 
-from components.errors import ComponentError, FileNotFound, InvalidFileNameError
+from components.errors import ComponentError, FileExists, FileNotFound, InvalidFileNameError
 from components.files.base import FileContent, PutRequest
 from components.files.names import name_problem
 from services import errors
@@ -77,7 +77,9 @@ class BinaryFiles:
                     pass
                 else:
                     raise errors.binary_file_exists(store, name)
-            await handle.store.put(PutRequest(name, chunks))
+            await handle.store.put(PutRequest(name, chunks, create_only=not overwrite))
+        except FileExists:
+            raise errors.binary_file_exists(store, name) from None
         except InvalidFileNameError as exc:
             raise errors.binary_file_name_invalid(name, str(exc)) from None
         except ComponentError as exc:

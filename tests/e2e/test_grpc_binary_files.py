@@ -160,3 +160,25 @@ async def test_daprds_errors(sidecar: L8Process) -> None:
         huge = upload("mystore", "huge.bin", [b"x" * (3 * MiB)])  # one message over --max-body-size
         failed = await refused(stub.SetBinaryFileAlpha1(streamed(huge)))
         assert failed.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_of_two_uploads_racing_to_create_a_name_one_wins(sidecar: L8Process) -> None:
+    async def slowly(messages: list[Set]) -> AsyncIterator[Set]:
+        yield messages[0]
+        await asyncio.sleep(0.3)  # both past the check for an existing file before either ends
+        for message in messages[1:]:
+            yield message
+
+    async with grpc.aio.insecure_channel(sidecar.grpc_address) as channel:
+        stub = dapr_pb2_grpc.DaprStub(channel)
+        outcomes = await asyncio.gather(
+            *(
+                stub.SetBinaryFileAlpha1(slowly(upload("mystore", "raced.bin", [data], False)))
+                for data in (b"first", b"second")
+            ),
+            return_exceptions=True,
+        )
+        codes = sorted(o.code().name if isinstance(o, grpc.aio.AioRpcError) else "OK" for o in outcomes)
+        assert codes == ["ALREADY_EXISTS", "OK"]
+        winner = b"first" if not isinstance(outcomes[0], BaseException) else b"second"
+        assert (await download(stub, "mystore", "raced.bin"))[0] == winner
