@@ -17,7 +17,9 @@ when it carries one, as a Kafka record published through an output binding does,
 and the app token (the app channel adds it). A 2xx answer acknowledges the event; a non-2xx
 answer or no answer is a failure, retried under the component's inbound Resiliency policy
 (``targets.components.<name>.inbound``, else Dapr's ``DefaultBindingComponentInbound...`` names)
-and, when that gives up, handed back to the binding, which redelivers as its source allows.
+and, when that gives up, handed back to the binding, which redelivers as its source allows. A
+gRPC app's answer that names output bindings is carried out once the event is taken
+(services/bindings/answers.py, daprd's ``onAppResponse``).
 """
 
 from __future__ import annotations
