@@ -107,3 +107,26 @@ async def ping(client: Any) -> None:
         raise BackendError("etcd: not connected")
     with ETCD_ERRORS:
         await client.status()
+
+
+async def range_page(client: Any, start: bytes, end: bytes, limit: int) -> tuple[list[Any], bool]:
+    """Up to ``limit`` key-values of ``[start, end)`` in key order, and whether more follow.
+
+    aetcd's range calls have no ``limit``, so the request is sent on its KV stub as aetcd sends its
+    own (its timeout and auth metadata); gRPC's errors become BackendError."""
+    from aetcd import rpc
+
+    request = rpc.RangeRequest(
+        key=start,
+        range_end=end,
+        limit=limit,
+        sort_order=rpc.RangeRequest.ASCEND,
+        sort_target=rpc.RangeRequest.KEY,
+    )
+    try:
+        found = await client.kvstub.Range(
+            request, timeout=getattr(client, "_timeout", None), metadata=client.metadata
+        )
+    except rpc.AioRpcError as exc:
+        raise BackendError(f"etcd: {exc.code()}: {exc.details()}") from exc
+    return list(found.kvs), bool(found.more)

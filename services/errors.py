@@ -679,6 +679,31 @@ def actor_timer_create_failed(reason: Exception | str) -> ApiError:
     return ApiError(500, "ERR_ACTOR_TIMER_CREATE", f"error creating actor timer: {reason}")
 
 
+def actor_timer_non_hosted() -> ApiError:
+    return ApiError(
+        403,
+        "ERR_ACTOR_TIMER_NON_HOSTED",
+        "operations on actor timers are only possible on hosted actor types",
+    )
+
+
+def actor_timer_not_owned(actor_type: str, actor_id: str) -> ApiError:
+    """Timers live in the activation on the actor's owner: another sidecar has none to show."""
+    return ApiError(
+        403,
+        "ERR_ACTOR_TIMER_NOT_OWNED",
+        f"actor {actor_type}/{actor_id} is not hosted on this sidecar: its timers are on its owner's",
+    )
+
+
+def actor_timer_not_found(name: str) -> ApiError:
+    return ApiError(404, "ERR_ACTOR_TIMER_NOT_FOUND", f"actor timer not found: {name}")
+
+
+def actor_reminder_list_failed(reason: Exception | str) -> ApiError:
+    return ApiError(500, "ERR_ACTOR_REMINDER_GET", f"error listing actor reminders: {reason}")
+
+
 def actor_forward_refused() -> ApiError:
     """A call forwarded by another sidecar without the fleet's mesh token."""
     return ApiError(403, "ERR_PERMISSION_DENIED", "a forwarded actor call must carry the mesh token")
@@ -705,8 +730,18 @@ def job_schedule_empty(app_id: str) -> ApiError:
     return _job_error(400, "DAPR_SCHEDULER_SCHEDULE_EMPTY", "Schedule is empty", app_id)
 
 
-def schedule_job_failed(app_id: str, reason: str) -> ApiError:
-    return _job_error(500, "DAPR_SCHEDULER_SCHEDULE_JOB", f"failed to schedule job due to: {reason}", app_id)
+def schedule_job_failed(app_id: str, reason: str, status: int = 500) -> ApiError:
+    """The scheduler refused the job; the status is the one of the scheduler's gRPC code (409 for
+    its AlreadyExists: the gRPC door answers ALREADY_EXISTS)."""
+    return _job_error(
+        status, "DAPR_SCHEDULER_SCHEDULE_JOB", f"failed to schedule job due to: {reason}", app_id
+    )
+
+
+def job_exists(app_id: str, name: str) -> ApiError:
+    """A job of that name exists and the request did not ask to overwrite it."""
+    reason = f"rpc error: code = AlreadyExists desc = job already exists: {name}"
+    return schedule_job_failed(app_id, reason, 409)
 
 
 def get_job_failed(app_id: str, reason: str) -> ApiError:
@@ -715,3 +750,7 @@ def get_job_failed(app_id: str, reason: str) -> ApiError:
 
 def delete_job_failed(app_id: str, reason: str) -> ApiError:
     return _job_error(500, "DAPR_SCHEDULER_DELETE_JOB", f"failed to delete job due to: {reason}", app_id)
+
+
+def list_jobs_failed(app_id: str, reason: str) -> ApiError:
+    return _job_error(500, "DAPR_SCHEDULER_LIST_JOBS", f"failed to list jobs due to: {reason}", app_id)

@@ -61,6 +61,9 @@ _BY_REASON = {
     "DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED": code_pb2.UNIMPLEMENTED,
 }
 
+_CONFLICT_IS_ALREADY_EXISTS = frozenset({"DAPR_SCHEDULER_SCHEDULE_JOB"})
+"""Errors whose 409 is the scheduler's AlreadyExists passed on (elsewhere a 409 is an ETag's ABORTED)."""
+
 
 def grpc_code(error: ApiError) -> int:
     """daprd's gRPC status code for ``error`` (a ``google.rpc.Code`` number)."""
@@ -69,6 +72,8 @@ def grpc_code(error: ApiError) -> int:
             found = _BY_REASON.get(detail.get("reason") or "")
             if found is not None:
                 return int(found)
+    if error.status == 409 and error.code in _CONFLICT_IS_ALREADY_EXISTS:
+        return int(code_pb2.ALREADY_EXISTS)
     found = _BY_CODE.get(error.code)
     if found is not None:
         return int(found)
