@@ -75,7 +75,7 @@ def _quantiles(values: list[float]) -> dict[str, float]:
     return {"p50": round(cuts[49], 3), "p90": round(cuts[89], 3), "p99": round(cuts[98], 3)}
 
 
-def measure(calls: int, seconds: float) -> dict[str, Any]:
+def measure(calls: int, seconds: float, sidecar_args: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder, Processes(Path(folder)) as processes:
         workdir = Path(folder)
         app_port = free_port()
@@ -98,6 +98,7 @@ def measure(calls: int, seconds: float) -> dict[str, Any]:
                 "grpc",
                 "--data-dir",
                 str(workdir / "back"),
+                *(sidecar_args or []),
             ],
         )
         config = workdir / "front.yaml"
@@ -117,6 +118,7 @@ def measure(calls: int, seconds: float) -> dict[str, Any]:
                 str(config),
                 "--data-dir",
                 str(workdir / "front"),
+                *(sidecar_args or []),
             ],
         )
         for process, port in ((back, back_http), (front, front_http)):
@@ -162,9 +164,15 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--no-write", action="store_true", help="print only; docs/performance.md unchanged")
+    parser.add_argument(
+        "--sidecar-arg",
+        action="append",
+        default=[],
+        help="an extra `l8 run` argument for both sidecars (e.g. --sidecar-arg=--enable-metrics=false)",
+    )
     arguments = parser.parse_args()
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    results = measure(arguments.calls, arguments.seconds)
+    results = measure(arguments.calls, arguments.seconds, arguments.sidecar_arg)
     print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
     if not arguments.no_write:
         write_doc_section(render(results, stamp), BEGIN, END)

@@ -52,8 +52,9 @@ _BY_CODE = {
     "ERR_TOPIC_NAME_EMPTY": code_pb2.INVALID_ARGUMENT,
     "ERR_PUBSUB_CLOUD_EVENTS_SER": code_pb2.INVALID_ARGUMENT,
     "ERR_DIRECT_INVOKE": code_pb2.INTERNAL,
-    # A reminder registered with overwrite false where one exists.
+    # A reminder registered with overwrite false where one exists; a binary file likewise.
     "ERR_ACTOR_REMINDER_ALREADY_EXISTS": code_pb2.ALREADY_EXISTS,
+    "ERR_BINARY_STORE_FILE_EXISTS": code_pb2.ALREADY_EXISTS,
 }
 
 _BY_REASON = {
