@@ -60,14 +60,15 @@ def measure(arguments: argparse.Namespace, workdir: Path, processes: Processes) 
     back = processes.start(
         "back",
         [str(L8), "run", "--app-id", "echo", "--port", str(back_http), "--dapr-grpc-port", str(back_grpc),
-         "--app-port", str(app_port), "--app-protocol", "grpc", "--data-dir", str(workdir / "back")],
+         "--app-port", str(app_port), "--app-protocol", "grpc", "--data-dir", str(workdir / "back"),
+         *arguments.sidecar_arg],
     )  # fmt: skip
     config = workdir / "front.yaml"
     config.write_text(f"name_resolution:\n  type: static\n  apps:\n    echo: 127.0.0.1:{back_http}\n")
     front = processes.start(
         "front",
         [str(L8), "run", "--app-id", "caller", "--port", str(front_http), "--dapr-grpc-port", str(front_grpc),
-         "--config", str(config), "--data-dir", str(workdir / "front")],
+         "--config", str(config), "--data-dir", str(workdir / "front"), *arguments.sidecar_arg],
     )  # fmt: skip
     for process, port in ((back, back_http), (front, front_http)):
         wait_ready(process, f"http://127.0.0.1:{port}/v1.0/healthz")
@@ -112,6 +113,16 @@ def render(results: dict[str, Any], results_name: str) -> str:
     )
 
 
+def _flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument(
+        "--sidecar-arg",
+        action="append",
+        default=[],
+        help="an extra `l8 run` argument for both sidecars (e.g. --sidecar-arg=--enable-metrics=false)",
+    )
+
+
 BENCH = FixedRateBench(
     name="grpc_proxy_bench",
     kind="grpc-proxy",
@@ -123,7 +134,7 @@ BENCH = FixedRateBench(
     end=END,
     seconds=5.0,
     common_flags=("seconds",),
-    arguments=lambda parser: parser.add_argument("--calls", type=int, default=2000),
+    arguments=_flags,
 )
 
 

@@ -109,10 +109,33 @@ async def ping(client: Any) -> None:
         await client.status()
 
 
+async def range_page(client: Any, start: bytes, end: bytes, limit: int) -> tuple[list[Any], bool]:
+    """Up to ``limit`` key-values of ``[start, end)`` in key order, and whether more follow.
+
+    aetcd's range calls have no ``limit``, so the request is sent on its KV stub as aetcd sends its
+    own (its timeout and auth metadata); gRPC's errors become BackendError."""
+    from aetcd import rpc
+
+    request = rpc.RangeRequest(
+        key=start,
+        range_end=end,
+        limit=limit,
+        sort_order=rpc.RangeRequest.ASCEND,
+        sort_target=rpc.RangeRequest.KEY,
+    )
+    try:
+        found = await client.kvstub.Range(
+            request, timeout=getattr(client, "_timeout", None), metadata=client.metadata
+        )
+    except rpc.AioRpcError as exc:
+        raise BackendError(f"etcd: {exc.code()}: {exc.details()}") from exc
+    return list(found.kvs), bool(found.more)
+
+
 class EtcdConnection:
     """A component's one etcd client, from :meth:`open` to :meth:`close`: the lock store, the
-    sequencer, the configuration store and the scheduler's store each hold one in place of a bare
-    client, so the health check, the idempotent close and the "not open" error are written once."""
+    sequencer and the configuration store each hold one in place of a bare client, so the health
+    check, the idempotent close and the "not open" error are written once."""
 
     def __init__(self, owner: str) -> None:
         self.owner = owner

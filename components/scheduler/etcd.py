@@ -15,11 +15,12 @@ import time
 from typing import Any
 
 import orjson
+from aetcd.utils import prefix_range_end
 
 from components.errors import BackendError
-from components.etcd_connection import ETCD_ERRORS, EtcdConnectionMetadata, connect
+from components.etcd_connection import ETCD_ERRORS, EtcdConnectionMetadata, connect, range_page
 from components.etcd_connection import ping as etcd_ping
-from components.scheduler.base import Claim, Slot, StoredJob
+from components.scheduler.base import Claim, Page, Slot, StoredJob
 
 ROUNDS = 20
 """Writes of one job racing a token-guarded update; beyond this, BackendError."""
@@ -104,6 +105,18 @@ class EtcdSchedulerStore:
         with ETCD_ERRORS:
             found = await self._live().delete_prefix(self._key(kind, app_id, prefix))
         return int(found.deleted)
+
+    async def list_jobs(self, kind: str, app_id: str, prefix: str, cursor: str | None, limit: int) -> Page:
+        """A key range in key order (the names' byte order) with etcd's limit; the cursor is the last
+        name given, and the next page starts just after its key."""
+        scope = self._scope(kind, app_id)
+        first = scope + prefix.encode()
+        start = first if cursor is None else scope + cursor.encode() + b"\0"
+        # aetcd's range end does not shorten a trailing 0xff byte, which UTF-8 names never hold
+        with ETCD_ERRORS:
+            found, more = await range_page(self._live(), start, prefix_range_end(first), limit)
+        jobs = [_decode(kind, app_id, kv.key[len(scope) :].decode(), kv.value) for kv in found]
+        return Page(jobs, jobs[-1].name if more and jobs else None)
 
     async def upcoming(self, kind: str, app_id: str, until: float, limit: int) -> list[Slot]:
         scope = self._scope(kind, app_id)

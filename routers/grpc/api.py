@@ -22,6 +22,7 @@ from google.protobuf import empty_pb2
 
 from routers.grpc import (
     actors,
+    binary_files,
     bindings,
     configuration,
     invoke,
@@ -60,8 +61,9 @@ RPCS: dict[str, Unary] = {
     **metadata.RPCS,
     **actors.RPCS,
     **jobs.RPCS,
+    **binary_files.RPCS,
 }
-STREAMS: dict[str, Streaming] = {**configuration.STREAMS}
+STREAMS: dict[str, Streaming] = {**configuration.STREAMS, **binary_files.STREAMS}
 
 
 async def _refuse(context: Context, error: ApiError) -> None:
