@@ -134,8 +134,8 @@ async def range_page(client: Any, start: bytes, end: bytes, limit: int) -> tuple
 
 class EtcdConnection:
     """A component's one etcd client, from :meth:`open` to :meth:`close`: the lock store, the
-    sequencer and the configuration store each hold one in place of a bare client, so the health
-    check, the idempotent close and the "not open" error are written once."""
+    sequencer, the configuration store and the scheduler store each hold one in place of a bare
+    client, so the health check, the idempotent close and the "not open" error are written once."""
 
     def __init__(self, owner: str) -> None:
         self.owner = owner

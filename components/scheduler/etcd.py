@@ -18,8 +18,7 @@ import orjson
 from aetcd.utils import prefix_range_end
 
 from components.errors import BackendError
-from components.etcd_connection import ETCD_ERRORS, EtcdConnectionMetadata, connect, range_page
-from components.etcd_connection import ping as etcd_ping
+from components.etcd_connection import ETCD_ERRORS, EtcdConnection, EtcdConnectionMetadata, range_page
 from components.scheduler.base import Claim, Page, Slot, StoredJob
 
 ROUNDS = 20
@@ -54,19 +53,17 @@ class EtcdSchedulerStore:
     def __init__(self, settings: EtcdConnectionMetadata, prefix: str = "/l8/sched/") -> None:
         self._settings = settings
         self._prefix = prefix
-        self._client: Any = None
+        self._etcd = EtcdConnection("etcd scheduler store")
 
     @property
     def addresses(self) -> list[str]:
         return [f"{host}:{port}" for host, port in self._settings.addresses]
 
     async def open(self) -> None:
-        self._client = await connect(self._settings)
+        await self._etcd.open(self._settings)
 
     def _live(self) -> Any:
-        if self._client is None:
-            raise BackendError("etcd scheduler store is not open")
-        return self._client
+        return self._etcd.client
 
     def _scope(self, kind: str, app_id: str) -> bytes:
         return f"{self._prefix}{kind}/{app_id}/".encode()
@@ -204,10 +201,7 @@ class EtcdSchedulerStore:
         return await self._update(claim, retry)
 
     async def ping(self) -> None:
-        await etcd_ping(self._client)
+        await self._etcd.ping()
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            with ETCD_ERRORS:
-                await client.close()
+        await self._etcd.close()
