@@ -23,6 +23,7 @@ from google.protobuf import empty_pb2
 from routers.grpc import (
     actor_stream,
     actors,
+    binary_files,
     bindings,
     configuration,
     invoke,
@@ -61,8 +62,9 @@ RPCS: dict[str, Unary] = {
     **metadata.RPCS,
     **actors.RPCS,
     **jobs.RPCS,
+    **binary_files.RPCS,
 }
-STREAMS: dict[str, Streaming] = {**configuration.STREAMS, **actor_stream.STREAMS}
+STREAMS: dict[str, Streaming] = {**configuration.STREAMS, **binary_files.STREAMS, **actor_stream.STREAMS}
 
 
 async def _refuse(context: Context, error: ApiError) -> None:

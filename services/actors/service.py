@@ -34,6 +34,7 @@ from services.actors.names import check_actor, check_name, check_type, reminder_
 from services.actors.reminders import KIND, Reminders, tick_body
 from services.actors.state import ActorState
 from services.actors.table import ActivationTable
+from services.actors.timer_spec import Timer
 from services.actors.timers import parse_timer, start_timer
 from services.errors import ApiError
 from services.scheduler.base import JobKey, Outcome, Tick
@@ -295,6 +296,19 @@ class ActorRuntime:
             raise errors.actor_runtime_closed()
         await self.reminders.delete_all(actor_type, actor_id)
 
+    async def list_reminders(self, actor_type: str, actor_id: str | None) -> list[tuple[str, dict[str, Any]]]:
+        """(name, reminder) of every reminder of a hosted type, or of one actor of it (no id, or
+        an empty one: the whole type, as daprd's scheduler lists them)."""
+        if actor_id:
+            check_actor(actor_type, actor_id)
+        else:
+            check_type(actor_type)
+        if self.closed:
+            raise errors.actor_runtime_closed()
+        if actor_type not in self.config.types:
+            raise errors.actor_reminder_non_hosted()
+        return await self.reminders.list_reminders(actor_type, actor_id)
+
     def accepts(self, key: JobKey) -> bool:
         """Which due reminders this sidecar's scheduler claims: those of the types it hosts (a
         tick claimed by a sidecar that no longer owns the actor is forwarded to the owner)."""
@@ -364,10 +378,33 @@ class ActorRuntime:
             return forwarded
         activation = self.table.get(actor_type, actor_id)
         if activation is not None:
-            task = activation.timers.pop(name, None)
-            if task is not None:
-                task.cancel()
+            running = activation.timers.pop(name, None)
+            if running is not None:
+                running.task.cancel()
         return None
+
+    async def timers_of(self, actor_type: str, actor_id: str) -> list[Timer]:
+        """The actor's running timers, by name. Timers are host-local, as in daprd: only the
+        actor's owner has them (elsewhere 403 ERR_ACTOR_TIMER_NOT_OWNED, never forwarded); an actor
+        owned here but not active has none."""
+        check_actor(actor_type, actor_id)
+        if self.closed:
+            raise errors.actor_runtime_closed()
+        if actor_type not in self.config.types:
+            raise errors.actor_timer_non_hosted()
+        if await self._owner(actor_type, actor_id) != self.placement.address:
+            raise errors.actor_timer_not_owned(actor_type, actor_id)
+        activation = self.table.get(actor_type, actor_id)
+        running = {} if activation is None else activation.timers
+        return [running[name].timer for name in sorted(running)]
+
+    async def timer(self, actor_type: str, actor_id: str, name: str) -> Timer:
+        """One running timer of the actor (404 ERR_ACTOR_TIMER_NOT_FOUND when it has none of that
+        name); as :meth:`timers_of` otherwise."""
+        for timer in await self.timers_of(actor_type, actor_id):
+            if timer.name == name:
+                return timer
+        raise errors.actor_timer_not_found(name)
 
     # -- placement's changes and the sweep -----------------------------------------------------------
 
