@@ -633,6 +633,27 @@ def actor_invoke_failed(reason: str) -> ApiError:
     return ApiError(500, "ERR_ACTOR_INVOKE_METHOD", f"error invoke actor method: {reason}")
 
 
+def actor_stream_needs_grpc_channel() -> ApiError:
+    """An actor host stream opened where the app has an HTTP channel (daprd: FailedPrecondition)."""
+    return ApiError(
+        400, "ERR_ACTOR_STREAM_NO_GRPC_CHANNEL", "actor callback streaming requires a gRPC app channel"
+    )
+
+
+def actor_stream_not_registered() -> ApiError:
+    """An actor host stream whose first message is not the registration (daprd: InvalidArgument)."""
+    return ApiError(
+        400,
+        "ERR_ACTOR_STREAM_NOT_REGISTERED",
+        "first message must be SubscribeActorEventsRequestInitialAlpha1",
+    )
+
+
+def actor_stream_register_failed(reason: str) -> ApiError:
+    """An actor host stream's types could not be hosted (placement's store away)."""
+    return ApiError(500, "ERR_ACTOR_STREAM_REGISTER", f"failed to register hosted actors: {reason}")
+
+
 def actor_stack_depth() -> ApiError:
     return ApiError(500, "ERR_ACTOR_STACK_DEPTH", "maximum stack depth exceeded")
 

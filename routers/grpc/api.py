@@ -21,6 +21,7 @@ from dapr.proto.runtime.v1 import dapr_pb2_grpc
 from google.protobuf import empty_pb2
 
 from routers.grpc import (
+    actor_stream,
     actors,
     binary_files,
     bindings,
@@ -63,7 +64,7 @@ RPCS: dict[str, Unary] = {
     **jobs.RPCS,
     **binary_files.RPCS,
 }
-STREAMS: dict[str, Streaming] = {**configuration.STREAMS, **binary_files.STREAMS}
+STREAMS: dict[str, Streaming] = {**configuration.STREAMS, **binary_files.STREAMS, **actor_stream.STREAMS}
 
 
 async def _refuse(context: Context, error: ApiError) -> None:

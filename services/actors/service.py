@@ -3,9 +3,10 @@ table, the app, the actor state store and the scheduler.
 
 A call for an actor goes to its owner by placement: here, it waits for the actor's turn on its
 activation (activated, and claimed, on first use) and is made to the app; elsewhere, it is
-forwarded to the owner sidecar. The runtime follows the app's ``/dapr/config`` (which types this
-sidecar hosts), placement's changes (actors now owned elsewhere are deactivated here) and its
-fencing (every activation dropped at once), and deactivates idle actors in a periodic sweep.
+forwarded to the owner sidecar. The runtime follows the app's ``/dapr/config`` or its actor host
+streams (which types this sidecar hosts), placement's changes (actors now owned elsewhere are
+deactivated here) and its fencing (every activation dropped at once), and deactivates idle actors
+in a periodic sweep.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from mesh.errors import PlacementUnavailable
 from mesh.placement.base import Placement
 from services import errors
 from services.actors.activation import Activation, Deactivated
-from services.actors.app import ERROR_HEADER, JSON, REENTRANCY_HEADER, ActorApp, cancels
+from services.actors.app import ERROR_HEADER, JSON, REENTRANCY_HEADER, cancels
 from services.actors.config import NO_ACTORS, ActorConfig, TypeConfig
 from services.actors.forward import Peers, PeerUnreachable, Retry, api_path, closing, passed_on
+from services.actors.host import ActorHost
 from services.actors.names import check_actor, check_name, check_type, reminder_parts
 from services.actors.reminders import KIND, Reminders, tick_body
 from services.actors.state import ActorState
@@ -47,7 +49,7 @@ class ActorRuntime:
         self,
         app_id: str,
         placement: Placement,
-        app: ActorApp,
+        app: ActorHost,
         state: ActorState,
         reminders: Reminders,
         peers: Peers,
@@ -95,6 +97,19 @@ class ActorRuntime:
             if gone:
                 await self.table.deactivate_all(a for a in self.table.activations() if a.actor_type in gone)
 
+    async def stream_closed(self, gone: ActorConfig, remaining: ActorConfig | None) -> None:
+        """An actor host stream ended (``gone``: what it registered). Its app's actors are dropped
+        without a deactivation (the app is gone) and their claims released; the newest stream
+        still open (``remaining``) keeps its types hosted, and with none left this sidecar hosts
+        nothing until an app registers again."""
+        async with self._follow:
+            self.config = remaining or NO_ACTORS
+            self.configured = remaining is not None
+            # Dropped before placement changes: its listeners would otherwise deactivate them
+            # through the app, which is gone.
+            await self.table.drop([a for a in self.table.activations() if a.actor_type in gone.types])
+            await self.placement.host(self.config.hosted)
+
     async def aclose(self) -> None:
         """Refuse new calls, drain and deactivate every actor (each within its type's drain
         timeout), stop the sweep. Placement and the scheduler close after this."""
@@ -118,9 +133,8 @@ class ActorRuntime:
 
     def describe(self) -> dict[str, Any]:
         """Dapr's ``actorRuntime``."""
-        status = "RUNNING" if self.configured else "INITIALIZING"
-        if not self.app.configured:
-            status = "DISABLED"
+        waiting = "INITIALIZING" if self.app.configured else "DISABLED"
+        status = "RUNNING" if self.configured else waiting
         return {
             "runtimeStatus": status,
             "activeActors": self.active_actors(),

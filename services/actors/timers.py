@@ -16,7 +16,8 @@ import structlog
 from mesh.app_channel import AppUnreachable
 from services import errors
 from services.actors.activation import Activation, Deactivated
-from services.actors.app import ActorApp, cancels
+from services.actors.app import cancels
+from services.actors.host import ActorHost
 from services.actors.timer_spec import RunningTimer, Schedule, Timer
 from services.errors import ApiError
 from services.state_requests import json_type
@@ -85,7 +86,7 @@ async def run_timer(timer: Timer, fire: Fire) -> None:
         tick = following
 
 
-def start_timer(activation: Activation, timer: Timer, app: ActorApp) -> None:
+def start_timer(activation: Activation, timer: Timer, app: ActorHost) -> None:
     """Run ``timer`` on the activation (replacing one of its name); it ends with the activation."""
     old = activation.timers.pop(timer.name, None)
     if old is not None:
