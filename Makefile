@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest examples toolchains openapi layotto-proto bench bench-state bench-pubsub bench-invoke bench-coordination bench-scheduler bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-request-context bench-metrics bench-tracing bench-dashboard bench-app-health bench-actors bench-placement bench-grpc bench-grpc-actors bench-layotto-grpc bench-grpc-proxy bench-streaming soak servers clean
+.PHONY: run test lint typecheck pytest examples toolchains openapi layotto-proto bench bench-state bench-pubsub bench-invoke bench-coordination bench-scheduler bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-request-context bench-metrics bench-tracing bench-dashboard bench-app-health bench-actors bench-actor-stream bench-placement bench-grpc bench-grpc-actors bench-layotto-grpc bench-grpc-proxy bench-streaming soak servers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -97,7 +97,7 @@ layotto-proto: $(VENV)/.test
 	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. \
 		routers/grpc/layotto/proto/runtime.proto
 
-bench: bench-state bench-pubsub bench-invoke bench-coordination bench-scheduler bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-metrics bench-tracing bench-dashboard bench-app-health bench-actors bench-placement bench-grpc bench-grpc-actors bench-layotto-grpc bench-grpc-proxy bench-streaming
+bench: bench-state bench-pubsub bench-invoke bench-coordination bench-scheduler bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-metrics bench-tracing bench-dashboard bench-app-health bench-actors bench-actor-stream bench-placement bench-grpc bench-grpc-actors bench-layotto-grpc bench-grpc-proxy bench-streaming
 
 bench-state: $(VENV)/.test servers
 	$(BIN)/python bench/state_bench.py
@@ -111,6 +111,10 @@ bench-invoke: $(VENV)/.test
 # An actor method call against plain invocation of the same app method, and reminders' firing delay.
 bench-actors: $(VENV)/.test
 	$(BIN)/python bench/actors_bench.py
+
+# Actor calls to an app hosting over SubscribeActorEventsAlpha1 against the HTTP app channel.
+bench-actor-stream: $(VENV)/.test
+	$(BIN)/python bench/actor_stream_bench.py
 
 bench-coordination: $(VENV)/.test servers
 	$(BIN)/python bench/coordination_bench.py

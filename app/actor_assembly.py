@@ -1,6 +1,7 @@
 """The assembly of actors and jobs: the scheduler on the name-resolution store, placement on the
-same server (one sidecar alone: itself), the actor runtime over them, and the app's
-``/dapr/config`` followed for the actor types it hosts."""
+same server (one sidecar alone: itself), the actor runtime over them, and the app's actors: an HTTP
+app's ``/dapr/config`` followed for the types it hosts, or (a gRPC app, or no app port) the actor
+host streams the app opens (``SubscribeActorEventsAlpha1``)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from mesh.proxy import MESH_TOKEN
 from mesh.redis_registry import RedisRegistrySettings
 from mesh.resolver import StaticResolverSettings
 from services.actors import ActorRuntime, build_actor_runtime
+from services.actors.app import ActorApp
 from services.actors.config import ConfigWatch
+from services.actors.host import ActorHost
 from services.jobs import KIND as JOB_KIND
 from services.jobs import JobTrigger
 from services.scheduler.service import SchedulerService, build_scheduler
@@ -76,7 +79,7 @@ async def start_actors(
     actors = build_actor_runtime(
         settings.app_id,
         placement,
-        channel,
+        actor_host(settings, channel),
         state,
         state_stores,
         scheduler,
@@ -87,10 +90,27 @@ async def start_actors(
     return actors
 
 
+def hosts_over_http(settings: Settings, channel: AppConnection) -> bool:
+    """Whether the app's actors are called over its HTTP channel (daprd: an HTTP app channel);
+    otherwise the app hosts them over the streams it opens."""
+    return channel.configured and settings.app_protocol != "grpc"
+
+
+def actor_host(settings: Settings, channel: AppConnection) -> ActorHost:
+    if hosts_over_http(settings, channel):
+        return ActorApp(channel)
+    from routers.grpc.actor_host import StreamedActorHost
+
+    return StreamedActorHost(app_port=channel.configured)
+
+
 def follow_actor_config(
     settings: Settings, stack: AsyncExitStack, channel: AppConnection, actors: ActorRuntime
 ) -> None:
-    """The app's ``/dapr/config``, read once it listens and after each restart."""
+    """An HTTP app's ``/dapr/config``, read once it listens and after each restart (a gRPC app's
+    types come with its actor host stream, as daprd's gRPC channel reads them from it)."""
+    if not hosts_over_http(settings, channel):
+        return
     watch = ConfigWatch(channel, settings.app_id, actors.apply)
     task = asyncio.create_task(watch.run(), name="actor configuration")
     stack.push_async_callback(cancel, task)

@@ -146,6 +146,7 @@ class SidecarApp:
             tracer=runtime.tracer,
             metrics=runtime.metrics.grpc_server if runtime.metrics else None,
             proxy=proxy,
+            proxy_metrics=runtime.metrics.grpc_client if runtime.metrics else None,
         )
         try:
             port = await grpc_api.start()

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import statistics
-import subprocess
 import sys
 import time
 import urllib.request
@@ -38,17 +36,12 @@ from harness import (
     SERVER_CORE,
     BenchError,
     FixedRateBench,
-    Processes,
     bench_main,
     cpu_meter,
-    free_port,
     machine,
-    pinned,
-    wait_port,
-    wait_quiet,
-    wait_ready,
 )
 from paced_client import percentile
+from sidecar_bench import SidecarBench
 
 HERE = Path(__file__).resolve().parent
 BODY = orjson.dumps({"order": "x" * 100}).decode()
@@ -58,49 +51,19 @@ APP_ID = "bench"
 METHOD = "/actors/Bench/c{c}/method/echo"
 
 
-class ActorsBench:
-    def __init__(self, arguments: argparse.Namespace, workdir: Path, processes: Processes) -> None:
-        self.args = arguments
-        self.workdir = workdir
-        self.processes = processes
-        self.results: dict[str, Any] = {}
+class ActorsBench(SidecarBench):
+    def start_sidecar(self, app_port: int, *args: str) -> tuple[Any, str]:
+        """l8 for the app on ``app_port``, once it hosts ``Bench``: its process and base URL."""
+        process, base = self.start_l8("--app-port", str(app_port), *args, app_id=APP_ID)
+        self.wait_hosting(base)
+        return process, base
 
-    def log(self, message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-    def start_app(self) -> int:
-        port = free_port()
-        command = [sys.executable, str(HERE / "actor_target.py"), "--port", str(port)]
-        wait_port(self.processes.start("app", pinned(LOAD_CORE, command)), port)
-        return port
-
-    def start_l8(self, app_port: int) -> tuple[Any, int]:
-        port = free_port()
-        command = [
-            str(Path(sys.executable).parent / "l8"),
-            "run",
-            "--port",
-            str(port),
-            "--app-id",
-            APP_ID,
-            "--app-port",
-            str(app_port),
-            "--log-level",
-            "warning",
-            "--data-dir",
-            str(self.workdir / "data"),
-        ]
-        process = self.processes.start("l8", pinned(SERVER_CORE, command), cwd=self.workdir)
-        wait_ready(process, f"http://127.0.0.1:{port}/v1.0/healthz")
-        self.wait_hosting(port)
-        return process, port
-
-    def wait_hosting(self, port: int, timeout: float = 30.0) -> None:
+    def wait_hosting(self, base: str, timeout: float = 30.0) -> None:
         """Until the sidecar has read the app's /dapr/config and hosts ``Bench``."""
         deadline = time.monotonic() + timeout
         runtime: Any = None
         while time.monotonic() < deadline:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1.0/metadata", timeout=5) as answer:
+            with urllib.request.urlopen(f"{base}/v1.0/metadata", timeout=5) as answer:
                 runtime = orjson.loads(answer.read()).get("actorRuntime", {})
             if runtime.get("runtimeStatus") == "RUNNING" and any(
                 entry.get("type") == "Bench" for entry in runtime.get("activeActors", [])
@@ -109,71 +72,28 @@ class ActorsBench:
             time.sleep(0.1)
         raise BenchError(f"l8 does not host the actor type Bench: {runtime}")
 
-    def paced(self, label: str, url: str, pids: list[int]) -> dict[str, Any]:
-        quiet = wait_quiet()
-        self._paced_put(url, 1.0, 0.0)  # connections warmed, actors activated
-        with contextlib.ExitStack() as stack:
-            readings = [stack.enter_context(cpu_meter(pid)) for pid in pids]
-            result = self._paced_put(url, self.args.seconds, self.args.warmup)
-        result["vcpu"] = [reading["vcpu"] for reading in readings]
-        result["machine_busy_before"] = quiet
-        if result["errors"] or set(result["statuses"]) != {"200"}:
-            raise BenchError(f"{label}: errors at a fixed rate: {result}")
-        self.log(
-            f"  {label}: p50 {result['p50_ms']} p90 {result['p90_ms']} p99 {result['p99_ms']} ms, "
-            f"vCPU {result['vcpu']}"
-        )
-        return result
-
-    def _paced_put(self, url: str, seconds: float, warmup: float) -> dict[str, Any]:
-        command = pinned(
-            LOAD_CORE,
-            [
-                sys.executable,
-                str(HERE / "paced_client.py"),
-                url,
-                "--method",
-                "PUT",
-                "--body",
-                BODY,
-                "--rate",
-                f"{self.args.rate:g}",
-                "--connections",
-                str(self.args.connections),
-                "--seconds",
-                f"{seconds:g}",
-                "--warmup",
-                f"{warmup:g}",
-            ],
-        )
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=seconds + warmup + 60, check=False
-        )
-        if done.returncode != 0:
-            raise BenchError(f"paced client failed: {done.stderr[-2000:]}")
-        result: dict[str, Any] = orjson.loads(done.stdout.strip().splitlines()[-1])
-        return result
-
-    def latency(self, app_port: int, l8_port: int, l8_pid: int) -> None:
+    def latency(self, app_port: int, l8: str, l8_pid: int) -> None:
         direct = f"http://127.0.0.1:{app_port}{METHOD}"
-        invoke = f"http://127.0.0.1:{l8_port}/v1.0/invoke/{APP_ID}/method{METHOD}"
-        actor = f"http://127.0.0.1:{l8_port}/v1.0{METHOD}"
+        invoke = f"{l8}/v1.0/invoke/{APP_ID}/method{METHOD}"
+        actor = f"{l8}/v1.0{METHOD}"
         self.log(f"latency at {self.args.rate:g} rps")
         rounds = []
         for index in range(self.args.rounds):
             self.log(f" round {index + 1}/{self.args.rounds}")
             rounds.append(
                 {
-                    "direct": self.paced("app directly", direct, []),
-                    "invoke": self.paced("plain invocation through l8", invoke, [l8_pid]),
-                    "actor": self.paced("actor call through l8", actor, [l8_pid]),
+                    "direct": self.paced_through("app directly", direct, [], "PUT", BODY),
+                    "invoke": self.paced_through(
+                        "plain invocation through l8", invoke, [l8_pid], "PUT", BODY
+                    ),
+                    "actor": self.paced_through("actor call through l8", actor, [l8_pid], "PUT", BODY),
                 }
             )
         self.results["latency_rounds"] = rounds
 
-    def reminders(self, app_port: int, l8_port: int, l8_pid: int) -> None:
+    def reminders(self, app_port: int, l8: str, l8_pid: int) -> None:
         count, period = self.args.reminders, self.args.period
-        base = f"http://127.0.0.1:{l8_port}/v1.0/actors/Bench"
+        base = f"{l8}/v1.0/actors/Bench"
         first = time.time() + 5.0 + count / 200  # after the registrations are done
         self.log(f"{count} reminders, period {period:g} s, over {self.args.ticks} periods")
 
@@ -242,10 +162,10 @@ class ActorsBench:
 
     def run(self) -> dict[str, Any]:
         self.results["machine"] = machine()
-        app_port = self.start_app()
-        sidecar, l8_port = self.start_l8(app_port)
-        self.latency(app_port, l8_port, sidecar.pid)
-        self.reminders(app_port, l8_port, sidecar.pid)
+        app_port = self.start_app("actor_target.py")
+        sidecar, l8 = self.start_sidecar(app_port)
+        self.latency(app_port, l8, sidecar.pid)
+        self.reminders(app_port, l8, sidecar.pid)
         return self.results
 
 

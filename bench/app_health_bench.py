@@ -34,21 +34,25 @@ END = "<!-- app-health-bench:end -->"
 
 def run(arguments: argparse.Namespace, workdir: Path, processes: Any) -> dict[str, Any]:
     bench = InvokeBench(arguments, workdir, processes)
-    app_port = bench.start_app()
-    app = ["--app-port", str(app_port)]
-    off, off_port = bench.start_l8("off", app)
-    on, on_port = bench.start_l8("on", [*app, "--enable-app-health-check"])
+    app = ["--app-port", str(bench.start_app("invoke_target.py"))]
+    off, off_base = bench.start_l8(*app, name="l8-off", app_id="off")
+    on, on_base = bench.start_l8(*app, "--enable-app-health-check", name="l8-on", app_id="on")
     fast, _ = bench.start_l8(
-        "fast", [*app, "--enable-app-health-check", "--app-health-probe-interval", "100ms"]
+        *app,
+        "--enable-app-health-check",
+        "--app-health-probe-interval",
+        "100ms",
+        name="l8-fast",
+        app_id="fast",
     )
     rounds: dict[str, list[float]] = {"off": [], "on": []}
     per_vcpu: dict[str, list[float]] = {"off": [], "on": []}
     for index in range(arguments.rounds):
         bench.log(f"round {index + 1}/{arguments.rounds}")
-        pair = [("off", off_port, off), ("on", on_port, on)]
-        for label, port, process in pair if index % 2 == 0 else reversed(pair):  # neither always first
-            url = f"http://127.0.0.1:{port}/v1.0/invoke/{label}/method/work"
-            measured = bench.throughput(label, url, process.pid)
+        pair = [("off", off_base, off), ("on", on_base, on)]
+        for label, base, process in pair if index % 2 == 0 else reversed(pair):  # neither always first
+            url = f"{base}/v1.0/invoke/{label}/method/work"
+            measured = bench.post_throughput(label, url, process.pid)
             rounds[label].append(measured["rps"])
             per_vcpu[label].append(measured["rps"] / max(measured["server_vcpu"], 1e-3))
     idle: dict[str, float] = {}

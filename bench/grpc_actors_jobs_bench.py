@@ -25,11 +25,10 @@ from typing import Any
 
 import grpc
 import orjson
-from actors_bench import APP_ID, ActorsBench
+from actors_bench import ActorsBench
 from dapr.proto.runtime.v1 import actors_pb2, dapr_pb2_grpc, jobs_pb2, metadata_pb2
 from harness import (
     LOAD_CORE,
-    SERVER_CORE,
     BenchError,
     FixedRateBench,
     Processes,
@@ -38,7 +37,6 @@ from harness import (
     machine,
     pinned,
     wait_quiet,
-    wait_ready,
 )
 
 BODY = orjson.dumps({"order": "x" * 100})
@@ -100,7 +98,7 @@ def _h2load(arguments: argparse.Namespace, url: str, extra: list[str]) -> dict[s
     return found
 
 
-def _measure(arguments: argparse.Namespace, workdir: Path, http_port: int, grpc_port: int) -> dict[str, Any]:
+def _measure(arguments: argparse.Namespace, workdir: Path, http: str, grpc_port: int) -> dict[str, Any]:
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
         stub = dapr_pb2_grpc.DaprStub(channel)
         job = jobs_pb2.Job(name=JOB, due_time="24h")
@@ -127,41 +125,17 @@ def _measure(arguments: argparse.Namespace, workdir: Path, http_port: int, grpc_
                 extra += ["-d", str(data), "-H", "content-type: application/json"]
             del verb  # h2load posts a body, else gets; the actor route takes POST as PUT
             wait_quiet()
-            found[f"{name}_http"] = _h2load(arguments, f"http://127.0.0.1:{http_port}{path}", extra)
+            found[f"{name}_http"] = _h2load(arguments, f"{http}{path}", extra)
             print(f"round {index + 1} {name}: {found}", file=sys.stderr, flush=True)
         rounds.append(found)
     return {"rounds": rounds}
 
 
-def start_l8(actors: ActorsBench, workdir: Path, processes: Processes, app_port: int) -> tuple[int, int]:
-    """l8 on core 0 with its embedded defaults; its HTTP and gRPC ports."""
-    http_port, grpc_port = free_port(), free_port()
-    command = [
-        str(Path(sys.executable).parent / "l8"),
-        "run",
-        "--port",
-        str(http_port),
-        "--dapr-grpc-port",
-        str(grpc_port),
-        "--app-id",
-        APP_ID,
-        "--app-port",
-        str(app_port),
-        "--log-level",
-        "warning",
-        "--data-dir",
-        str(workdir / "data"),
-    ]
-    process = processes.start("l8", pinned(SERVER_CORE, command), cwd=workdir)
-    wait_ready(process, f"http://127.0.0.1:{http_port}/v1.0/healthz")
-    actors.wait_hosting(http_port)
-    return http_port, grpc_port
-
-
 def measure(arguments: argparse.Namespace, workdir: Path, processes: Processes) -> dict[str, Any]:
     actors = ActorsBench(arguments, workdir, processes)
-    http_port, grpc_port = start_l8(actors, workdir, processes, actors.start_app())
-    results = _measure(arguments, workdir, http_port, grpc_port)
+    grpc_port = free_port()
+    _, http = actors.start_sidecar(actors.start_app("actor_target.py"), "--dapr-grpc-port", str(grpc_port))
+    results = _measure(arguments, workdir, http, grpc_port)
     results["machine"] = machine()
     return results
 

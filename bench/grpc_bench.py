@@ -30,7 +30,6 @@ import statistics
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -44,19 +43,18 @@ from harness import (
     SERVER_CORE,
     BenchError,
     FixedRateBench,
-    LoadTools,
     Processes,
     bench_main,
     cpu_meter,
     free_port,
     machine,
-    max_throughput,
     pinned,
+    start_redis,
     wait_port,
     wait_quiet,
-    wait_ready,
 )
 from paced_client import percentile
+from sidecar_bench import SidecarBench
 
 PACED_CONNECTIONS = 16
 STALLED_P50_MS = 10.0
@@ -210,36 +208,17 @@ def check(port: int, *, seed: bool) -> None:
                 raise BenchError(f"{name} answered {answer}")
 
 
-class GrpcBench:
+class GrpcBench(SidecarBench):
     def __init__(self, arguments: argparse.Namespace, workdir: Path, processes: Processes) -> None:
-        self.args = arguments
-        self.workdir = workdir
-        self.processes = processes
-        self.http = LoadTools(workdir, arguments.connections)
+        super().__init__(arguments, workdir, processes)
         self.h2load = H2load(workdir, arguments.connections)
-        self.results: dict[str, Any] = {"machine": machine()}
+        self.results["machine"] = machine()
 
-    def log(self, message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-    def start_redis(self) -> int:
-        port = free_port()
-        command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                   "--appendonly", "no", "--dir", str(self.workdir)]  # fmt: skip
-        wait_port(self.processes.start("redis", pinned(LOAD_CORE, command)), port)
-        return port
-
-    def start_l8(self, redis_port: int) -> tuple[Any, str, int]:
-        resources = self.workdir / "resources"
-        resources.mkdir(exist_ok=True)
-        (resources / "components.yaml").write_text(COMPONENTS.format(port=redis_port))
-        port, grpc_port = free_port(), free_port()
-        command = [str(Path(sys.executable).parent / "l8"), "run", "--port", str(port), "--app-id", APP_ID,
-                   "--dapr-grpc-port", str(grpc_port), "--log-level", "warning",
-                   "--data-dir", str(self.workdir / "data"), "--resources-path", str(resources)]  # fmt: skip
-        process = self.processes.start("l8", pinned(SERVER_CORE, command), cwd=self.workdir)
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(process, f"{base}/v1.0/healthz")
+    def start_sidecar(self, redis_port: int) -> tuple[Any, str, int]:
+        grpc_port = free_port()
+        process, base = self.start_l8(
+            "--dapr-grpc-port", str(grpc_port), app_id=APP_ID, components=COMPONENTS.format(port=redis_port)
+        )
         wait_port(process, grpc_port)
         return process, base, grpc_port
 
@@ -281,8 +260,8 @@ class GrpcBench:
     def run(self) -> dict[str, Any]:
         """Both servers run from the start, idle but for the one under load: each round measures
         l8 and the ceiling one after the other, so a busy machine weighs on both alike."""
-        redis_port = self.start_redis()
-        process, base, grpc_port = self.start_l8(redis_port)
+        redis_port = start_redis(self.processes, self.workdir)
+        process, base, grpc_port = self.start_sidecar(redis_port)
         check(grpc_port, seed=True)
         ceiling, ceiling_port = self.start_ceiling(redis_port)
         check(ceiling_port, seed=False)
@@ -296,10 +275,7 @@ class GrpcBench:
                 found[f"grpc {name}"] = self.grpc_throughput(process.pid, grpc_port, rpc, f"gRPC {name}")
                 ceiling_found[name] = self.grpc_throughput(ceiling.pid, ceiling_port, rpc, f"ceiling {name}")
             for name, method, path, body in HTTP:
-                found[f"http {name}"] = max_throughput(
-                    self.http, base + path, process.pid, f"HTTP {name}", self.args.warmup, self.args.seconds,
-                    method=method, body=body,
-                )  # fmt: skip
+                found[f"http {name}"] = self.throughput(base, process.pid, f"HTTP {name}", path, method, body)
             self.log(f"round {index + 1}/{self.args.rounds}: latency at {self.args.rate:g} rps")
             for name, rpc, _ in RPCS:
                 found[f"paced {name}"] = self.grpc_paced(process.pid, grpc_port, rpc, f"gRPC {name}")

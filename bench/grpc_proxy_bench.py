@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import grpc
-import orjson
-from harness import Processes, free_port, wait_ready, write_doc_section
+from harness import FixedRateBench, Processes, bench_main, free_port, machine, wait_ready
+from in_process import closed_loop, percentiles, sequential_ms
 
 HERE = Path(__file__).resolve().parent
 L8 = Path(sys.executable).with_name("l8")
@@ -32,116 +29,75 @@ BEGIN = (
 END = "<!-- grpc-proxy-bench:end -->"
 METHOD = "/bench.Echo/Say"
 MESSAGE = b"x" * 1024
+INFLIGHT = 16
 
 
 def _identity(value: bytes) -> bytes:
     return value
 
 
-async def _latencies(address: str, metadata: tuple[tuple[str, str], ...], calls: int) -> list[float]:
+async def _calls(
+    address: str, metadata: tuple[tuple[str, str], ...], calls: int, seconds: float
+) -> dict[str, Any]:
+    """Latency of ``calls`` sequential calls after a warm-up, then calls per second with
+    :data:`INFLIGHT` in flight for ``seconds``."""
     async with grpc.aio.insecure_channel(address) as channel:
         say = channel.unary_unary(METHOD, request_serializer=_identity, response_deserializer=_identity)
-        for _ in range(200):  # warm-up
+
+        async def call() -> None:
             await say(MESSAGE, metadata=metadata)
-        taken = []
-        for _ in range(calls):
-            started = time.perf_counter()
-            await say(MESSAGE, metadata=metadata)
-            taken.append((time.perf_counter() - started) * 1000)
-        return taken
+
+        await sequential_ms(call, 200)  # warm-up
+        taken = await sequential_ms(call, calls)
+        rate = await closed_loop(call, INFLIGHT, seconds)
+    return {**percentiles(taken), "rps": round(rate)}
 
 
-async def _throughput(
-    address: str, metadata: tuple[tuple[str, str], ...], seconds: float, inflight: int
-) -> float:
-    async with grpc.aio.insecure_channel(address) as channel:
-        say = channel.unary_unary(METHOD, request_serializer=_identity, response_deserializer=_identity)
-        done = 0
-        until = time.perf_counter() + seconds
-
-        async def worker() -> None:
-            nonlocal done
-            while time.perf_counter() < until:
-                await say(MESSAGE, metadata=metadata)
-                done += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(inflight)))
-        return done / (time.perf_counter() - started)
-
-
-def _quantiles(values: list[float]) -> dict[str, float]:
-    cuts = statistics.quantiles(values, n=100)
-    return {"p50": round(cuts[49], 3), "p90": round(cuts[89], 3), "p99": round(cuts[98], 3)}
-
-
-def measure(calls: int, seconds: float) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as folder, Processes(Path(folder)) as processes:
-        workdir = Path(folder)
-        app_port = free_port()
-        processes.start("app", [sys.executable, str(HERE / "grpc_proxy_target.py"), str(app_port)])
-        back_http, back_grpc, front_http, front_grpc = (free_port() for _ in range(4))
-        back = processes.start(
-            "back",
-            [
-                str(L8),
-                "run",
-                "--app-id",
-                "echo",
-                "--port",
-                str(back_http),
-                "--dapr-grpc-port",
-                str(back_grpc),
-                "--app-port",
-                str(app_port),
-                "--app-protocol",
-                "grpc",
-                "--data-dir",
-                str(workdir / "back"),
-            ],
-        )
-        config = workdir / "front.yaml"
-        config.write_text(f"name_resolution:\n  type: static\n  apps:\n    echo: 127.0.0.1:{back_http}\n")
-        front = processes.start(
-            "front",
-            [
-                str(L8),
-                "run",
-                "--app-id",
-                "caller",
-                "--port",
-                str(front_http),
-                "--dapr-grpc-port",
-                str(front_grpc),
-                "--config",
-                str(config),
-                "--data-dir",
-                str(workdir / "front"),
-            ],
-        )
-        for process, port in ((back, back_http), (front, front_http)):
-            wait_ready(process, f"http://127.0.0.1:{port}/v1.0/healthz")
-        direct, proxied = f"127.0.0.1:{app_port}", f"127.0.0.1:{front_grpc}"
-        target = (("dapr-app-id", "echo"),)
-        results: dict[str, Any] = {}
-        for name, address, metadata in (("direct", direct, ()), ("proxied", proxied, target)):
-            taken = asyncio.run(_latencies(address, metadata, calls))
-            rate = asyncio.run(_throughput(address, metadata, seconds, 16))
-            results[name] = {**_quantiles(taken), "rps": round(rate)}
-        results["added_p90_ms"] = round(results["proxied"]["p90"] - results["direct"]["p90"], 3)
-        results["throughput_ratio"] = round(results["proxied"]["rps"] / results["direct"]["rps"], 3)
-        return results
+def measure(arguments: argparse.Namespace, workdir: Path, processes: Processes) -> dict[str, Any]:
+    app_port = free_port()
+    processes.start("app", [sys.executable, str(HERE / "grpc_proxy_target.py"), str(app_port)])
+    back_http, back_grpc, front_http, front_grpc = (free_port() for _ in range(4))
+    back = processes.start(
+        "back",
+        [str(L8), "run", "--app-id", "echo", "--port", str(back_http), "--dapr-grpc-port", str(back_grpc),
+         "--app-port", str(app_port), "--app-protocol", "grpc", "--data-dir", str(workdir / "back"),
+         *arguments.sidecar_arg],
+    )  # fmt: skip
+    config = workdir / "front.yaml"
+    config.write_text(f"name_resolution:\n  type: static\n  apps:\n    echo: 127.0.0.1:{back_http}\n")
+    front = processes.start(
+        "front",
+        [str(L8), "run", "--app-id", "caller", "--port", str(front_http), "--dapr-grpc-port", str(front_grpc),
+         "--config", str(config), "--data-dir", str(workdir / "front"), *arguments.sidecar_arg],
+    )  # fmt: skip
+    for process, port in ((back, back_http), (front, front_http)):
+        wait_ready(process, f"http://127.0.0.1:{port}/v1.0/healthz")
+    direct, proxied = f"127.0.0.1:{app_port}", f"127.0.0.1:{front_grpc}"
+    target = (("dapr-app-id", "echo"),)
+    results: dict[str, Any] = {"machine": machine()}
+    for name, address, metadata in (("direct", direct, ()), ("proxied", proxied, target)):
+        results[name] = asyncio.run(_calls(address, metadata, arguments.calls, arguments.seconds))
+    return results
 
 
-def render(results: dict[str, Any], stamp: str) -> str:
+def summarize(results: dict[str, Any]) -> dict[str, Any]:
     direct, proxied = results["direct"], results["proxied"]
+    return {
+        "added_p90_ms": round(proxied["p90"] - direct["p90"], 3),
+        "throughput_ratio": round(proxied["rps"] / direct["rps"], 3),
+    }
+
+
+def render(results: dict[str, Any], results_name: str) -> str:
+    direct, proxied, summary = results["direct"], results["proxied"], results["summary"]
     return "\n".join(
         [
             BEGIN,
-            f"## gRPC proxying (`dapr-app-id`): latest run (started {stamp})",
+            f"## gRPC proxying (`dapr-app-id`): latest run (started {results['settings']['started']})",
             "",
             "A unary call of a 1 KB message: straight to the grpcio app, and through two l8 sidecars",
-            "(client -> l8 -> l8 -> app), sequential calls for latency, 16 in flight for throughput.",
+            f"(client -> l8 -> l8 -> app), sequential calls for latency, {INFLIGHT} in flight for "
+            f"throughput. Raw numbers: `{results_name}` (git-ignored).",
             "",
             "| path | p50 ms | p90 ms | p99 ms | calls/s |",
             "| --- | --- | --- | --- | --- |",
@@ -150,26 +106,41 @@ def render(results: dict[str, Any], stamp: str) -> str:
                 for label, row in (("straight to the app", direct), ("through two l8 sidecars", proxied))
             ),
             "",
-            f"Two hops add {results['added_p90_ms']} ms at p90; throughput is "
-            f"{results['throughput_ratio']}x the app's own.",
+            f"Two hops add {summary['added_p90_ms']} ms at p90; throughput is "
+            f"{summary['throughput_ratio']}x the app's own.",
             END,
         ]
     )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--no-write", action="store_true", help="print only; docs/performance.md unchanged")
-    arguments = parser.parse_args()
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    results = measure(arguments.calls, arguments.seconds)
-    print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
-    if not arguments.no_write:
-        write_doc_section(render(results, stamp), BEGIN, END)
-    return 0
+    parser.add_argument(
+        "--sidecar-arg",
+        action="append",
+        default=[],
+        help="an extra `l8 run` argument for both sidecars (e.g. --sidecar-arg=--enable-metrics=false)",
+    )
+
+
+BENCH = FixedRateBench(
+    name="grpc_proxy_bench",
+    kind="grpc-proxy",
+    tools=(),
+    measure=measure,
+    summarize=summarize,
+    render=render,
+    begin=BEGIN,
+    end=END,
+    seconds=5.0,
+    common_flags=("seconds",),
+    arguments=_flags,
+)
+
+
+def main() -> int:
+    return bench_main(BENCH, __doc__ or "")
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

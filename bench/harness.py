@@ -170,6 +170,26 @@ def wait_port(process: Process, port: int, timeout: float = 10.0) -> None:
     raise BenchError(f"{process.name} is not listening on {port}:\n{process.tail()}")
 
 
+def start_redis(processes: Processes, workdir: Path) -> int:
+    """A redis-server on the load core, without persistence; its port once it listens."""
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", str(workdir)]  # fmt: skip
+    wait_port(processes.start("redis", pinned(LOAD_CORE, command)), port)
+    return port
+
+
+def start_etcd(processes: Processes, workdir: Path) -> int:
+    """A one-member etcd on the load core, its data under ``workdir``; its client port once it listens."""
+    port, peer_port = free_port(), free_port()
+    command = ["etcd", "--data-dir", str(workdir / "etcd"),
+               "--listen-client-urls", f"http://127.0.0.1:{port}",
+               "--advertise-client-urls", f"http://127.0.0.1:{port}",
+               "--listen-peer-urls", f"http://127.0.0.1:{peer_port}"]  # fmt: skip
+    wait_port(processes.start("etcd", pinned(LOAD_CORE, command)), port)
+    return port
+
+
 # -- /proc -----------------------------------------------------------------------------------------
 
 
@@ -535,17 +555,10 @@ def run_measured(name: str, measure: Any) -> dict[str, Any] | None:
     return results
 
 
-def run_settings(arguments: Any, stamp: str, started: float) -> dict[str, Any]:
-    """What a run was asked for (the flags both fixed-rate benchmarks take), when, and how long it took."""
-    return {
-        "seconds": arguments.seconds,
-        "warmup": arguments.warmup,
-        "rate": arguments.rate,
-        "connections": arguments.connections,
-        "rounds": arguments.rounds,
-        "started": stamp,
-        "duration_seconds": round(time.perf_counter() - started, 1),
-    }
+def run_settings(arguments: argparse.Namespace, stamp: str, started: float) -> dict[str, Any]:
+    """What a run was asked for (every flag but ``--no-doc``), when, and how long it took."""
+    flags = {name: value for name, value in vars(arguments).items() if name != "no_doc"}
+    return {**flags, "started": stamp, "duration_seconds": round(time.perf_counter() - started, 1)}
 
 
 def save_results(results: dict[str, Any], stamp: str, kind: str) -> str:
@@ -565,6 +578,9 @@ def write_doc_section(text: str, begin: str, end: str, path: Path = ROOT / "docs
     else:
         updated = current.rstrip("\n") + "\n\n" + text + "\n"
     path.write_text(updated, encoding="utf-8")
+
+
+COMMON_FLAGS = ("seconds", "warmup", "rate", "connections", "rounds")
 
 
 @dataclass(frozen=True)
@@ -587,8 +603,11 @@ class FixedRateBench:
     seconds: float = 8.0
     warmup: float = 1.0
     rounds: int = 3
-    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    arguments: Callable[[argparse.ArgumentParser], object] | None = None
     """Flags of this benchmark beside the common ones."""
+    common_flags: tuple[str, ...] = COMMON_FLAGS
+    """Which of the common flags (:data:`COMMON_FLAGS`) this benchmark takes: one that drives its
+    load from its own process (bench/in_process.py) has no rate or connections to set."""
 
 
 def bench_main(bench: FixedRateBench, description: str) -> int:
@@ -596,11 +615,16 @@ def bench_main(bench: FixedRateBench, description: str) -> int:
     folder, the raw results under bench/results/, the section of docs/performance.md (unless
     ``--no-doc``). Exit status 2 when a tool is missing, 1 when the run failed."""
     parser = argparse.ArgumentParser(description=description.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=bench.seconds)
-    parser.add_argument("--warmup", type=float, default=bench.warmup)
-    parser.add_argument("--rate", type=float, default=bench.rate)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=bench.rounds)
+    common: dict[str, tuple[type, float]] = {
+        "seconds": (float, bench.seconds),
+        "warmup": (float, bench.warmup),
+        "rate": (float, bench.rate),
+        "connections": (int, 16),
+        "rounds": (int, bench.rounds),
+    }
+    for flag in bench.common_flags:
+        kind, default = common[flag]
+        parser.add_argument(f"--{flag}", type=kind, default=default)
     if bench.arguments is not None:
         bench.arguments(parser)
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")

@@ -13,12 +13,8 @@ two hops; sidecar CPU <= 0.25 vCPU at 1,000 rps; maximum throughput >= 0.6x the 
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import statistics
-import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -27,19 +23,15 @@ import orjson
 from harness import (
     LOAD_CORE,
     SERVER_CORE,
-    BenchError,
     FixedRateBench,
-    LoadTools,
-    Processes,
     bench_main,
-    cpu_meter,
     free_port,
     machine,
+    max_throughput,
     pinned,
     wait_port,
-    wait_quiet,
-    wait_ready,
 )
+from sidecar_bench import SidecarBench
 
 HERE = Path(__file__).resolve().parent
 BODY = orjson.dumps({"order": "x" * 1000}).decode()
@@ -48,42 +40,7 @@ END = "<!-- invoke-bench:end -->"
 METHOD = "/method/orders"
 
 
-class InvokeBench:
-    def __init__(self, arguments: argparse.Namespace, workdir: Path, processes: Processes) -> None:
-        self.args = arguments
-        self.workdir = workdir
-        self.processes = processes
-        self.load = LoadTools(workdir, arguments.connections)
-        self.results: dict[str, Any] = {}
-
-    def log(self, message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-    def start_app(self) -> int:
-        port = free_port()
-        command = [sys.executable, str(HERE / "invoke_target.py"), "--port", str(port)]
-        wait_port(self.processes.start("app", pinned(LOAD_CORE, command)), port)
-        return port
-
-    def start_l8(self, app_id: str, extra: list[str]) -> tuple[Any, int]:
-        port = free_port()
-        command = [
-            str(Path(sys.executable).parent / "l8"),
-            "run",
-            "--port",
-            str(port),
-            "--app-id",
-            app_id,
-            "--log-level",
-            "warning",
-            "--data-dir",
-            str(self.workdir / f"data-{app_id}"),
-            *extra,
-        ]
-        process = self.processes.start(f"l8-{app_id}", pinned(SERVER_CORE, command), cwd=self.workdir)
-        wait_ready(process, f"http://127.0.0.1:{port}/v1.0/healthz")
-        return process, port
-
+class InvokeBench(SidecarBench):
     def start_baseline(self, app_port: int) -> tuple[Any, int]:
         port = free_port()
         command = [
@@ -98,79 +55,30 @@ class InvokeBench:
         wait_port(process, port)
         return process, port
 
-    def paced(self, label: str, url: str, pids: list[int]) -> dict[str, Any]:
-        quiet = wait_quiet()
-        self.load.paced(url, self.args.rate, 1.0, 0.0)  # connections warmed, pools filled
-        with contextlib.ExitStack() as stack:
-            readings = [stack.enter_context(cpu_meter(pid)) for pid in pids]
-            result = self._paced_post(url)
-        result["vcpu"] = [reading["vcpu"] for reading in readings]
-        result["machine_busy_before"] = quiet
-        if result["errors"] or set(result["statuses"]) != {"200"}:
-            raise BenchError(f"{label}: errors at a fixed rate: {result}")
-        self.log(
-            f"  {label}: p50 {result['p50_ms']} p90 {result['p90_ms']} p99 {result['p99_ms']} ms, "
-            f"vCPU {result['vcpu']}"
+    def post_throughput(self, name: str, url: str, pid: int) -> dict[str, Any]:
+        return max_throughput(
+            self.load, url, pid, name, self.args.warmup, self.args.seconds, method="POST", body=BODY
         )
-        return result
-
-    def _paced_post(self, url: str) -> dict[str, Any]:
-        command = pinned(
-            LOAD_CORE,
-            [
-                sys.executable,
-                str(HERE / "paced_client.py"),
-                url,
-                "--method",
-                "POST",
-                "--body",
-                BODY,
-                "--rate",
-                f"{self.args.rate:g}",
-                "--connections",
-                str(self.args.connections),
-                "--seconds",
-                f"{self.args.seconds:g}",
-                "--warmup",
-                f"{self.args.warmup:g}",
-            ],
-        )
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=self.args.seconds + 60, check=False
-        )
-        if done.returncode != 0:
-            raise BenchError(f"paced client failed: {done.stderr[-2000:]}")
-        result: dict[str, Any] = orjson.loads(done.stdout.strip().splitlines()[-1])
-        return result
-
-    def throughput(self, label: str, url: str, pid: int) -> dict[str, Any]:
-        quiet = wait_quiet()
-        self.load.wrk(url, self.args.warmup, method="POST", body=BODY)
-        with cpu_meter(pid) as cpu:
-            result = self.load.wrk(url, self.args.seconds, method="POST", body=BODY)
-        result.update(server_vcpu=cpu["vcpu"], machine_busy_before=quiet)
-        if result["errors"]:
-            raise BenchError(f"{label}: {result['errors']} errors under load: {result}")
-        self.log(f"  {label}: {result['rps']:.0f} rps, {cpu['vcpu']} vCPU")
-        return result
 
     def run(self) -> dict[str, Any]:
         self.results["machine"] = machine()
-        app_port = self.start_app()
-        callee, callee_port = self.start_l8("target", ["--app-port", str(app_port)])
+        app_port = self.start_app("invoke_target.py")
+        callee, callee_base = self.start_l8("--app-port", str(app_port), name="l8-target", app_id="target")
         config = self.workdir / "caller.yaml"
-        config.write_text(f"name_resolution:\n  type: static\n  apps:\n    target: 127.0.0.1:{callee_port}\n")
-        caller, caller_port = self.start_l8("caller", ["--config", str(config)])
+        config.write_text(
+            f"name_resolution:\n  type: static\n  apps:\n    target: {callee_base.removeprefix('http://')}\n"
+        )
+        caller, caller_base = self.start_l8("--config", str(config), name="l8-caller", app_id="caller")
         baseline, baseline_port = self.start_baseline(app_port)
         governance = self.workdir / "governed.yaml"
         governance.write_text(GOVERNED)
-        governed, governed_port = self.start_l8(
-            "governed", ["--app-port", str(app_port), "--config", str(governance)]
+        governed, governed_base = self.start_l8(
+            "--app-port", str(app_port), "--config", str(governance), name="l8-governed", app_id="governed"
         )
-        governed_url = f"http://127.0.0.1:{governed_port}/v1.0/invoke/governed{METHOD}"
+        governed_url = f"{governed_base}/v1.0/invoke/governed{METHOD}"
         direct_url = f"http://127.0.0.1:{app_port}/orders"
-        one_hop = f"http://127.0.0.1:{callee_port}/v1.0/invoke/target{METHOD}"
-        two_hops = f"http://127.0.0.1:{caller_port}/v1.0/invoke/target{METHOD}"
+        one_hop = f"{callee_base}/v1.0/invoke/target{METHOD}"
+        two_hops = f"{caller_base}/v1.0/invoke/target{METHOD}"
         proxy_url = f"http://127.0.0.1:{baseline_port}/orders"
         self.log(f"latency at {self.args.rate:g} rps")
         rounds = []
@@ -178,11 +86,15 @@ class InvokeBench:
             self.log(f" round {index + 1}/{self.args.rounds}")
             rounds.append(
                 {
-                    "direct": self.paced("app directly", direct_url, []),
-                    "one_hop": self.paced("one hop (l8)", one_hop, [callee.pid]),
-                    "two_hops": self.paced("two hops (l8 -> l8)", two_hops, [caller.pid, callee.pid]),
-                    "baseline": self.paced("baseline proxy", proxy_url, [baseline.pid]),
-                    "governed": self.paced("one hop, rate limit + tcp copy", governed_url, [governed.pid]),
+                    "direct": self.paced_through("app directly", direct_url, [], "POST", BODY),
+                    "one_hop": self.paced_through("one hop (l8)", one_hop, [callee.pid], "POST", BODY),
+                    "two_hops": self.paced_through(
+                        "two hops (l8 -> l8)", two_hops, [caller.pid, callee.pid], "POST", BODY
+                    ),
+                    "baseline": self.paced_through("baseline proxy", proxy_url, [baseline.pid], "POST", BODY),
+                    "governed": self.paced_through(
+                        "one hop, rate limit + tcp copy", governed_url, [governed.pid], "POST", BODY
+                    ),
                 }
             )
         self.results["latency_rounds"] = rounds
@@ -192,17 +104,15 @@ class InvokeBench:
             self.log(f" round {index + 1}/{self.args.rounds}")
             tput.append(
                 {
-                    "l8": self.throughput("l8 one hop", one_hop, callee.pid),
-                    "baseline": self.throughput("baseline proxy", proxy_url, baseline.pid),
-                    "governed": self.throughput(
+                    "l8": self.post_throughput("l8 one hop", one_hop, callee.pid),
+                    "baseline": self.post_throughput("baseline proxy", proxy_url, baseline.pid),
+                    "governed": self.post_throughput(
                         "l8 one hop, rate limit + tcp copy", governed_url, governed.pid
                     ),
                 }
             )
         self.results["throughput_rounds"] = tput
-        metadata = orjson.loads(
-            urllib.request.urlopen(f"http://127.0.0.1:{governed_port}/v1.0/metadata").read()
-        )
+        metadata = orjson.loads(urllib.request.urlopen(f"{governed_base}/v1.0/metadata").read())
         self.results["governed_metadata"] = {
             "tcpCopy": metadata["tcpCopy"],
             "rateLimits": metadata["rateLimits"],

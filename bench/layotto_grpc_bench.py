@@ -20,7 +20,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +30,19 @@ from harness import (
     LOAD_CORE,
     SERVER_CORE,
     BenchError,
+    FixedRateBench,
     Processes,
+    bench_main,
     cpu_seconds,
     free_port,
+    log,
     machine,
-    missing_requirements,
     pinned,
     rss_mb,
-    run_measured,
-    save_results,
     wait_port,
     wait_ready,
-    write_doc_section,
 )
+from in_process import closed_loop, pinned_here
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -70,26 +70,6 @@ spec:
   version: v1
   metadata: [{{name: rootPath, value: "{root}"}}]
 """
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-async def closed_loop(call: Callable[[], Awaitable[None]], clients: int, seconds: float) -> float:
-    """Calls per second of ``clients`` loops, each calling again as soon as it is answered."""
-    done = 0
-    deadline = time.perf_counter() + seconds
-
-    async def loop() -> None:
-        nonlocal done
-        while time.perf_counter() < deadline:
-            await call()
-            done += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(loop() for _ in range(clients)))
-    return done / (time.perf_counter() - started)
 
 
 class PeakRss:
@@ -258,14 +238,14 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def render(results: dict[str, Any], summary: dict[str, Any], results_name: str) -> str:
-    box = results["machine"]
+def render(results: dict[str, Any], results_name: str) -> str:
+    box, summary = results["machine"], results["summary"]
     mib = results["file_bytes"] // MiB
     return "\n".join(
         [
             BEGIN,
             "",
-            f"### Layotto's gRPC service against l8's HTTP API ({results['started']})",
+            f"### Layotto's gRPC service against l8's HTTP API ({results['settings']['started']})",
             "",
             f"`make bench-layotto-grpc`: l8 on core 0, clients on core 1 ({box.get('cpu_model', '?')}, "
             f"{box.get('cpus', '?')} vCPUs); "
@@ -310,7 +290,6 @@ class LayottoGrpcBench:
         self.processes = processes
 
     def run(self) -> dict[str, Any]:
-        os.sched_setaffinity(0, {int(LOAD_CORE)})
         resources = self.workdir / "resources"
         resources.mkdir()
         (resources / "components.yaml").write_text(COMPONENTS.format(root=self.workdir / "files"))
@@ -327,37 +306,34 @@ class LayottoGrpcBench:
         ceiling_command = [sys.executable, script, str(ceiling_port), str(self.workdir / "ceiling")]
         ceiling = self.processes.start("ceiling", pinned(SERVER_CORE, ceiling_command), cwd=self.workdir)
         wait_port(ceiling, ceiling_port)
-        results = asyncio.run(measure(self.args, base, grpc_port, l8.pid, ceiling_port))
+        with pinned_here(LOAD_CORE):  # the clients, beside neither server
+            results = asyncio.run(measure(self.args, base, grpc_port, l8.pid, ceiling_port))
         results["machine"] = machine()
         return results
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="per GetNextId measurement")
-    parser.add_argument("--rounds", type=int, default=3)
+def _flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--file-mib", type=int, default=256)
-    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
-    arguments = parser.parse_args()
-    missing = missing_requirements("layotto_grpc_bench", ("taskset",))
-    if missing is not None:
-        return missing
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    started = time.perf_counter()
-    results = run_measured(
-        "layotto_grpc_bench", lambda tmp, procs: LayottoGrpcBench(arguments, tmp, procs).run()
-    )
-    if results is None:
-        return 1
-    results["started"] = stamp
-    results["duration_seconds"] = round(time.perf_counter() - started, 1)
-    summary = results["summary"] = summarize(results)
-    text = render(results, summary, save_results(results, stamp, "layotto-grpc"))
-    print(text)
-    if not arguments.no_doc:
-        write_doc_section(text, BEGIN, END)
-    return 0
+
+
+BENCH = FixedRateBench(
+    name="layotto_grpc_bench",
+    kind="layotto-grpc",
+    tools=("taskset",),
+    measure=lambda args, tmp, procs: LayottoGrpcBench(args, tmp, procs).run(),
+    summarize=summarize,
+    render=render,
+    begin=BEGIN,
+    end=END,
+    seconds=3.0,
+    common_flags=("seconds", "rounds"),
+    arguments=_flags,
+)
+
+
+def main() -> int:
+    return bench_main(BENCH, __doc__ or "")
 
 
 if __name__ == "__main__":

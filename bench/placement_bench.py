@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
+import itertools
 import statistics
 import sys
 import time
@@ -28,19 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from harness import (
-    LOAD_CORE,
     SERVER_CORE,
     BenchError,
+    FixedRateBench,
     Processes,
-    free_port,
+    bench_main,
     machine,
-    pinned,
-    run_measured,
-    save_results,
-    wait_port,
-    write_doc_section,
+    start_etcd,
+    start_redis,
 )
-from paced_client import percentile
+from in_process import percentiles, pinned_here, sequential_ms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -58,20 +54,6 @@ END = "<!-- placement-bench:end -->"
 ACTOR_TYPE = "BenchActor"
 HOSTS = ["127.0.0.1:3501", "127.0.0.1:3502", "127.0.0.1:3503"]
 IDS = [f"actor-{n}" for n in range(10_000)]
-
-
-def start_servers(workdir: Path, processes: Processes) -> tuple[str, str]:
-    redis_port = free_port()
-    command = ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", str(workdir)]  # fmt: skip
-    wait_port(processes.start("redis", pinned(LOAD_CORE, command)), redis_port)
-    etcd_port, peer_port = free_port(), free_port()
-    command = ["etcd", "--data-dir", str(workdir / "etcd"),
-               "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
-               "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
-               "--listen-peer-urls", f"http://127.0.0.1:{peer_port}"]  # fmt: skip
-    wait_port(processes.start("etcd", pinned(LOAD_CORE, command)), etcd_port)
-    return f"127.0.0.1:{redis_port}", f"127.0.0.1:{etcd_port}"
 
 
 async def lookup_us(placement: Placement, rounds: int) -> float:
@@ -112,37 +94,31 @@ def ring_us(rounds: int) -> float:
     return statistics.median(found)
 
 
-def latency(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {f"p{q}": round(percentile(ordered, q / 100) * 1000, 3) for q in (50, 90, 99)}
+async def claim_round_trips(placement: LeasedPlacement, calls: int, ids: Iterator[int]) -> list[float]:
+    """Milliseconds of each claim and release of a fresh actor id (``ids`` numbers them)."""
 
-
-async def claim_round_trips(placement: LeasedPlacement, calls: int) -> list[float]:
-    samples = []
-    for n in range(calls):
-        actor_id = f"claimed-{n}"
-        started = time.perf_counter()
+    async def claim_and_release() -> None:
+        actor_id = f"claimed-{next(ids)}"
         if not await placement.claim(ACTOR_TYPE, actor_id):
             raise BenchError(f"{placement.kind}: claim of a free actor refused")
         await placement.release(ACTOR_TYPE, actor_id)
-        samples.append(time.perf_counter() - started)
-    return samples
+
+    return await sequential_ms(claim_and_release, calls)
 
 
 async def store_round_trips(placement: LeasedPlacement, calls: int) -> list[float]:
     """Two of the store's plainest calls through the placement's own client (the claim's floor)."""
     client: Any = placement._client  # the same connection the claims use
-    samples = []
-    for _ in range(calls):
-        started = time.perf_counter()
+
+    async def twice() -> None:
         if isinstance(placement, RedisPlacement):
             await client.ping()
             await client.ping()
         else:
             await client.get(b"bench/none")
             await client.get(b"bench/none")
-        samples.append(time.perf_counter() - started)
-    return samples
+
+    return await sequential_ms(twice, calls)
 
 
 async def measure(redis_address: str, etcd_address: str, arguments: argparse.Namespace) -> dict[str, Any]:
@@ -176,9 +152,12 @@ async def measure(redis_address: str, etcd_address: str, arguments: argparse.Nam
         for kind, placements in stores.items():
             results["lookup_us"][kind] = await lookup_us(placements[0], arguments.rounds)
         for kind, placements in stores.items():
-            await claim_round_trips(placements[0], 100)  # warm-up
-            results["store_ms"][kind] = latency(await store_round_trips(placements[0], arguments.calls))
-            results["claim_ms"][kind] = latency(await claim_round_trips(placements[0], arguments.calls))
+            ids = itertools.count()
+            await claim_round_trips(placements[0], 100, ids)  # warm-up
+            results["store_ms"][kind] = percentiles(await store_round_trips(placements[0], arguments.calls))
+            results["claim_ms"][kind] = percentiles(
+                await claim_round_trips(placements[0], arguments.calls, ids)
+            )
     finally:
         for placements in stores.values():
             for placement in placements:
@@ -217,47 +196,33 @@ def render(results: dict[str, Any], saved: str) -> str:
     return "\n".join(rows)
 
 
+def measure_all(arguments: argparse.Namespace, workdir: Path, processes: Processes) -> dict[str, Any]:
+    redis_address = f"127.0.0.1:{start_redis(processes, workdir)}"
+    etcd_address = f"127.0.0.1:{start_etcd(processes, workdir)}"
+    with pinned_here(SERVER_CORE):  # the servers are on the other core
+        results = asyncio.run(measure(redis_address, etcd_address, arguments))
+    results["machine"] = machine()
+    return results
+
+
+BENCH = FixedRateBench(
+    name="placement_bench",
+    kind="placement",
+    tools=("taskset", "redis-server", "etcd"),
+    measure=measure_all,
+    render=render,
+    begin=BEGIN,
+    end=END,
+    rounds=20,
+    common_flags=("rounds",),
+    arguments=lambda parser: parser.add_argument(
+        "--calls", type=int, default=2000, help="claim round trips per store"
+    ),
+)
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=20, help="lookup rounds of 10,000 ids")
-    parser.add_argument("--calls", type=int, default=2000, help="claim round trips per store")
-    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
-    arguments = parser.parse_args()
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    started = time.perf_counter()
-    with pinned_here():
-
-        def run(workdir: Path, processes: Processes) -> dict[str, Any]:
-            redis_address, etcd_address = start_servers(workdir, processes)
-            return asyncio.run(measure(redis_address, etcd_address, arguments))
-
-        results = run_measured("placement_bench", run)
-    if results is None:
-        return 1
-    results["settings"] = {
-        "rounds": arguments.rounds,
-        "calls": arguments.calls,
-        "started": stamp,
-        "duration_seconds": round(time.perf_counter() - started, 1),
-        "machine": machine(),
-    }
-    text = render(results, save_results(results, stamp, "placement"))
-    print(text)
-    if not arguments.no_doc:
-        write_doc_section(text, BEGIN, END)
-    return 0
-
-
-@contextlib.contextmanager
-def pinned_here() -> Iterator[None]:
-    """The benchmark's own process on the server core; the servers it starts go to the other."""
-    before = os.sched_getaffinity(0)
-    if (os.cpu_count() or 1) >= 2:
-        os.sched_setaffinity(0, {int(SERVER_CORE)})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
+    return bench_main(BENCH, __doc__ or "")
 
 
 if __name__ == "__main__":

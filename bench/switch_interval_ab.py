@@ -12,46 +12,34 @@ import argparse
 import statistics
 import sys
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import yaml
 from harness import (
-    SERVER_CORE,
     BenchError,
     ensure_tools,
-    free_port,
     max_throughput,
-    pinned,
     run_measured,
-    wait_ready,
+    start_redis,
 )
 from wasm_functions_bench import COMPONENTS, STATE, WasmBench, build
 
 
 class Sidecars(WasmBench):
     def start_with(self, label: str, redis_port: int, names: list[tuple[str, str]]) -> tuple[Any, str]:
-        folder = self.workdir / label
-        (folder / "resources").mkdir(parents=True)
-        (folder / "resources" / "components.yaml").write_text(COMPONENTS.format(port=redis_port))
         functions = []
         for name, function_id in names:
-            path = folder / f"{name}.wasm"
+            path = self.workdir / f"{label}-{name}.wasm"
             path.write_bytes(build("wat", name).read_bytes())
             functions.append({"name": function_id, "path": str(path), "instanceNum": 16})
-        (folder / "settings.yaml").write_text(yaml.safe_dump({"wasm": {"functions": functions}}))
-        port = free_port()
-        settings = folder / "settings.yaml"
-        command = [str(Path(sys.executable).parent / "l8"), "run", "--port", str(port), "--app-id", label,
-                   "--log-level", "warning", "--data-dir", str(folder / "data"),
-                   "--resources-path", str(folder / "resources"), "--config", str(settings)]  # fmt: skip
-        process = self.processes.start(label, pinned(SERVER_CORE, command), cwd=folder)
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(process, f"{base}/v1.0/healthz")
-        return process, base
+        settings = self.workdir / f"{label}-settings.yaml"
+        settings.write_text(yaml.safe_dump({"wasm": {"functions": functions}}))
+        return self.start_l8(
+            "--config", str(settings), name=label, app_id=label, components=COMPONENTS.format(port=redis_port)
+        )
 
     def compare(self) -> dict[str, Any]:
-        redis = self.start_redis()
+        redis = start_redis(self.processes, self.workdir)
         sidecars = {
             "default interval (function 2 on the loop)": self.start_with(
                 "plain", redis, [("function_2", "id_2")]

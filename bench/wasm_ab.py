@@ -16,8 +16,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import BenchError, ensure_tools, max_throughput, missing_requirements, run_measured
-from wasm_functions_bench import ECHO, FUNCTION_STATE, NOOP, STATE, WasmBench, fixed_rate
+from harness import (
+    BenchError,
+    ensure_tools,
+    fixed_rate,
+    max_throughput,
+    missing_requirements,
+    run_measured,
+    start_redis,
+)
+from wasm_functions_bench import ECHO, FUNCTION_STATE, NOOP, STATE, WasmBench
 
 
 class Sidecars(WasmBench):
@@ -28,13 +36,13 @@ class Sidecars(WasmBench):
         previous = os.environ.get("PYTHONPATH")
         os.environ["PYTHONPATH"] = str(tree.resolve())
         try:
-            return self.start_l8(redis_port)
+            return self.start_sidecar(redis_port)
         finally:
             os.environ["PYTHONPATH"] = previous or ""
             self.workdir = saved
 
     def compare(self, trees: dict[str, Path]) -> dict[str, Any]:
-        redis = self.start_redis()
+        redis = start_redis(self.processes, self.workdir)
         sidecars = {label: self.start_tree(tree, redis, label) for label, tree in trees.items()}
         for _process, base in sidecars.values():
             self.check(base)

@@ -13,10 +13,7 @@ the load tools and the app (bench/invoke_target.py) on core 1. The state store i
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -26,17 +23,10 @@ from harness import (
     SERVER_CORE,
     BenchError,
     FixedRateBench,
-    LoadTools,
-    Processes,
     bench_main,
-    fixed_rate,
-    free_port,
     machine,
-    max_throughput,
-    pinned,
-    wait_port,
-    wait_ready,
 )
+from sidecar_bench import SidecarBench, case_medians
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from wasm.examples.builder import build
@@ -102,38 +92,13 @@ INVOKED_PIPELINE: Case = (
 CASES = (NOOP, STATE, BINDING, PASSED, REWRITTEN, INVOKED, INVOKED_PIPELINE)
 
 
-class WasmBench:
-    def __init__(self, arguments: argparse.Namespace, workdir: Path, processes: Processes) -> None:
-        self.args = arguments
-        self.workdir = workdir
-        self.processes = processes
-        self.load = LoadTools(workdir, arguments.connections)
-        self.results: dict[str, Any] = {}
-
-    def log(self, message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-    def start_app(self) -> int:
-        port = free_port()
-        command = [sys.executable, str(HERE / "invoke_target.py"), "--port", str(port)]
-        wait_port(self.processes.start("app", pinned(LOAD_CORE, command)), port)
-        return port
-
-    def start_l8(self, name: str, config: Path | None, app_port: int) -> tuple[Any, str]:
+class WasmBench(SidecarBench):
+    def start_sidecar(self, name: str, config: Path | None, app_port: int) -> tuple[Any, str]:
         built = {example: build("wat", example) for example in ("uppercase", "rewrite")}
-        resources = self.workdir / f"resources-{name}"
-        resources.mkdir()
-        (resources / "components.yaml").write_text(COMPONENTS.format(**built))
-        port = free_port()
-        command = [str(Path(sys.executable).parent / "l8"), "run", "--port", str(port),
-                   "--app-id", f"bench-{name}", "--log-level", "warning", "--app-port", str(app_port),
-                   "--data-dir", str(self.workdir / f"data-{name}"),
-                   "--resources-path", str(resources)]  # fmt: skip
-        if config is not None:
-            command += ["--config", str(config)]
-        process = self.processes.start(f"l8-{name}", pinned(SERVER_CORE, command), cwd=self.workdir)
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(process, f"{base}/v1.0/healthz")
+        args = ["--app-port", str(app_port), *(["--config", str(config)] if config is not None else [])]
+        process, base = self.start_l8(
+            *args, name=f"l8-{name}", app_id=f"bench-{name}", components=COMPONENTS.format(**built)
+        )
         saved = urllib.request.Request(
             f"{base}/v1.0/state/statestore", data=b'[{"key":"stock","value":{"apples":12}}]', method="POST"
         )
@@ -155,62 +120,40 @@ class WasmBench:
             if got != expected:
                 raise BenchError(f"{name}: answered {got!r}, not {expected!r}")
 
-    def throughput(self, base: str, pid: int, case: Case) -> dict[str, Any]:
+    def case_throughput(self, sidecars: dict[str, tuple[Any, str]], case: Case) -> dict[str, Any]:
         name, sidecar, method, path, body = case
-        path = path.format(app=f"bench-{sidecar}")
-        return max_throughput(
-            self.load, base + path, pid, name, self.args.warmup, self.args.seconds, method=method, body=body
-        )
+        process, base = sidecars[sidecar]
+        return self.throughput(base, process.pid, name, path.format(app=f"bench-{sidecar}"), method, body)
 
-    def paced(self, base: str, pid: int, case: Case) -> dict[str, Any]:
+    def case_paced(self, sidecars: dict[str, tuple[Any, str]], case: Case) -> dict[str, Any]:
         name, sidecar, method, path, body = case
-        path = path.format(app=f"bench-{sidecar}")
-        return fixed_rate(
-            self.load,
-            base + path,
-            pid,
-            name,
-            self.args.rate,
-            self.args.seconds,
-            self.args.warmup,
-            method=method,
-            body=body,
-        )
+        process, base = sidecars[sidecar]
+        return self.paced(base, process.pid, name, path.format(app=f"bench-{sidecar}"), method, body)
 
     def run(self) -> dict[str, Any]:
         self.results["machine"] = machine()
         config = self.workdir / "pipeline.yaml"
         config.write_text(PIPELINE)
-        app = self.start_app()
+        app = self.start_app("invoke_target.py")
         sidecars = {
-            "plain": self.start_l8("plain", None, app),
-            "pipeline": self.start_l8("pipeline", config, app),
+            "plain": self.start_sidecar("plain", None, app),
+            "pipeline": self.start_sidecar("pipeline", config, app),
         }
         self.check(sidecars)
         rounds, paced = [], []
         for index in range(self.args.rounds):
             self.log(f" round {index + 1}/{self.args.rounds}: maximum throughput (wrk)")
-            rounds.append({c[0]: self.throughput(sidecars[c[1]][1], sidecars[c[1]][0].pid, c) for c in CASES})
+            rounds.append({case[0]: self.case_throughput(sidecars, case) for case in CASES})
             self.log(f" round {index + 1}/{self.args.rounds}: latency at {self.args.rate:g} rps")
-            paced.append({c[0]: self.paced(sidecars[c[1]][1], sidecars[c[1]][0].pid, c) for c in CASES})
+            paced.append({case[0]: self.case_paced(sidecars, case) for case in CASES})
         self.results["throughput_rounds"] = rounds
         self.results["latency_rounds"] = paced
         return self.results
 
 
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
-    summary: dict[str, Any] = {"rps": {}, "latency": {}}
-    for name, *_ in CASES:
-        rates = sorted(r[name]["rps"] for r in results["throughput_rounds"])
-        summary["rps"][name] = {"median": statistics.median(rates), "all": rates}
-        rows = results["latency_rounds"]
-        summary["latency"][name] = {
-            q: round(statistics.median(r[name][q] for r in rows), 3) for q in ("p50_ms", "p90_ms", "p99_ms")
-        }
-        summary["latency"][name]["vcpu"] = round(statistics.median(r[name]["server_vcpu"] for r in rows), 3)
-    noop = summary["rps"][NOOP[0]]["median"]
+    summary = case_medians(results, CASES, CASES, NOOP[0])
     state = summary["rps"][STATE[0]]["median"]
-    summary["vs_noop"] = {name: round(summary["rps"][name]["median"] / noop, 3) for name, *_ in CASES}
     summary["vs_state"] = {name: round(summary["rps"][name]["median"] / state, 3) for name, *_ in CASES}
     base = {n: summary["latency"][n] for n in (NOOP[0], STATE[0])}
     base[INVOKED[0]] = summary["latency"][INVOKED[0]]
@@ -252,7 +195,7 @@ def render(results: dict[str, Any], summary: dict[str, Any], results_name: str) 
     for name, *_ in CASES:
         row = summary["latency"][name]
         lines.append(
-            f"| {name} | {summary['rps'][name]['median']:,.0f} rps | {summary['vs_noop'][name]:.2f}x | "
+            f"| {name} | {summary['rps'][name]['median']:,.0f} rps | {summary['ratio'][name]:.2f}x | "
             f"{summary['vs_state'][name]:.2f}x | {row['p50_ms']} / {row['p90_ms']} / {row['p99_ms']} ms | "
             f"{summary['added_p90'][name]:+} ms | {row['vcpu']} |"
         )

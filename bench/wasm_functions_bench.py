@@ -12,10 +12,7 @@ through a function >= 0.6x the plain state GET's throughput.
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -26,17 +23,11 @@ from harness import (
     SERVER_CORE,
     BenchError,
     FixedRateBench,
-    LoadTools,
-    Processes,
     bench_main,
-    fixed_rate,
-    free_port,
     machine,
-    max_throughput,
-    pinned,
-    wait_port,
-    wait_ready,
+    start_redis,
 )
+from sidecar_bench import SidecarBench, case_medians
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from wasm.examples.builder import build
@@ -67,28 +58,8 @@ LATENCY = (NOOP, ECHO, STATE, FUNCTION_STATE)
 INSTANCES = 16
 
 
-class WasmBench:
-    def __init__(self, arguments: argparse.Namespace, workdir: Path, processes: Processes) -> None:
-        self.args = arguments
-        self.workdir = workdir
-        self.processes = processes
-        self.load = LoadTools(workdir, arguments.connections)
-        self.results: dict[str, Any] = {}
-
-    def log(self, message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-    def start_redis(self) -> int:
-        port = free_port()
-        command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                   "--appendonly", "no", "--dir", str(self.workdir)]  # fmt: skip
-        wait_port(self.processes.start("redis", pinned(LOAD_CORE, command)), port)
-        return port
-
-    def start_l8(self, redis_port: int) -> tuple[Any, str]:
-        resources = self.workdir / "resources"
-        resources.mkdir()
-        (resources / "components.yaml").write_text(COMPONENTS.format(port=redis_port))
+class WasmBench(SidecarBench):
+    def start_sidecar(self, redis_port: int) -> tuple[Any, str]:
         functions = []
         for name, function_id in (("echo", "echo"), ("function_2", "id_2")):
             path = self.workdir / f"{name}.wasm"
@@ -96,14 +67,7 @@ class WasmBench:
             functions.append({"name": function_id, "path": str(path), "instanceNum": INSTANCES})
         settings = self.workdir / "settings.yaml"
         settings.write_text(yaml.safe_dump({"wasm": {"functions": functions}}))
-        port = free_port()
-        command = [str(Path(sys.executable).parent / "l8"), "run", "--port", str(port), "--app-id", "bench",
-                   "--log-level", "warning", "--data-dir", str(self.workdir / "data"),
-                   "--resources-path", str(resources), "--config", str(settings)]  # fmt: skip
-        process = self.processes.start("l8", pinned(SERVER_CORE, command), cwd=self.workdir)
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(process, f"{base}/v1.0/healthz")
-        return process, base
+        return self.start_l8("--config", str(settings), components=COMPONENTS.format(port=redis_port))
 
     def check(self, base: str) -> None:
         save = urllib.request.Request(
@@ -119,58 +83,16 @@ class WasmBench:
             if got != want:
                 raise BenchError(f"{name} answered {got!r}, not {want!r}")
 
-    def throughput(self, base: str, pid: int, case: tuple[str, str, str, str]) -> dict[str, Any]:
-        name, path, method, body = case
-        return max_throughput(
-            self.load, base + path, pid, name, self.args.warmup, self.args.seconds, method=method, body=body
-        )
-
-    def paced(self, base: str, pid: int, case: tuple[str, str, str, str]) -> dict[str, Any]:
-        name, path, method, body = case
-        return fixed_rate(
-            self.load,
-            base + path,
-            pid,
-            name,
-            self.args.rate,
-            self.args.seconds,
-            self.args.warmup,
-            method=method,
-            body=body,
-        )
-
     def run(self) -> dict[str, Any]:
         self.results["machine"] = machine()
-        process, base = self.start_l8(self.start_redis())
+        process, base = self.start_sidecar(start_redis(self.processes, self.workdir))
         self.check(base)
-        self.log("maximum throughput (wrk)")
-        rounds = []
-        for index in range(self.args.rounds):
-            self.log(f" round {index + 1}/{self.args.rounds}")
-            rounds.append({case[0]: self.throughput(base, process.pid, case) for case in CASES})
-        self.results["throughput_rounds"] = rounds
-        self.log(f"latency at {self.args.rate:g} rps")
-        paced = []
-        for index in range(self.args.rounds):
-            self.log(f" round {index + 1}/{self.args.rounds}")
-            paced.append({case[0]: self.paced(base, process.pid, case) for case in LATENCY})
-        self.results["latency_rounds"] = paced
+        self.measure_cases(base, process.pid, CASES, LATENCY)
         return self.results
 
 
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
-    summary: dict[str, Any] = {"rps": {}, "latency": {}}
-    for name, *_ in CASES:
-        rates = sorted(r[name]["rps"] for r in results["throughput_rounds"])
-        summary["rps"][name] = {"median": statistics.median(rates), "all": rates}
-    noop = summary["rps"][NOOP[0]]["median"]
-    summary["ratio"] = {name: round(summary["rps"][name]["median"] / noop, 3) for name, *_ in CASES}
-    for name, *_ in LATENCY:
-        rows = results["latency_rounds"]
-        summary["latency"][name] = {
-            q: round(statistics.median(r[name][q] for r in rows), 3) for q in ("p50_ms", "p90_ms", "p99_ms")
-        }
-        summary["latency"][name]["vcpu"] = round(statistics.median(r[name]["server_vcpu"] for r in rows), 3)
+    summary = case_medians(results, CASES, LATENCY, NOOP[0])
     summary["echo_added_p90_ms"] = round(
         summary["latency"][ECHO[0]]["p90_ms"] - summary["latency"][NOOP[0]]["p90_ms"], 3
     )

@@ -82,6 +82,14 @@ class FileNotFound(FileError):
         self.name = name
 
 
+class FileExists(FileError):
+    """A create-only put found a file of that name (Dapr's binary store without ``overwrite``)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"file {name} already exists")
+        self.name = name
+
+
 class InvalidFileNameError(FileError):
     """A name that would leave the store's root, or that the store cannot hold."""
 

@@ -1,6 +1,6 @@
 """What every etcd-backed component shares: the connection fields of its metadata (Layotto's names),
-the client (aetcd, asyncio) proved by one call, and the translation of aetcd's exceptions into
-BackendError at the component boundary."""
+the client (aetcd, asyncio) proved by one call and held from start to close (:class:`EtcdConnection`),
+and the translation of aetcd's exceptions into BackendError at the component boundary."""
 
 from __future__ import annotations
 
@@ -107,3 +107,59 @@ async def ping(client: Any) -> None:
         raise BackendError("etcd: not connected")
     with ETCD_ERRORS:
         await client.status()
+
+
+async def range_page(client: Any, start: bytes, end: bytes, limit: int) -> tuple[list[Any], bool]:
+    """Up to ``limit`` key-values of ``[start, end)`` in key order, and whether more follow.
+
+    aetcd's range calls have no ``limit``, so the request is sent on its KV stub as aetcd sends its
+    own (its timeout and auth metadata); gRPC's errors become BackendError."""
+    from aetcd import rpc
+
+    request = rpc.RangeRequest(
+        key=start,
+        range_end=end,
+        limit=limit,
+        sort_order=rpc.RangeRequest.ASCEND,
+        sort_target=rpc.RangeRequest.KEY,
+    )
+    try:
+        found = await client.kvstub.Range(
+            request, timeout=getattr(client, "_timeout", None), metadata=client.metadata
+        )
+    except rpc.AioRpcError as exc:
+        raise BackendError(f"etcd: {exc.code()}: {exc.details()}") from exc
+    return list(found.kvs), bool(found.more)
+
+
+class EtcdConnection:
+    """A component's one etcd client, from :meth:`open` to :meth:`close`: the lock store, the
+    sequencer, the configuration store and the scheduler store each hold one in place of a bare
+    client, so the health check, the idempotent close and the "not open" error are written once."""
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        """What holds it, for the error of a call made while it is not open (``etcd lock store``)."""
+        self._client: Any = None
+
+    async def open(self, settings: EtcdConnectionMetadata) -> None:
+        """Connects to the first endpoint that answers (ComponentInitError naming ``endpoints``)."""
+        self._client = await connect(settings)
+
+    @property
+    def client(self) -> Any:
+        """The open ``aetcd.Client``; BackendError before :meth:`open` or after :meth:`close`."""
+        if self._client is None:
+            raise BackendError(f"{self.owner} is not initialised or already closed")
+        return self._client
+
+    async def ping(self) -> None:
+        """Health (components/health.py): the status of the etcd member the client talks to."""
+        await ping(self._client)
+
+    async def close(self) -> None:
+        """Releases the client; a second close does nothing."""
+        client, self._client = self._client, None
+        if client is not None:
+            with ETCD_ERRORS:
+                await client.close()

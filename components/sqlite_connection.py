@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from pydantic import field_validator
+
 from components.errors import BackendError, ComponentInitError
+from components.metadata import ComponentMetadata
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -35,6 +38,25 @@ def table_name(value: str) -> str:
     if not _IDENTIFIER.fullmatch(value) or value.lower().startswith("sqlite_"):
         raise ValueError(f"{value!r} is not a plain SQL identifier, or starts with sqlite_")
     return value
+
+
+class SQLiteConnectionMetadata(ComponentMetadata):
+    """The fields every SQLite component names its database and table with (Dapr's names); each
+    gives ``tableName`` its own default by declaring it again."""
+
+    connectionString: str
+    """A file path or a ``file:`` URI (``:memory:`` works but is neither durable nor shared)."""
+    tableName: str
+
+    @field_validator("connectionString")
+    @classmethod
+    def _connection_string(cls, value: str) -> str:
+        return connection_string(value)
+
+    @field_validator("tableName")
+    @classmethod
+    def _table_name(cls, value: str) -> str:
+        return table_name(value)
 
 
 @contextlib.contextmanager

@@ -34,10 +34,24 @@ class AppUnreachable(Exception):
 
 
 @dataclass(slots=True, frozen=True)
+class BindingAnswer:
+    """What a gRPC app's ``OnBindingEvent`` answer asks beyond taking the event (daprd's
+    ``bindings.AppResponse`` as its gRPC channel fills it): send ``data`` to the output bindings
+    ``to``, one after the other or all at once (``parallel``). An HTTP app's answer asks nothing:
+    daprd reads no instructions from its body."""
+
+    to: tuple[str, ...]
+    data: bytes
+    parallel: bool
+
+
+@dataclass(slots=True, frozen=True)
 class AppResponse:
     status: int
     headers: CIMultiDictProxy[str]
     body: bytes
+    binding: BindingAnswer | None = None
+    """An input binding event's answer from a gRPC app that names output bindings."""
 
 
 SUBSCRIBE_PATH = "/dapr/subscribe"

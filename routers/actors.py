@@ -18,6 +18,7 @@ from routers.table import RouteTable
 from services import errors
 from services.actors.forward import hops
 from services.actors.service import ActorRuntime
+from services.actors.timer_spec import described
 
 routes = RouteTable(tags=["actors"])
 
@@ -279,6 +280,42 @@ async def create_timer(request: Request, actorType: str, actorId: str, name: str
     body = _decoded(raw)
     forwarded = await runtime.create_timer(actorType, actorId, name, body, raw, headers, hop)
     return no_content() if forwarded is None else _answer(forwarded)
+
+
+_READ_TIMER_CODES = {
+    403: ["ERR_ACTOR_TIMER_NON_HOSTED", "ERR_ACTOR_TIMER_NOT_OWNED"],
+    404: ["ERR_ACTOR_NO_ADDRESS"],
+}
+
+
+@routes.get(
+    f"{ACTOR}/timers",
+    summary="List an actor's timers",
+    description='The actor\'s running timers, by name: `{"timers":[{"name","actorType",...}]}`, empty '
+    "when the actor is not active. Timers are host-local, as in daprd: another sidecar than the "
+    "actor's owner answers 403 ERR_ACTOR_TIMER_NOT_OWNED.",
+    responses={200: {"model": schemas.TimerList, "description": "The timers"}, **_codes(_READ_TIMER_CODES)},
+    response_class=Response,
+)
+async def list_timers(request: Request, actorType: str, actorId: str) -> Response:
+    timers = await _runtime(request).timers_of(actorType, actorId)
+    listed = [{"name": timer.name, **described(timer, actorType, actorId)} for timer in timers]
+    return json_response({"timers": listed})
+
+
+@routes.get(
+    _TIMER,
+    summary="Get an actor timer",
+    description="The running timer as registered; only on the actor's owner (as the list).",
+    responses={
+        200: {"model": schemas.Timer, "description": "The timer"},
+        **_codes({**_READ_TIMER_CODES, 404: ["ERR_ACTOR_NO_ADDRESS", "ERR_ACTOR_TIMER_NOT_FOUND"]}),
+    },
+    response_class=Response,
+)
+async def get_timer(request: Request, actorType: str, actorId: str, name: str) -> Response:
+    timer = await _runtime(request).timer(actorType, actorId, name)
+    return json_response(described(timer, actorType, actorId))
 
 
 @routes.delete(

@@ -502,6 +502,27 @@ class TimerRequest(BaseModel):
     data: Any = None
 
 
+class Timer(BaseModel):
+    """A running timer as GET .../timers/{name} answers it: the fields it was given (unset ones
+    left out), ``ttl`` as the time it ends."""
+
+    actorType: str
+    actorID: str
+    dueTime: str | None = None
+    period: str | None = None
+    ttl: str | None = Field(None, description="When the timer ends (RFC 3339)")
+    callback: str | None = None
+    data: Any = None
+
+
+class NamedTimer(Timer):
+    name: str
+
+
+class TimerList(BaseModel):
+    timers: list[NamedTimer] = Field(description="The actor's running timers, by name")
+
+
 class JobFailurePolicy(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={"example": {"constant": {"interval": "5s", "maxRetries": 3}}}

@@ -563,6 +563,51 @@ def wasm_module_invalid(name: str, reason: str) -> ApiError:
 # -- actors ----------------------------------------------------------------------------------------
 
 
+# -- binary store (Dapr 1.19's alpha binary-file API over the file stores) ------------------------
+# daprd's own strings for these were not at hand (pkg/messages of 1.19): the codes follow its
+# naming (ERR_<BLOCK>_<WHAT>) and the statuses are the ones its integration tests check.
+
+
+def binary_store_not_found(store: str) -> ApiError:
+    return ApiError(400, "ERR_BINARY_STORE_NOT_FOUND", f"binary store {store} is not found")
+
+
+def binary_file_name_missing() -> ApiError:
+    return ApiError(400, "ERR_BINARY_STORE_FILE_NAME_MISSING", "file name is missing")
+
+
+def binary_file_name_invalid(name: str, reason: str) -> ApiError:
+    return ApiError(400, "ERR_BINARY_STORE_FILE_NAME_INVALID", f"invalid file name {name!r}: {reason}")
+
+
+def binary_file_not_found(store: str, name: str) -> ApiError:
+    return ApiError(404, "ERR_BINARY_STORE_FILE_NOT_FOUND", f"file {name} not found in binary store {store}")
+
+
+def binary_file_exists(store: str, name: str) -> ApiError:
+    return ApiError(
+        409, "ERR_BINARY_STORE_FILE_EXISTS", f"file {name} already exists in binary store {store}"
+    )
+
+
+def binary_set_failed(store: str, name: str, error: Exception | str) -> ApiError:
+    return ApiError(
+        500, "ERR_BINARY_STORE_SET", f"failed to set file {name} in binary store {store}: {error}"
+    )
+
+
+def binary_get_failed(store: str, name: str, error: Exception | str) -> ApiError:
+    return ApiError(
+        500, "ERR_BINARY_STORE_GET", f"failed to get file {name} from binary store {store}: {error}"
+    )
+
+
+def binary_delete_failed(store: str, name: str, error: Exception | str) -> ApiError:
+    return ApiError(
+        500, "ERR_BINARY_STORE_DELETE", f"failed to delete file {name} from binary store {store}: {error}"
+    )
+
+
 def bad_request(reason: str) -> ApiError:
     return ApiError(400, "ERR_BAD_REQUEST", f"invalid request: {reason}")
 
@@ -597,6 +642,27 @@ def actor_instance_missing() -> ApiError:
 
 def actor_invoke_failed(reason: str) -> ApiError:
     return ApiError(500, "ERR_ACTOR_INVOKE_METHOD", f"error invoke actor method: {reason}")
+
+
+def actor_stream_needs_grpc_channel() -> ApiError:
+    """An actor host stream opened where the app has an HTTP channel (daprd: FailedPrecondition)."""
+    return ApiError(
+        400, "ERR_ACTOR_STREAM_NO_GRPC_CHANNEL", "actor callback streaming requires a gRPC app channel"
+    )
+
+
+def actor_stream_not_registered() -> ApiError:
+    """An actor host stream whose first message is not the registration (daprd: InvalidArgument)."""
+    return ApiError(
+        400,
+        "ERR_ACTOR_STREAM_NOT_REGISTERED",
+        "first message must be SubscribeActorEventsRequestInitialAlpha1",
+    )
+
+
+def actor_stream_register_failed(reason: str) -> ApiError:
+    """An actor host stream's types could not be hosted (placement's store away)."""
+    return ApiError(500, "ERR_ACTOR_STREAM_REGISTER", f"failed to register hosted actors: {reason}")
 
 
 def actor_stack_depth() -> ApiError:
@@ -645,6 +711,31 @@ def actor_timer_create_failed(reason: Exception | str) -> ApiError:
     return ApiError(500, "ERR_ACTOR_TIMER_CREATE", f"error creating actor timer: {reason}")
 
 
+def actor_timer_non_hosted() -> ApiError:
+    return ApiError(
+        403,
+        "ERR_ACTOR_TIMER_NON_HOSTED",
+        "operations on actor timers are only possible on hosted actor types",
+    )
+
+
+def actor_timer_not_owned(actor_type: str, actor_id: str) -> ApiError:
+    """Timers live in the activation on the actor's owner: another sidecar has none to show."""
+    return ApiError(
+        403,
+        "ERR_ACTOR_TIMER_NOT_OWNED",
+        f"actor {actor_type}/{actor_id} is not hosted on this sidecar: its timers are on its owner's",
+    )
+
+
+def actor_timer_not_found(name: str) -> ApiError:
+    return ApiError(404, "ERR_ACTOR_TIMER_NOT_FOUND", f"actor timer not found: {name}")
+
+
+def actor_reminder_list_failed(reason: Exception | str) -> ApiError:
+    return ApiError(500, "ERR_ACTOR_REMINDER_GET", f"error listing actor reminders: {reason}")
+
+
 def actor_forward_refused() -> ApiError:
     """A call forwarded by another sidecar without the fleet's mesh token."""
     return ApiError(403, "ERR_PERMISSION_DENIED", "a forwarded actor call must carry the mesh token")
@@ -671,8 +762,18 @@ def job_schedule_empty(app_id: str) -> ApiError:
     return _job_error(400, "DAPR_SCHEDULER_SCHEDULE_EMPTY", "Schedule is empty", app_id)
 
 
-def schedule_job_failed(app_id: str, reason: str) -> ApiError:
-    return _job_error(500, "DAPR_SCHEDULER_SCHEDULE_JOB", f"failed to schedule job due to: {reason}", app_id)
+def schedule_job_failed(app_id: str, reason: str, status: int = 500) -> ApiError:
+    """The scheduler refused the job; the status is the one of the scheduler's gRPC code (409 for
+    its AlreadyExists: the gRPC door answers ALREADY_EXISTS)."""
+    return _job_error(
+        status, "DAPR_SCHEDULER_SCHEDULE_JOB", f"failed to schedule job due to: {reason}", app_id
+    )
+
+
+def job_exists(app_id: str, name: str) -> ApiError:
+    """A job of that name exists and the request did not ask to overwrite it."""
+    reason = f"rpc error: code = AlreadyExists desc = job already exists: {name}"
+    return schedule_job_failed(app_id, reason, 409)
 
 
 def get_job_failed(app_id: str, reason: str) -> ApiError:
@@ -681,3 +782,7 @@ def get_job_failed(app_id: str, reason: str) -> ApiError:
 
 def delete_job_failed(app_id: str, reason: str) -> ApiError:
     return _job_error(500, "DAPR_SCHEDULER_DELETE_JOB", f"failed to delete job due to: {reason}", app_id)
+
+
+def list_jobs_failed(app_id: str, reason: str) -> ApiError:
+    return _job_error(500, "DAPR_SCHEDULER_LIST_JOBS", f"failed to list jobs due to: {reason}", app_id)

@@ -61,6 +61,11 @@ class FileService:
     def names(self) -> list[str]:
         return list(self._stores)
 
+    def handle(self, store: str) -> FileStoreHandle | None:
+        """The store named ``store``, if there is one (Dapr's binary-file API, services/binary_files.py,
+        answers its own errors)."""
+        return self._stores.get(store)
+
     def _store(self, store: str) -> FileStoreHandle:
         if not self._stores:
             raise errors.file_store_not_configured()

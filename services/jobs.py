@@ -7,7 +7,10 @@ Checks run in daprd's order: a ``name`` in the body, an empty name (or one with 
 schedule nor due time; a schedule, due time, ttl or policy that does not parse answers
 ERR_MALFORMED_REQUEST. ``GET`` answers the job as daprd renders its proto: ``data`` as a protobuf
 ``Any`` holding a ``google.protobuf.Value``, the failure policy with its default filled in; a
-missing job is daprd's 500 ``DAPR_SCHEDULER_GET_JOB`` ("job not found").
+missing job is daprd's 500 ``DAPR_SCHEDULER_GET_JOB`` ("job not found", gRPC INTERNAL). A name
+taken, without ``overwrite``, is the scheduler's AlreadyExists passed on: 409
+``DAPR_SCHEDULER_SCHEDULE_JOB`` (gRPC ALREADY_EXISTS), as daprd's tests of overwrite expect.
+``list_jobs`` is the gRPC API's ListJobs (daprd has no HTTP route for it).
 """
 
 from __future__ import annotations
@@ -73,6 +76,24 @@ def _protojson_duration(seconds: float) -> str:
     return f"{whole}.{fraction.ljust(digits, '0')}s"
 
 
+def render(job: Job) -> dict[str, Any]:
+    """A job as daprd renders its proto (GetJob, ListJobs): ``data`` as a protobuf ``Any``
+    holding a ``google.protobuf.Value``, the failure policy with its default filled in."""
+    found: dict[str, Any] = {"name": job.key.name}
+    if job.schedule is not None:
+        found["schedule"] = job.schedule
+    if job.repeats:
+        found["repeats"] = job.repeats
+    if job.due_time is not None:
+        found["dueTime"] = job.due_time
+    if job.ttl is not None:
+        found["ttl"] = job.ttl
+    if job.data is not None:
+        found["data"] = {"@type": VALUE, "value": orjson.loads(job.data)}
+    found["failurePolicy"] = render_policy(job.failure_policy)
+    return found
+
+
 def render_policy(policy: dict[str, Any] | None) -> dict[str, Any]:
     rule = schedules.retry_rule(policy)
     if rule is None:
@@ -122,8 +143,7 @@ class JobsService:
         except ValueError as exc:
             raise errors.malformed(f"invalid job {name!r}: {exc}") from None
         except JobExists:
-            reason = f"rpc error: code = AlreadyExists desc = job already exists: {name}"
-            raise errors.schedule_job_failed(self.app_id, reason) from None
+            raise errors.job_exists(self.app_id, name) from None
         except ComponentError as exc:
             raise errors.schedule_job_failed(self.app_id, str(exc)) from None
 
@@ -137,19 +157,16 @@ class JobsService:
         if job is None:
             reason = f"rpc error: code = NotFound desc = job not found: {name}"
             raise errors.get_job_failed(self.app_id, reason)
-        found: dict[str, Any] = {"name": name}
-        if job.schedule is not None:
-            found["schedule"] = job.schedule
-        if job.repeats:
-            found["repeats"] = job.repeats
-        if job.due_time is not None:
-            found["dueTime"] = job.due_time
-        if job.ttl is not None:
-            found["ttl"] = job.ttl
-        if job.data is not None:
-            found["data"] = {"@type": VALUE, "value": orjson.loads(job.data)}
-        found["failurePolicy"] = render_policy(job.failure_policy)
-        return found
+        return render(job)
+
+    async def list_jobs(self) -> list[dict[str, Any]]:
+        """Every job of the app, by name, each as :meth:`get` renders it (daprd's ListJobs: the
+        app's jobs, no filter, no paging in the answer; the store is read a page at a time)."""
+        try:
+            found = await self.scheduler.list_jobs(KIND, self.app_id)
+        except ComponentError as exc:
+            raise errors.list_jobs_failed(self.app_id, str(exc)) from None
+        return [render(job) for job in found]
 
     async def delete(self, name: str) -> None:
         if not name:

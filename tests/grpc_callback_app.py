@@ -29,6 +29,8 @@ class Recorder(
         self.error: grpc.StatusCode | None = None
         self.subscriptions: list[appcallback_pb2.TopicSubscription] = []
         self.bindings = ["tick"]
+        self.binding_reply = appcallback_pb2.BindingEventResponse()
+        """What ``OnBindingEvent`` answers besides its data (``to``, ``concurrency``, ``states``)."""
         self._server: grpc.aio.Server | None = None
 
     async def start(self, port: int = 0) -> int:
@@ -76,7 +78,11 @@ class Recorder(
 
     async def OnBindingEvent(self, request: Any, context: Any) -> Any:
         await self._record("OnBindingEvent", request, context)
-        return appcallback_pb2.BindingEventResponse(data=b"ack:" + request.data)
+        answer = appcallback_pb2.BindingEventResponse()
+        answer.CopyFrom(self.binding_reply)
+        if not answer.data:
+            answer.data = b"ack:" + request.data
+        return answer
 
     async def OnBulkTopicEventAlpha1(self, request: Any, context: Any) -> Any:
         await self._record("OnBulkTopicEventAlpha1", request, context)

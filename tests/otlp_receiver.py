@@ -102,27 +102,25 @@ class _Spans:
             return list(self.spans)
 
 
-class OtlpHttpReceiver(_Spans):
+class _HttpReceiver(_Spans):
+    """A receiver on a loopback HTTP server in a thread of its own: :meth:`answer` takes each
+    ``POST`` (path and body) and gives its status, content type and body."""
+
     def __init__(self) -> None:
         super().__init__()
         self.port = free_port()
-        receiver = self
+        answer = self.answer
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                if self.path != "/v1/traces":
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                message = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
-                receiver.add(decode(message))
-                answer = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", str(len(answer)))
+                status, content_type, payload = answer(self.path, body)
+                self.send_response(status)
+                if content_type:
+                    self.send_header("content-type", content_type)
+                self.send_header("content-length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(answer)
+                self.wfile.write(payload)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -130,10 +128,8 @@ class OtlpHttpReceiver(_Spans):
         self._server = ThreadingHTTPServer((LOOPBACK, self.port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    @property
-    def endpoint(self) -> str:
-        """As Dapr's ``otel.endpointAddress`` writes it: ``host:port``."""
-        return f"{LOOPBACK}:{self.port}"
+    def answer(self, path: str, body: bytes) -> tuple[int, str, bytes]:
+        raise NotImplementedError
 
     def __enter__(self) -> Self:
         self._thread.start()
@@ -143,6 +139,23 @@ class OtlpHttpReceiver(_Spans):
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
+
+
+class OtlpHttpReceiver(_HttpReceiver):
+    def answer(self, path: str, body: bytes) -> tuple[int, str, bytes]:
+        if path != "/v1/traces":
+            return 404, "", b""
+        self.add(decode(trace_service_pb2.ExportTraceServiceRequest.FromString(body)))
+        return (
+            200,
+            "application/x-protobuf",
+            trace_service_pb2.ExportTraceServiceResponse().SerializeToString(),
+        )
+
+    @property
+    def endpoint(self) -> str:
+        """As Dapr's ``otel.endpointAddress`` writes it: ``host:port``."""
+        return f"{LOOPBACK}:{self.port}"
 
 
 class OtlpGrpcReceiver(_Spans):
@@ -172,49 +185,25 @@ class OtlpGrpcReceiver(_Spans):
         self._server.stop(grace=None).wait(5)
 
 
-class ZipkinReceiver(_Spans):
+class ZipkinReceiver(_HttpReceiver):
     """A Zipkin v2 endpoint: ``POST /api/v2/spans`` with a JSON list of spans."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.port = free_port()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                spans = [
-                    ReceivedSpan(
-                        service=span.get("localEndpoint", {}).get("serviceName", ""),
-                        name=span["name"],
-                        kind=span.get("kind", "internal").lower(),
-                        trace_id=span["traceId"],
-                        span_id=span["id"],
-                        parent_id=span.get("parentId", ""),
-                        attributes=dict(span.get("tags", {})),
-                    )
-                    for span in json.loads(body)
-                ]
-                receiver.add(spans)
-                self.send_response(202 if self.path == "/api/v2/spans" else 404)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer((LOOPBACK, self.port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+    def answer(self, path: str, body: bytes) -> tuple[int, str, bytes]:
+        spans = [
+            ReceivedSpan(
+                service=span.get("localEndpoint", {}).get("serviceName", ""),
+                name=span["name"],
+                kind=span.get("kind", "internal").lower(),
+                trace_id=span["traceId"],
+                span_id=span["id"],
+                parent_id=span.get("parentId", ""),
+                attributes=dict(span.get("tags", {})),
+            )
+            for span in json.loads(body)
+        ]
+        self.add(spans)
+        return (202 if path == "/api/v2/spans" else 404), "", b""
 
     @property
     def endpoint(self) -> str:
         return f"http://{LOOPBACK}:{self.port}/api/v2/spans"
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)

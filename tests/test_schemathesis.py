@@ -57,9 +57,10 @@ STORE_PARAMETERS = ("storeName", "secretStoreName", "name")
 # without an app is 500 ERR_APP_CHANNEL_NIL (section 8.2), and unsubscribing an unknown id is a 500
 # whose body is {"message"} only (8.3). A secret the store does not hold is 500 ERR_SECRET_GET
 # (section 7). Every output binding failure, a missing operation or an unknown binding included, is
-# 500 ERR_INVOKE_OUTPUT_BINDING (6.1). Scheduling a job whose name is taken without "overwrite" is
-# 500 DAPR_SCHEDULER_SCHEDULE_JOB, and getting a missing job 500 DAPR_SCHEDULER_GET_JOB (13.2:
-# daprd passes the scheduler's AlreadyExists and NotFound on as 500s). Actor state with no store
+# 500 ERR_INVOKE_OUTPUT_BINDING (6.1). Scheduling a job fails with 500 DAPR_SCHEDULER_SCHEDULE_JOB
+# when the scheduler's store fails (13.2: the status is the scheduler's gRPC code; a name taken is
+# its AlreadyExists, 409), and getting a missing job is 500 DAPR_SCHEDULER_GET_JOB (daprd passes the
+# scheduler's NotFound on as an Internal error, as its tests of jobs expect). Actor state with no store
 # marked actorStateStore is 500 ERR_ACTOR_RUNTIME_NOT_FOUND; a timer's or reminder's time value that
 # does not parse is 500 ERR_ACTOR_TIMER_CREATE / ERR_ACTOR_REMINDER_CREATE, and a failing actor state
 # operation (a bad ttlInSeconds, an ETag mismatch) 500 ERR_ACTOR_STATE_TRANSACTION_SAVE (12.1).

@@ -25,48 +25,27 @@ from typing import Any
 from urllib.parse import unquote
 
 import structlog
-from pydantic import ValidationError, field_validator
+from pydantic import ValidationError
 
 from components.errors import MetadataError
-from components.metadata import ComponentMetadata, Duration, decode, metadata_error, parse_quantity
+from components.metadata import Duration, decode
 from mesh.asgi import ASGIApp, Message, Receive, Scope, Send, read_body, request_target
 from mesh.errors import SettingsError
 from services import errors
 from services.errors import ApiError
 from wasm.http_wasm import FEATURE_BUFFER_RESPONSE, Exchange, GuestError, HttpWasmGuest
-from wasm.wasi_command import Limits, module_file
+from wasm.module_metadata import WasmModuleMetadata
+from wasm.wasi_command import module_file
 
 WASM_MIDDLEWARE = "middleware.http.wasm"
 log = structlog.get_logger("l8.wasm.http")
 
 
-class WasmMiddlewareMetadata(ComponentMetadata):
-    url: str
+class WasmMiddlewareMetadata(WasmModuleMetadata):
     guestConfig: str = ""
     timeout: Duration = timedelta(seconds=1)
     maxMemory: str = "64Mi"
     poolSize: int = 8
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.strip():
-            raise metadata_error("must not be empty")
-        return value.strip()
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise metadata_error("must be positive")
-        return value
-
-    @field_validator("maxMemory")
-    @classmethod
-    def _memory(cls, value: str) -> str:
-        if parse_quantity(value) < 65536:
-            raise metadata_error("must be at least one wasm page (64Ki)")
-        return value
 
 
 def load_guests(
@@ -95,8 +74,9 @@ def _guest(name: str, metadata: Mapping[str, str], source: str) -> HttpWasmGuest
         path = module_file(settings.url)
         with open(path, "rb") as file:
             binary = file.read()
-        limits = Limits(settings.timeout.total_seconds(), parse_quantity(settings.maxMemory))
-        guest = HttpWasmGuest(name, binary, settings.guestConfig.encode(), limits, max(0, settings.poolSize))
+        guest = HttpWasmGuest(
+            name, binary, settings.guestConfig.encode(), settings.limits, max(0, settings.poolSize)
+        )
         guest.warm_up()
     except MetadataError as exc:
         raise SettingsError(f"{where}: {exc}") from None

@@ -25,15 +25,14 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import structlog
-from pydantic import field_validator
 
 from components.bindings.base import BindingError, Feature, InvokeRequest, InvokeResponse
 from components.errors import BackendError, ComponentInitError, MetadataError
-from components.metadata import ComponentMetadata, Duration, GoBool, decode, metadata_error, parse_quantity
+from components.metadata import GoBool, decode
+from wasm.module_metadata import WasmModuleMetadata
 from wasm.wasi_command import CommandError, CommandFailed, Limits, compile_command, module_file, run_command
 
 if TYPE_CHECKING:
@@ -46,32 +45,8 @@ ARGS = "args"
 _FEATURES = frozenset({Feature.OUTPUT_BINDING})
 
 
-class WasmMetadata(ComponentMetadata):
-    url: str
+class WasmMetadata(WasmModuleMetadata):
     strictSandbox: GoBool = False
-    timeout: Duration = timedelta(seconds=30)
-    maxMemory: str = "256Mi"
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.strip():
-            raise metadata_error("must not be empty")
-        return value.strip()
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise metadata_error("must be positive")
-        return value
-
-    @field_validator("maxMemory")
-    @classmethod
-    def _memory(cls, value: str) -> str:
-        if parse_quantity(value) < 65536:
-            raise metadata_error("must be at least one wasm page (64Ki)")
-        return value
 
 
 def module_path(url: str) -> str:
@@ -103,7 +78,7 @@ class WasmBinding:
         except CommandError as exc:
             raise ComponentInitError(f"url {settings.url!r}: {exc}", field="url") from None
         self._name = os.path.basename(path).removesuffix(".wasm")
-        self._limits = Limits(settings.timeout.total_seconds(), parse_quantity(settings.maxMemory))
+        self._limits = settings.limits
 
     def features(self) -> frozenset[Feature]:
         return _FEATURES

@@ -47,10 +47,8 @@ from components.configuration.subscriptions import (
     deleted,
     unique,
 )
-from components.errors import BackendError
 from components.errors import InvalidConfigurationRequestError as Invalid
-from components.etcd_connection import ETCD_ERRORS, EtcdConnectionMetadata, connect
-from components.etcd_connection import ping as etcd_ping
+from components.etcd_connection import ETCD_ERRORS, EtcdConnection, EtcdConnectionMetadata
 from components.metadata import decode, metadata_error
 
 log = structlog.get_logger(__name__)
@@ -98,7 +96,7 @@ class _Subscription(QueuedSubscription):
 
 class EtcdConfigurationStore:
     def __init__(self) -> None:
-        self._client: Any = None
+        self._etcd = EtcdConnection("etcd configuration store")
         self._prefix = ""
         self._subscribers: Subscribers[_Subscription] = Subscribers(NAME)
         self._watching: asyncio.Task[None] | None = None
@@ -110,15 +108,10 @@ class EtcdConfigurationStore:
     async def init(self, metadata: Mapping[str, str]) -> None:
         settings = decode(EtcdConfigurationMetadata, metadata)
         self._prefix = settings.keyPrefixPath
-        self._client = await connect(settings)
+        await self._etcd.open(settings)
 
     def features(self) -> frozenset[Feature]:
         return frozenset()
-
-    def _live(self) -> Any:
-        if self._client is None:
-            raise BackendError("etcd configuration store is not initialised or already closed")
-        return self._client
 
     # -- layout -------------------------------------------------------------------------------------
 
@@ -140,7 +133,7 @@ class EtcdConfigurationStore:
     # -- reading ------------------------------------------------------------------------------------
 
     async def get(self, request: GetRequest) -> list[ConfigurationItem]:
-        client = self._live()
+        client = self._etcd.client
         _checked(request.group, request.label)
         ops = client.transactions
         if request.keys:
@@ -179,7 +172,7 @@ class EtcdConfigurationStore:
     # -- writing ------------------------------------------------------------------------------------
 
     async def save(self, request: SaveRequest) -> None:
-        client = self._live()
+        client = self._etcd.client
         ops = client.transactions
         latest = {(i.group, i.label, i.key): i for i in request.items}  # etcd refuses a key twice per txn
         writes = []
@@ -197,7 +190,7 @@ class EtcdConfigurationStore:
                 await client.transaction(compare=[], success=writes, failure=[])
 
     async def delete(self, request: DeleteRequest) -> None:
-        client = self._live()
+        client = self._etcd.client
         _checked(request.group, request.label)
         ops = client.transactions
         wanted = [(request.group, request.label, key) for key in unique(request.keys)]
@@ -209,7 +202,7 @@ class EtcdConfigurationStore:
     # -- following changes --------------------------------------------------------------------------
 
     async def subscribe(self, request: SubscribeRequest, handler: ChangeHandler) -> _Subscription:
-        client = self._live()
+        client = self._etcd.client
         _checked(request.group, request.label)
         await self._watch(client)
         # Registered before the revision is read: an event the watch reports meanwhile is kept.
@@ -307,14 +300,11 @@ class EtcdConfigurationStore:
 
     async def ping(self) -> None:
         """Health: the status of the etcd member (components/health.py)."""
-        await etcd_ping(self._client)
+        await self._etcd.ping()
 
     async def close(self) -> None:
         watching, self._watching = self._watching, None
         if watching is not None:
             await cancel_and_wait(watching)
         await self._subscribers.close()
-        client, self._client = self._client, None
-        if client is not None:
-            with ETCD_ERRORS:
-                await client.close()
+        await self._etcd.close()

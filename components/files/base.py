@@ -13,9 +13,12 @@ Edge cases every backend honours (tests/conformance/test_file_conformance.py pro
   a multipart part), never by the file's size. A put replaces an existing file of that name, and
   the replacement is atomic: a reader sees the whole old file or the whole new one, never a mix
   or half a file; a put that fails (the stream raising, a disk full) leaves the old file as it
-  was. An empty stream writes an empty file (HTTP has no "no body"; Layotto's gRPC treats an
-  empty stream as a no-op). ``metadata`` replaces the file's metadata; keys may come back
-  lower-cased (S3 lower-cases them), so callers should use lower-case keys.
+  was. With ``create_only`` a put never replaces a file: when one of that name exists at the
+  moment the new one would take its place, it raises :class:`FileExists` and the old file stays
+  (the check and the write are one atomic step, so of two create-only puts racing for a name one
+  wins, the other gets FileExists). An empty stream writes an empty file (HTTP has no "no body";
+  Layotto's gRPC treats an empty stream as a no-op). ``metadata`` replaces the file's metadata;
+  keys may come back lower-cased (S3 lower-cases them), so callers should use lower-case keys.
 * ``get`` answers a :class:`FileContent` (its size, last-modified time and metadata, then its
   chunks) or raises :class:`FileNotFound` for a missing file (a directory is not a file).
   With a :class:`ByteRange`, only those bytes come; a range starting past the end raises
@@ -41,11 +44,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from components.errors import FileNotFound, InvalidFileNameError, RangeNotSatisfiableError
+from components.errors import FileExists, FileNotFound, InvalidFileNameError, RangeNotSatisfiableError
 
 _NO_METADATA: Mapping[str, str] = {}
 
-__all__ = ["FileNotFound", "InvalidFileNameError", "RangeNotSatisfiableError"]  # the contract's errors
+__all__ = [
+    "FileExists",
+    "FileNotFound",
+    "InvalidFileNameError",
+    "RangeNotSatisfiableError",
+]  # the contract's errors
 
 
 class Feature(enum.StrEnum):
@@ -110,6 +118,8 @@ class PutRequest:
     name: str
     chunks: AsyncIterator[bytes]
     metadata: Mapping[str, str] = field(default_factory=lambda: _NO_METADATA)
+    create_only: bool = False
+    """Refuse (FileExists) rather than replace a file of that name, atomically."""
 
 
 @dataclass(slots=True, frozen=True)

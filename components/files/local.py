@@ -36,6 +36,7 @@ from pydantic import field_validator
 from components.errors import (
     BackendError,
     ComponentInitError,
+    FileExists,
     FileNotFound,
     InvalidFileNameError,
     RangeNotSatisfiableError,
@@ -107,7 +108,7 @@ class LocalFileStore:
             await in_thread(_seal, fd, request.name, request.metadata)
             open_ = False
             os.close(fd)
-            await in_thread(_install, temporary, path, request.name)
+            await in_thread(_install, temporary, path, request.name, request.create_only)
         except BaseException:
             await writer.settle()  # a thread may still be writing: let it end before the close
             # Quick calls, kept off threads so that a cancelled put still runs them.
@@ -266,10 +267,18 @@ def _seal(fd: int, name: str, metadata: Mapping[str, str]) -> None:
         os.fsync(fd)
 
 
-def _install(temporary: str, path: str, name: str) -> None:
-    """The temporary file renamed over the target, and the rename on the disk."""
+def _install(temporary: str, path: str, name: str, create_only: bool = False) -> None:
+    """The temporary file renamed over the target (or, create-only, linked where no file is: the
+    link fails when one is, atomically), and the change on the disk."""
     with _os_errors(name, writing=True):
-        os.replace(temporary, path)
+        if create_only:
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                raise FileExists(name) from None
+            os.unlink(temporary)
+        else:
+            os.replace(temporary, path)
         folder = os.open(os.path.dirname(path), os.O_RDONLY | os.O_CLOEXEC)
         try:
             os.fsync(folder)

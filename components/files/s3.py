@@ -15,13 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
 
-from components.errors import BackendError, FileNotFound, InvalidFileNameError, RangeNotSatisfiableError
+from components.errors import (
+    BackendError,
+    FileExists,
+    FileNotFound,
+    InvalidFileNameError,
+    RangeNotSatisfiableError,
+)
 from components.files.base import (
     ByteRange,
     Feature,
@@ -86,6 +92,8 @@ class S3FileStore:
         parts: list[dict[str, Any]] = []
         sending: asyncio.Task[None] | None = None
         number = 0
+        condition = {"IfNoneMatch": "*"} if request.create_only else {}
+        """S3's conditional write: the object is written only where none is, atomically."""
 
         async def send(number: int, body: bytes) -> None:
             with s3_errors(f"cannot upload part {number} of {request.name}"):
@@ -117,8 +125,10 @@ class S3FileStore:
                 sending = asyncio.create_task(send(number, body))
                 del body
             if upload_id is None:
-                with s3_errors(f"cannot write {request.name}"):
-                    await client.put_object(Bucket=bucket, Key=key, Body=b"".join(pieces), Metadata=metadata)
+                with s3_errors(f"cannot write {request.name}"), _create_only(request):
+                    await client.put_object(
+                        Bucket=bucket, Key=key, Body=b"".join(pieces), Metadata=metadata, **condition
+                    )
                 return
             if sending is not None:
                 await sending
@@ -126,12 +136,13 @@ class S3FileStore:
             if pieces:
                 await send(number + 1, b"".join(pieces))
                 pieces.clear()
-            with s3_errors(f"cannot complete uploading {request.name}"):
+            with s3_errors(f"cannot complete uploading {request.name}"), _create_only(request):
                 await client.complete_multipart_upload(
                     Bucket=bucket,
                     Key=key,
                     UploadId=upload_id,
                     MultipartUpload={"Parts": sorted(parts, key=lambda part: part["PartNumber"])},
+                    **condition,
                 )
         except BaseException:
             if sending is not None and not sending.done():
@@ -273,3 +284,17 @@ async def _chunks(body: Any, name: str) -> AsyncIterator[bytes]:
             yield bytes(block)
     finally:
         body.close()
+
+
+@contextlib.contextmanager
+def _create_only(request: PutRequest) -> Iterator[None]:
+    """S3's answer to a conditional write that found an object (412 PreconditionFailed) as the
+    contract's FileExists."""
+    from botocore.exceptions import ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        if request.create_only and error_code(exc) in ("PreconditionFailed", "412"):
+            raise FileExists(request.name) from None
+        raise

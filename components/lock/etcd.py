@@ -32,8 +32,7 @@ from typing import Any
 import structlog
 
 from components.errors import BackendError
-from components.etcd_connection import ETCD_ERRORS, EtcdConnectionMetadata, connect
-from components.etcd_connection import ping as etcd_ping
+from components.etcd_connection import ETCD_ERRORS, EtcdConnection, EtcdConnectionMetadata
 from components.lock.base import Feature, LockStatus, RenewRequest, TryLockRequest, UnlockRequest
 from components.metadata import decode
 
@@ -63,27 +62,22 @@ def _failure_read(responses: list[Any]) -> Any:
 
 class EtcdLockStore:
     def __init__(self) -> None:
-        self._client: Any = None
+        self._etcd = EtcdConnection("etcd lock store")
         self._prefix = b"/l8/lock/"
 
     async def init(self, metadata: Mapping[str, str]) -> None:
         settings = decode(EtcdLockMetadata, metadata)
         self._prefix = settings.keyPrefixPath.encode()
-        self._client = await connect(settings)
+        await self._etcd.open(settings)
 
     def features(self) -> frozenset[Feature]:
         return frozenset()
-
-    def _live(self) -> Any:
-        if self._client is None:
-            raise BackendError("etcd lock store is not initialised or already closed")
-        return self._client
 
     def _key(self, resource_id: str) -> bytes:
         return self._prefix + resource_id.encode()
 
     async def try_lock(self, request: TryLockRequest) -> bool:
-        client = self._live()
+        client = self._etcd.client
         key, tx = self._key(request.resource_id), client.transactions
         with ETCD_ERRORS:
             lease = await client.lease(request.expiry_seconds)
@@ -101,7 +95,7 @@ class EtcdLockStore:
         return bool(acquired)
 
     async def unlock(self, request: UnlockRequest) -> LockStatus:
-        client = self._live()
+        client = self._etcd.client
         key, owner, tx = self._key(request.resource_id), request.owner.encode(), client.transactions
         with ETCD_ERRORS:
             deleted, responses = await client.transaction(
@@ -117,7 +111,7 @@ class EtcdLockStore:
         return LockStatus.SUCCESS
 
     async def renew(self, request: RenewRequest) -> LockStatus:
-        client = self._live()
+        client = self._etcd.client
         key, owner, tx = self._key(request.resource_id), request.owner.encode(), client.transactions
         with ETCD_ERRORS:
             kv = await client.get(key)
@@ -150,7 +144,7 @@ class EtcdLockStore:
         import aetcd.rpc
 
         try:
-            await self._live().revoke_lease(lease_id)
+            await self._etcd.client.revoke_lease(lease_id)
         except aetcd.exceptions.ClientError as exc:
             cause = exc.__cause__
             if isinstance(cause, aetcd.rpc.AioRpcError) and cause.code() == aetcd.rpc.StatusCode.NOT_FOUND:
@@ -161,10 +155,7 @@ class EtcdLockStore:
 
     async def ping(self) -> None:
         """Health: the status of the etcd member (components/health.py)."""
-        await etcd_ping(self._client)
+        await self._etcd.ping()
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            with ETCD_ERRORS:
-                await client.close()
+        await self._etcd.close()

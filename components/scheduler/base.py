@@ -27,7 +27,13 @@ Edge cases every backend honours (tests/conformance/test_scheduler_conformance.p
 * ``now()`` is the store's own clock where it has one (Redis ``TIME``), so that sidecars whose
   clocks differ agree on when a tick is due and when a lease ends; SQLite and etcd use the local
   clock (one host, or hosts kept in step by NTP).
-* Names are any strings (``||`` and ``/`` included); ``delete_prefix`` matches the name's start.
+* Names are any strings (``||`` and ``/`` included); ``delete_prefix`` and ``list_jobs`` match the
+  name's start, byte for byte (``a`` does not match ``A``, and the prefix ``a`` matches ``ab``).
+* ``list_jobs`` reads a (kind, app id) a page at a time, so that a store of 100k jobs is never read
+  into one answer: each page holds about ``limit`` jobs (Redis's ``ZSCAN`` takes the count as a
+  hint: a page may hold more, or none while the cursor goes on) and the cursor of the next one. A job
+  present for the whole listing appears in it at least once (Redis may give one twice); one put or
+  deleted meanwhile may or may not. Pages come in no particular order.
 """
 
 from __future__ import annotations
@@ -56,6 +62,15 @@ class Slot:
 
     name: str
     ready: float
+
+
+@dataclass(slots=True, frozen=True)
+class Page:
+    """One page of a listing."""
+
+    jobs: list[StoredJob]
+    cursor: str | None
+    """Where the next page starts (opaque); None when this page is the last."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -88,6 +103,10 @@ class SchedulerStore(Protocol):
 
     async def delete_prefix(self, kind: str, app_id: str, prefix: str) -> int:
         """Delete the jobs whose name starts with ``prefix``; how many there were."""
+
+    async def list_jobs(self, kind: str, app_id: str, prefix: str, cursor: str | None, limit: int) -> Page:
+        """A page of the jobs of (kind, app id) whose name starts with ``prefix``, from ``cursor``
+        (None: the first page)."""
 
     async def upcoming(self, kind: str, app_id: str, until: float, limit: int) -> list[Slot]:
         """Jobs of (kind, app id) whose ``ready`` is at or before ``until``, earliest first, at most

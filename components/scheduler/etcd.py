@@ -15,11 +15,11 @@ import time
 from typing import Any
 
 import orjson
+from aetcd.utils import prefix_range_end
 
 from components.errors import BackendError
-from components.etcd_connection import ETCD_ERRORS, EtcdConnectionMetadata, connect
-from components.etcd_connection import ping as etcd_ping
-from components.scheduler.base import Claim, Slot, StoredJob
+from components.etcd_connection import ETCD_ERRORS, EtcdConnection, EtcdConnectionMetadata, range_page
+from components.scheduler.base import Claim, Page, Slot, StoredJob
 
 ROUNDS = 20
 """Writes of one job racing a token-guarded update; beyond this, BackendError."""
@@ -53,19 +53,17 @@ class EtcdSchedulerStore:
     def __init__(self, settings: EtcdConnectionMetadata, prefix: str = "/l8/sched/") -> None:
         self._settings = settings
         self._prefix = prefix
-        self._client: Any = None
+        self._etcd = EtcdConnection("etcd scheduler store")
 
     @property
     def addresses(self) -> list[str]:
         return [f"{host}:{port}" for host, port in self._settings.addresses]
 
     async def open(self) -> None:
-        self._client = await connect(self._settings)
+        await self._etcd.open(self._settings)
 
     def _live(self) -> Any:
-        if self._client is None:
-            raise BackendError("etcd scheduler store is not open")
-        return self._client
+        return self._etcd.client
 
     def _scope(self, kind: str, app_id: str) -> bytes:
         return f"{self._prefix}{kind}/{app_id}/".encode()
@@ -104,6 +102,18 @@ class EtcdSchedulerStore:
         with ETCD_ERRORS:
             found = await self._live().delete_prefix(self._key(kind, app_id, prefix))
         return int(found.deleted)
+
+    async def list_jobs(self, kind: str, app_id: str, prefix: str, cursor: str | None, limit: int) -> Page:
+        """A key range in key order (the names' byte order) with etcd's limit; the cursor is the last
+        name given, and the next page starts just after its key."""
+        scope = self._scope(kind, app_id)
+        first = scope + prefix.encode()
+        start = first if cursor is None else scope + cursor.encode() + b"\0"
+        # aetcd's range end does not shorten a trailing 0xff byte, which UTF-8 names never hold
+        with ETCD_ERRORS:
+            found, more = await range_page(self._live(), start, prefix_range_end(first), limit)
+        jobs = [_decode(kind, app_id, kv.key[len(scope) :].decode(), kv.value) for kv in found]
+        return Page(jobs, jobs[-1].name if more and jobs else None)
 
     async def upcoming(self, kind: str, app_id: str, until: float, limit: int) -> list[Slot]:
         scope = self._scope(kind, app_id)
@@ -191,10 +201,7 @@ class EtcdSchedulerStore:
         return await self._update(claim, retry)
 
     async def ping(self) -> None:
-        await etcd_ping(self._client)
+        await self._etcd.ping()
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            with ETCD_ERRORS:
-                await client.close()
+        await self._etcd.close()

@@ -14,7 +14,7 @@ from typing import Any
 from components.errors import BackendError
 from components.redis_connection import REDIS_ERRORS, RedisConnectionMetadata, connect
 from components.redis_connection import ping as redis_ping
-from components.scheduler.base import Claim, Slot, StoredJob
+from components.scheduler.base import Claim, Page, Slot, StoredJob
 
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 _FIELDS = "'spec', 'due', 'ready', 'attempt', 'ticks', 'token'"
@@ -121,6 +121,11 @@ _SCRIPTS = {
 }
 
 
+def _glob(prefix: str) -> str:
+    """``ZSCAN``'s ``MATCH`` pattern of the names that start with ``prefix``."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in prefix) + "*"
+
+
 def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
@@ -194,6 +199,28 @@ class RedisSchedulerStore:
     async def delete_prefix(self, kind: str, app_id: str, prefix: str) -> int:
         index, _ = self._keys(kind, app_id, "")
         return int(await self._run("delete_prefix", [index], [prefix, index + "||"]))
+
+    async def list_jobs(self, kind: str, app_id: str, prefix: str, cursor: str | None, limit: int) -> Page:
+        """``ZSCAN`` of the (kind, app id)'s index (its cursor is the page's), then the jobs' hashes in
+        one pipeline; a name whose hash went meanwhile is left out."""
+        if self._client is None:
+            raise BackendError("redis scheduler store is not open")
+        index, _ = self._keys(kind, app_id, "")
+        with REDIS_ERRORS:
+            following, found = await self._client.zscan(
+                index, cursor=int(cursor or 0), match=_glob(prefix), count=limit
+            )
+            names = [_text(name) for name, _ in found]
+            pipe = self._client.pipeline(transaction=False)
+            for name in names:
+                pipe.hmget(f"{index}||{name}", "spec", "due", "ready", "attempt", "ticks", "token")
+            fields = await pipe.execute() if names else []
+        jobs = [
+            self._job(kind, app_id, name, row)
+            for name, row in zip(names, fields, strict=True)
+            if row[0] is not None
+        ]
+        return Page(jobs, None if int(following) == 0 else str(following))
 
     async def upcoming(self, kind: str, app_id: str, until: float, limit: int) -> list[Slot]:
         if self._client is None:

@@ -13,7 +13,7 @@ import sqlite3
 import time
 from typing import Any
 
-from components.scheduler.base import Claim, Slot, StoredJob
+from components.scheduler.base import Claim, Page, Slot, StoredJob
 from components.sqlite_connection import SQLiteDatabase
 
 _SCHEMA = """
@@ -96,6 +96,21 @@ class SQLiteSchedulerStore:
             return cursor.rowcount
 
         return await self._db.call(remove)
+
+    async def list_jobs(self, kind: str, app_id: str, prefix: str, cursor: str | None, limit: int) -> Page:
+        """Pages by name on the primary key: the cursor is the last name given."""
+
+        def read(conn: sqlite3.Connection) -> Page:
+            after = "" if cursor is None else " AND name > ?"
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE kind = ? AND app_id = ? AND name LIKE ? ESCAPE '\\'"
+                f"{after} ORDER BY name LIMIT ?",
+                (kind, app_id, _escape_like(prefix) + "%", *(() if cursor is None else (cursor,)), limit),
+            ).fetchall()
+            jobs = [_row(row) for row in rows]
+            return Page(jobs, jobs[-1].name if len(jobs) == limit else None)
+
+        return await self._db.call(read)
 
     async def upcoming(self, kind: str, app_id: str, until: float, limit: int) -> list[Slot]:
         def read(conn: sqlite3.Connection) -> list[Slot]:

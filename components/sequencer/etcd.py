@@ -27,8 +27,7 @@ from typing import Any
 from pydantic import field_validator
 
 from components.errors import BackendError
-from components.etcd_connection import ETCD_ERRORS, EtcdConnectionMetadata, connect
-from components.etcd_connection import ping as etcd_ping
+from components.etcd_connection import ETCD_ERRORS, EtcdConnection, EtcdConnectionMetadata
 from components.metadata import decode, metadata_error
 from components.sequencer.base import Feature
 
@@ -83,22 +82,17 @@ class _Turns:
 
 class EtcdSequencer:
     def __init__(self) -> None:
-        self._client: Any = None
+        self._etcd = EtcdConnection("etcd sequencer")
         self._prefix = b"/l8/sequencer/"
         self._turns: dict[str, _Turns] = {}
 
     async def init(self, metadata: Mapping[str, str]) -> None:
         settings = decode(EtcdSequencerMetadata, metadata)
         self._prefix = settings.keyPrefixPath.encode()
-        self._client = await connect(settings)
+        await self._etcd.open(settings)
 
     def features(self) -> frozenset[Feature]:
         return frozenset()
-
-    def _live(self) -> Any:
-        if self._client is None:
-            raise BackendError("etcd sequencer is not initialised or already closed")
-        return self._client
 
     async def allocate(self, key: str, count: int) -> int:
         if count < 1:
@@ -134,7 +128,7 @@ class EtcdSequencer:
                 del self._turns[key]
 
     async def _update(self, key: str, update: Callable[[int], int | None]) -> int:
-        client = self._live()
+        client = self._etcd.client
         async with self._turn(key) as turns:
             with ETCD_ERRORS:
                 value, turns.seen = await _compare_and_swap(
@@ -144,13 +138,10 @@ class EtcdSequencer:
 
     async def ping(self) -> None:
         """Health: the status of the etcd member (components/health.py)."""
-        await etcd_ping(self._client)
+        await self._etcd.ping()
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            with ETCD_ERRORS:
-                await client.close()
+        await self._etcd.close()
 
 
 async def _compare_and_swap(

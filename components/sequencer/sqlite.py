@@ -30,9 +30,9 @@ from typing import ParamSpec, TypeVar
 from pydantic import field_validator
 
 from components.errors import BackendError
-from components.metadata import ComponentMetadata, Duration, decode
+from components.metadata import Duration, decode
 from components.sequencer.base import Feature
-from components.sqlite_connection import SQLiteDatabase, connection_string, immediate_transaction, table_name
+from components.sqlite_connection import SQLiteConnectionMetadata, SQLiteDatabase, immediate_transaction
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -41,22 +41,10 @@ MAX_ID = 2**63 - 1
 """SQLite's INTEGER (and Layotto's id) is 64-bit; past it SQLite would silently switch to REAL."""
 
 
-class SQLiteSequencerMetadata(ComponentMetadata):
-    connectionString: str
-    """A file path or a ``file:`` URI (``:memory:`` works but is neither durable nor shared)."""
+class SQLiteSequencerMetadata(SQLiteConnectionMetadata):
     tableName: str = "sequencer"
     busyTimeout: Duration = timedelta(seconds=5)
     """How long an allocation waits for another writer of the file before failing."""
-
-    @field_validator("connectionString")
-    @classmethod
-    def _connection_string(cls, value: str) -> str:
-        return connection_string(value)
-
-    @field_validator("tableName")
-    @classmethod
-    def _table_name(cls, value: str) -> str:
-        return table_name(value)
 
     @field_validator("busyTimeout")
     @classmethod

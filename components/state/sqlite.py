@@ -19,15 +19,13 @@ from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar
 
 import structlog
-from pydantic import field_validator
 
 from components.errors import BackendError, ETagMismatchError, QueryError
-from components.metadata import ComponentMetadata, Duration, GoBool, decode
+from components.metadata import Duration, GoBool, decode
 from components.sqlite_connection import (
+    SQLiteConnectionMetadata,
     SQLiteDatabase,
-    connection_string,
     immediate_transaction,
-    table_name,
 )
 from components.state.base import (
     Concurrency,
@@ -54,23 +52,12 @@ _BULK_GET_CHUNK = 500
 _LIVE = "(expires_at IS NULL OR expires_at > :now)"
 
 
-class SQLiteMetadata(ComponentMetadata):
-    connectionString: str
+class SQLiteMetadata(SQLiteConnectionMetadata):
     tableName: str = "state"
     busyTimeout: Duration = timedelta(seconds=2)
     cleanupInterval: Duration = timedelta(hours=1)
     """How often expired rows are deleted; 0 disables the sweep (expired rows stay invisible)."""
     disableWAL: GoBool = False
-
-    @field_validator("connectionString")
-    @classmethod
-    def _connection_string(cls, value: str) -> str:
-        return connection_string(value)
-
-    @field_validator("tableName")
-    @classmethod
-    def _table_name(cls, value: str) -> str:
-        return table_name(value)
 
 
 class SQLiteStateStore:

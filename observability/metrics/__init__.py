@@ -14,6 +14,7 @@ l8's own (``l8_...``), recorded by every floor and served on the metrics port.
 
 from observability.metrics.recorders import (
     DAPR_LATENCY_BUCKETS_MS,
+    GrpcClientMetrics,
     GrpcServerMetrics,
     HttpClientMetrics,
     HttpServerMetrics,
@@ -26,6 +27,7 @@ from observability.metrics.spec import MetricSpec, MetricSpecError, parse_metric
 
 __all__ = [
     "DAPR_LATENCY_BUCKETS_MS",
+    "GrpcClientMetrics",
     "GrpcServerMetrics",
     "HttpClientMetrics",
     "HttpServerMetrics",

@@ -54,6 +54,9 @@ COUNTS_OF_HISTOGRAMS: dict[str, tuple[tuple[str, str], ...]] = {
     "dapr_grpc_io_server_server_latency": (
         ("dapr_grpc_io_server_completed_rpcs", "Count of RPCs by method and status."),
     ),
+    "dapr_grpc_io_client_roundtrip_latency": (
+        ("dapr_grpc_io_client_completed_rpcs", "Count of RPCs by method and status."),
+    ),
     "dapr_component_pubsub_egress_latencies": (
         ("dapr_component_pubsub_egress_count", "Outgoing messages published to the pub/sub component."),
     ),
@@ -192,9 +195,20 @@ class GrpcServerMetrics:
     def record(self, method: str, status: str, seconds: float) -> None:
         key = (method, status)
         child = self._children.get(key)
-        if child is None:  # methods and statuses are few: no cap needed
+        if child is None:  # a proxied call's method is the caller's: the cache stays bounded
+            if len(self._children) >= _CACHED:
+                self._children.clear()
             child = self._children[key] = self._family.labels(self._app_id, method, status)
         child.observe(seconds * 1000.0)
+
+
+class GrpcClientMetrics(GrpcServerMetrics):
+    """``dapr_grpc_io_client_roundtrip_latency`` (ms), and ``dapr_grpc_io_client_completed_rpcs``
+    its count, labelled ``grpc_client_method`` and ``grpc_client_status``: what daprd's internal
+    server records for a proxied gRPC call another sidecar forwards to this one's app
+    (``StreamingClientInterceptor`` in pkg/diagnostics/grpc_monitoring.go)."""
+
+    __slots__ = ()
 
 
 class PubSubMetrics:
@@ -317,10 +331,17 @@ class Metrics:
             into,
             buckets,
         )
+        proxied = histogram(
+            "dapr_grpc_io_client_roundtrip_latency",
+            "Client-side latency of a proxied gRPC call this sidecar forwarded to its app (ms).",
+            ("app_id", "grpc_client_method", "grpc_client_status"),
+            buckets,
+        )
         counter = self._counter
         self.http_server = HttpServerMetrics(server, app_id, spec)
         self.http_client = HttpClientMetrics(client, app_id, spec)
         self.grpc_server = GrpcServerMetrics(rpc, app_id)
+        self.grpc_client = GrpcClientMetrics(proxied, app_id)
         self.pubsub = PubSubMetrics(egress, ingress, app_id, namespace)
         self._component_loaded = counter(
             "dapr_runtime_component_loaded",

@@ -59,9 +59,10 @@ class ServerSpan:
 
     __slots__ = ("_span", "_token", "ids")
 
-    def __init__(self, span: trace.Span, token: object) -> None:
+    def __init__(self, span: trace.Span, token: object | None) -> None:
         self._span = span
         self._token = token
+        """None: the span was never made current (a proxied call, whose handler yields)."""
         self.ids = _ids(span)
 
     def finish(self, status: int) -> None:
@@ -80,7 +81,8 @@ class ServerSpan:
         if error is not None and span.is_recording():
             span.set_status(Status(StatusCode.ERROR, error))
         span.end()
-        otel_context.detach(self._token)  # type: ignore[arg-type]
+        if self._token is not None:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
 
 
 def http_span_status(status: int) -> Status | None:
@@ -133,13 +135,22 @@ class Tracer:
         self._tracer = self._provider.get_tracer("l8")
 
     def server(
-        self, name: str, carrier: Mapping[str, str], attributes: Mapping[str, Any], kind: str = "client"
+        self,
+        name: str,
+        carrier: Mapping[str, str],
+        attributes: Mapping[str, Any],
+        kind: str = "client",
+        *,
+        current: bool = True,
     ) -> ServerSpan:
         """Start the span of an API call under the caller's ``traceparent``/``tracestate`` (a new
-        trace without one) and make it current. daprd's HTTP API span is a CLIENT span; the
+        trace without one) and make it current (unless ``current`` is False: a handler that
+        yields could end it in another context). daprd's HTTP API span is a CLIENT span; the
         callee's span of a forwarded invocation a SERVER one."""
         parent = _PROPAGATOR.extract(carrier)
         span = self._tracer.start_span(name, parent, _KINDS[kind], attributes)
+        if not current:
+            return ServerSpan(span, None)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         return ServerSpan(span, token)
 

@@ -1,12 +1,13 @@
 """The actor RPCs over services/actors/ as the HTTP routes use it: InvokeActor, GetActorState,
-ExecuteActorStateTransaction, Register/UnregisterActorTimer, Register/Get/UnregisterActorReminder,
-UnregisterActorRemindersByType.
+ExecuteActorStateTransaction, Register/Get/UnregisterActorTimer, ListActorTimers,
+Register/Get/UnregisterActorReminder, UnregisterActorRemindersByType, ListActorReminders.
 
 Bytes on this transport: an invocation's ``data`` goes to the actor as its body and the app's
 answer comes back as ``data``; a transaction's ``value`` (an ``Any``) is stored as its bytes, as
 daprd stores it (JSON bytes read back over HTTP as that JSON). A timer's or reminder's ``data``
 bytes are its JSON value when they parse as JSON, else a JSON string of their base64; a reminder
-read back carries that JSON in a ``google.protobuf.Value``.
+read back (or listed) carries that JSON in a ``google.protobuf.Value``, a timer read back (or
+listed) in a ``google.protobuf.BytesValue`` of the JSON's bytes, as daprd answers them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from urllib.parse import quote
 
 import orjson
 from dapr.proto.runtime.v1 import actors_pb2
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, wrappers_pb2
 
 from mesh.app_channel import AppResponse
 from routers.grpc.calls import Context, Unary, string_map
@@ -25,6 +26,7 @@ from routers.grpc.jobs import policy_json
 from routers.grpc.payloads import any_of
 from services import errors
 from services.actors.service import ActorRuntime
+from services.actors.timer_spec import Timer, rfc3339
 from services.sidecar import Services
 
 EMPTY = empty_pb2.Empty()
@@ -131,11 +133,9 @@ async def register_reminder(services: Services, request: Any, context: Context) 
     return EMPTY
 
 
-async def get_reminder(
-    services: Services, request: Any, context: Context
-) -> actors_pb2.GetActorReminderResponse:
-    found = await _runtime(services).get_reminder(request.actor_type, request.actor_id, request.name)
-    answer = actors_pb2.GetActorReminderResponse(actor_type=request.actor_type, actor_id=request.actor_id)
+def _reminder(found: dict[str, Any], answer: Any) -> None:
+    """A reminder as services/actors/reminders.py describes it, into ``answer`` (a
+    GetActorReminderResponse or an ActorReminder: the same fields)."""
     if found.get("dueTime"):
         answer.due_time = found["dueTime"]
     if found.get("period"):
@@ -144,6 +144,60 @@ async def get_reminder(
         answer.ttl = found["ttl"]
     if "data" in found:
         answer.data.CopyFrom(any_of(orjson.loads(orjson.dumps(found["data"]))))
+
+
+async def get_reminder(
+    services: Services, request: Any, context: Context
+) -> actors_pb2.GetActorReminderResponse:
+    found = await _runtime(services).get_reminder(request.actor_type, request.actor_id, request.name)
+    answer = actors_pb2.GetActorReminderResponse(actor_type=request.actor_type, actor_id=request.actor_id)
+    _reminder(found, answer)
+    return answer
+
+
+async def list_reminders(
+    services: Services, request: Any, context: Context
+) -> actors_pb2.ListActorRemindersResponse:
+    """Every reminder of a hosted type, or of one actor of it (``actor_id`` unset or empty: the
+    whole type)."""
+    actor_id = request.actor_id if request.HasField("actor_id") else None
+    answer = actors_pb2.ListActorRemindersResponse()
+    for name, found in await _runtime(services).list_reminders(request.actor_type, actor_id):
+        reminder = actors_pb2.ActorReminder(actor_type=found["actorType"], actor_id=found["actorID"])
+        _reminder(found, reminder)
+        answer.reminders.add(name=name, reminder=reminder)
+    return answer
+
+
+def _timer(timer: Timer, answer: Any) -> None:
+    """A running timer into ``answer`` (a GetActorTimerResponse or an ActorTimer: the same
+    fields), unset where the timer has none, its data as daprd gives it: a BytesValue of the JSON."""
+    schedule = timer.schedule
+    for field, value in (("due_time", schedule.due_time), ("period", schedule.period),
+                         ("callback", timer.callback)):  # fmt: skip
+        if value:
+            setattr(answer, field, value)
+    if schedule.expires is not None:
+        answer.ttl = rfc3339(schedule.expires)
+    if timer.data is not None:
+        answer.data.Pack(wrappers_pb2.BytesValue(value=timer.data))
+
+
+async def get_timer(services: Services, request: Any, context: Context) -> actors_pb2.GetActorTimerResponse:
+    timer = await _runtime(services).timer(request.actor_type, request.actor_id, request.name)
+    answer = actors_pb2.GetActorTimerResponse(actor_type=request.actor_type, actor_id=request.actor_id)
+    _timer(timer, answer)
+    return answer
+
+
+async def list_timers(
+    services: Services, request: Any, context: Context
+) -> actors_pb2.ListActorTimersResponse:
+    answer = actors_pb2.ListActorTimersResponse()
+    for timer in await _runtime(services).timers_of(request.actor_type, request.actor_id):
+        described = actors_pb2.ActorTimer(actor_type=request.actor_type, actor_id=request.actor_id)
+        _timer(timer, described)
+        answer.timers.add(name=timer.name, timer=described)
     return answer
 
 
@@ -166,8 +220,11 @@ RPCS: dict[str, Unary] = {
     "ExecuteActorStateTransaction": execute_actor_state_transaction,
     "RegisterActorTimer": register_timer,
     "UnregisterActorTimer": unregister_timer,
+    "GetActorTimer": get_timer,
+    "ListActorTimers": list_timers,
     "RegisterActorReminder": register_reminder,
     "GetActorReminder": get_reminder,
     "UnregisterActorReminder": unregister_reminder,
     "UnregisterActorRemindersByType": unregister_reminders_by_type,
+    "ListActorReminders": list_reminders,
 }

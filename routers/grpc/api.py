@@ -21,7 +21,9 @@ from dapr.proto.runtime.v1 import dapr_pb2_grpc
 from google.protobuf import empty_pb2
 
 from routers.grpc import (
+    actor_stream,
     actors,
+    binary_files,
     bindings,
     configuration,
     invoke,
@@ -61,8 +63,14 @@ RPCS: dict[str, Unary] = {
     **metadata.RPCS,
     **actors.RPCS,
     **jobs.RPCS,
+    **binary_files.RPCS,
 }
-STREAMS: dict[str, Streaming] = {**configuration.STREAMS, **subscribe.STREAMS}
+STREAMS: dict[str, Streaming] = {
+    **configuration.STREAMS,
+    **binary_files.STREAMS,
+    **actor_stream.STREAMS,
+    **subscribe.STREAMS,
+}
 
 
 async def _refuse(context: Context, error: ApiError) -> None:

@@ -256,7 +256,7 @@ class GrpcAppChannel:
             answer = await self._call(self._app().OnBindingEvent, request, trace, None)
         except grpc.aio.AioRpcError as exc:
             return AppResponse(HTTP_STATUS.get(exc.code(), 500), _EMPTY, (exc.details() or "").encode())
-        return AppResponse(200, _EMPTY, answer.data)
+        return AppResponse(200, _EMPTY, answer.data, app_events.binding_answer(answer))
 
     async def deliver_job(self, name: str, data: bytes, timeout: float | None) -> AppResponse:  # noqa: ASYNC109
         """``AppCallbackAlpha.OnJobEventAlpha1``, as daprd triggers a job: the name, the data, the

@@ -16,6 +16,8 @@ import orjson
 from dapr.proto.runtime.v1 import appcallback_pb2
 from google.protobuf import json_format, struct_pb2
 
+from mesh.app_channel import BindingAnswer
+
 # The CloudEvent fields TopicEventRequest carries in its own fields; the rest are its extensions.
 _CE_FIELDS = frozenset(
     {"id", "source", "type", "specversion", "datacontenttype", "data", "data_base64", "topic", "pubsubname"}
@@ -200,3 +202,13 @@ def bulk_all(body: bytes, status: str) -> bytes:
 def _text(event: Mapping[str, Any], name: str) -> str:
     value = event.get(name)
     return value if isinstance(value, str) else ""
+
+
+def binding_answer(answer: appcallback_pb2.BindingEventResponse) -> BindingAnswer | None:
+    """What daprd's gRPC channel takes from an ``OnBindingEvent`` answer: ``to``, ``data`` and
+    ``concurrency``. ``store_name`` and ``states`` it never reads (its ``sendBindingEventToApp``
+    fills no state from a gRPC answer), so neither does l8."""
+    if not answer.to:
+        return None
+    parallel = answer.concurrency == appcallback_pb2.BindingEventResponse.PARALLEL
+    return BindingAnswer(tuple(answer.to), answer.data, parallel)

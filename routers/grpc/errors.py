@@ -45,6 +45,7 @@ _BY_CODE = {
     "ERR_CONFIGURATION_STORE_NOT_CONFIGURED": code_pb2.FAILED_PRECONDITION,
     "ERR_SEQUENCER_STORE_NOT_CONFIGURED": code_pb2.FAILED_PRECONDITION,
     "ERR_FILE_STORE_NOT_CONFIGURED": code_pb2.FAILED_PRECONDITION,
+    "ERR_ACTOR_STREAM_NO_GRPC_CHANNEL": code_pb2.FAILED_PRECONDITION,
     # HTTP says 401 / 404 / 500 where gRPC says the request named something wrong.
     "ERR_SECRET_STORE_NOT_FOUND": code_pb2.INVALID_ARGUMENT,
     "ERR_PUBSUB_NOT_FOUND": code_pb2.INVALID_ARGUMENT,
@@ -52,13 +53,17 @@ _BY_CODE = {
     "ERR_TOPIC_NAME_EMPTY": code_pb2.INVALID_ARGUMENT,
     "ERR_PUBSUB_CLOUD_EVENTS_SER": code_pb2.INVALID_ARGUMENT,
     "ERR_DIRECT_INVOKE": code_pb2.INTERNAL,
-    # A reminder registered with overwrite false where one exists.
+    # A reminder registered with overwrite false where one exists; a binary file likewise.
     "ERR_ACTOR_REMINDER_ALREADY_EXISTS": code_pb2.ALREADY_EXISTS,
+    "ERR_BINARY_STORE_FILE_EXISTS": code_pb2.ALREADY_EXISTS,
 }
 
 _BY_REASON = {
     "DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED": code_pb2.UNIMPLEMENTED,
 }
+
+_CONFLICT_IS_ALREADY_EXISTS = frozenset({"DAPR_SCHEDULER_SCHEDULE_JOB"})
+"""Errors whose 409 is the scheduler's AlreadyExists passed on (elsewhere a 409 is an ETag's ABORTED)."""
 
 
 def grpc_code(error: ApiError) -> int:
@@ -70,6 +75,8 @@ def grpc_code(error: ApiError) -> int:
             found = _BY_REASON.get(detail.get("reason") or "")
             if found is not None:
                 return int(found)
+    if error.status == 409 and error.code in _CONFLICT_IS_ALREADY_EXISTS:
+        return int(code_pb2.ALREADY_EXISTS)
     found = _BY_CODE.get(error.code)
     if found is not None:
         return int(found)

@@ -1,4 +1,4 @@
-"""ScheduleJob, GetJob, DeleteJob, DeleteJobsByPrefix (and their ``Alpha1`` names) over
+"""ScheduleJob, GetJob, DeleteJob, DeleteJobsByPrefix, ListJobs (and their ``Alpha1`` names) over
 services/jobs.py: a request's ``Job`` is handed over as the HTTP API's JSON body, so both
 transports check it in one place and one order, and store the same job (``data``:
 routers/grpc/payloads.py)."""
@@ -68,8 +68,8 @@ async def schedule_job(services: Services, request: Any, context: Context) -> jo
     return jobs_pb2.ScheduleJobResponse()
 
 
-async def get_job(services: Services, request: Any, context: Context) -> jobs_pb2.GetJobResponse:
-    found = await services.jobs.get(request.name)
+def _job(found: dict[str, Any]) -> jobs_pb2.Job:
+    """A job as services/jobs.py renders it, as Dapr's ``Job`` message."""
     job = jobs_pb2.Job(name=found["name"])
     for field, json_name in _OPTIONAL:
         if json_name in found:
@@ -77,7 +77,17 @@ async def get_job(services: Services, request: Any, context: Context) -> jobs_pb
     if "data" in found:
         job.data.CopyFrom(any_of(found["data"]["value"]))
     job.failure_policy.CopyFrom(policy_message(found["failurePolicy"]))
-    return jobs_pb2.GetJobResponse(job=job)
+    return job
+
+
+async def get_job(services: Services, request: Any, context: Context) -> jobs_pb2.GetJobResponse:
+    return jobs_pb2.GetJobResponse(job=_job(await services.jobs.get(request.name)))
+
+
+async def list_jobs(services: Services, request: Any, context: Context) -> Any:
+    """Every job of this app, by name (the request has no field)."""
+    jobs = [_job(found) for found in await services.jobs.list_jobs()]
+    return _LISTED[type(request)](jobs=jobs)
 
 
 async def delete_job(services: Services, request: Any, context: Context) -> jobs_pb2.DeleteJobResponse:
@@ -95,9 +105,15 @@ _BY_PREFIX: dict[type, type] = {
     jobs_pb2.DeleteJobsByPrefixRequestAlpha1: jobs_pb2.DeleteJobsByPrefixResponseAlpha1,
 }
 
+_LISTED: dict[type, type] = {
+    jobs_pb2.ListJobsRequest: jobs_pb2.ListJobsResponse,
+    jobs_pb2.ListJobsRequestAlpha1: jobs_pb2.ListJobsResponseAlpha1,
+}
+
 RPCS: dict[str, Unary] = {
     **{f"ScheduleJob{s}": schedule_job for s in ("", "Alpha1")},
     **{f"GetJob{s}": get_job for s in ("", "Alpha1")},
     **{f"DeleteJob{s}": delete_job for s in ("", "Alpha1")},
     **{f"DeleteJobsByPrefix{s}": delete_jobs_by_prefix for s in ("", "Alpha1")},
+    **{f"ListJobs{s}": list_jobs for s in ("", "Alpha1")},
 }

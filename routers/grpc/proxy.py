@@ -30,6 +30,7 @@ from mesh.resiliency.breaker import CircuitOpenError
 from mesh.resiliency.policy import Policy, RetriableFailure
 from mesh.resolver import ResolveError
 from routers.grpc.app_callback import HTTP_STATUS
+from routers.grpc.proxy_observer import TRACE_HEADERS, ProxyObserver
 from routers.http import Sidecar
 
 log = structlog.get_logger(__name__)
@@ -95,9 +96,13 @@ def _answered(metadata: Any) -> Metadata:
 class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpcio is untyped
     """The generic handler behind Dapr's service: it takes the calls that carry ``dapr-app-id``."""
 
-    def __init__(self, sidecar: Sidecar, settings: ProxySettings) -> None:
+    def __init__(
+        self, sidecar: Sidecar, settings: ProxySettings, observer: ProxyObserver | None = None
+    ) -> None:
         self.sidecar = sidecar
         self.settings = settings
+        self.observer = observer
+        """The calls' spans, metrics and API log (routers/grpc/proxy_observer.py)."""
         self._grpc_ports: dict[str, int] = {}
         self._streams: dict[tuple[str, str], Any] = {}
         """A peer sidecar's HTTP address -> the port of its gRPC API."""
@@ -190,6 +195,35 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpcio is unty
         metadata = context.invocation_metadata() or ()
         incoming = {key: value for key, value in metadata}
         target = str(incoming.get(APP_ID, ""))
+        observer = self.observer
+        watch = None if observer is None else observer.watch(method, target, metadata, CALLER in incoming)
+        if watch is None:
+            async for message in self._proxied(method, target, metadata, incoming, requests, context, None):
+                yield message
+            return
+        cancelled = False
+        try:
+            async for message in self._proxied(
+                method, target, metadata, incoming, requests, context, watch.trace
+            ):
+                yield message
+        except (asyncio.CancelledError, GeneratorExit):
+            cancelled = True
+            raise
+        finally:
+            watch.end(context, cancelled)
+
+    async def _proxied(
+        self,
+        method: str,
+        target: str,
+        metadata: Any,
+        incoming: dict[str, Any],
+        requests: AsyncIterator[bytes],
+        context: Any,
+        trace: Metadata | None,
+    ) -> AsyncIterator[bytes]:
+        """The call forwarded; ``trace``: the trace headers sent in place of the caller's."""
         if not target:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "failed to proxy request: no dapr-app-id")
         try:
@@ -198,6 +232,8 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpcio is unty
             await context.abort(exc.code, exc.message)
             return
         outgoing = _forwarded(metadata) + added
+        if trace is not None:
+            outgoing = [entry for entry in outgoing if entry[0] not in TRACE_HEADERS] + trace
         policy = self._policy(target, incoming)
         if policy is None:
             async for message in self._live(method, address, outgoing, requests, context, target):

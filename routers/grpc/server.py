@@ -22,10 +22,11 @@ from routers.grpc.layotto.api import SERVICE as LAYOTTO_SERVICE
 from routers.grpc.layotto.api import layotto_servicer
 from routers.grpc.layotto.proto import runtime_pb2_grpc
 from routers.grpc.proxy import APP_ID, GrpcProxy, ProxySettings
+from routers.grpc.proxy_observer import ProxyObserver
 from routers.http import Sidecar
 
 if TYPE_CHECKING:
-    from observability.metrics import GrpcServerMetrics
+    from observability.metrics import GrpcClientMetrics, GrpcServerMetrics
     from observability.tracing.tracer import Tracer
 
 log = structlog.get_logger(__name__)
@@ -90,6 +91,7 @@ class GrpcApi:
         tracer: Tracer | None = None,
         metrics: GrpcServerMetrics | None = None,
         proxy: ProxySettings | None = None,
+        proxy_metrics: GrpcClientMetrics | None = None,
     ) -> None:
         self.sidecar = sidecar
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address
@@ -107,7 +109,16 @@ class GrpcApi:
             ],
         )
         self._health = health.aio.HealthServicer()
-        self._proxy = GrpcProxy(sidecar, proxy) if proxy is not None else None
+        self._proxy = None
+        if proxy is not None:
+            observer = ProxyObserver(
+                proxy.app_id,
+                tracer=tracer,
+                server_metrics=metrics,
+                client_metrics=proxy_metrics,
+                api_logging=api_logging,
+            )
+            self._proxy = GrpcProxy(sidecar, proxy, observer)
         self._started = False
 
     async def start(self) -> int:

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from services import errors
 from services.actors.config import TypeConfig
+from services.actors.timer_spec import RunningTimer
 
 
 class Deactivated(Exception):
@@ -31,7 +32,7 @@ class Activation:
         self.last_used = time.monotonic()
         self.closing = False
         self.closed = asyncio.Event()
-        self.timers: dict[str, asyncio.Task[None]] = {}
+        self.timers: dict[str, RunningTimer] = {}
         self._drained = False
 
     @property
@@ -94,6 +95,6 @@ class Activation:
         self.closed.set()
 
     def stop_timers(self) -> None:
-        for task in self.timers.values():
-            task.cancel()
+        for running in self.timers.values():
+            running.task.cancel()
         self.timers.clear()

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from services import durations, errors
-from services.actors.names import SEPARATOR, reminder_job
+from services.actors.names import SEPARATOR, reminder_job, reminder_parts
 from services.actors.timers import object_body, string_field
 from services.scheduler.base import Job, JobExists, JobKey, Scheduler
 
@@ -86,14 +86,26 @@ class Reminders:
             raise errors.actor_reminder_get_failed(exc) from exc
         if job is None:
             raise errors.actor_reminder_not_found(name)
-        found: dict[str, Any] = {"actorID": actor_id, "actorType": actor_type}
-        if job.data is not None:
-            found["data"] = orjson.Fragment(job.data)
-        found["dueTime"] = job.due_time or ""
-        found["period"] = job.schedule or ""
-        if job.expires is not None:
-            found["ttl"] = job.expires.astimezone(UTC).isoformat().replace("+00:00", "Z")
-        return found
+        return _described(actor_type, actor_id, job)
+
+    async def list_reminders(self, actor_type: str, actor_id: str | None) -> list[tuple[str, dict[str, Any]]]:
+        """(name, :meth:`get`'s answer) of every reminder of the type (no id, or an empty one), or of
+        one actor of it, by actor id then name (the store is read a page at a time)."""
+        actor_id = actor_id or None
+        scheduler = self._scheduler(errors.actor_reminder_list_failed)
+        prefix = reminder_job(actor_type, actor_id, "") if actor_id else actor_type + SEPARATOR
+        try:
+            jobs = await scheduler.list_jobs(KIND, self.app_id, prefix)
+        except Exception as exc:
+            raise errors.actor_reminder_list_failed(exc) from exc
+        found = []
+        for job in jobs:
+            parts = reminder_parts(job.key.name)
+            # an id may hold "||": the prefix of actor "a" also matches actor "a||b"'s reminders
+            if parts is not None and (actor_id is None or parts[1] == actor_id):
+                found.append((parts[1], parts[2], _described(actor_type, parts[1], job)))
+        found.sort(key=lambda entry: entry[:2])
+        return [(name, described) for _, name, described in found]
 
     async def delete(self, actor_type: str, actor_id: str, name: str) -> None:
         scheduler = self._scheduler(errors.actor_reminder_delete_failed)
@@ -110,6 +122,17 @@ class Reminders:
             await scheduler.delete_prefix(KIND, self.app_id, prefix)
         except Exception as exc:
             raise errors.actor_reminder_delete_failed(exc) from exc
+
+
+def _described(actor_type: str, actor_id: str, job: Job) -> dict[str, Any]:
+    found: dict[str, Any] = {"actorID": actor_id, "actorType": actor_type}
+    if job.data is not None:
+        found["data"] = orjson.Fragment(job.data)
+    found["dueTime"] = job.due_time or ""
+    found["period"] = job.schedule or ""
+    if job.expires is not None:
+        found["ttl"] = job.expires.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return found
 
 
 def tick_body(job: Job) -> bytes:

@@ -3,9 +3,10 @@ table, the app, the actor state store and the scheduler.
 
 A call for an actor goes to its owner by placement: here, it waits for the actor's turn on its
 activation (activated, and claimed, on first use) and is made to the app; elsewhere, it is
-forwarded to the owner sidecar. The runtime follows the app's ``/dapr/config`` (which types this
-sidecar hosts), placement's changes (actors now owned elsewhere are deactivated here) and its
-fencing (every activation dropped at once), and deactivates idle actors in a periodic sweep.
+forwarded to the owner sidecar. The runtime follows the app's ``/dapr/config`` or its actor host
+streams (which types this sidecar hosts), placement's changes (actors now owned elsewhere are
+deactivated here) and its fencing (every activation dropped at once), and deactivates idle actors
+in a periodic sweep.
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ from mesh.errors import PlacementUnavailable
 from mesh.placement.base import Placement
 from services import errors
 from services.actors.activation import Activation, Deactivated
-from services.actors.app import ERROR_HEADER, JSON, REENTRANCY_HEADER, ActorApp, cancels
+from services.actors.app import ERROR_HEADER, JSON, REENTRANCY_HEADER, cancels
 from services.actors.config import NO_ACTORS, ActorConfig, TypeConfig
 from services.actors.forward import Peers, PeerUnreachable, Retry, api_path, closing, passed_on
+from services.actors.host import ActorHost
 from services.actors.names import check_actor, check_name, check_type, reminder_parts
 from services.actors.reminders import KIND, Reminders, tick_body
 from services.actors.state import ActorState
 from services.actors.table import ActivationTable
+from services.actors.timer_spec import Timer
 from services.actors.timers import parse_timer, start_timer
 from services.errors import ApiError
 from services.scheduler.base import JobKey, Outcome, Tick
@@ -46,7 +49,7 @@ class ActorRuntime:
         self,
         app_id: str,
         placement: Placement,
-        app: ActorApp,
+        app: ActorHost,
         state: ActorState,
         reminders: Reminders,
         peers: Peers,
@@ -94,6 +97,19 @@ class ActorRuntime:
             if gone:
                 await self.table.deactivate_all(a for a in self.table.activations() if a.actor_type in gone)
 
+    async def stream_closed(self, gone: ActorConfig, remaining: ActorConfig | None) -> None:
+        """An actor host stream ended (``gone``: what it registered). Its app's actors are dropped
+        without a deactivation (the app is gone) and their claims released; the newest stream
+        still open (``remaining``) keeps its types hosted, and with none left this sidecar hosts
+        nothing until an app registers again."""
+        async with self._follow:
+            self.config = remaining or NO_ACTORS
+            self.configured = remaining is not None
+            # Dropped before placement changes: its listeners would otherwise deactivate them
+            # through the app, which is gone.
+            await self.table.drop([a for a in self.table.activations() if a.actor_type in gone.types])
+            await self.placement.host(self.config.hosted)
+
     async def aclose(self) -> None:
         """Refuse new calls, drain and deactivate every actor (each within its type's drain
         timeout), stop the sweep. Placement and the scheduler close after this."""
@@ -117,9 +133,8 @@ class ActorRuntime:
 
     def describe(self) -> dict[str, Any]:
         """Dapr's ``actorRuntime``."""
-        status = "RUNNING" if self.configured else "INITIALIZING"
-        if not self.app.configured:
-            status = "DISABLED"
+        waiting = "INITIALIZING" if self.app.configured else "DISABLED"
+        status = "RUNNING" if self.configured else waiting
         return {
             "runtimeStatus": status,
             "activeActors": self.active_actors(),
@@ -281,6 +296,19 @@ class ActorRuntime:
             raise errors.actor_runtime_closed()
         await self.reminders.delete_all(actor_type, actor_id)
 
+    async def list_reminders(self, actor_type: str, actor_id: str | None) -> list[tuple[str, dict[str, Any]]]:
+        """(name, reminder) of every reminder of a hosted type, or of one actor of it (no id, or
+        an empty one: the whole type, as daprd's scheduler lists them)."""
+        if actor_id:
+            check_actor(actor_type, actor_id)
+        else:
+            check_type(actor_type)
+        if self.closed:
+            raise errors.actor_runtime_closed()
+        if actor_type not in self.config.types:
+            raise errors.actor_reminder_non_hosted()
+        return await self.reminders.list_reminders(actor_type, actor_id)
+
     def accepts(self, key: JobKey) -> bool:
         """Which due reminders this sidecar's scheduler claims: those of the types it hosts (a
         tick claimed by a sidecar that no longer owns the actor is forwarded to the owner)."""
@@ -350,10 +378,33 @@ class ActorRuntime:
             return forwarded
         activation = self.table.get(actor_type, actor_id)
         if activation is not None:
-            task = activation.timers.pop(name, None)
-            if task is not None:
-                task.cancel()
+            running = activation.timers.pop(name, None)
+            if running is not None:
+                running.task.cancel()
         return None
+
+    async def timers_of(self, actor_type: str, actor_id: str) -> list[Timer]:
+        """The actor's running timers, by name. Timers are host-local, as in daprd: only the
+        actor's owner has them (elsewhere 403 ERR_ACTOR_TIMER_NOT_OWNED, never forwarded); an actor
+        owned here but not active has none."""
+        check_actor(actor_type, actor_id)
+        if self.closed:
+            raise errors.actor_runtime_closed()
+        if actor_type not in self.config.types:
+            raise errors.actor_timer_non_hosted()
+        if await self._owner(actor_type, actor_id) != self.placement.address:
+            raise errors.actor_timer_not_owned(actor_type, actor_id)
+        activation = self.table.get(actor_type, actor_id)
+        running = {} if activation is None else activation.timers
+        return [running[name].timer for name in sorted(running)]
+
+    async def timer(self, actor_type: str, actor_id: str, name: str) -> Timer:
+        """One running timer of the actor (404 ERR_ACTOR_TIMER_NOT_FOUND when it has none of that
+        name); as :meth:`timers_of` otherwise."""
+        for timer in await self.timers_of(actor_type, actor_id):
+            if timer.name == name:
+                return timer
+        raise errors.actor_timer_not_found(name)
 
     # -- placement's changes and the sweep -----------------------------------------------------------
 

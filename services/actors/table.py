@@ -22,8 +22,8 @@ from mesh.errors import PlacementUnavailable
 from mesh.placement.base import Placement
 from services import errors
 from services.actors.activation import Activation
-from services.actors.app import ActorApp
 from services.actors.config import TypeConfig
+from services.actors.host import ActorHost
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +34,7 @@ class ActivationTable:
     def __init__(
         self,
         placement: Placement,
-        app: ActorApp,
+        app: ActorHost,
         *,
         claim_timeout: float = 10.0,
         first_pause: float = 0.02,
@@ -144,6 +144,21 @@ class ActivationTable:
             *(self.deactivate(a, drain_timeout(a) if drain_timeout else None) for a in chosen),
             return_exceptions=True,
         )
+
+    async def drop(self, activations: Iterable[Activation]) -> None:
+        """End activations at once, without draining or telling the app (its host stream is gone),
+        and release their claims. Calls waiting for a turn start over."""
+        chosen = list(activations)
+        for activation in chosen:
+            if self._active.get(activation.key) is activation:
+                del self._active[activation.key]
+            activation.finish()
+        results = await asyncio.gather(
+            *(self._placement.release(*a.key) for a in chosen), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, Exception):  # the claim ends with the lease anyway
+                log.warning("releasing an actor's claim failed", error=str(result))
 
     def idle(self, now: float) -> list[Activation]:
         """The activations idle longer than their type's ``actorIdleTimeout``."""

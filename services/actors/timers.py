@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,63 +14,15 @@ import orjson
 import structlog
 
 from mesh.app_channel import AppUnreachable
-from services import durations, errors
+from services import errors
 from services.actors.activation import Activation, Deactivated
-from services.actors.app import ActorApp, cancels
+from services.actors.app import cancels
+from services.actors.host import ActorHost
+from services.actors.timer_spec import RunningTimer, Schedule, Timer
 from services.errors import ApiError
 from services.state_requests import json_type
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(slots=True, frozen=True)
-class Schedule:
-    """When a reminder's or timer's ticks fall, from its ``dueTime``, ``period`` and ``ttl``."""
-
-    due_time: str
-    period: str
-    ttl: str
-    first: datetime
-    every: durations.Period
-    expires: datetime | None
-
-    @classmethod
-    def parse(cls, due_time: str, period: str, ttl: str, now: datetime) -> Schedule:
-        """Raises ValueError naming the bad field."""
-        first = durations.due_time(due_time, now)
-        every = durations.period(period)
-        expires = durations.expiry(ttl, now) if ttl else None
-        if expires is not None and expires < first:
-            raise ValueError(f"ttl {ttl!r} ends before the due time")
-        return cls(due_time, period, ttl, first, every, expires)
-
-    def following(self, tick: datetime, count: int) -> datetime | None:
-        """The tick after the ``count``-th one (at ``tick``), or None when there is no other."""
-        if self.every.every is None:
-            return None
-        if self.every.repetitions is not None and count >= self.every.repetitions:
-            return None
-        following = tick + self.every.every
-        if self.expires is not None and following > self.expires:
-            return None
-        return following
-
-
-@dataclass(slots=True, frozen=True)
-class Timer:
-    name: str
-    callback: str
-    data: bytes | None
-    schedule: Schedule
-
-    def body(self) -> bytes:
-        """Dapr's timer tick body: ``{"callback","data","dueTime","period"}``, ``data`` null when
-        the timer has none (the Python SDK reads the key whatever the timer holds)."""
-        fields: dict[str, Any] = {"callback": self.callback}
-        fields["data"] = None if self.data is None else orjson.Fragment(self.data)
-        fields["dueTime"] = self.schedule.due_time
-        fields["period"] = self.schedule.period
-        return orjson.dumps(fields)
 
 
 def string_field(body: dict[str, Any], name: str) -> str:
@@ -135,11 +86,11 @@ async def run_timer(timer: Timer, fire: Fire) -> None:
         tick = following
 
 
-def start_timer(activation: Activation, timer: Timer, app: ActorApp) -> None:
+def start_timer(activation: Activation, timer: Timer, app: ActorHost) -> None:
     """Run ``timer`` on the activation (replacing one of its name); it ends with the activation."""
     old = activation.timers.pop(timer.name, None)
     if old is not None:
-        old.cancel()
+        old.task.cancel()
 
     async def fire(timer: Timer) -> bool:
         try:
@@ -156,8 +107,9 @@ def start_timer(activation: Activation, timer: Timer, app: ActorApp) -> None:
         try:
             await run_timer(timer, fire)
         finally:
-            if activation.timers.get(timer.name) is task:
+            running = activation.timers.get(timer.name)
+            if running is not None and running.task is task:
                 del activation.timers[timer.name]
 
     task = asyncio.get_running_loop().create_task(run(), name=f"actor timer {timer.name}")
-    activation.timers[timer.name] = task
+    activation.timers[timer.name] = RunningTimer(timer, task)

@@ -9,6 +9,7 @@ from components.bindings.base import Feature
 from components.loaded import LoadedComponent
 from mesh.app_channel import AppConnection
 from mesh.resiliency import OutboundFor, Resiliency, no_policy
+from services.bindings.answers import BindingAnswers
 from services.bindings.directions import check_contracts, directions
 from services.bindings.input import InputBindings
 from services.bindings.output import OutputBindings, TraceHeaders, answer_headers
@@ -17,9 +18,12 @@ __all__ = ["BindingsService", "InputBindings", "OutputBindings", "TraceHeaders",
 
 
 class BindingsService:
-    def __init__(self, output: OutputBindings, input: InputBindings) -> None:
+    def __init__(
+        self, output: OutputBindings, input: InputBindings, answers: BindingAnswers | None = None
+    ) -> None:
         self.output = output
         self.input = input
+        self.answers = answers
 
     @classmethod
     def from_components(
@@ -39,9 +43,11 @@ class BindingsService:
                 outputs.append(component)
             if Feature.INPUT_BINDING in used:
                 inputs.append(component)
-        return cls(
-            OutputBindings.from_components(outputs, outbound), InputBindings(inputs, channel, resiliency)
-        )
+        output = OutputBindings.from_components(outputs, outbound)
+        answers = BindingAnswers(output)
+        return cls(output, InputBindings(inputs, channel, resiliency, answers=answers), answers)
 
     async def aclose(self) -> None:
         await self.input.aclose()
+        if self.answers is not None:
+            await self.answers.aclose()

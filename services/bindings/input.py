@@ -17,7 +17,9 @@ when it carries one, as a Kafka record published through an output binding does,
 and the app token (the app channel adds it). A 2xx answer acknowledges the event; a non-2xx
 answer or no answer is a failure, retried under the component's inbound Resiliency policy
 (``targets.components.<name>.inbound``, else Dapr's ``DefaultBindingComponentInbound...`` names)
-and, when that gives up, handed back to the binding, which redelivers as its source allows.
+and, when that gives up, handed back to the binding, which redelivers as its source allows. A
+gRPC app's answer that names output bindings is carried out once the event is taken
+(services/bindings/answers.py, daprd's ``onAppResponse``).
 """
 
 from __future__ import annotations
@@ -33,13 +35,14 @@ import structlog
 from components.bindings.base import InputBinding, Reader, ReadEvent
 from components.loaded import LoadedComponent
 from components.metadata import lookup
-from mesh.app_channel import AppConnection, AppUnreachable
+from mesh.app_channel import AppConnection, AppResponse, AppUnreachable
 from mesh.resiliency import Policy, Resiliency, RetriableFailure
 from services.bindings.directions import skips_probe
 from services.trace_context import TraceContext
 
 if TYPE_CHECKING:
     from observability.tracing.tracer import Tracer
+    from services.bindings.answers import BindingAnswers
 
 log = structlog.get_logger(__name__)
 
@@ -94,8 +97,11 @@ class InputBindings:
         *,
         probe_interval: float = 0.5,
         probe_timeout: float = PROBE_TIMEOUT,
+        answers: BindingAnswers | None = None,
     ) -> None:
         self._channel = channel
+        self._answers = answers
+        """Where an answer naming output bindings is carried out (services/bindings/answers.py)."""
         self._probe_interval = probe_interval
         self._probe_timeout = probe_timeout
         self._handles = [
@@ -207,7 +213,8 @@ class InputBindings:
 
     async def _start(self, handle: InputBindingHandle) -> None:
         try:
-            handle.reader = await handle.binding.read(_Delivery(self._channel, handle, self.tracer).handle)
+            delivery = _Delivery(self._channel, handle, self.tracer, self._answers)
+            handle.reader = await handle.binding.read(delivery.handle)
         except Exception as exc:
             log.error("input binding failed to start reading", binding=handle.name, error=str(exc))
             return
@@ -221,12 +228,19 @@ class InputBindings:
 
 
 class _Delivery:
-    __slots__ = ("_channel", "_handle", "_tracer")
+    __slots__ = ("_answers", "_channel", "_handle", "_tracer")
 
-    def __init__(self, channel: AppConnection, handle: InputBindingHandle, tracer: Tracer | None) -> None:
+    def __init__(
+        self,
+        channel: AppConnection,
+        handle: InputBindingHandle,
+        tracer: Tracer | None,
+        answers: BindingAnswers | None,
+    ) -> None:
         self._channel = channel
         self._handle = handle
         self._tracer = tracer
+        self._answers = answers
 
     async def handle(self, event: ReadEvent) -> bytes | None:
         tracer = self._tracer
@@ -254,7 +268,7 @@ class _Delivery:
     ) -> bytes | None:
         handle = self._handle
 
-        async def attempt() -> bytes:
+        async def attempt() -> AppResponse:
             try:
                 response = await self._channel.deliver_binding(handle.name, handle.route, event.data, headers)
             except AppUnreachable as exc:
@@ -266,10 +280,13 @@ class _Delivery:
                     f"fails to send binding event to http app channel, status code: {response.status}",
                     response.status,
                 )
-            return response.body
+            return response
 
         try:
-            return await handle.policy.run(attempt)
+            response = await handle.policy.run(attempt)
         except Exception as exc:
             log.warning("input binding event not delivered", binding=handle.name, error=str(exc))
             raise DeliveryFailed(f"{handle.name}: {exc}") from exc
+        if response.binding is not None and self._answers is not None:
+            await self._answers.follow(handle.name, response.binding)
+        return response.body

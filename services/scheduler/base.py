@@ -90,6 +90,10 @@ class Scheduler(Protocol):
     async def delete_prefix(self, kind: str, app_id: str, prefix: str) -> int:
         """Delete every job of ``kind`` whose name starts with ``prefix`` (an actor's reminders)."""
 
+    async def list_jobs(self, kind: str, app_id: str, prefix: str = "") -> list[Job]:
+        """Every job of ``kind`` whose name starts with ``prefix``, by name (read from the store a
+        page at a time)."""
+
     def deliver(self, kind: str, handler: Deliver, accept: Callable[[JobKey], bool] | None = None) -> None:
         """Who delivers the ticks of ``kind``; ticks of a kind nobody delivers on this sidecar are
         left to the sidecars that do. ``accept`` (optional, cheap, no I/O) says which due jobs this

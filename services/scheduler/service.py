@@ -43,6 +43,8 @@ CONCURRENCY = 256
 CLAIM_BATCH = 100
 """Due ticks claimed in one store round trip."""
 LISTING = 2000
+LIST_PAGE = 500
+"""Jobs read from the store in one round trip of a listing."""
 
 
 def encode(job: Job, plan: schedules.Plan, created: float) -> bytes:
@@ -162,6 +164,17 @@ class SchedulerService:
 
     async def delete_prefix(self, kind: str, app_id: str, prefix: str) -> int:
         return await self.store.delete_prefix(kind, app_id, prefix)
+
+    async def list_jobs(self, kind: str, app_id: str, prefix: str = "") -> list[Job]:
+        found: dict[str, bytes] = {}
+        cursor: str | None = None
+        while True:
+            page = await self.store.list_jobs(kind, app_id, prefix, cursor, LIST_PAGE)
+            found.update((stored.name, stored.spec) for stored in page.jobs)  # Redis may give one twice
+            if page.cursor is None:
+                break
+            cursor = page.cursor
+        return [decode(kind, app_id, name, found[name]) for name in sorted(found)]
 
     def deliver(self, kind: str, handler: Deliver, accept: Callable[[JobKey], bool] | None = None) -> None:
         self._kinds[kind] = (handler, accept)

@@ -146,6 +146,38 @@ async def test_failures_are_retried_per_policy(
     assert await service.get(JobKey("job", service.app_id, "fails")) is None
 
 
+async def test_a_constant_policy_without_max_retries_retries_without_end(
+    sidecars: Callable[..., Awaitable[SchedulerService]],
+) -> None:
+    """Dapr's JobFailurePolicyConstant: "If unset, the Job will be retried indefinitely" (its
+    max_retries), unlike no policy at all (3 retries)."""
+    service = await sidecars()
+    recorder = Recorder(lambda tick: Outcome.FAILED)
+    service.deliver("job", recorder)
+    policy = {"constant": {"interval": "0.05s"}}
+    await service.schedule(_job(service, "keeps", due_time="0s", failure_policy=policy), overwrite=False)
+    await until(lambda: len(recorder.ticks) >= 8)
+    assert [tick.attempt for _, tick in recorder.ticks[:8]] == list(range(1, 9))
+    assert await service.get(JobKey("job", service.app_id, "keeps")) is not None
+
+
+async def test_list_jobs_by_prefix_in_name_order(
+    sidecars: Callable[..., Awaitable[SchedulerService]],
+) -> None:
+    service = await sidecars()
+    names = ["b", "a||1||r", "a||1||q", "a||10||r", *(f"many-{n:04d}" for n in range(1100))]
+    for name in names:
+        await service.schedule(_job(service, name, due_time="1h"), overwrite=False)
+    listed = await service.list_jobs("job", service.app_id)
+    assert [job.key.name for job in listed] == sorted(names)
+    assert listed[0].due_time == "1h" and listed[0].key == JobKey("job", service.app_id, "a||10||r")
+    assert [job.key.name for job in await service.list_jobs("job", service.app_id, "a||1||")] == [
+        "a||1||q",
+        "a||1||r",
+    ]
+    assert await service.list_jobs("reminder", service.app_id) == []
+
+
 async def test_cancel_ends_the_job(sidecars: Callable[..., Awaitable[SchedulerService]]) -> None:
     service = await sidecars()
     recorder = Recorder(lambda tick: Outcome.CANCEL)
@@ -263,3 +295,21 @@ async def test_the_loop_outlives_an_accept_that_raises(
     service.deliver("reminder", recorder, accept=accept)
     await service.schedule(Job(JobKey("reminder", service.app_id, "A||1||r"), due_time="0s"), overwrite=False)
     await until(lambda: len(recorder.ticks) == 1)
+
+
+async def test_a_store_that_fails_a_listing_is_daprs_list_jobs_error(tmp_path: Path) -> None:
+    """A store that cannot be read (closed here: no mock) answers 500 DAPR_SCHEDULER_LIST_JOBS, the
+    reason daprd gives a failed ListJobs, and the gRPC door makes it INTERNAL."""
+    from routers.grpc.errors import grpc_code
+    from services.errors import ApiError
+    from services.jobs import JobsService
+
+    store = SQLiteSchedulerStore(str(tmp_path / "scheduler.db"))
+    await store.open()
+    await store.close()
+    jobs = JobsService(SchedulerService(store, "app"), "app")
+    with pytest.raises(ApiError) as failed:
+        await jobs.list_jobs()
+    assert (failed.value.status, failed.value.code) == (500, "DAPR_SCHEDULER_LIST_JOBS")
+    assert failed.value.message.startswith("failed to list jobs due to: ")
+    assert grpc_code(failed.value) == 13  # INTERNAL

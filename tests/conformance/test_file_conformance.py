@@ -22,6 +22,7 @@ import pytest
 from components import registry
 from components.errors import (
     ComponentInitError,
+    FileExists,
     FileNotFound,
     InvalidFileNameError,
     MetadataError,
@@ -208,6 +209,31 @@ async def test_a_put_replaces_the_file_and_its_metadata(store: Any) -> None:
     assert await get(store, "f.txt") == b"new"
     info = await store.stat("f.txt")
     assert (info.size, dict(info.metadata)) == (3, {"b": "2"})
+
+
+@pytest.mark.parametrize("size", [3, 6 * MiB], ids=["small", "multipart"])
+async def test_a_create_only_put_never_replaces_a_file(store: Any, size: int) -> None:
+    new = os.urandom(size)
+    await store.put(PutRequest("created.bin", stream(new), {}, create_only=True))  # none there: written
+    assert await get(store, "created.bin") == new
+    with pytest.raises(FileExists):
+        await store.put(PutRequest("created.bin", stream(b"other"), {}, create_only=True))
+    assert await get(store, "created.bin") == new  # the old file, whole
+
+
+async def test_of_two_create_only_puts_racing_for_a_name_one_wins(store: Any) -> None:
+    async def slow(data: bytes) -> AsyncIterator[bytes]:
+        await asyncio.sleep(0.05)  # both are under way before either completes
+        yield data
+
+    outcomes = await asyncio.gather(
+        *(store.put(PutRequest("raced.bin", slow(data), {}, create_only=True)) for data in (b"a", b"b")),
+        return_exceptions=True,
+    )
+    assert sorted(type(outcome).__name__ for outcome in outcomes) == ["FileExists", "NoneType"]
+    winner = b"a" if outcomes[0] is None else b"b"
+    assert await get(store, "raced.bin") == winner
+    assert [info.name for info in (await store.list(ListRequest("raced", 10, ""))).files] == ["raced.bin"]
 
 
 async def test_an_empty_stream_writes_an_empty_file(store: Any) -> None:

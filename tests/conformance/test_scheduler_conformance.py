@@ -283,3 +283,94 @@ async def test_claim_many_takes_the_due_ones_once(
     assert claim.job.spec == b"n3" and claim.job.attempt == 1 and claim.job.token
     assert await first.complete(claim, None)
     assert await first.get(*scope, "n3") is None
+
+
+async def _listing(
+    store: SchedulerStore, scope: tuple[str, str], prefix: str, limit: int
+) -> list[list[StoredJob]]:
+    """Every page of a listing, in the order read."""
+    pages: list[list[StoredJob]] = []
+    cursor: str | None = None
+    while True:
+        page = await store.list_jobs(*scope, prefix, cursor, limit)
+        pages.append(page.jobs)
+        if page.cursor is None:
+            return pages
+        cursor = page.cursor
+
+
+def _names(pages: list[list[StoredJob]]) -> list[str]:
+    return sorted({job.name for page in pages for job in page})
+
+
+async def test_listing_an_empty_scope(store: SchedulerStore, scope: tuple[str, str]) -> None:
+    page = await store.list_jobs(*scope, "", None, 10)
+    assert (page.jobs, page.cursor) == ([], None)
+
+
+async def test_listing_matches_the_prefix_byte_for_byte(
+    store: SchedulerStore, scope: tuple[str, str]
+) -> None:
+    now = await store.now()
+    names = ["T||1||a", "T||1||ab", "T||10||a", "T||1", "t||1||a", "T/1/a", "T||1||%_*?[x]\\", "Té||1||a"]
+    for name in names:
+        assert await store.put(_job(scope, name, now + 60, f'{{"n":"{name}"}}'.encode()), overwrite=False)
+    await store.put(_job(("reminder", scope[1]), "T||1||other-kind", now + 60), overwrite=False)
+    await store.put(_job((scope[0], scope[1] + "-other"), "T||1||other-app", now + 60), overwrite=False)
+
+    assert _names(await _listing(store, scope, "", 100)) == sorted(names)
+    assert _names(await _listing(store, scope, "T||1||", 100)) == ["T||1||%_*?[x]\\", "T||1||a", "T||1||ab"]
+    assert _names(await _listing(store, scope, "T||1", 100)) == sorted(
+        ["T||1||a", "T||1||ab", "T||10||a", "T||1", "T||1||%_*?[x]\\"]
+    )
+    assert _names(await _listing(store, scope, "T||1||%", 100)) == ["T||1||%_*?[x]\\"]
+    assert _names(await _listing(store, scope, "T||1||%_*?[", 100)) == ["T||1||%_*?[x]\\"]
+    assert _names(await _listing(store, scope, "T/", 100)) == ["T/1/a"]
+    assert _names(await _listing(store, scope, "Té", 100)) == ["Té||1||a"]
+    assert _names(await _listing(store, scope, "T||1||ab", 100)) == ["T||1||ab"]
+    assert _names(await _listing(store, scope, "T||2", 100)) == []
+    assert _names(await _listing(store, scope, "t", 100)) == ["t||1||a"]
+
+
+async def test_listing_gives_each_job_as_stored(store: SchedulerStore, scope: tuple[str, str]) -> None:
+    now = await store.now()
+    await store.put(_job(scope, "a", now - 1, b'{"v":1}'), overwrite=False)
+    claim = await _claim(store, scope, "a")
+    assert claim is not None
+    [page] = await _listing(store, scope, "a", 10)
+    [found] = page
+    assert (found.kind, found.app_id, found.name, found.spec) == (*scope, "a", b'{"v":1}')
+    assert found.due == pytest.approx(now - 1, abs=0.002)
+    assert found.token == claim.job.token
+
+
+async def test_listing_many_jobs_a_page_at_a_time(store: SchedulerStore, scope: tuple[str, str]) -> None:
+    now = await store.now()
+    names = [f"job-{n:04d}" for n in range(1000)]
+    await asyncio.gather(*(store.put(_job(scope, name, now + 600), overwrite=False) for name in names))
+    await store.put(_job(scope, "other", now + 600), overwrite=False)
+
+    pages = await _listing(store, scope, "job-", 100)
+    assert _names(pages) == names
+    assert len(pages) >= 5, "a listing of 1000 jobs by 100 must take pages"
+    assert max(len(page) for page in pages) <= 200, "a page holds about the limit, never the whole scope"
+    seen = [job.name for page in pages for job in page]
+    assert len(seen) - len(set(seen)) <= 10, "a job is given more than once only by a rehashing Redis"
+
+
+async def test_listing_goes_on_while_jobs_are_deleted(store: SchedulerStore, scope: tuple[str, str]) -> None:
+    now = await store.now()
+    names = [f"n{n:03d}" for n in range(300)]
+    await asyncio.gather(*(store.put(_job(scope, name, now + 600), overwrite=False) for name in names))
+    first = await store.list_jobs(*scope, "", None, 50)
+    assert first.cursor is not None
+    gone = {job.name for job in first.jobs}
+    for name in gone:
+        await store.delete(*scope, name)
+    rest: list[StoredJob] = []
+    cursor: str | None = first.cursor
+    while cursor is not None:
+        page = await store.list_jobs(*scope, "", cursor, 50)
+        rest.extend(page.jobs)
+        cursor = page.cursor
+    assert {job.name for job in rest} == set(names) - gone

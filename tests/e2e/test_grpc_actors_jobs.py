@@ -104,7 +104,7 @@ async def test_jobs_through_the_python_sdk(
             # An existing job without overwrite, a missing job, an empty name: daprd's errors.
             with pytest.raises(DaprGrpcError) as refused:
                 await asyncio.to_thread(client.schedule_job, Job(name="later", due_time="2h"))
-            assert refused.value.code() == grpc.StatusCode.INTERNAL
+            assert refused.value.code() == grpc.StatusCode.ALREADY_EXISTS
             assert refused.value.error_code() == "DAPR_SCHEDULER_SCHEDULE_JOB"
             assert "AlreadyExists" in (refused.value.details() or "")
             await asyncio.to_thread(client.schedule_job, Job(name="later", due_time="2h"), True)

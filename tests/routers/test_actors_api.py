@@ -101,7 +101,15 @@ async def test_bad_actor_names_are_400(sidecar: Sidecar, path: str) -> None:
 
 @pytest.mark.parametrize(
     ("method", "suffix"),
-    [("PUT", "method/m"), ("GET", "state/k"), ("POST", "state"), ("GET", "reminders/r"), ("PUT", "timers/t")],
+    [
+        ("PUT", "method/m"),
+        ("GET", "state/k"),
+        ("POST", "state"),
+        ("GET", "reminders/r"),
+        ("PUT", "timers/t"),
+        ("GET", "timers/t"),
+        ("GET", "timers"),
+    ],
 )
 async def test_daprs_internal_types_are_reserved(sidecar: Sidecar, method: str, suffix: str) -> None:
     response = await sidecar.request(method, f"{ACTORS}/dapr.internal.default.wf/a/{suffix}", json=[])
@@ -176,6 +184,17 @@ async def test_without_an_app_the_runtime_is_disabled(start_sidecar: StartSideca
     sidecar = await start_sidecar(resources_paths=[])
     assert (await sidecar.metadata())["actorRuntime"]["runtimeStatus"] == "DISABLED"
     assert_error(await sidecar.request("PUT", f"{ACTORS}/counter/a/method/m"), 404, "ERR_ACTOR_NO_ADDRESS")
+    for path in ("timers", "timers/t"):  # nothing hosted here: daprd's non-hosted refusal
+        assert_error(
+            await sidecar.request("GET", f"{ACTORS}/counter/a/{path}"), 403, "ERR_ACTOR_TIMER_NON_HOSTED"
+        )
+
+
+async def test_timer_reads_refuse_bad_actor_names(sidecar: Sidecar) -> None:
+    for path in ("counter/a%2Fb/timers", "counter/a%23/timers/t", "counter/a%5Cb/timers"):
+        assert_error(await sidecar.request("GET", f"{ACTORS}/{path}"), 400, "ERR_BAD_REQUEST")
+    missing = await sidecar.request("GET", f"{ACTORS}/counter/a/timers/no%20such")
+    assert_error(missing, 404, "ERR_ACTOR_TIMER_NOT_FOUND", message="actor timer not found: no such")
 
 
 # -- state -----------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import appcallback_pb2
 from google.protobuf import empty_pb2
 
-from mesh.app_channel import AppUnreachable
+from mesh.app_channel import AppUnreachable, BindingAnswer
 from routers.grpc.app_callback import GrpcAppChannel
 from services.pubsub.bulk_subscribe import interpret_bulk
 from services.pubsub.delivery import Outcome, interpret
@@ -303,6 +303,27 @@ async def test_a_binding_event_carries_its_data_and_metadata(
 
     app[0].error = grpc.StatusCode.INTERNAL
     assert (await channel.deliver_binding("tick", "/tick", b"", {})).status == 500
+
+
+async def test_a_binding_answer_naming_output_bindings_comes_back_with_them(
+    app: tuple[Recorder, int], channel: GrpcAppChannel
+) -> None:
+    assert (await channel.deliver_binding("tick", "/tick", b"x", {})).binding is None  # asks nothing
+    parallel = appcallback_pb2.BindingEventResponse.PARALLEL
+    app[0].binding_reply = appcallback_pb2.BindingEventResponse(
+        data=b'{"n": 1}', to=["files", "audit"], concurrency=parallel
+    )
+    answer = await channel.deliver_binding("tick", "/tick", b"x", {})
+    assert answer.binding == BindingAnswer(("files", "audit"), b'{"n": 1}', True)
+    assert answer.body == b'{"n": 1}'
+    app[0].binding_reply = appcallback_pb2.BindingEventResponse(to=["files"])
+    assert (await channel.deliver_binding("tick", "/tick", b"x", {})).binding == BindingAnswer(
+        ("files",), b"ack:x", False
+    )
+    # daprd never reads store_name and states from a gRPC answer: neither does l8.
+    state = common_pb2.StateItem(key="k", value=b"v")
+    app[0].binding_reply = appcallback_pb2.BindingEventResponse(store_name="store", states=[state])
+    assert (await channel.deliver_binding("tick", "/tick", b"x", {})).binding is None
 
 
 async def test_a_job_trigger_is_on_job_event(app: tuple[Recorder, int], channel: GrpcAppChannel) -> None:

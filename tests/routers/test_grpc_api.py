@@ -15,7 +15,6 @@ import orjson
 import pytest
 from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import (
-    actors_pb2,
     binding_pb2,
     configuration_pb2,
     dapr_pb2,
@@ -24,6 +23,7 @@ from dapr.proto.runtime.v1 import (
     metadata_pb2,
     pubsub_pb2,
     state_pb2,
+    workflow_pb2,
 )
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2
@@ -185,7 +185,7 @@ async def test_bulk_publish_entries_need_distinct_ids(stub: dapr_pb2_grpc.DaprSt
 
 async def test_what_l8_does_not_serve_is_unimplemented(stub: dapr_pb2_grpc.DaprStub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await stub.ListActorTimers(actors_pb2.ListActorTimersRequest(actor_type="a", actor_id="1"))
+        await stub.GetWorkflowBeta1(workflow_pb2.GetWorkflowRequest(instance_id="w-1"))
     assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 

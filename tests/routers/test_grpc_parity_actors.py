@@ -6,6 +6,7 @@ daprd's gRPC code of it)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,7 +14,7 @@ import grpc
 import orjson
 import pytest
 from dapr.proto.runtime.v1 import actors_pb2, dapr_pb2_grpc
-from google.protobuf import any_pb2, json_format
+from google.protobuf import any_pb2, json_format, wrappers_pb2
 
 from tests.actor_app import ActorTestApp
 from tests.routers.conftest import Sidecar, StartSidecar
@@ -61,6 +62,14 @@ class Actors:
     async def delete_timer(self, actor: str, name: str) -> None:
         raise NotImplementedError
 
+    async def list_timers(self, actor: str) -> list[dict[str, Any]]:
+        """Each running timer as the HTTP API lists it (``name``, ``actorType``, ``actorID`` and the
+        fields it has)."""
+        raise NotImplementedError
+
+    async def get_timer(self, actor: str, name: str) -> dict[str, Any]:
+        raise NotImplementedError
+
 
 def _parts(actor: str) -> tuple[str, str]:
     actor_type, _, actor_id = actor.partition("/")
@@ -106,6 +115,14 @@ class Http(Actors):
 
     async def delete_timer(self, actor: str, name: str) -> None:
         await self._call("DELETE", f"{actor}/timers/{name}")
+
+    async def list_timers(self, actor: str) -> list[dict[str, Any]]:
+        listed: list[dict[str, Any]] = (await self._call("GET", f"{actor}/timers")).json()["timers"]
+        return listed
+
+    async def get_timer(self, actor: str, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = (await self._call("GET", f"{actor}/timers/{name}")).json()
+        return found
 
 
 class Grpc(Actors):
@@ -186,6 +203,7 @@ class Grpc(Actors):
             due_time=body.get("dueTime", ""),
             period=body.get("period", ""),
             callback=body.get("callback", ""),
+            ttl=body.get("ttl", ""),
             data=orjson.dumps(body["data"]) if "data" in body else b"",
         )
         await self._call("RegisterActorTimer", request)
@@ -194,6 +212,28 @@ class Grpc(Actors):
         actor_type, actor_id = _parts(actor)
         request = actors_pb2.UnregisterActorTimerRequest(actor_type=actor_type, actor_id=actor_id, name=name)
         await self._call("UnregisterActorTimer", request)
+
+    async def list_timers(self, actor: str) -> list[dict[str, Any]]:
+        actor_type, actor_id = _parts(actor)
+        request = actors_pb2.ListActorTimersRequest(actor_type=actor_type, actor_id=actor_id)
+        listed = (await self._call("ListActorTimers", request)).timers
+        return [{"name": named.name, **_timer_json(named.timer)} for named in listed]
+
+    async def get_timer(self, actor: str, name: str) -> dict[str, Any]:
+        actor_type, actor_id = _parts(actor)
+        request = actors_pb2.GetActorTimerRequest(actor_type=actor_type, actor_id=actor_id, name=name)
+        return _timer_json(await self._call("GetActorTimer", request))
+
+
+def _timer_json(timer: Any) -> dict[str, Any]:
+    """An ActorTimer (or GetActorTimerResponse) in the HTTP API's names; its data, a BytesValue of
+    the JSON as daprd sends it, as that JSON."""
+    found: dict[str, Any] = json_format.MessageToDict(timer)  # the proto's JSON names: actorID
+    if timer.HasField("data"):
+        value = wrappers_pb2.BytesValue()
+        assert timer.data.Unpack(value)
+        found["data"] = orjson.loads(value.value)
+    return found
 
 
 @pytest.fixture
@@ -290,3 +330,98 @@ async def test_refusals_have_the_same_reason_message_and_status(actors: Actors) 
     assert messages[0] == "actor instance is missing"
     assert messages[4] == "actor reminder already exists: kept"
     assert "boom" in messages[1]
+
+
+async def test_timers_read_back_the_same(actors: Actors, app: ActorTestApp) -> None:
+    """daprd's list and get of timers (host-local: this sidecar alone owns every actor): by name,
+    the fields each was given, ``ttl`` as the time it ends; gone once deleted."""
+    assert await actors.list_timers("counter/c1") == []  # not even active
+    due = {"dueTime": "1000s"}
+    await actors.create_timer(
+        "counter/c1",
+        "t1",
+        {**due, "period": "10s", "ttl": "2552-01-01T00:00:00Z", "callback": "cb", "data": "hello"},
+    )
+    await actors.create_timer("counter/c1", "t0", {**due, "data": {"k": [1, None]}})
+    await actors.create_timer("counter/c2", "other", due)
+    actor = {"actorType": "counter", "actorID": "c1"}
+    t0 = {**actor, **due, "data": {"k": [1, None]}}
+    t1 = {**actor, **due, "period": "10s", "ttl": "2552-01-01T00:00:00Z", "callback": "cb", "data": "hello"}
+    assert await actors.list_timers("counter/c1") == [{"name": "t0", **t0}, {"name": "t1", **t1}]
+    assert await actors.get_timer("counter/c1", "t1") == t1
+
+    await actors.delete_timer("counter/c1", "t1")
+    assert await actors.list_timers("counter/c1") == [{"name": "t0", **t0}]
+    missing = await refusal(actors.get_timer("counter/c1", "t1"))
+    assert (missing.reason, missing.message, missing.status) == (
+        "ERR_ACTOR_TIMER_NOT_FOUND",
+        "actor timer not found: t1",
+        404,
+    )
+    cases: list[tuple[Any, str, int]] = [
+        (lambda: actors.list_timers("other/o"), "ERR_ACTOR_TIMER_NON_HOSTED", 403),
+        (lambda: actors.get_timer("other/o", "t"), "ERR_ACTOR_TIMER_NON_HOSTED", 403),
+        (lambda: actors.list_timers("dapr.internal.wf/w"), "ERR_ACTOR_TYPE_RESERVED", 403),
+        (lambda: actors.get_timer("counter/c\\d", "t"), "ERR_BAD_REQUEST", 400),
+    ]
+    for call, reason, status in cases:
+        refused = await refusal(call())
+        assert (refused.reason, refused.status) == (reason, status), refused
+
+
+async def test_a_timer_that_ended_is_not_listed(actors: Actors, app: ActorTestApp) -> None:
+    await actors.create_timer("counter/c1", "once", {"dueTime": "0s"})
+    await app.wait_for(1, "timer/once")
+    for _ in range(100):
+        if await actors.list_timers("counter/c1") == []:
+            break
+        await asyncio.sleep(0.02)
+    assert await actors.list_timers("counter/c1") == []
+
+
+async def test_list_reminders_of_an_actor_or_of_its_type(sidecar: Sidecar) -> None:
+    """ListActorReminders (gRPC only: daprd has no HTTP route for it): one actor's, or with no id
+    (or an empty one) every reminder of the type, by actor id then name, each as GetActorReminder
+    answers it."""
+    http = Http(sidecar)
+    await http.create_reminder("counter/c1", "r2", {"dueTime": "1h", "period": "PT1H", "data": {"n": 2}})
+    await http.create_reminder("counter/c1", "r1", {"dueTime": "1h", "ttl": "2552-01-01T00:00:00Z"})
+    await http.create_reminder("counter/c1||x", "r3", {"dueTime": "1h"})
+    await http.create_reminder("counter/c2", "r1", {"dueTime": "2h"})
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{sidecar.app.state.grpc_api.port}") as channel:
+        stub = dapr_pb2_grpc.DaprStub(channel)
+
+        async def listed(**request: Any) -> list[tuple[str, str, str]]:
+            answer = await stub.ListActorReminders(actors_pb2.ListActorRemindersRequest(**request))
+            return [(r.reminder.actor_id, r.name, r.reminder.due_time) for r in answer.reminders]
+
+        assert await listed(actor_type="counter", actor_id="c1") == [("c1", "r1", "1h"), ("c1", "r2", "1h")]
+        everything = [("c1", "r1", "1h"), ("c1", "r2", "1h"), ("c1||x", "r3", "1h"), ("c2", "r1", "2h")]
+        assert await listed(actor_type="counter") == everything
+        assert await listed(actor_type="counter", actor_id="") == everything
+        assert await listed(actor_type="counter", actor_id="nobody") == []
+
+        answer = await stub.ListActorReminders(
+            actors_pb2.ListActorRemindersRequest(actor_type="counter", actor_id="c1")
+        )
+        for named in answer.reminders:
+            got = await stub.GetActorReminder(
+                actors_pb2.GetActorReminderRequest(actor_type="counter", actor_id="c1", name=named.name)
+            )
+            assert json_format.MessageToDict(named.reminder) == json_format.MessageToDict(got)
+        assert answer.reminders[0].reminder.ttl.startswith("2552-01-01T00:00:00")
+        assert json_format.MessageToDict(answer.reminders[1].reminder.data)["value"] == {"n": 2}
+
+        for request, code, reason in [
+            ({"actor_type": "other"}, grpc.StatusCode.PERMISSION_DENIED, "ERR_ACTOR_REMINDER_NON_HOSTED"),
+            (
+                {"actor_type": "dapr.internal.wf"},
+                grpc.StatusCode.PERMISSION_DENIED,
+                "ERR_ACTOR_TYPE_RESERVED",
+            ),
+            ({"actor_type": ""}, grpc.StatusCode.INVALID_ARGUMENT, "ERR_BAD_REQUEST"),
+        ]:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.ListActorReminders(actors_pb2.ListActorRemindersRequest(**request))
+            assert refused.value.code() == code
+            assert _grpc_refusal(refused.value).reason == reason

@@ -18,7 +18,11 @@ from tests.routers.conftest import Sidecar, StartSidecar
 from tests.routers.test_grpc_parity import Refused, _grpc_refusal, _http_refusal
 
 # daprd's gRPC code of each HTTP status these scenarios meet.
-CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 500: grpc.StatusCode.INTERNAL}
+CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    409: grpc.StatusCode.ALREADY_EXISTS,
+    500: grpc.StatusCode.INTERNAL,
+}
 
 
 class Jobs:
@@ -155,7 +159,7 @@ async def test_refusals_have_the_same_reason_message_and_status(jobs: Jobs) -> N
         ("nothing", {}, "DAPR_SCHEDULER_SCHEDULE_EMPTY", 400),
         ("bad|name", {"dueTime": "1h"}, "DAPR_SCHEDULER_JOB_NAME_EMPTY", 400),
         ("bad", {"schedule": "every now and then"}, "ERR_MALFORMED_REQUEST", 400),
-        ("taken", {"dueTime": "2h"}, "DAPR_SCHEDULER_SCHEDULE_JOB", 500),
+        ("taken", {"dueTime": "2h"}, "DAPR_SCHEDULER_SCHEDULE_JOB", 409),
     ]
     seen = []
     for name, job, reason, status in cases:
@@ -202,3 +206,35 @@ async def test_an_any_of_another_type_round_trips_over_grpc(sidecar: Sidecar) ->
         }
         over_http = await Http(sidecar).get("unknown")
         assert over_http["data"] == {"@type": "type.googleapis.com/acme.Order", "value": "CAc="}
+
+
+async def test_list_jobs_gives_every_job_of_the_app_as_get_reads_it(sidecar: Sidecar) -> None:
+    """ListJobs (gRPC only: daprd has no HTTP route for it) answers the jobs of this app, by name,
+    each as GetJob answers it, whichever transport scheduled it; both names of the RPC."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{sidecar.app.state.grpc_api.port}") as channel:
+        stub = dapr_pb2_grpc.DaprStub(channel)
+        assert list((await stub.ListJobs(jobs_pb2.ListJobsRequest())).jobs) == []
+        http, over_grpc = Http(sidecar), Grpc(stub)
+        await http.schedule("b-nightly", {"schedule": "@daily", "data": {"k": [1, None]}})
+        await over_grpc.schedule("a/once", {"dueTime": "1h", "failurePolicy": {"drop": {}}})
+        await over_grpc.schedule("c", {"schedule": "@every 1h", "repeats": 2, "ttl": "3h"})
+        for rpc, request in (("ListJobs", jobs_pb2.ListJobsRequest()),
+                             ("ListJobsAlpha1", jobs_pb2.ListJobsRequestAlpha1())):  # fmt: skip
+            listed = (await getattr(stub, rpc)(request)).jobs
+            assert [job.name for job in listed] == ["a/once", "b-nightly", "c"]
+            for job in listed:
+                got = (await stub.GetJobAlpha1(jobs_pb2.GetJobRequest(name=job.name))).job
+                assert job == got
+        await http.delete("c")
+        listed = (await stub.ListJobsAlpha1(jobs_pb2.ListJobsRequestAlpha1())).jobs
+        assert [job.name for job in listed] == ["a/once", "b-nightly"]
+
+
+async def test_list_jobs_pages_through_a_large_store(sidecar: Sidecar) -> None:
+    """More jobs than one page of the store's listing: every one is answered, once, by name."""
+    names = [f"job-{n:04d}" for n in range(1200)]
+    for name in names:
+        await sidecar.app.state.runtime.services.jobs.schedule(name, {"dueTime": "1h"})
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{sidecar.app.state.grpc_api.port}") as channel:
+        listed = (await dapr_pb2_grpc.DaprStub(channel).ListJobs(jobs_pb2.ListJobsRequest())).jobs
+    assert [job.name for job in listed] == names

@@ -72,8 +72,10 @@ async def test_snake_case_due_time_policies_and_overwrite(sidecar: Sidecar) -> N
     found = (await sidecar.request("GET", "/v1.0/jobs/j")).json()
     assert found == {"name": "j", "dueTime": "2030-01-01T00:00:00Z", "failurePolicy": {"drop": {}}}
     again = await post(sidecar, "j", {"schedule": "0 30 * * * *"})
-    body = assert_error(again, 500, "DAPR_SCHEDULER_SCHEDULE_JOB", details=["ErrorInfo"])
-    assert "already exists" in body["message"]
+    body = assert_error(again, 409, "DAPR_SCHEDULER_SCHEDULE_JOB", details=["ErrorInfo"])
+    assert body["message"] == (
+        "failed to schedule job due to: rpc error: code = AlreadyExists desc = job already exists: j"
+    )
     policy = {"constant": {"interval": "1.5s"}}
     response = await post(
         sidecar, "j", {"schedule": "0 30 * * * *", "overwrite": True, "failurePolicy": policy}
