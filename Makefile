@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest examples toolchains openapi layotto-proto bench bench-state bench-pubsub bench-invoke bench-coordination bench-scheduler bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-request-context bench-metrics bench-tracing bench-dashboard bench-app-health bench-actors bench-actor-stream bench-placement bench-grpc bench-grpc-actors bench-layotto-grpc bench-grpc-proxy soak servers clean
+.PHONY: run test lint typecheck pytest examples toolchains openapi layotto-proto bench bench-state bench-pubsub bench-invoke bench-coordination bench-scheduler bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-request-context bench-metrics bench-tracing bench-dashboard bench-app-health bench-actors bench-actor-stream bench-placement bench-grpc bench-grpc-actors bench-layotto-grpc bench-grpc-proxy bench-streaming soak servers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -97,7 +97,7 @@ layotto-proto: $(VENV)/.test
 	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. \
 		routers/grpc/layotto/proto/runtime.proto
 
-bench: bench-state bench-pubsub bench-invoke bench-coordination bench-scheduler bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-metrics bench-tracing bench-dashboard bench-app-health bench-actors bench-actor-stream bench-placement bench-grpc bench-grpc-actors bench-layotto-grpc bench-grpc-proxy
+bench: bench-state bench-pubsub bench-invoke bench-coordination bench-scheduler bench-file bench-secrets bench-bindings bench-s3-binding bench-wasm bench-wasm-functions bench-metrics bench-tracing bench-dashboard bench-app-health bench-actors bench-actor-stream bench-placement bench-grpc bench-grpc-actors bench-layotto-grpc bench-grpc-proxy bench-streaming
 
 bench-state: $(VENV)/.test servers
 	$(BIN)/python bench/state_bench.py
@@ -181,6 +181,11 @@ bench-layotto-grpc: $(VENV)/.test
 # Dapr's gRPC proxying (dapr-app-id) through two sidecars against the same call straight to the app.
 bench-grpc-proxy: $(VENV)/.test
 	$(BIN)/python bench/grpc_proxy_bench.py
+
+# Delivery through a streaming subscription (SubscribeTopicEventsAlpha1) against the HTTP app port,
+# in one run, on the in-memory and Redis pub/subs.
+bench-streaming: $(VENV)/.test servers
+	$(BIN)/python bench/streaming_bench.py
 
 # The soak (bench/soak.py): load with Redis killed and frozen, l8 killed, bad inputs; figures into
 # docs/reliability.md. About 5 minutes; never part of `make test`. ARGS="--seconds 90" shortens it.

@@ -60,6 +60,7 @@ from services.metadata import MetadataService, Versions
 from services.pubsub.declarative import declarative_subscriptions
 from services.pubsub.discovery import SubscriptionDiscovery
 from services.pubsub.publisher import PubSubService
+from services.pubsub.streaming import StreamingSubscriptions, with_streams
 from services.pubsub.subscriber import Subscriber
 from services.pubsub.subscriptions import Subscription
 from services.secret_refs import SecretRefs
@@ -270,6 +271,11 @@ class Runtime:
         secrets = SecretsService.from_components(
             self._of("secretstores"), scopes, self._outbound("secretstores")
         )
+        # Closed before the pub/sub components: the open streams end, their events go back.
+        streams = StreamingSubscriptions(pubsub.handles, app_id, self.resiliency)
+        streams.metrics = pubsub.metrics
+        streams.tracer = self.tracer
+        self._stack.push_async_callback(streams.aclose)
         wasm = WasmService(state, pubsub, invocation, secrets, sequencer)
         self._stack.push_async_callback(wasm.aclose)
         metadata = MetadataService(
@@ -277,7 +283,7 @@ class Runtime:
             Versions(dapr=DAPR_API_VERSION, l8=__version__),
             self.components,
             invocation,
-            lambda: self.subscriptions,
+            lambda: with_streams(self.subscriptions, streams.subscriptions()),
             connection_properties(settings, self.app_health),
             tcp_copy=self.tcp_copy,
             rate_limits=self.rate_limits,
@@ -308,6 +314,7 @@ class Runtime:
             dashboard=DashboardService(metadata, actuator, self.recent_errors, self._traffic()),
             scheduler=scheduler,
             jobs=JobsService(scheduler, app_id),
+            streams=streams,
             actors=actors,
         )
         try:

@@ -29,10 +29,27 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return round(values[index], 3)
 
 
+def stats(values: list[float], bad: int, arrivals: list[int]) -> dict[str, Any]:
+    """``GET /stats``' answer: the count, latency percentiles (ms) and the delivery rate between the
+    first and the last arrival."""
+    span = (arrivals[-1] - arrivals[0]) / 1e9 if len(arrivals) == 2 else 0.0
+    return {
+        "count": len(values),
+        "bad": bad,
+        "p50_ms": percentile(values, 0.5),
+        "p90_ms": percentile(values, 0.9),
+        "p99_ms": percentile(values, 0.99),
+        "max_ms": round(values[-1], 3) if values else None,
+        "per_second": round((len(values) - 1) / span, 1) if span > 0 else None,
+    }
+
+
 class Subscriber:
     def __init__(self, subscriptions: list[dict[str, str]]) -> None:
         self.subscriptions = orjson.dumps(subscriptions)
         self.latencies_ms: list[float] = []
+        self.arrivals: list[int] = []
+        """First and last arrival (ns), for a delivery rate."""
         self.bad = 0
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -53,6 +70,10 @@ class Subscriber:
             try:
                 sent = orjson.loads(body)["data"]["t"]
                 self.latencies_ms.append((arrived - sent) / 1e6)
+                if self.arrivals:
+                    self.arrivals[1] = arrived
+                else:
+                    self.arrivals = [arrived, arrived]
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 self.bad += 1
             await answer(send, 200, b"")
@@ -60,17 +81,10 @@ class Subscriber:
             await answer(send, 200, self.subscriptions)
         elif path == "/stats":
             values = sorted(self.latencies_ms)
-            stats = {
-                "count": len(values),
-                "bad": self.bad,
-                "p50_ms": percentile(values, 0.5),
-                "p90_ms": percentile(values, 0.9),
-                "p99_ms": percentile(values, 0.99),
-                "max_ms": round(values[-1], 3) if values else None,
-            }
-            await answer(send, 200, orjson.dumps(stats))
+            await answer(send, 200, orjson.dumps(stats(values, self.bad, self.arrivals)))
         elif path == "/reset":
             self.latencies_ms.clear()
+            self.arrivals.clear()
             self.bad = 0
             await answer(send, 204, b"")
         else:

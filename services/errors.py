@@ -74,6 +74,17 @@ class BodyTooLarge(Exception):
 # -- generic ---------------------------------------------------------------------------------------
 
 
+GO_ERROR = ""
+"""The code of :func:`go_error`: no Dapr code at all."""
+
+
+def go_error(message: str) -> ApiError:
+    """Where daprd answers with a plain Go error (``errors.New``) rather than a coded one: over
+    gRPC the status UNKNOWN with the message and no details (a streaming subscription's first
+    message that is not an initial request, a topic the app may not subscribe to, ...)."""
+    return ApiError(500, GO_ERROR, message)
+
+
 def wasm_middleware_failed(name: str, reason: str) -> ApiError:
     """A ``middleware.http.wasm`` guest trapped, timed out or broke the ABI (Dapr answers 500)."""
     return ApiError(500, "ERR_WASM_MIDDLEWARE", f"wasm middleware {name!r} failed: {reason}")

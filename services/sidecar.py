@@ -16,6 +16,7 @@ from services.jobs import JobsService
 from services.lock import LockService
 from services.metadata import MetadataService
 from services.pubsub.publisher import PubSubService
+from services.pubsub.streaming import StreamingSubscriptions
 from services.scheduler.base import Scheduler
 from services.secrets import SecretsService
 from services.sequencer import SequencerService
@@ -41,5 +42,7 @@ class Services:
     scheduler: Scheduler
     """Jobs and actor reminders, durable, fired once per tick across the app id's sidecars."""
     jobs: JobsService
+    streams: StreamingSubscriptions
+    """Streaming subscriptions (``SubscribeTopicEventsAlpha1``): the app's own, no app port needed."""
     actors: ActorRuntime | None = None
     """None until the runtime has built it (and in sidecars assembled without one)."""

@@ -33,6 +33,7 @@ from routers.grpc import (
     pubsub,
     secrets,
     state,
+    subscribe,
 )
 from routers.grpc.calls import Context, Streaming, Unary, call_metadata
 from routers.grpc.errors import to_status
@@ -64,7 +65,12 @@ RPCS: dict[str, Unary] = {
     **jobs.RPCS,
     **binary_files.RPCS,
 }
-STREAMS: dict[str, Streaming] = {**configuration.STREAMS, **binary_files.STREAMS, **actor_stream.STREAMS}
+STREAMS: dict[str, Streaming] = {
+    **configuration.STREAMS,
+    **binary_files.STREAMS,
+    **actor_stream.STREAMS,
+    **subscribe.STREAMS,
+}
 
 
 async def _refuse(context: Context, error: ApiError) -> None:

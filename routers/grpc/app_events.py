@@ -132,10 +132,16 @@ def topic_event(body: bytes, path: str, pubsub: str, topic: str = "") -> appcall
     )
 
 
+def status_name(status: int) -> str:
+    """A ``TopicEventResponseStatus`` by name; an unknown one keeps its number (the delivery
+    retries it, as daprd does)."""
+    name: str = _STATUS_NAMES.get(status, f"UNKNOWN({status})")
+    return name
+
+
 def topic_answer(answer: appcallback_pb2.TopicEventResponse) -> bytes:
-    """The app's status as the JSON an HTTP subscriber answers; an unknown one keeps its number
-    (the delivery retries it, as daprd does)."""
-    return orjson.dumps({"status": _STATUS_NAMES.get(answer.status, f"UNKNOWN({answer.status})")})
+    """The app's status as the JSON an HTTP subscriber answers."""
+    return orjson.dumps({"status": status_name(answer.status)})
 
 
 def bulk_event(body: bytes, path: str) -> appcallback_pb2.TopicEventBulkRequest:

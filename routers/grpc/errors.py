@@ -20,7 +20,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from services.errors import BAD_REQUEST, ERROR_INFO, HELP, RESOURCE_INFO, ApiError
+from services.errors import BAD_REQUEST, ERROR_INFO, GO_ERROR, HELP, RESOURCE_INFO, ApiError
 
 DOMAIN = "dapr.io"
 
@@ -68,6 +68,8 @@ _CONFLICT_IS_ALREADY_EXISTS = frozenset({"DAPR_SCHEDULER_SCHEDULE_JOB"})
 
 def grpc_code(error: ApiError) -> int:
     """daprd's gRPC status code for ``error`` (a ``google.rpc.Code`` number)."""
+    if error.code == GO_ERROR:
+        return int(code_pb2.UNKNOWN)  # what grpc-go makes of a handler's plain error
     for detail in error.details or ():
         if detail.get("@type") == ERROR_INFO:
             found = _BY_REASON.get(detail.get("reason") or "")
@@ -79,6 +81,13 @@ def grpc_code(error: ApiError) -> int:
     if found is not None:
         return int(found)
     return int(_BY_HTTP_STATUS.get(error.status, code_pb2.INTERNAL))
+
+
+class _PlainStatus(grpc.Status):  # type: ignore[misc]  # grpcio is untyped
+    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: tuple[Any, ...]) -> None:
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing_metadata
 
 
 def _packed(message: Any) -> any_pb2.Any:
@@ -119,6 +128,8 @@ def _detail(detail: dict[str, Any]) -> Any | None:
 
 def to_status(error: ApiError) -> grpc.Status:
     """The gRPC status (with its ``grpc-status-details-bin`` trailer) of a catalogue error."""
+    if error.code == GO_ERROR:  # grpc-go sends such an error's code and message, no details
+        return _PlainStatus(grpc.StatusCode.UNKNOWN, error.message, ())
     details = [d for d in (_detail(detail) for detail in error.details or ()) if d is not None]
     if not any(isinstance(detail, error_details_pb2.ErrorInfo) for detail in details):
         details.insert(0, error_details_pb2.ErrorInfo(reason=error.code, domain=DOMAIN))

@@ -30,11 +30,12 @@ from typing import Any
 import orjson
 import structlog
 
-from mesh.app_channel import AppConnection, AppUnreachable
+from mesh.app_channel import AppUnreachable
 from mesh.resiliency import Policy, RetriableFailure
 from services.pubsub.delivery import (
     CLOUDEVENTS_CONTENT_TYPE,
     DeliveryResult,
+    EventChannel,
     Outcome,
     trace_headers,
 )
@@ -119,7 +120,7 @@ class BulkBatcher:
 
     def __init__(
         self,
-        channel: AppConnection,
+        channel: EventChannel,
         *,
         pubsub: str,
         topic: str,

@@ -19,13 +19,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from components.metadata import is_truthy, lookup
 from components.pubsub.base import Message
-from mesh.app_channel import AppConnection, AppUnreachable
+from mesh.app_channel import AppResponse, AppUnreachable
 from services.trace_context import TraceContext
 
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
@@ -51,6 +51,22 @@ _RESERVED_HEADERS = frozenset(
     }
 )
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+class EventChannel(Protocol):
+    """Where a subscription's messages go: the app channel (``AppConnection`` has these), or a
+    streaming subscription's stream (services/pubsub/streaming.py)."""
+
+    async def deliver_event(
+        self, path: str, body: bytes, headers: Mapping[str, str], topic: str = ""
+    ) -> AppResponse: ...
+
+    async def deliver_bulk(self, path: str, body: bytes, headers: Mapping[str, str]) -> AppResponse: ...
+
+
+class ChannelClosed(Exception):
+    """Raised by a channel whose stream ended before the event was answered: the event is given
+    back to the broker, neither retried on the channel nor dead-lettered."""
 
 
 class Outcome(enum.Enum):
@@ -210,7 +226,7 @@ def _excerpt(body: bytes, limit: int = 200) -> str:
 
 
 async def deliver(
-    channel: AppConnection, path: str, body: bytes, headers: Mapping[str, str], topic: str = ""
+    channel: EventChannel, path: str, body: bytes, headers: Mapping[str, str], topic: str = ""
 ) -> DeliveryResult:
     """POST one message (of the subscription to ``topic``) to the app and read its answer; a
     transport failure is a RETRY without a status. No deadline of its own: a Resiliency timeout

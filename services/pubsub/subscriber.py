@@ -45,13 +45,14 @@ from components.pubsub.base import (
     PublishRequest,
     SubscribeRequest,
 )
-from mesh.app_channel import AppConnection
 from mesh.resiliency import Policy, Resiliency, RetriableFailure
 from observability.metrics import PubSubMetrics
 from services.pubsub.bulk_subscribe import BulkBatcher, BulkEntry
 from services.pubsub.delivery import (
     CLOUDEVENTS_CONTENT_TYPE,
+    ChannelClosed,
     DeliveryResult,
+    EventChannel,
     EventError,
     Outcome,
     deliver,
@@ -80,6 +81,22 @@ _PROCESS_STATUS = {Outcome.SUCCESS: "success", Outcome.RETRY: "retry", Outcome.D
 """Dapr's ``process_status`` label of pubsub ingress metrics."""
 
 
+class SubscriptionRefused(Exception):
+    """A subscription could not start: ``str()`` says why in daprd's words; ``event`` is the log
+    line of a skipped app subscription."""
+
+    def __init__(self, reason: str, event: str, level: str = "warning", **fields: str) -> None:
+        super().__init__(reason)
+        self.event = event
+        self.level = level
+        self.fields = fields
+
+    def log(self, subscription: Subscription) -> None:
+        getattr(log, self.level)(
+            self.event, pubsub=subscription.pubsub, topic=subscription.topic, **self.fields
+        )
+
+
 class DeliveryFailed(Exception):
     """Raised to the backend: the message was not delivered and has no dead-letter topic (or the
     dead-letter publish failed); the broker redelivers it by its own rules."""
@@ -97,7 +114,7 @@ class Subscriber:
     def __init__(
         self,
         pubsubs: Mapping[str, PubSubHandle],
-        channel: AppConnection,
+        channel: EventChannel,
         app_id: str,
         resiliency: Resiliency,
         *,
@@ -184,9 +201,24 @@ class Subscriber:
         for key, subscription in wanted.items():
             if key in self._running:
                 continue
-            started = await self._start(subscription)
-            if started is not None:
-                self._running[key] = started
+            try:
+                self._running[key] = await self._start(subscription)
+            except SubscriptionRefused as exc:
+                exc.log(subscription)
+
+    async def add(self, subscription: Subscription) -> None:
+        """Start consuming ``subscription`` at once, beside the applied ones (a streaming
+        subscription's own subscriber holds just this one); raises :class:`SubscriptionRefused`
+        when it cannot start. ``aclose()`` stops it."""
+        async with self._lock:
+            if self._closed:
+                raise SubscriptionRefused("subscriber is closed", "subscription refused: closed")
+            if subscription.key in self._running:
+                raise SubscriptionRefused(
+                    f"already subscribed to pubsub {subscription.pubsub!r} topic {subscription.topic!r}",
+                    "duplicate subscription ignored",
+                )
+            self._running[subscription.key] = await self._start(subscription)
 
     async def aclose(self) -> None:
         """Stop every consumer; idempotent."""
@@ -198,30 +230,33 @@ class Subscriber:
 
     # -- life of one subscription ------------------------------------------------------------------
 
-    async def _start(self, subscription: Subscription) -> _Running | None:
+    async def _start(self, subscription: Subscription) -> _Running:
+        """Start the consumer of ``subscription``; raises :class:`SubscriptionRefused` with the
+        reason when it cannot start."""
         pubsub, topic = subscription.pubsub, subscription.topic
         handle = self._pubsubs.get(pubsub)
         if handle is None:
-            log.warning("subscription skipped: no such pub/sub component", pubsub=pubsub, topic=topic)
-            return None
+            raise SubscriptionRefused(
+                f"pubsub '{pubsub}' not found", "subscription skipped: no such pub/sub component"
+            )
         if not handle.scopes.can_subscribe(self._app_id, topic):
-            log.warning(
+            raise SubscriptionRefused(
+                f"subscription to topic '{topic}' on pubsub '{pubsub}' is not allowed",
                 "subscription skipped: the component's scopes do not let this app subscribe to the topic",
-                pubsub=pubsub,
-                topic=topic,
                 app_id=self._app_id,
             )
-            return None
         try:
             routes = RouteTable.compile(subscription.rules)
         except RuleError as exc:
-            log.error("subscription skipped: bad routing rule", pubsub=pubsub, topic=topic, error=str(exc))
-            return None
+            raise SubscriptionRefused(
+                str(exc), "subscription skipped: bad routing rule", "error", error=str(exc)
+            ) from None
         try:
             policy = self._resiliency.component_inbound(pubsub, handle.metadata)
         except MetadataError as exc:
-            log.error("subscription skipped: bad retry metadata", pubsub=pubsub, error=str(exc))
-            return None
+            raise SubscriptionRefused(
+                str(exc), "subscription skipped: bad retry metadata", "error", error=str(exc)
+            ) from None
         max_in_flight = self._max_in_flight(subscription, handle)
         batcher = None
         if subscription.bulk.enabled:
@@ -240,8 +275,12 @@ class Subscriber:
         try:
             consumer = await handle.instance.subscribe(request, delivery.handle)
         except Exception as exc:
-            log.error("subscription failed to start", pubsub=pubsub, topic=topic, error=str(exc))
-            return None
+            raise SubscriptionRefused(
+                f"failed to subscribe to topic {topic}: {exc}",
+                "subscription failed to start",
+                "error",
+                error=str(exc),
+            ) from exc
         log.info(
             "subscribed",
             pubsub=pubsub,
@@ -250,6 +289,7 @@ class Subscriber:
             dead_letter_topic=subscription.dead_letter_topic or None,
             bulk=subscription.bulk.enabled,
             max_in_flight=max_in_flight,
+            type=str(subscription.type),
         )
         return _Running(subscription, consumer, batcher)
 
@@ -299,7 +339,7 @@ class _Delivery:
 
     def __init__(
         self,
-        channel: AppConnection,
+        channel: EventChannel,
         handle: PubSubHandle,
         subscription: Subscription,
         routes: RouteTable,
@@ -348,7 +388,15 @@ class _Delivery:
             entry = BulkEntry(path, event, message.metadata, raw=message.data if self._raw else None)
             result = await self._batcher.deliver(entry)
         else:
-            result = await self._deliver_one(message, path, body, event)
+            try:
+                result = await self._deliver_one(message, path, body, event)
+            except ChannelClosed as exc:
+                # The stream that took the event ended unanswered: neither a retry nor a dead
+                # letter, the broker hands it out again (to the next stream of the group).
+                raise DeliveryFailed(
+                    f"message {message.id or '?'} on {self._handle.name}/{message.topic} not "
+                    f"acknowledged: {exc}"
+                ) from None
         if self.metrics is not None:
             outcome = _PROCESS_STATUS[result.outcome]
             seconds = time.perf_counter() - started
@@ -391,7 +439,9 @@ class _Delivery:
             return result
 
         try:
-            return await self._policy.run(attempt)
+            return await self._policy.run(attempt, _open_channel)
+        except ChannelClosed:
+            raise
         except RetriableFailure:
             return last[-1]
         except Exception as exc:  # a policy timeout, an open circuit breaker
@@ -461,6 +511,11 @@ class _Delivery:
         if self._dead_letter_topic:
             fields["dead_letter_topic"] = self._dead_letter_topic
         return fields
+
+
+def _open_channel(failure: Exception) -> bool:
+    """A retry of the policy needs the channel still open."""
+    return not isinstance(failure, ChannelClosed)
 
 
 def _text(value: object) -> str | None:

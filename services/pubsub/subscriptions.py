@@ -20,6 +20,7 @@ DEFAULT_BULK_MAX_AWAIT_MS = 1000
 class SubscriptionType(enum.StrEnum):
     DECLARATIVE = "DECLARATIVE"
     PROGRAMMATIC = "PROGRAMMATIC"
+    STREAMING = "STREAMING"
 
 
 @dataclass(slots=True, frozen=True)
