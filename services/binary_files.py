@@ -20,12 +20,14 @@ download, the existence check and ``delete`` are.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 
 from components.errors import ComponentError, FileExists, FileNotFound, InvalidFileNameError
 from components.files.base import FileContent, PutRequest
 from components.files.names import name_problem
 from services import errors
+from services.errors import ApiError
 from services.files import FileService, FileStoreHandle
 
 _REFUSED = re.compile(r"[\\*?\[\]#]")
@@ -40,6 +42,26 @@ def binary_name_problem(name: str) -> str | None:
     if name.endswith("/"):
         return "it ends with '/'"
     return name_problem(name)
+
+
+Failed = Callable[[str, str, ComponentError], ApiError]
+"""An operation's own error for a store's failure (``errors.binary_set_failed``...)."""
+
+
+@contextmanager
+def _refusals(store: str, name: str, failed: Failed) -> Iterator[None]:
+    """A file store's exceptions as Dapr's errors: AlreadyExists, NotFound, a refused name, else
+    ``failed`` (the operation's own error)."""
+    try:
+        yield
+    except FileExists:
+        raise errors.binary_file_exists(store, name) from None
+    except FileNotFound:
+        raise errors.binary_file_not_found(store, name) from None
+    except InvalidFileNameError as exc:
+        raise errors.binary_file_name_invalid(name, str(exc)) from None
+    except ComponentError as exc:
+        raise failed(store, name, exc) from exc
 
 
 class BinaryFiles:
@@ -69,7 +91,7 @@ class BinaryFiles:
         """Store ``chunks`` as the file ``name``. An ApiError raised by ``chunks`` (a chunk out of
         sequence) comes out as it is, the old file left in place."""
         handle = self._store(store, name)
-        try:
+        with _refusals(store, name, errors.binary_set_failed):
             if not overwrite:
                 try:
                     await handle.outbound.call(handle.store.stat, name)
@@ -78,32 +100,14 @@ class BinaryFiles:
                 else:
                     raise errors.binary_file_exists(store, name)
             await handle.store.put(PutRequest(name, chunks, create_only=not overwrite))
-        except FileExists:
-            raise errors.binary_file_exists(store, name) from None
-        except InvalidFileNameError as exc:
-            raise errors.binary_file_name_invalid(name, str(exc)) from None
-        except ComponentError as exc:
-            raise errors.binary_set_failed(store, name, exc) from exc
 
     async def get(self, store: str, name: str) -> FileContent:
         """The opened file: the caller streams its chunks and must ``release()`` it."""
         handle = self._store(store, name)
-        try:
+        with _refusals(store, name, errors.binary_get_failed):
             return await handle.outbound.call(handle.store.get, name, None)
-        except FileNotFound:
-            raise errors.binary_file_not_found(store, name) from None
-        except InvalidFileNameError as exc:
-            raise errors.binary_file_name_invalid(name, str(exc)) from None
-        except ComponentError as exc:
-            raise errors.binary_get_failed(store, name, exc) from exc
 
     async def delete(self, store: str, name: str) -> None:
         handle = self._store(store, name)
-        try:
+        with _refusals(store, name, errors.binary_delete_failed):
             await handle.outbound.call_non_idempotent(handle.store.delete, name)
-        except FileNotFound:
-            raise errors.binary_file_not_found(store, name) from None
-        except InvalidFileNameError as exc:
-            raise errors.binary_file_name_invalid(name, str(exc)) from None
-        except ComponentError as exc:
-            raise errors.binary_delete_failed(store, name, exc) from exc
