@@ -25,8 +25,9 @@ from components.pubsub.base import Feature, Handler, Message, PublishRequest, Su
 from components.pubsub.in_memory import InMemoryPubSub
 from mesh.resiliency import Resiliency
 from services.pubsub.handles import PubSubHandle
+from services.pubsub.message_handler import DeliveryFailed
 from services.pubsub.scopes import TopicScopes
-from services.pubsub.subscriber import DEFAULT_MAX_IN_FLIGHT, DeliveryFailed, Subscriber
+from services.pubsub.subscriber import DEFAULT_MAX_IN_FLIGHT, Subscriber
 from services.pubsub.subscriptions import BulkSubscribe, Rule, Subscription, SubscriptionType
 from tests.subscriber_app import Delivery, SubscriberApp
 
