@@ -47,6 +47,21 @@ async def started(l8: L8Launcher, client: httpx.AsyncClient, app: ActorTestApp, 
     return sidecar
 
 
+async def joined(client: httpx.AsyncClient, *sidecars: L8Process, within: float = 30.0) -> None:
+    """Wait until each sidecar's placement (l8's ``placement`` in ``GET /v1.0/metadata``) lists
+    every one of them as a host of ``counter``: an actor called while the table still fills would
+    move to the late member and run on both."""
+    deadline = time.monotonic() + within
+    seen: list[Any] = []
+    while time.monotonic() < deadline:
+        answers = [await client.get(f"{sidecar.url}/v1.0/metadata") for sidecar in sidecars]
+        seen = [a.json().get("placement", {}).get("members", {}).get("counter", []) for a in answers]
+        if all(len(hosts) == len(sidecars) for hosts in seen):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the sidecars did not all see each other in {within:g} s: {seen}")
+
+
 def actor_app(idle: str = "1s", **config: Any) -> ActorTestApp:
     return ActorTestApp(
         ["counter", "reentrant"],
@@ -176,6 +191,7 @@ async def test_two_sidecars_sharing_a_store_run_each_actor_once(
             started(l8, client, first_app, app_id=app_id, args=["--config", str(config)]),
             started(l8, client, second_app, app_id=app_id, args=["--config", str(config)]),
         )
+        await joined(client, first, second)
         sleep = b'{"seconds": 0.05}'
         ids = [f"a{n}" for n in range(20)]
         answers = await asyncio.gather(
