@@ -80,8 +80,9 @@ def test_every_error_code_is_documented(spec: dict[str, Any]) -> None:
         "ERR_WASM_MIDDLEWARE",  # an httpPipeline guest's failure answers any route, as rate limits do
         "ERR_STATE_BULK_DELETE",  # gRPC's DeleteBulkState only: the HTTP API has no bulk delete
     }
-    # gRPC's binary-file RPCs only (SetBinaryFileAlpha1...): l8 serves no binary store routes.
-    codes = {code for code in codes if not code.startswith("ERR_BINARY_STORE_")}
+    # gRPC-only streams: the binary-file RPCs (SetBinaryFileAlpha1...; l8 serves no binary store
+    # routes) and the actor host stream (SubscribeActorEventsAlpha1) answer nothing over HTTP.
+    codes = {code for code in codes if not code.startswith(("ERR_BINARY_STORE_", "ERR_ACTOR_STREAM_"))}
     described = " ".join(
         response.get("description", "")
         for _, _, operation in operations(spec)
