@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from actors_bench import APP_ID, BODY, METHOD, ActorsBench
-from harness import LOAD_CORE, SERVER_CORE, FixedRateBench, bench_main, free_port, machine, pinned, wait_ready
+from harness import LOAD_CORE, SERVER_CORE, FixedRateBench, bench_main, free_port, machine, pinned
 
 HERE = Path(__file__).resolve().parent
 BEGIN = (
@@ -30,48 +30,37 @@ END = "<!-- actor-stream-bench:end -->"
 
 
 class StreamBench(ActorsBench):
-    def start_sidecar(self, name: str, args: list[str]) -> tuple[Any, int]:
-        port = free_port()
-        command = [
-            str(Path(sys.executable).parent / "l8"),
-            "run",
-            "--port",
-            str(port),
-            "--app-id",
-            f"{APP_ID}-{name}",
-            "--log-level",
-            "warning",
-            "--data-dir",
-            str(self.workdir / f"data-{name}"),
-            *args,
-        ]
-        process = self.processes.start(name, pinned(SERVER_CORE, command), cwd=self.workdir)
-        wait_ready(process, f"http://127.0.0.1:{port}/v1.0/healthz")
-        return process, port
-
     def start_stream_app(self, grpc_port: int) -> None:
         command = [sys.executable, str(HERE / "actor_stream_target.py"), "--grpc-port", str(grpc_port)]
         self.processes.start("stream-app", pinned(LOAD_CORE, command))
 
     def run(self) -> dict[str, Any]:
         self.results["machine"] = machine()
-        http_app = self.start_app()
-        http_sidecar, http_port = self.start_sidecar("l8-http", ["--app-port", str(http_app)])
-        self.wait_hosting(http_port)
+        http_app = self.start_app("actor_target.py")
+        http_sidecar, http_base = self.start_l8(
+            "--app-port", str(http_app), name="l8-http", app_id=f"{APP_ID}-http"
+        )
+        self.wait_hosting(http_base)
         grpc_port = free_port()
-        stream_sidecar, stream_port = self.start_sidecar("l8-stream", ["--dapr-grpc-port", str(grpc_port)])
+        stream_sidecar, stream_base = self.start_l8(
+            "--dapr-grpc-port", str(grpc_port), name="l8-stream", app_id=f"{APP_ID}-stream"
+        )
         self.start_stream_app(grpc_port)
-        self.wait_hosting(stream_port)
-        over_http = f"http://127.0.0.1:{http_port}/v1.0{METHOD}"
-        over_stream = f"http://127.0.0.1:{stream_port}/v1.0{METHOD}"
+        self.wait_hosting(stream_base)
+        over_http = f"{http_base}/v1.0{METHOD}"
+        over_stream = f"{stream_base}/v1.0{METHOD}"
         self.log(f"latency at {self.args.rate:g} rps")
         rounds = []
         for index in range(self.args.rounds):
             self.log(f" round {index + 1}/{self.args.rounds}")
             rounds.append(
                 {
-                    "http": self.paced("actor call, HTTP app channel", over_http, [http_sidecar.pid]),
-                    "stream": self.paced("actor call, host stream", over_stream, [stream_sidecar.pid]),
+                    "http": self.paced_through(
+                        "actor call, HTTP app channel", over_http, [http_sidecar.pid], "PUT", BODY
+                    ),
+                    "stream": self.paced_through(
+                        "actor call, host stream", over_stream, [stream_sidecar.pid], "PUT", BODY
+                    ),
                 }
             )
         self.results["latency_rounds"] = rounds
